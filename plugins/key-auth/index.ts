@@ -1,0 +1,77 @@
+import { z } from "@hono/zod-openapi";
+import { GatewayError } from "../../worker/errors";
+import { definePlugin } from "../../worker/gateway/plugin";
+import { waitUntil } from "../../worker/gateway/wait-until";
+import { recordKeyUse, resolveApiKey } from "../../worker/services/identity";
+
+/** The one body every refused key gets, whatever the reason, so callers learn nothing about keys. */
+export const KEY_INVALID_DETAIL = "A valid API key is required.";
+
+export const keyAuthOptions = z.strictObject({
+  headers: z
+    .array(z.enum(["authorization", "x-api-key"]))
+    .min(1)
+    .default(["authorization", "x-api-key"])
+    .describe("Where the key may be presented: `Authorization: Bearer <key>` and/or `X-API-Key: <key>`"),
+  hideCredentials: z.boolean().default(true).describe("Remove the key's headers before forwarding (the origin never sees the key)"),
+});
+export type KeyAuthOptions = z.input<typeof keyAuthOptions>;
+
+/** Reads the presented key; two different keys at once (or a duplicated header) are refused as malformed. */
+function presentedKey(headers: Headers, sources: readonly string[]): string | undefined | null {
+  const found: string[] = [];
+  if (sources.includes("authorization")) {
+    const auth = headers.get("authorization");
+    if (auth !== null) {
+      const m = /^Bearer ([^\s,]+)$/i.exec(auth.trim());
+      if (!m) return null;
+      found.push(m[1]!);
+    }
+  }
+  if (sources.includes("x-api-key")) {
+    const k = headers.get("x-api-key");
+    if (k !== null) found.push(k.trim());
+  }
+  if (found.length === 0) return undefined;
+  return found.every((k) => k === found[0]) ? found[0] : null;
+}
+
+/**
+ * Authenticates the caller by proxy-user API key. The key is checked for shape and checksum
+ * first (no I/O), then resolved through the isolate cache, then D1. Every failure gives the
+ * same 401 body; the reason is logged with the request id (never the key).
+ *
+ * @example plugins: [keyAuth(), authorize()]
+ * @example keyAuth({ headers: ["x-api-key"] }) // only X-API-Key
+ */
+export const keyAuth = definePlugin({
+  name: "key-auth",
+  config: keyAuthOptions,
+  create: ({ headers: sources, hideCredentials }) =>
+    async function keyAuth(c, next) {
+      const { db, keyCache, env } = c.var.services;
+      const key = presentedKey(c.req.raw.headers, sources);
+      if (hideCredentials) for (const h of sources) c.var.upstreamHeaders.delete(h);
+      const result =
+        key === null
+          ? ({ ok: false, reason: "malformed" } as const)
+          : await resolveApiKey(db, keyCache, key, { ttlMs: env.KEY_CACHE_TTL_SECONDS * 1000, negativeTtlMs: env.KEY_NEGATIVE_CACHE_TTL_SECONDS * 1000 });
+      if (!result.ok) {
+        console.log(
+          JSON.stringify({
+            level: "info",
+            msg: "key refused",
+            requestId: c.var.requestId,
+            route: c.var.route.name,
+            reason: result.reason,
+            ...("keyId" in result ? { keyId: result.keyId, userId: result.userId } : {}),
+          }),
+        );
+        throw new GatewayError("KEY_INVALID", KEY_INVALID_DETAIL, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
+      }
+      c.set("identity", result.identity);
+      const write = recordKeyUse(db, result.identity.key.id);
+      if (write) waitUntil(c, write);
+      await next();
+    },
+});

@@ -1,0 +1,15 @@
+import type { D1Migration } from "cloudflare:test";
+
+declare global {
+  namespace Cloudflare {
+    interface Env {
+      DB: D1Database;
+      ADMIN_TOKEN: string;
+      TEST_MIGRATIONS: D1Migration[];
+      TEST_ORIGIN_URL: string;
+      TEST_ORIGIN_PREFIXED_URL: string;
+      ECHO_ORIGIN_TOKEN: string;
+    }
+  }
+}
+export {};

@@ -1,0 +1,62 @@
+import { env, SELF } from "cloudflare:test";
+import { expect } from "vitest";
+
+export const ADMIN = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
+
+/** A request to the worker under test (workerd), as a client would send it. */
+export function gw(path: string, init: RequestInit = {}): Promise<Response> {
+  return SELF.fetch(`https://gateway.test${path}`, { redirect: "manual", ...init });
+}
+
+/** An admin API call with the admin token and a JSON body. */
+export function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return gw(`/admin/v1${path}`, {
+    method,
+    headers: { ...ADMIN, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+}
+
+export async function json<T = any>(res: Response): Promise<T> {
+  return (await res.json()) as T;
+}
+
+/** Asserts an RFC 9457 problem with the given status and code, and returns its body. */
+export async function expectProblem(res: Response, status: number, code: string) {
+  expect(res.status).toBe(status);
+  expect(res.headers.get("content-type")).toBe("application/problem+json");
+  const body = await json(res);
+  expect(body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
+  expect(body.requestId).toMatch(/^req_[0-9a-f]{32}$/);
+  expect(res.headers.get("x-request-id")).toBe(body.requestId);
+  return body;
+}
+
+let counter = 0;
+/** A name unique within the run, so tests sharing one D1 never collide. */
+export const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+
+/** Creates a role, a user holding it and a key; returns all three (the key in plaintext). */
+export async function seedCaller(opts: { permissions?: string[]; group?: string; allowedIps?: string[]; keyPermissions?: string[] } = {}) {
+  const roleRes = await admin("POST", "/roles", { name: unique("role"), permissions: opts.permissions ?? ["echo:*"] });
+  expect(roleRes.status).toBe(201);
+  const role = await json(roleRes);
+  const userRes = await admin("POST", "/users", {
+    name: unique("user"),
+    roles: [role.name],
+    ...(opts.group ? { group: opts.group } : {}),
+    ...(opts.allowedIps ? { allowedIps: opts.allowedIps } : {}),
+  });
+  expect(userRes.status).toBe(201);
+  const user = await json(userRes);
+  const keyRes = await admin("POST", `/users/${user.id}/keys`, opts.keyPermissions ? { permissions: opts.keyPermissions } : {});
+  expect(keyRes.status).toBe(201);
+  const key = await json(keyRes);
+  return { role, user, key: key.key as string, keyId: key.id as string, keyView: key };
+}
+
+/** What the recording origin received whose raw URL contains `marker`. */
+export async function originRecords(marker: string): Promise<Array<{ method: string; url: string; headers: Record<string, string>; bodyBase64: string }>> {
+  const res = await fetch(`${env.TEST_ORIGIN_URL}/__records?contains=${encodeURIComponent(marker)}`);
+  return (await res.json()) as any;
+}

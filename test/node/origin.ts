@@ -1,0 +1,68 @@
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** What the recording origin saw of one request. */
+export interface RecordedRequest {
+  method: string;
+  /** The raw request target, exactly as it arrived on the wire. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  bodyBase64: string;
+  at: number;
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+/**
+ * A real HTTP origin for tests: records every request it receives and echoes it back as JSON.
+ * `GET /__records?contains=X` lists recorded requests whose raw URL contains X (not recorded itself).
+ * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
+ * `/__status/<code>` answers that status; `/__echo-auth` echoes the Authorization header in the response.
+ */
+export async function startRecordingOrigin(port = 0): Promise<{ server: Server; port: number }> {
+  const records: RecordedRequest[] = [];
+  const server = createServer(async (req, res) => {
+    const url = req.url ?? "/";
+    if (url.startsWith("/__records")) {
+      const contains = new URL(url, "http://x").searchParams.get("contains") ?? "";
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains))));
+      return;
+    }
+    const body = await readBody(req);
+    records.push({ method: req.method ?? "", url, headers: req.headers, bodyBase64: body.toString("base64"), at: Date.now() });
+    if (records.length > 20_000) records.splice(0, 10_000);
+    const slow = /\/__slow\/(\d+)/.exec(url);
+    if (slow) await new Promise((r) => setTimeout(r, Number(slow[1])));
+    if (url.includes("/__redirect")) {
+      res.writeHead(302, { location: "http://evil.example/steal" });
+      res.end();
+      return;
+    }
+    const status = /\/__status\/(\d{3})/.exec(url);
+    res.writeHead(status ? Number(status[1]) : 200, {
+      "content-type": "application/json",
+      "x-origin": "recording",
+      // Hop-by-hop headers from the origin must not reach the client.
+      connection: "keep-alive, x-origin-hop",
+      "x-origin-hop": "should-not-pass",
+    });
+    res.end(
+      JSON.stringify({
+        method: req.method,
+        url,
+        headers: req.headers,
+        bodyBase64: body.toString("base64"),
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}

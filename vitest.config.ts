@@ -1,0 +1,29 @@
+import path from "node:path";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+
+const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
+
+export default defineConfig({
+  plugins: [
+    cloudflareTest(({ inject }) => ({
+      main: "./test/fixtures/worker.ts",
+      wrangler: { configPath: "./wrangler.toml" },
+      miniflare: {
+        bindings: {
+          TEST_MIGRATIONS: migrations,
+          ADMIN_TOKEN: "test-admin-token-0123456789abcdef",
+          TEST_ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}`,
+          TEST_ORIGIN_PREFIXED_URL: `http://127.0.0.1:${inject("originPort")}/base/v1`,
+          ECHO_ORIGIN_TOKEN: "origin-secret-value-7f3a9c",
+        },
+      },
+    })),
+  ],
+  test: {
+    globalSetup: ["./test/node/global-setup.ts"],
+    setupFiles: ["./test/apply-migrations.ts"],
+    include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts"],
+    testTimeout: 20_000,
+  },
+});

@@ -1,0 +1,26 @@
+import { adminAuth, purgeKeyCacheOnMutation } from "./auth";
+import { keysRouter } from "./keys";
+import { createAdminRouter } from "./openapi";
+import { rolesRouter } from "./roles";
+import { usersRouter } from "./users";
+
+/**
+ * The admin API, mounted at /admin/v1. Routes are thin: validate (zod, from the same schemas
+ * the OpenAPI document is generated from) → call a service → respond. Services write the
+ * admin audit row in the same D1 transaction as the change.
+ */
+export function createAdminApp() {
+  const admin = createAdminRouter();
+  admin.openAPIRegistry.registerComponent("securitySchemes", "adminToken", { type: "http", scheme: "bearer", description: "The ADMIN_TOKEN secret" });
+  // The document describes the API; it holds no data, so it is served without the token.
+  admin.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: { title: "Portcullis admin API", version: "1.0.0", description: "Manage proxy users, roles and keys. Errors are RFC 9457 problem+json with a stable `code`." },
+    security: [{ adminToken: [] }],
+  });
+  admin.use("*", adminAuth(), purgeKeyCacheOnMutation());
+  admin.route("/", usersRouter);
+  admin.route("/", keysRouter);
+  admin.route("/", rolesRouter);
+  return admin;
+}

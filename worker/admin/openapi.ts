@@ -1,0 +1,41 @@
+import { OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
+import type { GatewayEnv } from "../env";
+import { GatewayError, problemSchema } from "../errors";
+
+const problemContent = { "application/problem+json": { schema: problemSchema } };
+
+/** Problem responses every admin route can give, plus the ones it names. */
+export function problems(...statuses: (400 | 404 | 409)[]) {
+  const out: RouteConfig["responses"] = {
+    401: { description: "Missing or wrong admin token (`ADMIN_UNAUTHORIZED`)", content: problemContent },
+  };
+  for (const s of statuses) {
+    out[s] = {
+      description: { 400: "Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`)", 404: "Not found", 409: "Conflict with current state (`CONFLICT`)" }[s],
+      content: problemContent,
+    };
+  }
+  return out;
+}
+
+export const jsonBody = <T>(schema: T, description: string) => ({
+  required: true,
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+
+/**
+ * An OpenAPIHono whose validation failures become VALIDATION_FAILED problems listing each
+ * field, instead of the library's default JSON shape.
+ */
+export const createAdminRouter = () =>
+  new OpenAPIHono<GatewayEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const errors = result.error.issues.map((i) => ({ path: i.path.join(".") || "(body)", message: i.message }));
+        throw new GatewayError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
+      }
+    },
+  });

@@ -1,0 +1,143 @@
+import { z } from "@hono/zod-openapi";
+import { userStatuses } from "../db/schema";
+import { parseCidr } from "../lib/cidr";
+import { PERMISSION_PATTERN } from "../lib/permissions";
+
+// Names end up in identity headers sent to origins, so they are restricted to header-safe text.
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$/;
+
+export const idParam = (prefix: string, what: string) =>
+  z.object({
+    id: z
+      .string()
+      .regex(new RegExp(`^${prefix}_[0-9A-Za-z]{1,64}$`), `must be a ${what} id (${prefix}_…)`)
+      .openapi({ param: { name: "id", in: "path" }, example: `${prefix}_0mj1x2k3aAbCdEfGhIjKl` }),
+  });
+
+const permission = z.string().regex(PERMISSION_PATTERN, "permission strings use letters, digits, _ . : - / and * wildcards").openapi({ example: "orders:*" });
+const timestamp = z.iso.datetime({ offset: true }).openapi({ example: "2027-01-01T00:00:00Z" });
+const futureDate = z.iso
+  .datetime({ offset: true })
+  .transform((s) => new Date(s))
+  .openapi({ type: "string", format: "date-time", example: "2027-01-01T00:00:00Z" });
+const cidr = z
+  .string()
+  .refine((s) => parseCidr(s) !== null, "must be an IPv4 or IPv6 address or CIDR")
+  .openapi({ example: "10.0.0.0/8" });
+const metadata = z
+  .record(z.string(), z.unknown())
+  .refine((m) => JSON.stringify(m).length <= 4096, "metadata must serialize to at most 4096 bytes")
+  .describe("Free-form JSON object (≤ 4 KiB) for your own bookkeeping");
+
+export const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(50).describe("Page size (1–100)"),
+  cursor: z.string().max(200).optional().describe("`nextCursor` from the previous page"),
+});
+
+// ── roles ──────────────────────────────────────────────────────────────────────
+export const roleSchema = z
+  .object({
+    id: z.string().openapi({ example: "rol_0mj1x2k3aAbCdEfGhIjKl" }),
+    name: z.string(),
+    description: z.string().nullable(),
+    permissions: z.array(z.string()),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .openapi("Role");
+
+export const roleCreateSchema = z
+  .strictObject({
+    name: z.string().regex(NAME, "1–64 chars: letters, digits, _ . @ : -").describe("Unique role name").openapi({ example: "orders-reader" }),
+    description: z.string().max(500).nullable().optional().describe("What the role is for"),
+    permissions: z.array(permission).max(200).describe("Permission strings; `*` matches any run of characters"),
+  })
+  .openapi("RoleCreate");
+export const rolePatchSchema = roleCreateSchema.partial().openapi("RolePatch");
+
+// ── users ──────────────────────────────────────────────────────────────────────
+export const userSchema = z
+  .object({
+    id: z.string().openapi({ example: "usr_0mj1x2k3aAbCdEfGhIjKl" }),
+    name: z.string(),
+    description: z.string().nullable(),
+    group: z.string().nullable(),
+    status: z.enum(userStatuses),
+    metadata: z.record(z.string(), z.unknown()),
+    expiresAt: timestamp.nullable(),
+    allowedIps: z.array(z.string()).nullable(),
+    roles: z.array(z.string()),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .openapi("ProxyUser");
+
+export const userCreateSchema = z
+  .strictObject({
+    name: z.string().regex(NAME, "1–64 chars: letters, digits, _ . @ : -").describe("Unique name of the consumer").openapi({ example: "billing-service" }),
+    description: z.string().max(500).nullable().optional().describe("Who or what this proxy user is"),
+    group: z.string().regex(NAME).nullable().optional().describe("Group such as `internal` or `partner`").openapi({ example: "internal" }),
+    status: z.enum(userStatuses).optional().describe("Defaults to `active`; `disabled` refuses all its keys"),
+    roles: z.array(z.string().regex(NAME)).max(50).optional().describe("Role names to assign"),
+    metadata: metadata.optional(),
+    expiresAt: futureDate.nullable().optional().describe("After this instant every key of the user is refused"),
+    allowedIps: z.array(cidr).min(1).max(100).nullable().optional().describe("Client IPs/CIDRs allowed to use the user's keys; null = any"),
+  })
+  .openapi("ProxyUserCreate");
+export const userPatchSchema = userCreateSchema.partial().openapi("ProxyUserPatch");
+
+export const userListQuery = listQuery.extend({
+  group: z.string().max(64).optional().describe("Only users in this group"),
+  status: z.enum(userStatuses).optional().describe("Only users with this status"),
+  role: z.string().max(64).optional().describe("Only users holding this role (by name)"),
+});
+
+export const userDeletedSchema = z
+  .object({ id: z.string(), deleted: z.literal(true), revokedKeyIds: z.array(z.string()) })
+  .openapi("ProxyUserDeleted");
+
+// ── keys ───────────────────────────────────────────────────────────────────────
+export const keySchema = z
+  .object({
+    id: z.string().openapi({ example: "key_0mj1x2k3aAbCdEfGhIjKl" }),
+    userId: z.string(),
+    name: z.string().nullable(),
+    start: z.string().describe("The first characters of the key, to tell keys apart").openapi({ example: "pcl_Ab3x" }),
+    status: z.enum(["active", "revoked", "expired"]),
+    permissions: z.array(z.string()).nullable().describe("Scope-down; null = all the user's permissions"),
+    expiresAt: timestamp.nullable(),
+    revokedAt: timestamp.nullable(),
+    lastUsedAt: timestamp.nullable().describe("Precise to about a minute"),
+    rotatedFrom: z.string().nullable(),
+    createdAt: timestamp,
+  })
+  .openapi("ApiKey");
+
+export const issuedKeySchema = keySchema
+  .extend({ key: z.string().describe("The API key. Shown only in this response: store it now.").openapi({ example: "pcl_Ab3x…" }) })
+  .openapi("IssuedApiKey");
+
+export const rotatedKeySchema = issuedKeySchema.extend({ previous: keySchema }).openapi("RotatedApiKey");
+
+export const keyCreateSchema = z
+  .strictObject({
+    name: z.string().max(100).nullable().optional().describe("Label, e.g. where the key is deployed"),
+    permissions: z.array(permission).max(200).nullable().optional().describe("Narrow the key to these permissions (never widens the user's roles)"),
+    expiresAt: futureDate.nullable().optional().describe("When the key stops working"),
+  })
+  .openapi("ApiKeyCreate");
+
+export const keyRotateSchema = z
+  .strictObject({
+    gracePeriodSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 24 * 3600)
+      .default(0)
+      .describe("How long the old key keeps working (0 = revoked at once; max 30 days)"),
+  })
+  .openapi("ApiKeyRotate");
+
+export const pageOf = <T extends z.ZodType>(item: T, name: string) =>
+  z.object({ data: z.array(item), nextCursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last") }).openapi(name);

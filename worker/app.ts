@@ -1,0 +1,45 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import { createAdminApp } from "./admin";
+import { createDb } from "./db";
+import { validateEnv, type GatewayEnv } from "./env";
+import { notFound, onError } from "./errors";
+import { canonicalPath, mountGateway } from "./gateway";
+import type { CompiledGateway } from "./gateway/types";
+import { isolateKeyCache } from "./services/key-cache";
+
+/**
+ * Always our own id: a client-chosen request id could collide with another request's in logs
+ * and audit, so the incoming X-Request-Id is ignored (and not forwarded).
+ */
+const requestId = (): MiddlewareHandler<GatewayEnv> =>
+  async function requestId(c, next) {
+    const id = `req_${crypto.randomUUID().replaceAll("-", "")}`;
+    c.set("requestId", id);
+    await next();
+    c.res.headers.set("x-request-id", id);
+  };
+
+/** Builds the per-request services from validated bindings (D1 via drizzle, the isolate key cache). */
+const services = (): MiddlewareHandler<GatewayEnv> =>
+  async function services(c, next) {
+    c.set("services", { db: createDb(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
+    c.set("clientIp", c.req.header("cf-connecting-ip") || undefined);
+    await next();
+  };
+
+/**
+ * The whole Worker: request id → services → canonical-path guard → admin API or a configured
+ * route's plugin chain → origin. Anything unmatched is a 404 problem and never forwarded.
+ *
+ * @example export default { fetch: createApp(gateway).fetch };
+ */
+export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  app.onError(onError);
+  app.notFound(notFound);
+  app.use("*", requestId(), services(), canonicalPath());
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.route("/admin/v1", createAdminApp());
+  mountGateway(app, gateway);
+  return app;
+}

@@ -1,0 +1,73 @@
+import { z } from "@hono/zod-openapi";
+import type { Database } from "./db";
+import type { KeyCache } from "./services/key-cache";
+import type { CompiledRoute, CompiledUpstream } from "./gateway/types";
+import type { ResolvedIdentity } from "./services/identity";
+import { GatewayError } from "./errors";
+
+/**
+ * The Worker's bindings, in one place. Vars named by `gateway.config.ts` (upstream URLs and
+ * credentials) are looked up by name at run time, so they are typed as an open record too.
+ */
+export interface Env {
+  DB: D1Database;
+  /** Bearer token for /admin/v1. A Worker secret in production, `.dev.vars` locally. */
+  ADMIN_TOKEN: string;
+  /** How long a resolved key stays fresh in an isolate, seconds (default 5, max 60). */
+  KEY_CACHE_TTL_SECONDS?: string;
+  /** How long an unknown key is remembered as unknown, seconds (default 2). */
+  KEY_NEGATIVE_CACHE_TTL_SECONDS?: string;
+  [name: string]: unknown;
+}
+
+const envSchema = z.object({
+  DB: z.custom<D1Database>((v) => typeof v === "object" && v !== null && "prepare" in v, "DB must be a D1 binding"),
+  ADMIN_TOKEN: z.string().min(16, "ADMIN_TOKEN must be at least 16 characters"),
+  KEY_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(5),
+  KEY_NEGATIVE_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(2),
+});
+export type ValidatedEnv = z.output<typeof envSchema>;
+
+// Bindings are the same object for the life of an isolate, so validate each one once.
+const validated = new WeakMap<object, ValidatedEnv>();
+
+/** Validates the bindings once per isolate; a misconfigured deploy fails loudly, not subtly. */
+export function validateEnv(env: Env): ValidatedEnv {
+  let v = validated.get(env);
+  if (!v) {
+    const parsed = envSchema.safeParse(env);
+    if (!parsed.success) {
+      const fields = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      console.error(JSON.stringify({ level: "error", msg: "invalid worker bindings", fields }));
+      throw new GatewayError("GATEWAY_MISCONFIGURED", "The gateway's bindings are invalid; see the worker log.");
+    }
+    v = parsed.data;
+    validated.set(env, v);
+  }
+  return v;
+}
+
+/** Services built once per request by the init middleware; handlers and plugins use these. */
+export interface Services {
+  db: Database;
+  keyCache: KeyCache;
+  env: ValidatedEnv;
+}
+
+/** Typed Hono variables shared by the admin API, the gateway and every plugin. */
+export interface GatewayVariables {
+  requestId: string;
+  services: Services;
+  /** Client address from `CF-Connecting-IP` (never `X-Forwarded-For`, which clients can forge). */
+  clientIp: string | undefined;
+  route: CompiledRoute;
+  upstream: CompiledUpstream;
+  /** Headers the forwarded request will carry; plugins edit them, the forwarder adds identity last. */
+  upstreamHeaders: Headers;
+  /** Set by an auth plugin once the caller is known. */
+  identity: ResolvedIdentity | undefined;
+  /** Per-request bag for plugin-to-plugin data; namespace keys by plugin name. */
+  bag: Map<string, unknown>;
+}
+
+export type GatewayEnv = { Bindings: Env; Variables: GatewayVariables };

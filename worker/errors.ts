@@ -1,0 +1,111 @@
+import type { Context, ErrorHandler, NotFoundHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { z } from "@hono/zod-openapi";
+
+/**
+ * Every error code a client or admin can see, with its HTTP status and title. Codes are a
+ * public contract: add new ones, never rename or reuse one.
+ */
+export const errorCatalog = {
+  BAD_REQUEST: { status: 400, title: "Bad request" },
+  VALIDATION_FAILED: { status: 400, title: "The request body or parameters are invalid" },
+  PATH_INVALID: { status: 400, title: "The request path is not in canonical form" },
+  KEY_INVALID: { status: 401, title: "Unauthorized" },
+  ADMIN_UNAUTHORIZED: { status: 401, title: "Admin authentication required" },
+  FORBIDDEN: { status: 403, title: "Forbidden" },
+  NOT_FOUND: { status: 404, title: "Not found" },
+  USER_NOT_FOUND: { status: 404, title: "Proxy user not found" },
+  ROLE_NOT_FOUND: { status: 404, title: "Role not found" },
+  KEY_NOT_FOUND: { status: 404, title: "Key not found" },
+  METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
+  CONFLICT: { status: 409, title: "Conflict" },
+  PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
+  RATE_LIMITED: { status: 429, title: "Too many requests" },
+  INTERNAL: { status: 500, title: "Internal error" },
+  UPSTREAM_UNAVAILABLE: { status: 502, title: "The upstream could not be reached" },
+  GATEWAY_MISCONFIGURED: { status: 500, title: "The gateway is misconfigured" },
+  UPSTREAM_TIMEOUT: { status: 504, title: "The upstream did not answer in time" },
+} as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+export const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
+
+/** RFC 9457 problem details as Portcullis renders them (also used for the OpenAPI document). */
+export const problemSchema = z
+  .object({
+    type: z.string().describe("URI naming the problem type"),
+    title: z.string().describe("Short summary of the problem type"),
+    status: z.number().int().describe("HTTP status code"),
+    detail: z.string().describe("What went wrong in this occurrence"),
+    code: z.enum(errorCodes).describe("Stable machine-readable error code"),
+    requestId: z.string().describe("The X-Request-Id of the request, for support and logs"),
+    errors: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .optional()
+      .describe("Field errors, for VALIDATION_FAILED"),
+  })
+  .openapi("Problem");
+export type Problem = z.infer<typeof problemSchema>;
+
+/**
+ * The one error type of the gateway. Throw it from a plugin, a handler or a service and the
+ * client gets problem+json with its code; nothing after the throw runs.
+ *
+ * @example throw new GatewayError("FORBIDDEN", "This key may not call orders:refund.");
+ */
+export class GatewayError extends Error {
+  readonly status: ContentfulStatusCode;
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail: string = errorCatalog[code].title,
+    readonly extra: { headers?: Record<string, string>; errors?: Problem["errors"] } = {},
+  ) {
+    super(`${code}: ${detail}`);
+    this.name = "GatewayError";
+    this.status = errorCatalog[code].status;
+  }
+}
+
+export function problemResponse(c: Context, err: GatewayError): Response {
+  const body: Problem = {
+    type: `urn:portcullis:problem:${err.code.toLowerCase().replaceAll("_", "-")}`,
+    title: errorCatalog[err.code].title,
+    status: err.status,
+    detail: err.detail,
+    code: err.code,
+    requestId: c.get("requestId") ?? "unknown",
+    ...(err.extra.errors ? { errors: err.extra.errors } : {}),
+  };
+  const headers = new Headers({ "content-type": "application/problem+json", ...err.extra.headers });
+  if (body.requestId !== "unknown") headers.set("x-request-id", body.requestId);
+  return new Response(JSON.stringify(body), { status: err.status, headers });
+}
+
+const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
+  400: "BAD_REQUEST",
+  401: "ADMIN_UNAUTHORIZED",
+  403: "FORBIDDEN",
+  404: "NOT_FOUND",
+  405: "METHOD_NOT_ALLOWED",
+  413: "PAYLOAD_TOO_LARGE",
+  429: "RATE_LIMITED",
+  504: "UPSTREAM_TIMEOUT",
+};
+
+/**
+ * Three tiers: our error as is; Hono's HTTPException (from its own middleware) mapped by
+ * status; anything else logged with its stack and answered as a generic 500, so internals
+ * never reach a client.
+ */
+export const onError: ErrorHandler = (err, c) => {
+  if (err instanceof GatewayError) return problemResponse(c, err);
+  if (err instanceof HTTPException) {
+    const code = httpExceptionCodes[err.status] ?? "INTERNAL";
+    return problemResponse(c, new GatewayError(code, err.message || errorCatalog[code].title));
+  }
+  console.error(JSON.stringify({ level: "error", msg: "unhandled error", requestId: c.get("requestId"), error: String(err), stack: (err as Error)?.stack }));
+  return problemResponse(c, new GatewayError("INTERNAL", "An unexpected error occurred."));
+};
+
+export const notFound: NotFoundHandler = (c) => problemResponse(c, new GatewayError("NOT_FOUND", "No route matches this path."));

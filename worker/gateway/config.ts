@@ -1,0 +1,137 @@
+import { z } from "@hono/zod-openapi";
+import { PERMISSION_PATTERN } from "../lib/permissions";
+import type { CompiledGateway, CompiledRoute, CompiledUpstream, PluginInstance } from "./types";
+
+export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+// RFC 9110 token: what a header name may be.
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+const pluginInstance = z.custom<PluginInstance>(
+  (v) => typeof v === "object" && v !== null && typeof (v as PluginInstance).name === "string" && typeof (v as PluginInstance).handler === "function",
+  "expected a plugin instance, e.g. keyAuth()",
+);
+
+export const upstreamSchema = z.strictObject({
+  url: z
+    .url({ protocol: /^https?$/, error: "must be an absolute http(s) URL" })
+    .refine((u) => !/[?#]/.test(u) && !new URL(u).username && !new URL(u).password, "must not carry a query, fragment or credentials")
+    .describe("Origin base URL; a route's path remainder is appended to its path"),
+  urlFromEnv: z.string().regex(ENV_NAME).optional().describe("Name of a var that, when set, replaces `url` (e.g. per environment)"),
+  credential: z
+    .strictObject({
+      header: z.string().regex(HEADER_NAME).describe("Header the origin expects its credential in"),
+      fromEnv: z.string().regex(ENV_NAME).describe("Worker secret or var holding the credential"),
+      prefix: z.string().regex(/^[\x20-\x7e]*$/).default("").describe('Text before the secret, e.g. "Bearer "'),
+    })
+    .optional()
+    .describe("Origin credential injected on every forwarded request (the client's own credential is never forwarded)"),
+  timeoutMs: z.number().int().positive().max(300_000).default(30_000).describe("Abort the origin call after this long (504 UPSTREAM_TIMEOUT)"),
+});
+
+export const routeSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-_]*$/).describe("Route name, used in logs and audit"),
+  path: z
+    .string()
+    .regex(/^\/([A-Za-z0-9_\-.~]+(\/[A-Za-z0-9_\-.~]+)*)?(\/\*)?$/, "must be /literal/segments with an optional trailing /*")
+    .refine((p) => !p.split("/").some((s) => s === "." || s === ".."), "must not contain dot segments")
+    .describe("`/exact/path`, or `/prefix/*` to forward everything below the prefix"),
+  methods: z.array(z.enum(HTTP_METHODS)).min(1).default(["GET", "HEAD"]).describe("Allowed methods (others get 405); HEAD is implied by GET"),
+  upstream: z.string().describe("Key into `upstreams`"),
+  permission: z
+    .string()
+    .regex(PERMISSION_PATTERN)
+    .refine((p) => !p.includes("*"), "a required permission is literal (wildcards belong in roles)")
+    .optional()
+    .describe("Permission the caller must hold, e.g. `orders:read`"),
+  plugins: z.array(pluginInstance).default([]).describe("Route plugins, after the global chain; one named like a global plugin replaces it in place"),
+  disablePlugins: z.array(z.string()).default([]).describe("Names of global plugins this route skips"),
+});
+
+export const gatewaySchema = z
+  .strictObject({
+    upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9-_]*$/), upstreamSchema).describe("Named origins"),
+    plugins: z.array(pluginInstance).default([]).describe("Global chain, run in this order on every route"),
+    routes: z.array(routeSchema).min(1).describe("First matching route wins"),
+  })
+  .superRefine((g, ctx) => {
+    const names = new Set<string>();
+    const paths = new Set<string>();
+    const globalNames = new Set(g.plugins.map((p) => p.name));
+    g.routes.forEach((r, i) => {
+      if (!(r.upstream in g.upstreams)) ctx.addIssue({ code: "custom", path: ["routes", i, "upstream"], message: `unknown upstream "${r.upstream}"` });
+      if (names.has(r.name)) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name "${r.name}"` });
+      if (paths.has(r.path)) ctx.addIssue({ code: "custom", path: ["routes", i, "path"], message: `duplicate route path "${r.path}"` });
+      names.add(r.name);
+      paths.add(r.path);
+      for (const d of r.disablePlugins) {
+        if (!globalNames.has(d)) ctx.addIssue({ code: "custom", path: ["routes", i, "disablePlugins"], message: `no global plugin named "${d}"` });
+      }
+      const chain = effectiveChain(g.plugins, r.plugins, r.disablePlugins);
+      if (chain.some((p) => p.name === "authorize") && !r.permission) {
+        ctx.addIssue({ code: "custom", path: ["routes", i, "permission"], message: "required when the authorize plugin runs on this route" });
+      }
+    });
+  });
+
+export type GatewayConfigInput = z.input<typeof gatewaySchema>;
+export type UpstreamConfigInput = z.input<typeof upstreamSchema>;
+export type RouteConfigInput = z.input<typeof routeSchema>;
+
+/** Thrown when gateway.config.ts is invalid; the message names each route/field at fault. */
+export class GatewayConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "GatewayConfigError";
+  }
+}
+
+function effectiveChain(global: readonly PluginInstance[], route: readonly PluginInstance[], disabled: readonly string[]): PluginInstance[] {
+  const overrides = new Map(route.map((p) => [p.name, p]));
+  const chain = global.filter((p) => !disabled.includes(p.name)).map((p) => overrides.get(p.name) ?? p);
+  const inChain = new Set(chain.map((p) => p.name));
+  return [...chain, ...route.filter((p) => !inChain.has(p.name))];
+}
+
+/**
+ * Validates and compiles the gateway config once (at module load), so nothing on the hot path
+ * re-parses it. Throws GatewayConfigError naming the route, plugin and field at fault.
+ *
+ * @example
+ * export default defineGateway({
+ *   upstreams: { orders: { url: "https://orders.internal.example", credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "ORDERS_TOKEN" } } },
+ *   plugins: [keyAuth(), authorize()],
+ *   routes: [{ name: "orders", path: "/orders/*", methods: ["GET", "POST"], upstream: "orders", permission: "orders:read" }],
+ * });
+ */
+export function defineGateway(input: GatewayConfigInput): CompiledGateway {
+  const parsed = gatewaySchema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const path = i.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+      const route = i.path[0] === "routes" && typeof i.path[1] === "number" ? ` (route "${input.routes?.[i.path[1]]?.name ?? i.path[1]}")` : "";
+      return `  gateway${path}${route}: ${i.message}`;
+    });
+    throw new GatewayConfigError(`invalid gateway config:\n${lines.join("\n")}`);
+  }
+  const g = parsed.data;
+  const upstreams = new Map<string, CompiledUpstream>(
+    Object.entries(g.upstreams).map(([name, u]) => [name, { name, url: u.url, urlFromEnv: u.urlFromEnv, credential: u.credential, timeoutMs: u.timeoutMs }]),
+  );
+  const routes: CompiledRoute[] = g.routes.map((r) => {
+    const wildcard = r.path.endsWith("/*");
+    const methods = new Set<string>(r.methods);
+    if (methods.has("GET")) methods.add("HEAD");
+    return {
+      name: r.name,
+      path: r.path,
+      prefix: wildcard ? r.path.slice(0, -2) : r.path,
+      wildcard,
+      methods,
+      upstream: r.upstream,
+      permission: r.permission,
+      plugins: effectiveChain(g.plugins, r.plugins, r.disablePlugins),
+    };
+  });
+  return { upstreams, routes };
+}

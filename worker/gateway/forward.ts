@@ -1,0 +1,89 @@
+import type { Context } from "hono";
+import type { GatewayEnv } from "../env";
+import { GatewayError } from "../errors";
+import { IDENTITY_HEADER_PREFIX, sanitizeResponseHeaders } from "./headers";
+import { buildUpstreamUrl } from "./upstream-url";
+import type { CompiledUpstream } from "./types";
+
+// Resolved per isolate: env vars do not change while an isolate lives.
+const resolvedBase = new WeakMap<object, Map<string, string>>();
+
+/** The upstream's base URL, honouring `urlFromEnv` (validated once, like the config's own). */
+export function upstreamBaseUrl(upstream: CompiledUpstream, env: Record<string, unknown>): string {
+  let perEnv = resolvedBase.get(env);
+  if (!perEnv) resolvedBase.set(env, (perEnv = new Map()));
+  let base = perEnv.get(upstream.name);
+  if (base === undefined) {
+    base = upstream.url;
+    const override = upstream.urlFromEnv ? env[upstream.urlFromEnv] : undefined;
+    if (typeof override === "string" && override !== "") {
+      let ok = false;
+      try {
+        const u = new URL(override);
+        ok = (u.protocol === "http:" || u.protocol === "https:") && !u.search && !u.hash && !u.username && !u.password;
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}": ${upstream.urlFromEnv} is not a plain http(s) URL.`);
+      base = override;
+    }
+    perEnv.set(upstream.name, base);
+  }
+  return base;
+}
+
+/**
+ * The last handler of every route: sends the request to the route's upstream and streams the
+ * answer back. Identity headers and the origin credential are set here, after every plugin, so
+ * neither a client nor a plugin can forge or strip them. Redirects are passed back, never
+ * followed, so the origin credential can only ever go to the configured origin.
+ */
+export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Response> {
+  const { route, upstream, identity, requestId, clientIp } = c.var;
+  const url = new URL(c.req.url);
+  const remainder = route.wildcard ? url.pathname.slice(route.prefix.length) : "";
+  const target = buildUpstreamUrl(upstreamBaseUrl(upstream, c.env), remainder, url.search);
+
+  const headers = c.var.upstreamHeaders;
+  if (identity) {
+    headers.set(`${IDENTITY_HEADER_PREFIX}user-id`, identity.user.id);
+    headers.set(`${IDENTITY_HEADER_PREFIX}user-name`, identity.user.name);
+    if (identity.user.group) headers.set(`${IDENTITY_HEADER_PREFIX}user-group`, identity.user.group);
+    headers.set(`${IDENTITY_HEADER_PREFIX}key-id`, identity.key.id);
+  }
+  headers.set(`${IDENTITY_HEADER_PREFIX}route`, route.name);
+  headers.set("x-request-id", requestId);
+  if (clientIp) headers.set("x-forwarded-for", clientIp);
+  headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
+  if (upstream.credential) {
+    const secret = c.env[upstream.credential.fromEnv];
+    if (typeof secret !== "string" || secret === "") {
+      // Forwarding without the credential would hand the origin an anonymous request; refuse instead.
+      throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}" has no credential configured.`);
+    }
+    headers.set(upstream.credential.header, upstream.credential.prefix + secret);
+  }
+
+  const method = c.req.method;
+  const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
+  let res: Response;
+  try {
+    res = await fetch(target, {
+      method,
+      headers,
+      body: hasBody ? c.req.raw.body : null,
+      redirect: "manual",
+      signal: AbortSignal.timeout(upstream.timeoutMs),
+    });
+  } catch (err) {
+    const name = (err as Error)?.name;
+    if (name === "TimeoutError" || name === "AbortError") {
+      throw new GatewayError("UPSTREAM_TIMEOUT", `Upstream "${upstream.name}" did not answer within ${upstream.timeoutMs} ms.`);
+    }
+    console.error(JSON.stringify({ level: "warn", msg: "upstream fetch failed", requestId, upstream: upstream.name, error: String(err) }));
+    throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
+  }
+  const outHeaders = sanitizeResponseHeaders(res.headers);
+  outHeaders.set("x-request-id", requestId);
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers: outHeaders });
+}

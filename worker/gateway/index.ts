@@ -1,0 +1,50 @@
+import type { Handler, Hono, MiddlewareHandler } from "hono";
+import type { GatewayEnv } from "../env";
+import { GatewayError } from "../errors";
+import { forwardToUpstream } from "./forward";
+import { sanitizeRequestHeaders } from "./headers";
+import type { CompiledGateway, CompiledRoute, CompiledUpstream } from "./types";
+import { nonCanonicalReason, rawPathOf } from "./upstream-url";
+
+/**
+ * Refuses non-canonical paths before any route matching or authorization, so a request is
+ * always authorized on the same path the origin will see.
+ */
+export const canonicalPath = (): MiddlewareHandler<GatewayEnv> =>
+  async function canonicalPath(c, next) {
+    const reason = nonCanonicalReason(rawPathOf(c.req.url));
+    if (reason) throw new GatewayError("PATH_INVALID", `The request path is not canonical: ${reason}.`);
+    await next();
+  };
+
+/** First handler of a route: method check, then the route's context for the plugins. */
+const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): MiddlewareHandler<GatewayEnv> =>
+  async function bindRoute(c, next) {
+    if (!route.methods.has(c.req.method)) {
+      throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, {
+        headers: { allow: [...route.methods].join(", ") },
+      });
+    }
+    c.set("route", route);
+    c.set("upstream", upstream);
+    c.set("upstreamHeaders", sanitizeRequestHeaders(c.req.raw.headers));
+    c.set("identity", undefined);
+    c.set("bag", new Map());
+    await next();
+  };
+
+/**
+ * Registers every configured route on the app: `bindRoute → plugins (declared order) → forward`.
+ * Hono runs the first matching route's chain; the forwarder always answers, so later routes
+ * that would also match never run.
+ */
+export function mountGateway(app: Hono<GatewayEnv>, gateway: CompiledGateway): void {
+  for (const route of gateway.routes) {
+    const upstream = gateway.upstreams.get(route.upstream)!;
+    const handlers = [bindRoute(route, upstream), ...route.plugins.map((p) => p.handler), forwardToUpstream] as Handler<GatewayEnv>[];
+    const patterns = route.wildcard ? [route.prefix || "/", `${route.prefix}/*`] : [route.path];
+    // Hono's overloads want a literal handler list; the chain's length is only known at load.
+    const register = app.all.bind(app) as (path: string, ...h: Handler<GatewayEnv>[]) => unknown;
+    for (const pattern of new Set(patterns)) register(pattern, ...handlers);
+  }
+}

@@ -1,0 +1,51 @@
+import { GatewayError } from "../errors";
+
+/**
+ * Characters and sequences that must never appear in a raw request path. Encoded slashes,
+ * backslashes, dots and percent signs are how path-normalization bypasses are built (the
+ * gateway and the origin decode differently); `;` starts matrix parameters some origins strip;
+ * NUL and control characters end strings early in some stacks. Refusing them outright is
+ * simpler and safer than trying to normalize them the way every origin would.
+ */
+const FORBIDDEN_IN_PATH = /%2f|%5c|%2e|%25|%00|\\|;|[\x00-\x1f\x7f]/i;
+
+/** Why a raw path is not canonical, or null when it is. */
+export function nonCanonicalReason(rawPath: string): string | null {
+  if (!rawPath.startsWith("/")) return "path must start with /";
+  if (FORBIDDEN_IN_PATH.test(rawPath)) return "path contains an encoded separator, dot, percent, backslash, ';' or control character";
+  if (rawPath.includes("//")) return "path contains an empty segment (//)";
+  if (rawPath.split("/").some((s) => s === "." || s === "..")) return "path contains a dot segment";
+  return null;
+}
+
+/** The raw path of a request URL (no query), as received. */
+export function rawPathOf(url: string): string {
+  const afterScheme = url.indexOf("//") + 2;
+  const start = url.indexOf("/", afterScheme);
+  if (start === -1) return "/";
+  const end = url.slice(start).search(/[?#]/);
+  return end === -1 ? url.slice(start) : url.slice(start, start + end);
+}
+
+/**
+ * Joins an upstream base URL and a canonical path remainder, then proves the result stayed on
+ * the configured origin and under its path prefix. Any surprise is a 400, never a forward.
+ *
+ * @example buildUpstreamUrl("https://api.example/v2", "/orders/7", "?x=1") // https://api.example/v2/orders/7?x=1
+ */
+export function buildUpstreamUrl(base: string, remainder: string, search: string): URL {
+  const baseUrl = new URL(base);
+  const basePath = baseUrl.pathname.replace(/\/+$/, "");
+  if (remainder !== "" && !remainder.startsWith("/")) throw new GatewayError("PATH_INVALID", "The path remainder is not a path.");
+  const reason = remainder === "" ? null : nonCanonicalReason(remainder);
+  if (reason) throw new GatewayError("PATH_INVALID", `The request path is not canonical: ${reason}.`);
+  const path = basePath + remainder || "/";
+  const target = new URL(baseUrl.origin);
+  target.pathname = path;
+  target.search = search;
+  const underPrefix = basePath === "" || target.pathname === basePath || target.pathname.startsWith(basePath + "/");
+  if (target.origin !== baseUrl.origin || target.pathname !== path || !underPrefix || target.username || target.password) {
+    throw new GatewayError("PATH_INVALID", "The request path would leave the upstream.");
+  }
+  return target;
+}

@@ -1,0 +1,129 @@
+import { eq } from "drizzle-orm";
+import type { Database } from "../db";
+import { apiKeys, proxyUsers, roles, userRoles } from "../db/schema";
+import type { UserStatus } from "../db/schema";
+import { hashApiKey, isWellFormedApiKey } from "../lib/api-key";
+import type { KeyCache } from "./key-cache";
+
+/** What the gateway knows about a caller once its key resolves: enough for every policy check. */
+export interface ResolvedIdentity {
+  user: {
+    id: string;
+    name: string;
+    group: string | null;
+    status: UserStatus;
+    expiresAt: number | null;
+    allowedIps: string[] | null;
+  };
+  key: {
+    id: string;
+    name: string | null;
+    start: string;
+    expiresAt: number | null;
+    revokedAt: number | null;
+    /** Scope-down; null = everything the user's roles grant. */
+    permissions: string[] | null;
+  };
+  /** Role names, for audit and identity headers. */
+  roles: string[];
+  /** Union of the user's role permissions (before the key's scope-down). */
+  permissions: string[];
+}
+
+/** Why a key was refused. Never shown to the client (they all get one KEY_INVALID body); logged and audited. */
+export type AuthFailure = "missing" | "malformed" | "unknown" | "key_revoked" | "key_expired" | "user_disabled" | "user_expired";
+
+/** Loads a key's identity from D1 by hash: one query for key+user, one for roles. */
+export async function loadIdentityByHash(db: Database, hash: string): Promise<ResolvedIdentity | null> {
+  const rows = await db
+    .select({ key: apiKeys, user: proxyUsers })
+    .from(apiKeys)
+    .innerJoin(proxyUsers, eq(apiKeys.userId, proxyUsers.id))
+    .where(eq(apiKeys.hash, hash))
+    .limit(1);
+  const row = rows[0];
+  if (!row) return null;
+  const roleRows = await db
+    .select({ name: roles.name, permissions: roles.permissions })
+    .from(userRoles)
+    .innerJoin(roles, eq(userRoles.roleId, roles.id))
+    .where(eq(userRoles.userId, row.user.id));
+  return {
+    user: {
+      id: row.user.id,
+      name: row.user.name,
+      group: row.user.group,
+      status: row.user.status,
+      expiresAt: row.user.expiresAt?.getTime() ?? null,
+      allowedIps: row.user.allowedIps ?? null,
+    },
+    key: {
+      id: row.key.id,
+      name: row.key.name,
+      start: row.key.start,
+      expiresAt: row.key.expiresAt?.getTime() ?? null,
+      revokedAt: row.key.revokedAt?.getTime() ?? null,
+      permissions: row.key.permissions ?? null,
+    },
+    roles: roleRows.map((r) => r.name),
+    permissions: [...new Set(roleRows.flatMap((r) => r.permissions))],
+  };
+}
+
+/** Whether a resolved identity may be used at `now`; the reason when not. */
+export function identityFailure(identity: ResolvedIdentity, now: number): AuthFailure | null {
+  if (identity.key.revokedAt !== null && identity.key.revokedAt <= now) return "key_revoked";
+  if (identity.key.expiresAt !== null && identity.key.expiresAt <= now) return "key_expired";
+  if (identity.user.status !== "active") return "user_disabled";
+  if (identity.user.expiresAt !== null && identity.user.expiresAt <= now) return "user_expired";
+  return null;
+}
+
+export type ResolveResult = { ok: true; identity: ResolvedIdentity } | { ok: false; reason: AuthFailure; keyId?: string; userId?: string };
+
+/**
+ * Resolves a presented key to an identity: shape and checksum first (no I/O for garbage),
+ * then the isolate cache, then D1. Warm keys never touch D1.
+ */
+export async function resolveApiKey(
+  db: Database,
+  cache: KeyCache,
+  presented: string | undefined,
+  opts: { ttlMs: number; negativeTtlMs: number; now?: number },
+): Promise<ResolveResult> {
+  if (!presented) return { ok: false, reason: "missing" };
+  if (!isWellFormedApiKey(presented)) return { ok: false, reason: "malformed" };
+  const now = opts.now ?? Date.now();
+  const hash = await hashApiKey(presented);
+  let identity = cache.get(hash, now);
+  if (identity === undefined) {
+    identity = await loadIdentityByHash(db, hash);
+    cache.set(hash, identity, identity ? opts.ttlMs : opts.negativeTtlMs, now);
+  }
+  if (!identity) return { ok: false, reason: "unknown" };
+  const failure = identityFailure(identity, now);
+  if (failure) return { ok: false, reason: failure, keyId: identity.key.id, userId: identity.user.id };
+  return { ok: true, identity };
+}
+
+// key id → when this isolate last wrote its last_used_at.
+const lastUsedWrites = new Map<string, number>();
+/** last_used_at is precise to this much; it bounds D1 writes to one per key per minute per isolate. */
+export const LAST_USED_RESOLUTION_MS = 60_000;
+
+/**
+ * Returns a promise that records a key's use in D1 when this isolate has not done so within
+ * LAST_USED_RESOLUTION_MS, else null. Callers hand the promise to `waitUntil`.
+ */
+export function recordKeyUse(db: Database, keyId: string, now = Date.now()): Promise<unknown> | null {
+  const last = lastUsedWrites.get(keyId);
+  if (last !== undefined && now - last < LAST_USED_RESOLUTION_MS) return null;
+  if (lastUsedWrites.size > 50_000) lastUsedWrites.clear();
+  lastUsedWrites.set(keyId, now);
+  return db
+    .update(apiKeys)
+    .set({ lastUsedAt: new Date(now) })
+    .where(eq(apiKeys.id, keyId))
+    .run()
+    .catch((err: unknown) => console.error(JSON.stringify({ level: "warn", msg: "last_used_at write failed", keyId, error: String(err) })));
+}

@@ -1,0 +1,145 @@
+import { and, asc, eq, gt } from "drizzle-orm";
+import type { Database } from "../db";
+import { apiKeys, type ApiKeyRow } from "../db/schema";
+import { GatewayError } from "../errors";
+import { generateApiKey, hashApiKey } from "../lib/api-key";
+import { newId } from "../lib/ids";
+import { adminAuditInsert, type AdminActor } from "./admin-audit";
+import { decodeCursor, page } from "./pagination";
+import { findUser } from "./users";
+
+export type KeyStatus = "active" | "revoked" | "expired";
+
+/** A key as admins see it: never the key itself, never its hash. */
+export interface KeyView {
+  id: string;
+  userId: string;
+  name: string | null;
+  start: string;
+  status: KeyStatus;
+  permissions: string[] | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+  rotatedFrom: string | null;
+  createdAt: string;
+}
+
+/** Returned once, at creation or rotation: the only time the plaintext key exists outside the caller. */
+export type IssuedKeyView = KeyView & { key: string };
+
+export function keyStatus(k: Pick<ApiKeyRow, "revokedAt" | "expiresAt">, now = Date.now()): KeyStatus {
+  if (k.revokedAt && k.revokedAt.getTime() <= now) return "revoked";
+  if (k.expiresAt && k.expiresAt.getTime() <= now) return "expired";
+  return "active";
+}
+
+export const keyView = (k: ApiKeyRow): KeyView => ({
+  id: k.id,
+  userId: k.userId,
+  name: k.name,
+  start: k.start,
+  status: keyStatus(k),
+  permissions: k.permissions ?? null,
+  expiresAt: k.expiresAt?.toISOString() ?? null,
+  revokedAt: k.revokedAt?.toISOString() ?? null,
+  lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
+  rotatedFrom: k.rotatedFrom ?? null,
+  createdAt: k.createdAt.toISOString(),
+});
+
+export interface KeyInput {
+  name?: string | null | undefined;
+  permissions?: string[] | null | undefined;
+  expiresAt?: Date | null | undefined;
+}
+
+async function findKey(db: Database, id: string): Promise<ApiKeyRow> {
+  const row = await db.query.apiKeys.findFirst({ where: eq(apiKeys.id, id) });
+  if (!row) throw new GatewayError("KEY_NOT_FOUND", `No key with id "${id}".`);
+  return row;
+}
+
+async function newKeyRow(userId: string, input: KeyInput, now: Date, rotatedFrom: string | null): Promise<{ row: ApiKeyRow; key: string }> {
+  const { key, start } = generateApiKey();
+  return {
+    key,
+    row: {
+      id: newId("key", now.getTime()),
+      userId,
+      name: input.name ?? null,
+      hash: await hashApiKey(key),
+      start,
+      permissions: input.permissions ? [...new Set(input.permissions)] : null,
+      expiresAt: input.expiresAt ?? null,
+      revokedAt: null,
+      lastUsedAt: null,
+      rotatedFrom,
+      createdAt: now,
+      updatedAt: now,
+    },
+  };
+}
+
+export async function issueKey(db: Database, who: AdminActor, userId: string, input: KeyInput): Promise<IssuedKeyView> {
+  await findUser(db, userId);
+  const now = new Date();
+  if (input.expiresAt && input.expiresAt.getTime() <= now.getTime()) {
+    throw new GatewayError("VALIDATION_FAILED", "expiresAt must be in the future.", { errors: [{ path: "expiresAt", message: "must be in the future" }] });
+  }
+  const { row, key } = await newKeyRow(userId, input, now, null);
+  await db.batch([db.insert(apiKeys).values(row), adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now)]);
+  return { ...keyView(row), key };
+}
+
+export async function listKeys(db: Database, userId: string, q: { limit: number; cursor?: string | undefined }) {
+  await findUser(db, userId);
+  const rows = await db
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.userId, userId), q.cursor ? gt(apiKeys.id, decodeCursor(q.cursor)) : undefined))
+    .orderBy(asc(apiKeys.id))
+    .limit(q.limit + 1);
+  const { rows: pageRows, nextCursor } = page(rows, q.limit);
+  return { data: pageRows.map(keyView), nextCursor };
+}
+
+export async function getKey(db: Database, id: string): Promise<KeyView> {
+  return keyView(await findKey(db, id));
+}
+
+/**
+ * Issues a successor key (same user, name, scope and expiry) that works at once. The old key
+ * keeps working for `gracePeriodSeconds` (0 = revoked now), then is refused.
+ */
+export async function rotateKey(db: Database, who: AdminActor, id: string, gracePeriodSeconds: number): Promise<IssuedKeyView & { previous: KeyView }> {
+  const old = await findKey(db, id);
+  const now = new Date();
+  if (keyStatus(old, now.getTime()) !== "active") throw new GatewayError("CONFLICT", `Key "${id}" is ${keyStatus(old, now.getTime())} and cannot be rotated.`);
+  const { row, key } = await newKeyRow(old.userId, { name: old.name, permissions: old.permissions, expiresAt: old.expiresAt }, now, old.id);
+  const graceEnd = new Date(now.getTime() + gracePeriodSeconds * 1000);
+  const oldAfter: ApiKeyRow =
+    gracePeriodSeconds === 0
+      ? { ...old, revokedAt: now, updatedAt: now }
+      : { ...old, expiresAt: old.expiresAt && old.expiresAt < graceEnd ? old.expiresAt : graceEnd, updatedAt: now };
+  await db.batch([
+    db.insert(apiKeys).values(row),
+    db.update(apiKeys).set({ revokedAt: oldAfter.revokedAt, expiresAt: oldAfter.expiresAt, updatedAt: now }).where(eq(apiKeys.id, id)),
+    adminAuditInsert(db, who, { action: "key.rotate", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(oldAfter), successorId: row.id, gracePeriodSeconds } }, now),
+    adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now),
+  ]);
+  return { ...keyView(row), key, previous: keyView(oldAfter) };
+}
+
+/** Revokes a key at once. Revoking a revoked key is a no-op that answers the same. */
+export async function revokeKey(db: Database, who: AdminActor, id: string): Promise<KeyView> {
+  const old = await findKey(db, id);
+  if (old.revokedAt) return keyView(old);
+  const now = new Date();
+  const after: ApiKeyRow = { ...old, revokedAt: now, updatedAt: now };
+  await db.batch([
+    db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(eq(apiKeys.id, id)),
+    adminAuditInsert(db, who, { action: "key.revoke", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(after) } }, now),
+  ]);
+  return keyView(after);
+}

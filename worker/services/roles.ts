@@ -1,0 +1,117 @@
+import { and, asc, eq, gt, inArray } from "drizzle-orm";
+import type { Database } from "../db";
+import { roles, type RoleRow } from "../db/schema";
+import { GatewayError } from "../errors";
+import { newId } from "../lib/ids";
+import { adminAuditInsert, type AdminActor } from "./admin-audit";
+import { isUniqueViolation } from "./errors";
+import { decodeCursor, page } from "./pagination";
+
+export interface RoleView {
+  id: string;
+  name: string;
+  description: string | null;
+  permissions: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const roleView = (r: RoleRow): RoleView => ({
+  id: r.id,
+  name: r.name,
+  description: r.description,
+  permissions: r.permissions,
+  createdAt: r.createdAt.toISOString(),
+  updatedAt: r.updatedAt.toISOString(),
+});
+
+export interface RoleInput {
+  name: string;
+  description?: string | null | undefined;
+  permissions: string[];
+}
+
+async function findRole(db: Database, id: string): Promise<RoleRow> {
+  const row = await db.query.roles.findFirst({ where: eq(roles.id, id) });
+  if (!row) throw new GatewayError("ROLE_NOT_FOUND", `No role with id "${id}".`);
+  return row;
+}
+
+const nameTaken = (name: string) => new GatewayError("CONFLICT", `A role named "${name}" already exists.`);
+
+export async function createRole(db: Database, who: AdminActor, input: RoleInput): Promise<RoleView> {
+  const now = new Date();
+  const row: RoleRow = {
+    id: newId("role", now.getTime()),
+    name: input.name,
+    description: input.description ?? null,
+    permissions: [...new Set(input.permissions)],
+    createdAt: now,
+    updatedAt: now,
+  };
+  try {
+    await db.batch([db.insert(roles).values(row), adminAuditInsert(db, who, { action: "role.create", targetType: "role", targetId: row.id, after: roleView(row) }, now)]);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(input.name);
+    throw err;
+  }
+  return roleView(row);
+}
+
+export async function getRole(db: Database, id: string): Promise<RoleView> {
+  return roleView(await findRole(db, id));
+}
+
+export async function listRoles(db: Database, q: { limit: number; cursor?: string | undefined; name?: string | undefined }) {
+  const conditions = [q.cursor ? gt(roles.id, decodeCursor(q.cursor)) : undefined, q.name ? eq(roles.name, q.name) : undefined];
+  const rows = await db
+    .select()
+    .from(roles)
+    .where(and(...conditions))
+    .orderBy(asc(roles.id))
+    .limit(q.limit + 1);
+  const { rows: pageRows, nextCursor } = page(rows, q.limit);
+  return { data: pageRows.map(roleView), nextCursor };
+}
+
+export async function updateRole(db: Database, who: AdminActor, id: string, patch: Partial<RoleInput>): Promise<RoleView> {
+  const before = await findRole(db, id);
+  const now = new Date();
+  const after: RoleRow = {
+    ...before,
+    ...(patch.name !== undefined ? { name: patch.name } : {}),
+    ...(patch.description !== undefined ? { description: patch.description } : {}),
+    ...(patch.permissions !== undefined ? { permissions: [...new Set(patch.permissions)] } : {}),
+    updatedAt: now,
+  };
+  try {
+    await db.batch([
+      db.update(roles).set({ name: after.name, description: after.description, permissions: after.permissions, updatedAt: now }).where(eq(roles.id, id)),
+      adminAuditInsert(db, who, { action: "role.update", targetType: "role", targetId: id, before: roleView(before), after: roleView(after) }, now),
+    ]);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(after.name);
+    throw err;
+  }
+  return roleView(after);
+}
+
+/** Deleting a role removes it from every user that held it (their keys lose its permissions). */
+export async function deleteRole(db: Database, who: AdminActor, id: string): Promise<void> {
+  const before = await findRole(db, id);
+  const now = new Date();
+  await db.batch([db.delete(roles).where(eq(roles.id, id)), adminAuditInsert(db, who, { action: "role.delete", targetType: "role", targetId: id, before: roleView(before) }, now)]);
+}
+
+/** Role ids for names; unknown names are a validation error naming each one. */
+export async function roleIdsByName(db: Database, names: readonly string[]): Promise<Map<string, string>> {
+  const unique = [...new Set(names)];
+  if (unique.length === 0) return new Map();
+  const rows = await db.select({ id: roles.id, name: roles.name }).from(roles).where(inArray(roles.name, unique));
+  const found = new Map(rows.map((r) => [r.name, r.id]));
+  const missing = unique.filter((n) => !found.has(n));
+  if (missing.length) {
+    throw new GatewayError("VALIDATION_FAILED", `Unknown role(s): ${missing.join(", ")}.`, { errors: missing.map((n) => ({ path: "roles", message: `unknown role "${n}"` })) });
+  }
+  return found;
+}

@@ -1,0 +1,183 @@
+import { and, asc, eq, gt, inArray, isNull } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
+import type { Database } from "../db";
+import { apiKeys, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
+import { GatewayError } from "../errors";
+import { newId } from "../lib/ids";
+import { adminAuditInsert, type AdminActor } from "./admin-audit";
+import { isUniqueViolation } from "./errors";
+import { decodeCursor, page } from "./pagination";
+import { roleIdsByName } from "./roles";
+
+export interface UserView {
+  id: string;
+  name: string;
+  description: string | null;
+  group: string | null;
+  status: UserStatus;
+  metadata: Record<string, unknown>;
+  expiresAt: string | null;
+  allowedIps: string[] | null;
+  roles: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const userView = (u: ProxyUserRow, roleNames: string[]): UserView => ({
+  id: u.id,
+  name: u.name,
+  description: u.description,
+  group: u.group,
+  status: u.status,
+  metadata: u.metadata,
+  expiresAt: u.expiresAt?.toISOString() ?? null,
+  allowedIps: u.allowedIps ?? null,
+  roles: [...roleNames].sort(),
+  createdAt: u.createdAt.toISOString(),
+  updatedAt: u.updatedAt.toISOString(),
+});
+
+export interface UserInput {
+  name: string;
+  description?: string | null | undefined;
+  group?: string | null | undefined;
+  status?: UserStatus | undefined;
+  roles?: string[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  expiresAt?: Date | null | undefined;
+  allowedIps?: string[] | null | undefined;
+}
+
+const nameTaken = (name: string) => new GatewayError("CONFLICT", `A proxy user named "${name}" already exists.`);
+
+async function findUser(db: Database, id: string): Promise<ProxyUserRow> {
+  const row = await db.query.proxyUsers.findFirst({ where: eq(proxyUsers.id, id) });
+  if (!row) throw new GatewayError("USER_NOT_FOUND", `No proxy user with id "${id}".`);
+  return row;
+}
+
+async function roleNamesOf(db: Database, userIds: readonly string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>(userIds.map((id) => [id, []]));
+  if (userIds.length === 0) return out;
+  const rows = await db
+    .select({ userId: userRoles.userId, name: roles.name })
+    .from(userRoles)
+    .innerJoin(roles, eq(userRoles.roleId, roles.id))
+    .where(inArray(userRoles.userId, [...userIds]));
+  for (const r of rows) out.get(r.userId)?.push(r.name);
+  return out;
+}
+
+export async function createUser(db: Database, who: AdminActor, input: UserInput): Promise<UserView> {
+  const roleIds = await roleIdsByName(db, input.roles ?? []);
+  const now = new Date();
+  const row: ProxyUserRow = {
+    id: newId("user", now.getTime()),
+    name: input.name,
+    description: input.description ?? null,
+    group: input.group ?? null,
+    status: input.status ?? "active",
+    metadata: input.metadata ?? {},
+    expiresAt: input.expiresAt ?? null,
+    allowedIps: input.allowedIps ?? null,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const view = userView(row, [...roleIds.keys()]);
+  const assignments = [...roleIds.values()].map((roleId) => db.insert(userRoles).values({ userId: row.id, roleId, createdAt: now }));
+  try {
+    await db.batch([db.insert(proxyUsers).values(row), ...assignments, adminAuditInsert(db, who, { action: "user.create", targetType: "user", targetId: row.id, after: { ...view } }, now)]);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(input.name);
+    throw err;
+  }
+  return view;
+}
+
+export async function getUser(db: Database, id: string): Promise<UserView> {
+  const row = await findUser(db, id);
+  return userView(row, (await roleNamesOf(db, [id])).get(id) ?? []);
+}
+
+export interface UserListQuery {
+  limit: number;
+  cursor?: string | undefined;
+  group?: string | undefined;
+  status?: UserStatus | undefined;
+  role?: string | undefined;
+}
+
+export async function listUsers(db: Database, q: UserListQuery): Promise<{ data: UserView[]; nextCursor: string | null }> {
+  const conditions = [
+    q.cursor ? gt(proxyUsers.id, decodeCursor(q.cursor)) : undefined,
+    q.group ? eq(proxyUsers.group, q.group) : undefined,
+    q.status ? eq(proxyUsers.status, q.status) : undefined,
+    q.role
+      ? inArray(
+          proxyUsers.id,
+          db.select({ id: userRoles.userId }).from(userRoles).innerJoin(roles, eq(userRoles.roleId, roles.id)).where(eq(roles.name, q.role)),
+        )
+      : undefined,
+  ];
+  const rows = await db
+    .select()
+    .from(proxyUsers)
+    .where(and(...conditions))
+    .orderBy(asc(proxyUsers.id))
+    .limit(q.limit + 1);
+  const { rows: pageRows, nextCursor } = page(rows, q.limit);
+  const names = await roleNamesOf(db, pageRows.map((r) => r.id));
+  return { data: pageRows.map((r) => userView(r, names.get(r.id) ?? [])), nextCursor };
+}
+
+export async function updateUser(db: Database, who: AdminActor, id: string, patch: Partial<UserInput>): Promise<UserView> {
+  const before = await findUser(db, id);
+  const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
+  const roleIds = patch.roles !== undefined ? await roleIdsByName(db, patch.roles) : null;
+  const now = new Date();
+  const changes = Object.fromEntries(
+    (["name", "description", "group", "status", "metadata", "expiresAt", "allowedIps"] as const).filter((k) => patch[k] !== undefined).map((k) => [k, patch[k]]),
+  ) as Partial<ProxyUserRow>;
+  const after: ProxyUserRow = { ...before, ...changes, updatedAt: now };
+  const afterRoles = roleIds ? [...roleIds.keys()] : beforeRoles;
+  const roleWrites: BatchItem<"sqlite">[] = roleIds
+    ? [db.delete(userRoles).where(eq(userRoles.userId, id)), ...[...roleIds.values()].map((roleId) => db.insert(userRoles).values({ userId: id, roleId, createdAt: now }))]
+    : [];
+  try {
+    await db.batch([
+      db
+        .update(proxyUsers)
+        .set({ ...changes, updatedAt: now })
+        .where(eq(proxyUsers.id, id)),
+      ...roleWrites,
+      adminAuditInsert(db, who, { action: "user.update", targetType: "user", targetId: id, before: { ...userView(before, beforeRoles) }, after: { ...userView(after, afterRoles) } }, now),
+    ]);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(after.name);
+    throw err;
+  }
+  return userView(after, afterRoles);
+}
+
+/**
+ * Deletes a proxy user. Its keys are revoked first (in the same transaction) and then go with
+ * it, so no key of a deleted user can authenticate anywhere once caches expire.
+ */
+export async function deleteUser(db: Database, who: AdminActor, id: string): Promise<{ id: string; revokedKeyIds: string[] }> {
+  const before = await findUser(db, id);
+  const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
+  const liveKeys = await db
+    .select({ id: apiKeys.id })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.userId, id), isNull(apiKeys.revokedAt)));
+  const now = new Date();
+  const revokedKeyIds = liveKeys.map((k) => k.id);
+  await db.batch([
+    db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(and(eq(apiKeys.userId, id), isNull(apiKeys.revokedAt))),
+    db.delete(proxyUsers).where(eq(proxyUsers.id, id)),
+    adminAuditInsert(db, who, { action: "user.delete", targetType: "user", targetId: id, before: { ...userView(before, beforeRoles), revokedKeyIds } }, now),
+  ]);
+  return { id, revokedKeyIds };
+}
+
+export { findUser };
