@@ -4,6 +4,7 @@
 // Usage: node scripts/wrangler.mjs <wrangler args...>  (exit code is wrangler's)
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { constants } from "node:os";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -35,8 +36,8 @@ function main() {
     process.exit(1);
   });
   child.on("exit", (code, signal) => {
-    if (signal) process.kill(process.pid, signal);
-    else process.exit(code ?? 1);
+    // Killed by a signal: exit the way a shell reports it (128 + signal number).
+    process.exit(signal ? 128 + (constants.signals[signal] ?? 0) : (code ?? 1));
   });
 }
 
