@@ -16,7 +16,16 @@ export default defineConfig({
           TEST_ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}`,
           TEST_ORIGIN_PREFIXED_URL: `http://127.0.0.1:${inject("originPort")}/base/v1`,
           ECHO_ORIGIN_TOKEN: "origin-secret-value-7f3a9c",
+          // The Upstash backend under test: the bridge over the local Redis (test/node/global-setup.ts).
+          // Not the default UPSTASH_REDIS_REST_* names, so routes on `backend: "auto"` keep the Durable Object.
+          UPSTASH_TEST_URL: `http://127.0.0.1:${inject("upstashPort")}`,
+          UPSTASH_TEST_TOKEN: inject("upstashToken"),
+          // Upstash "down": nothing listens on port 9 (refused) / the bridge never answers (stalled).
+          UPSTASH_DOWN_URL: "http://127.0.0.1:9",
+          UPSTASH_STALL_URL: `http://127.0.0.1:${inject("upstashPort")}/__stall`,
         },
+        // Limiter Durable Objects that misbehave, for the fail-mode tests (test/fixtures/worker.ts).
+        durableObjects: { LIMITER_STALLED: "StalledLimiter", LIMITER_BROKEN: "BrokenLimiter" },
       },
     })),
   ],

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Database } from "./db";
 import type { KeyCache } from "./services/key-cache";
-import type { CompiledRoute, CompiledUpstream } from "./gateway/types";
+import type { CompiledGateway, CompiledRoute, CompiledUpstream } from "./gateway/types";
 import type { ResolvedIdentity } from "./services/identity";
 import { GatewayError } from "./errors";
 
@@ -17,6 +17,11 @@ export interface Env {
   KEY_CACHE_TTL_SECONDS?: string;
   /** How long an unknown key is remembered as unknown, seconds (default 2). */
   KEY_NEGATIVE_CACHE_TTL_SECONDS?: string;
+  /** Durable Object namespace of LimiterDurableObject: the default rate-limit / quota backend. */
+  LIMITER?: DurableObjectNamespace;
+  /** When both are set, limits use the Upstash backend instead (see README "Rate limits and quotas"). */
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
   [name: string]: unknown;
 }
 
@@ -58,6 +63,8 @@ export interface Services {
 export interface GatewayVariables {
   requestId: string;
   services: Services;
+  /** The compiled gateway this app serves (the admin API reads its limit definitions). */
+  gateway: CompiledGateway;
   /** Client address from `CF-Connecting-IP` (never `X-Forwarded-For`, which clients can forge). */
   clientIp: string | undefined;
   route: CompiledRoute;

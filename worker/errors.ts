@@ -22,10 +22,12 @@ export const errorCatalog = {
   CONFLICT: { status: 409, title: "Conflict" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
+  QUOTA_EXCEEDED: { status: 429, title: "Quota exceeded" },
   INTERNAL: { status: 500, title: "Internal error" },
   UPSTREAM_UNAVAILABLE: { status: 502, title: "The upstream could not be reached" },
   GATEWAY_MISCONFIGURED: { status: 500, title: "The gateway is misconfigured" },
   UPSTREAM_TIMEOUT: { status: 504, title: "The upstream did not answer in time" },
+  LIMITER_UNAVAILABLE: { status: 503, title: "The limiter is unavailable" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -14,3 +14,5 @@ export { createApp } from "./app";
 export { defineGateway } from "./gateway/config";
 export { definePlugin } from "./gateway/plugin";
 export { GatewayError } from "./errors";
+// The rate-limit / quota Durable Object must be exported by the entry module for its binding.
+export { LimiterDurableObject } from "./limits/durable-object";
