@@ -20,7 +20,10 @@
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
+import * as ioredis from "ioredis";
+
+// Named export under Node, default export when a bundler (vitest's globalSetup) interops the CJS build.
+const Redis = ioredis.Redis ?? ioredis.default?.Redis ?? ioredis.default;
 
 const sha1 = (s) => createHash("sha1").update(s).digest("hex");
 
@@ -102,8 +105,13 @@ export async function startUpstashBridge({ port = 0, host = "127.0.0.1", redisUr
       res.end(JSON.stringify(body));
     };
     if (url.pathname.startsWith("/__stall")) {
+      // Held well past any client timeout, then dropped, so stalled calls do not pile up.
       stalled.add(res);
-      res.on("close", () => stalled.delete(res));
+      const timer = setTimeout(() => res.destroy(), 3_000);
+      res.on("close", () => {
+        clearTimeout(timer);
+        stalled.delete(res);
+      });
       return;
     }
     if (req.headers.authorization !== `Bearer ${token}`) return send(401, { error: "Unauthorized" });

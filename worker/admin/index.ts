@@ -1,5 +1,6 @@
 import { adminAuth, purgeKeyCacheOnMutation } from "./auth";
 import { keysRouter } from "./keys";
+import { limitsRouter } from "./limits";
 import { createAdminRouter } from "./openapi";
 import { rolesRouter } from "./roles";
 import { usersRouter } from "./users";
@@ -22,5 +23,6 @@ export function createAdminApp() {
   admin.route("/", usersRouter);
   admin.route("/", keysRouter);
   admin.route("/", rolesRouter);
+  admin.route("/", limitsRouter);
   return admin;
 }

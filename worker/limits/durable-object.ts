@@ -57,8 +57,9 @@ export function durableObjectBackend(namespace: DurableObjectNamespace<LimiterDu
   const stub = (key: string): LimiterStub => namespace.get(namespace.idFromName(key));
   return {
     kind: "durable-object",
-    lease: (key, req) => stub(key).lease(req) as Promise<LeaseReply>,
-    usage: (key, spec) => stub(key).usage(spec) as Promise<UsageReport>,
+    // Awaited inside async functions so callers get native promises (RPC promises are thenables).
+    lease: async (key, req) => (await stub(key).lease(req)) as LeaseReply,
+    usage: async (key, spec) => (await stub(key).usage(spec)) as UsageReport,
     reset: async (key, spec) => {
       await stub(key).reset(spec);
     },

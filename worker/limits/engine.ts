@@ -111,14 +111,30 @@ export function ipBucket(ip: string | undefined): string {
   return `ip6:${(p.value >> 64n).toString(16)}::/64`;
 }
 
+/** What a counter key can be built from (an identity's parts, the client IP, the route). */
+export interface SubjectParts {
+  userId: string | undefined;
+  keyId: string | undefined;
+  group: string | null | undefined;
+  clientIp: string | undefined;
+  route: string;
+}
+
+export const subjectPartsOf = (identity: ResolvedIdentity | undefined, clientIp: string | undefined, route: string): SubjectParts => ({
+  userId: identity?.user.id,
+  keyId: identity?.key.id,
+  group: identity?.user.group,
+  clientIp,
+  route,
+});
+
 /** One counter's key, e.g. `api|u:usr_…|r:orders`. Callers without an identity count by IP. */
-export function subjectKey(def: LimitDefinition, parts: { identity: ResolvedIdentity | undefined; clientIp: string | undefined; route: string }): string {
-  const { identity } = parts;
+export function subjectKey(def: LimitDefinition, parts: SubjectParts): string {
   const out = [def.name];
   for (const p of def.by) {
-    if (p === "user") out.push(identity ? `u:${identity.user.id}` : `anon:${ipBucket(parts.clientIp)}`);
-    else if (p === "key") out.push(identity ? `k:${identity.key.id}` : `anon:${ipBucket(parts.clientIp)}`);
-    else if (p === "group") out.push(`g:${identity?.user.group ?? "-"}`);
+    if (p === "user") out.push(parts.userId ? `u:${parts.userId}` : `anon:${ipBucket(parts.clientIp)}`);
+    else if (p === "key") out.push(parts.keyId ? `k:${parts.keyId}` : `anon:${ipBucket(parts.clientIp)}`);
+    else if (p === "group") out.push(`g:${parts.group ?? "-"}`);
     else if (p === "ip") out.push(ipBucket(parts.clientIp));
     else out.push(`r:${parts.route}`);
   }
@@ -142,8 +158,11 @@ export async function withinBudget<T>(backend: LimiterBackend, timeoutMs: number
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new LimiterUnavailableError(backend.kind, "timeout")), timeoutMs);
   });
+  const pending = call();
+  // A call that loses the race still settles later; observe it so it is not an unhandled rejection.
+  pending.catch(() => {});
   try {
-    return await Promise.race([call(), timeout]);
+    return await Promise.race([pending, timeout]);
   } catch (err) {
     if (err instanceof LimiterUnavailableError || err instanceof GatewayError) throw err;
     throw new LimiterUnavailableError(backend.kind, "error", err);
@@ -225,7 +244,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
         ({ limit, source } = effectiveLimit(overrides, def.name, def.limit));
       }
       const backend = backendFor(def, c.env);
-      const key = subjectKey(def, { identity, clientIp, route: route.name });
+      const key = subjectKey(def, subjectPartsOf(identity, clientIp, route.name));
       const spec = specFor(def, limit, now);
       decision = await isolateLeaseBook.acquire(`${backend.kind}|${key}|${stateSlot(spec)}`, spec, {
         leaseMax: leaseMaxFor(def, limit),
