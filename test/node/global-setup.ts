@@ -1,5 +1,4 @@
 import type { TestProject } from "vitest/node";
-// @ts-expect-error -- a plain .mjs script (also run by developers); its API is typed below.
 import { startUpstashBridge as startBridge } from "../../scripts/upstash-bridge.mjs";
 import { startRecordingOrigin } from "./origin";
 
