@@ -5,34 +5,48 @@ import { defineConfig } from "vitest/config";
 const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
 
 export default defineConfig({
-  plugins: [
-    cloudflareTest(({ inject }) => ({
-      main: "./test/fixtures/worker.ts",
-      wrangler: { configPath: "./wrangler.toml" },
-      miniflare: {
-        bindings: {
-          TEST_MIGRATIONS: migrations,
-          ADMIN_TOKEN: "test-admin-token-0123456789abcdef",
-          TEST_ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}`,
-          TEST_ORIGIN_PREFIXED_URL: `http://127.0.0.1:${inject("originPort")}/base/v1`,
-          ECHO_ORIGIN_TOKEN: "origin-secret-value-7f3a9c",
-          // The Upstash backend under test: the bridge over the local Redis (test/node/global-setup.ts).
-          // Not the default UPSTASH_REDIS_REST_* names, so routes on `backend: "auto"` keep the Durable Object.
-          UPSTASH_TEST_URL: `http://127.0.0.1:${inject("upstashPort")}`,
-          UPSTASH_TEST_TOKEN: inject("upstashToken"),
-          // Upstash "down": nothing listens on port 9 (refused) / the bridge never answers (stalled).
-          UPSTASH_DOWN_URL: "http://127.0.0.1:9",
-          UPSTASH_STALL_URL: `http://127.0.0.1:${inject("upstashPort")}/__stall`,
-        },
-        // Limiter Durable Objects that misbehave, for the fail-mode tests (test/fixtures/worker.ts).
-        durableObjects: { LIMITER_STALLED: "StalledLimiter", LIMITER_BROKEN: "BrokenLimiter" },
-      },
-    })),
-  ],
   test: {
-    globalSetup: ["./test/node/global-setup.ts"],
-    setupFiles: ["./test/apply-migrations.ts"],
-    include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts"],
-    testTimeout: 20_000,
+    projects: [
+      {
+        // Most tests: the gateway inside workerd (the Workers pool), against real local services.
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            main: "./test/fixtures/worker.ts",
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: migrations,
+                ADMIN_TOKEN: "test-admin-token-0123456789abcdef",
+                TEST_ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}`,
+                TEST_ORIGIN_PREFIXED_URL: `http://127.0.0.1:${inject("originPort")}/base/v1`,
+                ECHO_ORIGIN_TOKEN: "origin-secret-value-7f3a9c",
+                // The Upstash backend under test: the bridge over the local Redis (test/node/global-setup.ts).
+                // Not the default UPSTASH_REDIS_REST_* names, so routes on `backend: "auto"` keep the Durable Object.
+                UPSTASH_TEST_URL: `http://127.0.0.1:${inject("upstashPort")}`,
+                UPSTASH_TEST_TOKEN: inject("upstashToken"),
+                // Upstash "down": nothing listens on port 9 (refused) / the bridge never answers (stalled).
+                UPSTASH_DOWN_URL: "http://127.0.0.1:9",
+                UPSTASH_STALL_URL: `http://127.0.0.1:${inject("upstashPort")}/__stall`,
+              },
+              // Limiter Durable Objects that misbehave, for the fail-mode tests (test/fixtures/worker.ts).
+              durableObjects: { LIMITER_STALLED: "StalledLimiter", LIMITER_BROKEN: "BrokenLimiter" },
+            },
+          })),
+        ],
+        test: {
+          name: "workers",
+          globalSetup: ["./test/node/global-setup.ts"],
+          setupFiles: ["./test/apply-migrations.ts"],
+          include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts"],
+          exclude: ["test/node/**"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        // Whole gateway processes started from Node (wrangler's unstable_startWorker): several
+        // processes sharing one backend, and restarts.
+        test: { name: "processes", environment: "node", include: ["test/node/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 120_000 },
+      },
+    ],
   },
 });
