@@ -1,5 +1,6 @@
 import { authorize } from "./plugins/authorize";
 import { keyAuth } from "./plugins/key-auth";
+import { rateLimit } from "./plugins/rate-limit";
 import { defineGateway } from "./worker/gateway/config";
 
 /**
@@ -17,7 +18,9 @@ export default defineGateway({
       timeoutMs: 10_000,
     },
   },
-  plugins: [keyAuth(), authorize()],
+  // Per proxy user: 600 requests a minute (override per role / user: PUT /admin/v1/users/{id}/limits).
+  // Backend: the LIMITER Durable Object, or Upstash when UPSTASH_REDIS_REST_URL/_TOKEN are set.
+  plugins: [keyAuth(), authorize(), rateLimit({ limit: 600, window: "1m" })],
   routes: [
     { name: "demo-read", path: "/demo/*", methods: ["GET"], upstream: "demo", permission: "demo:read" },
     { name: "demo-write", path: "/demo-write/*", methods: ["POST", "PUT", "PATCH", "DELETE"], upstream: "demo", permission: "demo:write" },
