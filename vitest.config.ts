@@ -16,6 +16,9 @@ export default defineConfig({
           TEST_ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}`,
           TEST_ORIGIN_PREFIXED_URL: `http://127.0.0.1:${inject("originPort")}/base/v1`,
           ECHO_ORIGIN_TOKEN: "origin-secret-value-7f3a9c",
+          // Short TTLs so tests can watch cached state expire without long sleeps.
+          KEY_CACHE_TTL_SECONDS: "1",
+          KEY_NEGATIVE_CACHE_TTL_SECONDS: "1",
         },
       },
     })),

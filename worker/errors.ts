@@ -21,6 +21,7 @@ export const errorCatalog = {
   METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   CONFLICT: { status: 409, title: "Conflict" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   INTERNAL: { status: 500, title: "Internal error" },
   UPSTREAM_UNAVAILABLE: { status: 502, title: "The upstream could not be reached" },
@@ -89,6 +90,7 @@ const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
   404: "NOT_FOUND",
   405: "METHOD_NOT_ALLOWED",
   413: "PAYLOAD_TOO_LARGE",
+  415: "UNSUPPORTED_MEDIA_TYPE",
   429: "RATE_LIMITED",
   504: "UPSTREAM_TIMEOUT",
 };
