@@ -20,6 +20,9 @@ export default defineConfig({
                 TEST_ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}`,
                 TEST_ORIGIN_PREFIXED_URL: `http://127.0.0.1:${inject("originPort")}/base/v1`,
                 ECHO_ORIGIN_TOKEN: "origin-secret-value-7f3a9c",
+                // Short TTLs so tests can watch cached state expire without long sleeps.
+                KEY_CACHE_TTL_SECONDS: "1",
+                KEY_NEGATIVE_CACHE_TTL_SECONDS: "1",
                 // The Upstash backend under test: the bridge over the local Redis (test/node/global-setup.ts).
                 // Not the default UPSTASH_REDIS_REST_* names, so routes on `backend: "auto"` keep the Durable Object.
                 UPSTASH_TEST_URL: `http://127.0.0.1:${inject("upstashPort")}`,

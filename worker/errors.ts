@@ -21,6 +21,7 @@ export const errorCatalog = {
   METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   CONFLICT: { status: 409, title: "Conflict" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   QUOTA_EXCEEDED: { status: 429, title: "Quota exceeded" },
   INTERNAL: { status: 500, title: "Internal error" },
@@ -91,6 +92,7 @@ const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
   404: "NOT_FOUND",
   405: "METHOD_NOT_ALLOWED",
   413: "PAYLOAD_TOO_LARGE",
+  415: "UNSUPPORTED_MEDIA_TYPE",
   429: "RATE_LIMITED",
   504: "UPSTREAM_TIMEOUT",
 };
