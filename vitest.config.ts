@@ -43,12 +43,22 @@ export default defineConfig({
           include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts"],
           exclude: ["test/node/**"],
           testTimeout: 20_000,
+          // Before the processes project, not beside it: on a 2-core machine the two together
+          // starve each other (and the real origin) of CPU.
+          sequence: { groupOrder: 0 },
         },
       },
       {
         // Whole gateway processes started from Node (wrangler's unstable_startWorker): several
         // processes sharing one backend, and restarts.
-        test: { name: "processes", environment: "node", include: ["test/node/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 120_000 },
+        test: {
+          name: "processes",
+          environment: "node",
+          include: ["test/node/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          sequence: { groupOrder: 1 },
+        },
       },
     ],
   },

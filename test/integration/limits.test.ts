@@ -42,7 +42,7 @@ describe("exactness under concurrency", () => {
     expect(refused[0]!.res.headers.get("ratelimit-remaining")).toBe("0");
     const [s] = (await status(user.id)).filter((l) => l.name === route);
     expect(s).toMatchObject({ backend, limit: n, used: n, remaining: 0 });
-  });
+  }, 60_000);
 });
 
 describe("responses", () => {

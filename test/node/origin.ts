@@ -63,6 +63,10 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       }),
     );
   });
+  // Keep idle connections longer than workerd's pool does: when Node closes an idle keep-alive
+  // connection just as workerd reuses it, the request fails with "Network connection lost".
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 121_000;
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return { server, port: (server.address() as AddressInfo).port };
 }

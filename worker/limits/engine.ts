@@ -192,7 +192,8 @@ function rateLimitHeaders(def: LimitDefinition, limit: number, d: Decision): Rec
 function applyHeaders(c: Context<GatewayEnv>, headers: Record<string, string>): void {
   let res = c.res;
   const existing = res.headers.get("ratelimit-remaining");
-  if (existing !== null && Number(existing) < Number(headers["ratelimit-remaining"])) return;
+  const mine = headers["ratelimit-remaining"];
+  if (mine !== undefined && existing !== null && Number(existing) < Number(mine)) return;
   try {
     for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
   } catch {
@@ -289,7 +290,9 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       recordOutcome(c, { name: def.name, kind: def.kind, outcome: "dry-run-refused", limit, remaining: 0, source });
       console.log(JSON.stringify({ level: "info", msg: "limit would refuse (dry run)", requestId: c.var.requestId, limit: def.name, code }));
       await next();
-      applyHeaders(c, { ...headers, "ratelimit-dry-run": `would-refuse; limit="${def.name}"; code=${code}` });
+      applyHeaders(c, headers);
+      // Always reported, even when a tighter limit's figures won the RateLimit-* headers.
+      applyHeaders(c, { "ratelimit-dry-run": `would-refuse; limit="${def.name}"; code=${code}` });
       return;
     }
     recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining: decision.remaining, source });
