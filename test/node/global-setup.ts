@@ -23,6 +23,8 @@ export default async function setup(project: TestProject) {
   project.provide("upstashToken", UPSTASH_TEST_TOKEN);
   return async () => {
     await bridge.close();
+    // Idle keep-alive connections would otherwise hold close() open until they time out.
+    server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
 }

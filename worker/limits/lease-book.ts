@@ -139,6 +139,14 @@ export class LeaseBook {
     }
   }
 
+  /**
+   * Forgets remembered refusals, so a raised limit (an admin override) applies at once in this
+   * isolate instead of after the negative cache. Held tokens stay: dropping them only under-admits.
+   */
+  clearRefusals(): void {
+    for (const s of this.states.values()) s.refusedUntil = 0;
+  }
+
   /** Forgets what this isolate holds for ids starting with `prefix` (admin reset, override change). */
   forget(prefix = ""): void {
     for (const [k, s] of this.states) if (k.startsWith(prefix) && !s.inflight) this.states.delete(k);

@@ -12,6 +12,12 @@ import { adminAuditInsert, type AdminActor } from "./admin-audit";
 import { findRole } from "./roles";
 import { findUser } from "./users";
 
+/** An override changed: this isolate re-reads overrides and forgets refusals made under the old limits. */
+function overridesChanged(): void {
+  isolateOverrideCache.purge();
+  isolateLeaseBook.clearRefusals();
+}
+
 /** Overrides as the admin API shows them: limit name → { limit, updatedAt }. */
 export type OverridesView = Record<string, { limit: number; updatedAt: string }>;
 export type OverridesInput = Record<string, { limit: number }>;
@@ -62,7 +68,7 @@ export async function setUserOverrides(db: Database, gateway: CompiledGateway, w
     ...rows.map((r) => db.insert(userLimits).values(r)),
     adminAuditInsert(db, who, { action: "user.limits.set", targetType: "user", targetId: userId, before: { limits: before }, after: { limits: view(rows) } }, now),
   ]);
-  isolateOverrideCache.purge();
+  overridesChanged();
   return view(rows);
 }
 
@@ -73,7 +79,7 @@ export async function clearUserOverrides(db: Database, who: AdminActor, userId: 
     db.delete(userLimits).where(eq(userLimits.userId, userId)),
     adminAuditInsert(db, who, { action: "user.limits.clear", targetType: "user", targetId: userId, before: { limits: before }, after: { limits: {} } }, now),
   ]);
-  isolateOverrideCache.purge();
+  overridesChanged();
 }
 
 export async function getRoleOverrides(db: Database, roleId: string): Promise<OverridesView> {
@@ -92,7 +98,7 @@ export async function setRoleOverrides(db: Database, gateway: CompiledGateway, w
     ...rows.map((r) => db.insert(roleLimits).values(r)),
     adminAuditInsert(db, who, { action: "role.limits.set", targetType: "role", targetId: roleId, before: { limits: before }, after: { limits: view(rows) } }, now),
   ]);
-  isolateOverrideCache.purge();
+  overridesChanged();
   return view(rows);
 }
 
@@ -103,7 +109,7 @@ export async function clearRoleOverrides(db: Database, who: AdminActor, roleId: 
     db.delete(roleLimits).where(eq(roleLimits.roleId, roleId)),
     adminAuditInsert(db, who, { action: "role.limits.clear", targetType: "role", targetId: roleId, before: { limits: before }, after: { limits: {} } }, now),
   ]);
-  isolateOverrideCache.purge();
+  overridesChanged();
 }
 
 export interface LimitStatus {
