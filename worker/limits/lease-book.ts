@@ -19,7 +19,8 @@ import type { LeaseReply, LimiterBackend, LimitSpec } from "./types";
  *
  * Concurrency inside one isolate: at most one lease call per subject is in flight; concurrent
  * requests wait for it and share its grant, so a burst costs one round trip, not one per request.
- * A refusal is remembered for min(retry, NEGATIVE_TTL_MS) so a client hammering a spent limit
+ * A refusal is remembered for min(retry, NEGATIVE_TTL_MS) from when it arrived (and cleared when
+ * an admin changes overrides in this isolate), so a client hammering a spent limit
  * does not turn each refused request into a backend call either.
  */
 export const NEGATIVE_TTL_MS = 1_000;
@@ -129,7 +130,9 @@ export class LeaseBook {
           s.measuredAt = sentAt;
           s.resetMs = r.resetMs;
           s.retryMs = r.retryMs;
-          s.refusedUntil = r.granted === 0 ? sentAt + Math.max(1, Math.min(r.retryMs || NEGATIVE_TTL_MS, NEGATIVE_TTL_MS)) : 0;
+          // Measured from the answer, not the call: every request that waited for this answer is
+          // refused by it, even when the call was slow. (Remembering a refusal only under-admits.)
+          s.refusedUntil = r.granted === 0 ? Date.now() + Math.max(1, Math.min(r.retryMs || NEGATIVE_TTL_MS, NEGATIVE_TTL_MS)) : 0;
         })
         .finally(() => {
           s.inflight = undefined;
