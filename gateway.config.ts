@@ -1,3 +1,4 @@
+import { audit } from "./plugins/audit";
 import { authorize } from "./plugins/authorize";
 import { keyAuth } from "./plugins/key-auth";
 import { defineGateway } from "./worker/gateway/config";
@@ -17,7 +18,8 @@ export default defineGateway({
       timeoutMs: 10_000,
     },
   },
-  plugins: [keyAuth(), authorize()],
+  // audit first: it wraps the whole chain, so it records every decision (see plugins/audit).
+  plugins: [audit(), keyAuth(), authorize()],
   routes: [
     { name: "demo-read", path: "/demo/*", methods: ["GET"], upstream: "demo", permission: "demo:read" },
     { name: "demo-write", path: "/demo-write/*", methods: ["POST", "PUT", "PATCH", "DELETE"], upstream: "demo", permission: "demo:write" },

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { GatewayError } from "../../worker/errors";
 import { definePlugin } from "../../worker/gateway/plugin";
 import { waitUntil } from "../../worker/gateway/wait-until";
+import { AUDIT_BAG } from "../../worker/audit/options";
 import { recordKeyUse, resolveApiKey } from "../../worker/services/identity";
 
 /** The one body every refused key gets, whatever the reason, so callers learn nothing about keys. */
@@ -67,11 +68,17 @@ export const keyAuth = definePlugin({
             ...("keyId" in result ? { keyId: result.keyId, userId: result.userId } : {}),
           }),
         );
+        c.var.bag.set(AUDIT_BAG.reason, result.reason);
+        if ("keyId" in result) c.var.bag.set(AUDIT_BAG.subject, { keyId: result.keyId, userId: result.userId });
         throw new GatewayError("KEY_INVALID", KEY_INVALID_DETAIL, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
       }
       c.set("identity", result.identity);
-      const write = recordKeyUse(db, result.identity.key.id);
-      if (write) waitUntil(c, write);
+      // With the audit plugin in the chain, last_used_at comes from the audit trail (batched);
+      // without it, a throttled direct write (at most once a minute per key per isolate).
+      if (!c.var.bag.get(AUDIT_BAG.active)) {
+        const write = recordKeyUse(db, result.identity.key.id);
+        if (write) waitUntil(c, write);
+      }
       await next();
     },
 });

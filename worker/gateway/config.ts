@@ -133,5 +133,5 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
       plugins: effectiveChain(g.plugins, r.plugins, r.disablePlugins),
     };
   });
-  return { upstreams, routes };
+  return { upstreams, routes, globalPlugins: g.plugins };
 }

@@ -67,6 +67,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const method = c.req.method;
   const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
   let res: Response;
+  const sentAt = Date.now();
   try {
     res = await fetch(target, {
       method,
@@ -83,6 +84,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     console.error(JSON.stringify({ level: "warn", msg: "upstream fetch failed", requestId, upstream: upstream.name, error: String(err) }));
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
+  c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
   const outHeaders = sanitizeResponseHeaders(res.headers);
   outHeaders.set("x-request-id", requestId);
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers: outHeaders });

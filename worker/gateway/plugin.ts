@@ -43,7 +43,7 @@ export function definePlugin<S extends z.ZodType>(def: PluginDefinition<S>) {
       const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(options)"}: ${i.message}`).join("; ");
       throw new PluginConfigError(def.name, issues);
     }
-    return { name: def.name, handler: def.create(parsed.data) };
+    return { name: def.name, handler: def.create(parsed.data), options: parsed.data };
   };
   return Object.assign(factory, { pluginName: def.name });
 }

@@ -5,6 +5,8 @@ import type { GatewayEnv } from "../env";
 export interface PluginInstance {
   readonly name: string;
   readonly handler: MiddlewareHandler<GatewayEnv>;
+  /** The parsed options it was created with (read by the gateway, e.g. audit's pre-chain fallback). */
+  readonly options?: unknown;
 }
 
 /** An upstream after config load: the origin every route to it is pinned to. */
@@ -35,5 +37,7 @@ export interface CompiledRoute {
 
 export interface CompiledGateway {
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+  /** The global chain as declared (routes hold their own resolved chains). */
+  readonly globalPlugins: readonly PluginInstance[];
   readonly routes: readonly CompiledRoute[];
 }
