@@ -18,3 +18,62 @@ export async function waitForEvents(where: string, binds: unknown[], n: number, 
 
 /** Events whose stored path contains `marker`. */
 export const eventsFor = (marker: string, n: number) => waitForEvents(`path LIKE ?`, [`%${marker}%`], n);
+
+/** A stored row back in the shape the queue carries (what a redelivery would contain). */
+export function rowToEvent(r: EventRow) {
+  return {
+    id: r.id,
+    ts: r.ts,
+    userId: r.user_id,
+    keyId: r.key_id,
+    group: r.group,
+    route: r.route,
+    method: r.method,
+    path: r.path,
+    clientIp: r.client_ip,
+    country: r.country,
+    colo: r.colo,
+    decision: r.decision,
+    decidedBy: r.decided_by,
+    code: r.code,
+    reason: r.reason,
+    status: r.status,
+    originStatus: r.origin_status,
+    bytesIn: r.bytes_in,
+    bytesOut: r.bytes_out,
+    latencyMs: r.latency_ms,
+    originLatencyMs: r.origin_latency_ms,
+    limitState: r.limit_state,
+  };
+}
+
+const hex = (n: number) => [...crypto.getRandomValues(new Uint8Array(n))].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+/** A synthetic event (as the gateway would build it) for consumer and retention tests. */
+export function fakeEvent(over: Partial<ReturnType<typeof rowToEvent>> & { keyUsed?: boolean } = {}) {
+  return {
+    id: `req_${hex(16)}`,
+    ts: Date.now(),
+    userId: null,
+    keyId: null,
+    group: null,
+    route: "echo-read",
+    method: "GET",
+    path: "/echo/fake",
+    clientIp: null,
+    country: null,
+    colo: null,
+    decision: "allowed",
+    decidedBy: null,
+    code: null,
+    reason: null,
+    status: 200,
+    originStatus: 200,
+    bytesIn: 0,
+    bytesOut: 10,
+    latencyMs: 12,
+    originLatencyMs: 8,
+    limitState: null,
+    ...over,
+  };
+}

@@ -1,7 +1,9 @@
-import { env } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { redact } from "../../worker/services/admin-audit";
+import worker from "../fixtures/worker";
 import { admin, gw, json, seedCaller, unique } from "../helpers";
-import { eventsFor } from "../audit-helpers";
+import { eventsFor, fakeEvent, rowToEvent } from "../audit-helpers";
 
 const auth = (key: string) => ({ authorization: `Bearer ${key}` });
 
@@ -94,5 +96,134 @@ describe("request audit events", () => {
     // Miniflare supplies a request.cf with country and colo.
     expect(row!.country === null || typeof row!.country === "string").toBe(true);
     void json;
+  });
+});
+
+describe("queue consumer", () => {
+  it("stores each event once, however often the queue delivers it", async () => {
+    const { key, user } = await seedCaller({ permissions: ["echo:read"] });
+    const m = unique("redeliver");
+    for (let i = 0; i < 3; i++) expect((await gw(`/echo/${m}/${i}`, { headers: auth(key) })).status).toBe(200);
+    const stored = await eventsFor(m, 3);
+    const extra = fakeEvent({ path: `/echo/${m}/never-flushed`, userId: user.id });
+    const bodies = [...stored.map(rowToEvent), extra, { not: "an event" }];
+    const usageBefore = await userRequests(user.id);
+
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const batch = createMessageBatch("portcullis-audit", bodies.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts: attempt, body })));
+      const ctx = createExecutionContext();
+      await worker.queue(batch, env as never);
+      const result = await getQueueResult(batch, ctx);
+      expect(result.retryMessages).toEqual([]);
+      expect(result.explicitAcks.sort()).toEqual(bodies.map((_, i) => `msg-${i}`).sort());
+    }
+    const rows = await eventsFor(m, 4);
+    expect(rows.map((r) => r.id).sort()).toEqual([...stored.map((r) => r.id), extra.id].sort());
+    // Usage counted the never-flushed event once, and the redelivered ones not again.
+    expect(await userRequests(user.id)).toBe(usageBefore + 1);
+  });
+
+  it("is bound to a real queue in the test worker (the gateway's default path)", () => {
+    expect(env.AUDIT_QUEUE).toBeDefined();
+  });
+});
+
+async function userRequests(userId: string): Promise<number> {
+  const row = await env.DB.prepare("SELECT COALESCE(SUM(requests), 0) AS n FROM usage_rollups WHERE granularity = 'day' AND dim = 'user' AND value = ?").bind(userId).first<{ n: number }>();
+  return row!.n;
+}
+
+describe("secrets never reach the trail", () => {
+  it("keeps keys, key hashes and secret values out of every request and admin event", async () => {
+    const { key, keyId, user } = await seedCaller({ permissions: ["echo:read"] });
+    const rotated = await json(await admin("POST", `/keys/${keyId}/rotate`, { gracePeriodSeconds: 60 }));
+    const m = unique("leak");
+    await gw(`/echo/${m}/a?api_key=${key}`, { headers: auth(key) });
+    await gw(`/echo/${m}/b?innocent=${rotated.key}`, { headers: { "x-api-key": rotated.key } });
+    await gw(`/echo/${m}/${key}`, { headers: auth(rotated.key) });
+    await gw(`/echo/${m}/d`, { headers: auth(`${key}x`) });
+    await eventsFor(m, 4);
+    const hashes = (await env.DB.prepare("SELECT hash FROM api_keys WHERE user_id = ?").bind(user.id).all<{ hash: string }>()).results.map((r) => r.hash);
+    expect(hashes.length).toBe(2);
+    const everything = JSON.stringify([
+      (await env.DB.prepare("SELECT * FROM request_events").all()).results,
+      (await env.DB.prepare("SELECT * FROM admin_audit").all()).results,
+      await (await gw(`/admin/v1/audit/export?log=requests&userId=${user.id}`, { headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` } })).text(),
+      await (await gw(`/admin/v1/audit/export?log=admin`, { headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` } })).text(),
+    ]);
+    for (const secret of [key, rotated.key, ...hashes, env.ECHO_ORIGIN_TOKEN, env.ADMIN_TOKEN]) expect(everything).not.toContain(secret);
+    expect(everything).toContain(`/echo/${m}/a?api_key=REDACTED`);
+    expect(everything).toContain(`/echo/${m}/b?innocent=REDACTED`);
+    expect(everything).toContain(`/echo/${m}/REDACTED`);
+  });
+});
+
+describe("admin audit", () => {
+  it("records actor, action, target and redacted before/after for each mutation, sealed into the chain", async () => {
+    const { user, keyId } = await seedCaller({ permissions: ["echo:read"] });
+    expect((await admin("PATCH", `/users/${user.id}`, { status: "disabled" })).status).toBe(200);
+    expect((await admin("POST", `/keys/${keyId}/revoke`)).status).toBe(200);
+    const page = await json(await admin("GET", `/audit/admin?targetId=${user.id}`));
+    expect(page.data.map((e: any) => e.action)).toEqual(["user.update", "user.create"]);
+    const update = page.data[0];
+    expect(update).toMatchObject({ actor: "admin-token", targetType: "user", targetId: user.id, before: { status: "active" }, after: { status: "disabled" } });
+    expect(update.requestId).toMatch(/^req_/);
+    expect(update.hash).toMatch(/^[0-9a-f]{64}$/);
+    const keyEvents = await json(await admin("GET", `/audit/admin?targetType=key&targetId=${keyId}`));
+    expect(keyEvents.data.map((e: any) => e.action)).toEqual(["key.revoke", "key.create"]);
+    expect(keyEvents.data[1].after).not.toHaveProperty("key");
+    expect(keyEvents.data[0].before.status).toBe("active");
+    expect(keyEvents.data[0].after.status).toBe("revoked");
+  });
+
+  it("redacts secret-bearing fields at any depth (for limits, secrets and future mutations)", () => {
+    expect(redact({ name: "db", value: "hunter2", nested: { token: "t", ok: 1 }, list: [{ password: "p" }] })).toEqual({
+      name: "db",
+      value: "[redacted]",
+      nested: { token: "[redacted]", ok: 1 },
+      list: [{ password: "[redacted]" }],
+    });
+  });
+});
+
+describe("query API", () => {
+  it("lists request events newest first with filters and cursor pagination, and exports NDJSON oldest first", async () => {
+    const { key, user } = await seedCaller({ permissions: ["echo:read"] });
+    const m = unique("query");
+    const ids: string[] = [];
+    for (const p of ["a", "b", "c", "d"]) ids.push((await gw(`/echo/${m}/${p}`, { headers: auth(key) })).headers.get("x-request-id")!);
+    ids.push((await gw(`/echo-write/${m}/e`, { method: "POST", headers: auth(key) })).headers.get("x-request-id")!);
+    await eventsFor(m, 5);
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = await json(await admin("GET", `/audit/requests?userId=${user.id}&limit=2${cursor ? `&cursor=${cursor}` : ""}`));
+      expect(page.data.length).toBeLessThanOrEqual(2);
+      seen.push(...page.data.map((e: any) => e.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(seen.sort()).toEqual([...ids].sort());
+    const all = await json(await admin("GET", `/audit/requests?userId=${user.id}`));
+    const times = all.data.map((e: any) => e.timestamp);
+    expect([...times].sort().reverse()).toEqual(times);
+
+    const refused = await json(await admin("GET", `/audit/requests?userId=${user.id}&decision=refused&statusClass=4xx&code=FORBIDDEN`));
+    expect(refused.data.map((e: any) => e.id)).toEqual([ids[4]]);
+    expect(refused.data[0]).toMatchObject({ decidedBy: "authorize", route: "echo-write" });
+    expect((await json(await admin("GET", `/audit/requests?userId=${user.id}&statusClass=2xx`))).data.length).toBe(4);
+    expect((await json(await admin("GET", `/audit/requests?userId=${user.id}&from=${new Date(Date.now() + 60_000).toISOString()}`))).data).toEqual([]);
+
+    const res = await admin("GET", `/audit/export?log=requests&userId=${user.id}`);
+    expect(res.headers.get("content-type")).toContain("application/x-ndjson");
+    const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(lines.map((e) => e.timestamp)).toEqual([...lines.map((e) => e.timestamp)].sort());
+  });
+
+  it("rejects a forged cursor as VALIDATION_FAILED", async () => {
+    const res = await admin("GET", "/audit/requests?cursor=not-a-cursor");
+    expect(res.status).toBe(400);
+    expect((await json(res)).code).toBe("VALIDATION_FAILED");
   });
 });

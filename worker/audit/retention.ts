@@ -24,13 +24,14 @@ export interface RetentionResult {
  */
 export async function runRetention(
   d1: D1Database,
-  opts: { retentionDays: number; minuteRollupDays: number; now?: number; maxChunks?: number },
+  opts: { retentionDays: number; minuteRollupDays: number; now?: number; maxChunks?: number; chunkSize?: number },
 ): Promise<RetentionResult> {
   const now = opts.now ?? Date.now();
   // Chains strictly before the cutoff day hold only events written more than retentionDays ago.
   const cutoff = dayChain(now - opts.retentionDays * DAY);
   const result: RetentionResult = { deletedEvents: 0, retiredChains: [], deletedRollups: 0 };
   let budget = opts.maxChunks ?? 500;
+  const chunk = opts.chunkSize ?? DELETE_CHUNK;
   const { results: chains } = await d1.prepare(`SELECT DISTINCT "chain" FROM request_events WHERE "chain" < ?1 ORDER BY "chain"`).bind(cutoff).all<{ chain: string }>();
   for (const { chain } of chains) {
     // Seal first, so the checkpoint carries the real hash of the last deleted row.
@@ -39,7 +40,7 @@ export async function runRetention(
       // The last row of the next chunk; none means the rest of the chain fits in one chunk.
       const last = await d1
         .prepare(`SELECT "seq", "hash" FROM request_events WHERE "chain" = ?1 ORDER BY "seq" LIMIT 1 OFFSET ?2`)
-        .bind(chain, DELETE_CHUNK - 1)
+        .bind(chain, chunk - 1)
         .first<{ seq: number; hash: string | null }>();
       const tail = last ?? (await d1.prepare(`SELECT "seq", "hash" FROM request_events WHERE "chain" = ?1 ORDER BY "seq" DESC LIMIT 1`).bind(chain).first<{ seq: number; hash: string | null }>());
       if (!tail) break;
