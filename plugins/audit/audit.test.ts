@@ -1,0 +1,79 @@
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { z } from "@hono/zod-openapi";
+import { createApp } from "../../worker/app";
+import { redactTarget } from "../../worker/audit/event";
+import { GatewayError } from "../../worker/errors";
+import { defineGateway } from "../../worker/gateway/config";
+import { definePlugin, PluginConfigError } from "../../worker/gateway/plugin";
+import { waitForEvents } from "../../test/audit-helpers";
+import { unique } from "../../test/helpers";
+import { audit, auditOptions, DEFAULT_REDACTED_QUERY_PARAMS } from ".";
+
+const defaults = auditOptions.parse({});
+
+describe("query redaction", () => {
+  it("redacts listed parameters (case-insensitive, prefix patterns) and keeps the rest", () => {
+    expect(redactTarget("/a", "?Token=x&q=1&sig=2", defaults)).toBe("/a?Token=REDACTED&q=1&sig=REDACTED");
+    expect(redactTarget("/a", "?x-sig-v=1&y=2", { ...defaults, redactQueryParams: ["x-sig-*"] })).toBe("/a?x-sig-v=REDACTED&y=2");
+    expect(redactTarget("/a", "", defaults)).toBe("/a");
+    expect(DEFAULT_REDACTED_QUERY_PARAMS).toContain("api_key");
+  });
+
+  it("in allowlist mode redacts everything not kept", () => {
+    expect(redactTarget("/a", "?page=2&email=a%40b.c&flag", { ...defaults, keepQueryParams: ["page"] })).toBe("/a?page=2&email=REDACTED&flag");
+  });
+
+  it("redacts anything shaped like a Portcullis key, wherever it is", () => {
+    expect(redactTarget("/a/pcl_abc/b", "?note=pcl_xyz&pcl_bare", defaults)).toBe("/a/REDACTED/b?note=REDACTED&REDACTED");
+  });
+
+  it("fails at config load on bad options, naming the plugin", () => {
+    expect(() => audit({ maxBatch: 500 })).toThrow(PluginConfigError);
+    expect(() => audit({ sink: "kafka" as never })).toThrow(/plugin "audit"/);
+  });
+});
+
+describe("decisions of any plugin", () => {
+  // A custom plugin that refuses with its own code, and one that answers by itself.
+  const denyTeapots = definePlugin({
+    name: "deny-teapots",
+    config: z.strictObject({}),
+    create: () =>
+      async function denyTeapots(c, next) {
+        if (c.req.header("x-teapot")) throw new GatewayError("FORBIDDEN", "No teapots.");
+        await next();
+      },
+  });
+  const cached = definePlugin({
+    name: "cached",
+    config: z.strictObject({}),
+    create: () =>
+      async function cached(c, next) {
+        if (c.req.header("x-cached")) return c.text("from cache");
+        await next();
+      },
+  });
+  const app = createApp(
+    defineGateway({
+      upstreams: { echo: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL" } },
+      plugins: [audit({ sink: "d1", flushIntervalMs: 20 }), cached(), denyTeapots()],
+      routes: [{ name: "custom", path: "/custom/*", methods: ["GET"], upstream: "echo" }],
+    }),
+  );
+
+  it("records a refusal with the refusing plugin's name and code, and a plugin's own answer as allowed", async () => {
+    const m = unique("custom");
+    const refused = await app.request(`https://gw.test/custom/${m}/1`, { headers: { "x-teapot": "1" } }, env);
+    expect(refused.status).toBe(403);
+    const answered = await app.request(`https://gw.test/custom/${m}/2`, { headers: { "x-cached": "1" } }, env);
+    expect(await answered.text()).toBe("from cache");
+    const forwarded = await app.request(`https://gw.test/custom/${m}/3`, {}, env);
+    expect(forwarded.status).toBe(200);
+    const rows = await waitForEvents("path LIKE ?", [`%${m}%`], 3);
+    const byPath = Object.fromEntries(rows.map((r) => [r.path.split("/").at(-1), r]));
+    expect(byPath["1"]).toMatchObject({ decision: "refused", decided_by: "deny-teapots", code: "FORBIDDEN", status: 403, origin_status: null });
+    expect(byPath["2"]).toMatchObject({ decision: "allowed", decided_by: null, status: 200, origin_status: null });
+    expect(byPath["3"]).toMatchObject({ decision: "allowed", status: 200, origin_status: 200 });
+  });
+});
