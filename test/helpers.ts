@@ -60,3 +60,7 @@ export async function originRecords(marker: string): Promise<Array<{ method: str
   const res = await fetch(`${env.TEST_ORIGIN_URL}/__records?contains=${encodeURIComponent(marker)}`);
   return (await res.json()) as any;
 }
+
+/** Bytes of a base64 string (the recording origin reports bodies in base64). */
+export const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+export const textOf = (b64: string) => new TextDecoder().decode(fromBase64(b64));
