@@ -6,9 +6,11 @@ import { redactTarget } from "../../worker/audit/event";
 import { GatewayError } from "../../worker/errors";
 import { defineGateway } from "../../worker/gateway/config";
 import { definePlugin, PluginConfigError } from "../../worker/gateway/plugin";
-import { waitForEvents } from "../../test/audit-helpers";
+import { fakeEvent, waitForEvents } from "../../test/audit-helpers";
+import type { RequestEvent } from "../../worker/audit/event";
+import { deliver } from "../../worker/audit/sink";
 import { unique } from "../../test/helpers";
-import { audit, auditOptions, DEFAULT_REDACTED_QUERY_PARAMS } from ".";
+import { audit, AUDIT_BAG, auditOptions, DEFAULT_REDACTED_QUERY_PARAMS } from ".";
 
 const defaults = auditOptions.parse({});
 
@@ -54,10 +56,24 @@ describe("decisions of any plugin", () => {
         await next();
       },
   });
+  // A limits-like plugin reporting its state through the bag (or something unserializable).
+  const limits = definePlugin({
+    name: "limits",
+    config: z.strictObject({}),
+    create: () =>
+      async function limits(c, next) {
+        if (c.req.header("x-limit-state") === "circular") {
+          const loop: Record<string, unknown> = {};
+          loop.self = loop;
+          c.var.bag.set(AUDIT_BAG.limitState, loop);
+        } else c.var.bag.set(AUDIT_BAG.limitState, { limit: 10, remaining: 3 });
+        await next();
+      },
+  });
   const app = createApp(
     defineGateway({
       upstreams: { echo: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL" } },
-      plugins: [audit({ sink: "d1", flushIntervalMs: 20 }), cached(), denyTeapots()],
+      plugins: [audit({ sink: "d1", flushIntervalMs: 20 }), cached(), denyTeapots(), limits()],
       routes: [{ name: "custom", path: "/custom/*", methods: ["GET"], upstream: "echo" }],
     }),
   );
@@ -75,5 +91,28 @@ describe("decisions of any plugin", () => {
     expect(byPath["1"]).toMatchObject({ decision: "refused", decided_by: "deny-teapots", code: "FORBIDDEN", status: 403, origin_status: null });
     expect(byPath["2"]).toMatchObject({ decision: "allowed", decided_by: null, status: 200, origin_status: null });
     expect(byPath["3"]).toMatchObject({ decision: "allowed", status: 200, origin_status: 200 });
+    expect(JSON.parse(byPath["3"].limit_state)).toEqual({ limit: 10, remaining: 3 });
+  });
+
+  it("never changes the response when the event cannot be built", async () => {
+    const m = unique("broken");
+    const res = await app.request(`https://gw.test/custom/${m}`, { headers: { "x-limit-state": "circular" } }, env);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { url: string }).url).toBe(`/${m}`);
+  });
+});
+
+describe("sinks", () => {
+  it("falls back to D1 when the queue refuses, and never rejects even when D1 fails too", async () => {
+    const event = fakeEvent({ path: `/echo/${unique("fallback")}` });
+    const failingQueue = { sendBatch: () => Promise.reject(new Error("queue down")) } as unknown as Queue;
+    await deliver([event as RequestEvent], "queue", { ...env, AUDIT_QUEUE: failingQueue } as never);
+    expect(await env.DB.prepare("SELECT status FROM request_events WHERE id = ?").bind(event.id).first()).toEqual({ status: 200 });
+
+    const brokenDb = { prepare: () => { throw new Error("d1 down"); }, batch: () => Promise.reject(new Error("d1 down")) };
+    const lost = fakeEvent();
+    const started = Date.now();
+    await expect(deliver([lost as RequestEvent], "d1", { ...env, DB: brokenDb } as never, 5)).resolves.toBeUndefined();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(5 + 20 + 80); // it retried with backoff before giving up
   });
 });

@@ -25,7 +25,7 @@ const QUEUE_BATCH = 100;
  * (the response is already on its way). Queue failures fall back to D1; D1 failures are retried
  * with backoff; only then are the event ids logged as lost.
  */
-export async function deliver(events: readonly RequestEvent[], mode: SinkMode, env: Env): Promise<void> {
+export async function deliver(events: readonly RequestEvent[], mode: SinkMode, env: Env, retryBaseMs = 100): Promise<void> {
   if (events.length === 0) return;
   if (mode === "queue" && env.AUDIT_QUEUE) {
     try {
@@ -45,7 +45,7 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
       return;
     } catch (err) {
       log("warn", "audit D1 write failed", { count: events.length, attempt, error: String(err) });
-      await sleep(100 * 4 ** attempt);
+      if (attempt < 3) await sleep(retryBaseMs * 4 ** attempt);
     }
   }
   log("error", "audit events lost", { count: events.length, ids: events.map((e) => e.id) });
