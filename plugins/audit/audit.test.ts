@@ -28,6 +28,7 @@ describe("query redaction", () => {
 
   it("redacts anything shaped like a Portcullis key, wherever it is", () => {
     expect(redactTarget("/a/pcl_abc/b", "?note=pcl_xyz&pcl_bare", defaults)).toBe("/a/REDACTED/b?note=REDACTED&REDACTED");
+    expect(redactTarget("/a/..%2fpcl_abc/x%2Fpcl%5Fdef", "?n=%70cl_q&pcl_k=1", defaults)).toBe("/a/REDACTED/REDACTED?n=REDACTED&REDACTED");
   });
 
   it("fails at config load on bad options, naming the plugin", () => {

@@ -48,20 +48,29 @@ function matches(name: string, patterns: readonly string[]): boolean {
   });
 }
 
+/** True when `raw` (as sent, or percent-decoded) contains something shaped like a Portcullis key. */
+function holdsKey(raw: string): boolean {
+  if (raw.includes(KEY_PREFIX)) return true;
+  if (!raw.includes("%")) return false;
+  try {
+    return decodeURIComponent(raw.replaceAll("+", " ")).includes(KEY_PREFIX);
+  } catch {
+    return true; // undecodable: cannot prove it holds no key
+  }
+}
+
 /**
  * The path and query as stored: values of listed (or, in allowlist mode, unlisted) parameters
- * become REDACTED, and anything shaped like a Portcullis key is redacted wherever it appears,
- * whatever the rules say.
+ * become REDACTED, and any path segment, parameter name or value holding something shaped like a
+ * Portcullis key (as sent or percent-decoded) is redacted, whatever the rules say.
  *
- * @example redactTarget("/a?token=x&q=1", opts) // "/a?token=REDACTED&q=1"
+ * @example redactTarget("/a", "?token=x&q=1", opts) // "/a?token=REDACTED&q=1"
  */
 export function redactTarget(pathname: string, search: string, opts: Pick<AuditOptions, "redactQueryParams" | "keepQueryParams">): string {
-  const path = pathname.includes(KEY_PREFIX)
-    ? pathname
-        .split("/")
-        .map((s) => (s.startsWith(KEY_PREFIX) ? REDACTED : s))
-        .join("/")
-    : pathname;
+  const path = pathname
+    .split("/")
+    .map((s) => (holdsKey(s) ? REDACTED : s))
+    .join("/");
   if (!search || search === "?") return path;
   const parts = search
     .slice(1)
@@ -69,7 +78,8 @@ export function redactTarget(pathname: string, search: string, opts: Pick<AuditO
     .map((pair) => {
       const eq = pair.indexOf("=");
       const rawName = eq === -1 ? pair : pair.slice(0, eq);
-      if (eq === -1) return pair.includes(KEY_PREFIX) ? REDACTED : pair;
+      if (holdsKey(rawName)) return REDACTED;
+      if (eq === -1) return pair;
       let name = rawName;
       try {
         name = decodeURIComponent(rawName.replaceAll("+", " "));
@@ -77,8 +87,7 @@ export function redactTarget(pathname: string, search: string, opts: Pick<AuditO
         // keep the raw name: it is only compared, never decoded into the row
       }
       const value = pair.slice(eq + 1);
-      const redact =
-        matches(name, opts.redactQueryParams) || (opts.keepQueryParams !== undefined && !matches(name, opts.keepQueryParams)) || value.includes(KEY_PREFIX);
+      const redact = matches(name, opts.redactQueryParams) || (opts.keepQueryParams !== undefined && !matches(name, opts.keepQueryParams)) || holdsKey(value);
       return redact ? `${rawName}=${REDACTED}` : pair;
     });
   return `${path}?${parts.join("&")}`;

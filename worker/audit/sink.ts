@@ -17,8 +17,27 @@ function log(level: "warn" | "error", msg: string, extra: Record<string, unknown
   console.error(JSON.stringify({ level, msg, ...extra }));
 }
 
-/** Queue sendBatch takes at most 100 messages. */
+/** Queue sendBatch takes at most 100 messages and 256 KB; stay under both. */
 const QUEUE_BATCH = 100;
+const QUEUE_BATCH_BYTES = 200_000;
+
+function queueChunks(events: readonly RequestEvent[]): RequestEvent[][] {
+  const out: RequestEvent[][] = [];
+  let cur: RequestEvent[] = [];
+  let bytes = 0;
+  for (const e of events) {
+    const n = JSON.stringify(e).length + 100; // + per-message overhead
+    if (cur.length > 0 && (cur.length >= QUEUE_BATCH || bytes + n > QUEUE_BATCH_BYTES)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(e);
+    bytes += n;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
 
 /**
  * Sends events to their sink. Never throws: a failing sink must not change any response
@@ -29,8 +48,8 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
   if (events.length === 0) return;
   if (mode === "queue" && env.AUDIT_QUEUE) {
     try {
-      for (let i = 0; i < events.length; i += QUEUE_BATCH) {
-        await env.AUDIT_QUEUE.sendBatch(events.slice(i, i + QUEUE_BATCH).map((body) => ({ body, contentType: "json" as const })));
+      for (const chunk of queueChunks(events)) {
+        await env.AUDIT_QUEUE.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const })));
       }
       return;
     } catch (err) {
