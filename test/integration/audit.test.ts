@@ -227,3 +227,26 @@ describe("query API", () => {
     expect((await json(res)).code).toBe("VALIDATION_FAILED");
   });
 });
+
+describe("audit admin API contract", () => {
+  it.each(["/audit/requests", "/audit/admin", "/audit/export", "/audit/verify", "/usage", "/keys?unusedForDays=1"])("%s requires the admin token", async (p) => {
+    const res = await gw(`/admin/v1${p}`);
+    expect(res.status).toBe(401);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect((await json(res)).code).toBe("ADMIN_UNAUTHORIZED");
+  });
+
+  it("documents the audit and usage endpoints in the OpenAPI document", async () => {
+    const doc = await json(await gw("/admin/v1/openapi.json"));
+    for (const p of ["/audit/requests", "/audit/admin", "/audit/export", "/audit/verify", "/usage", "/keys"]) expect(Object.keys(doc.paths)).toContain(p);
+    expect(doc.components.schemas.RequestEvent.properties).toHaveProperty("decidedBy");
+  });
+
+  it("validates query parameters as VALIDATION_FAILED", async () => {
+    for (const p of ["/audit/requests?statusClass=6xx", "/audit/verify?log=nope", "/usage?granularity=week", "/audit/requests?from=yesterday"]) {
+      const res = await admin("GET", p);
+      expect(res.status, p).toBe(400);
+      expect((await json(res)).code).toBe("VALIDATION_FAILED");
+    }
+  });
+});
