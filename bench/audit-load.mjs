@@ -11,7 +11,9 @@
 //   4. after each step waits for the audit pipeline to drain and compares the request ids the
 //      client received (X-Request-Id) with the events in D1: lost = sent − stored, dup = stored
 //      rows beyond one per id (the primary key makes dups impossible; counted anyway);
-//   5. repeats the highest step on the route that writes to D1 directly (no queue);
+//   5. repeats the highest step on the route that writes to D1 directly (no queue); then restarts
+//      the gateway WITHOUT the queue consumer and measures, in 3 interleaved rounds, what auditing
+//      costs the request path alone (in production the consumer runs in separate invocations);
 //   6. writes bench/results/audit-load-<date>.json and appends a line to bench/results/README.md.
 import { execFileSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -46,21 +48,24 @@ const origin = http.createServer((req, res) => {
 origin.keepAliveTimeout = 60_000;
 await new Promise((r) => origin.listen(ORIGIN_PORT, HOST, r));
 
-const mf = new Miniflare({
-  workers: [
-    {
-      name: "portcullis-bench",
-      modules: true,
-      scriptPath: path.join(outdir, "worker.js"),
-      compatibilityDate: "2026-04-26",
-      d1Databases: { DB: "bench-db" },
-      queueProducers: { AUDIT_QUEUE: "portcullis-audit" },
-      queueConsumers: { "portcullis-audit": { maxBatchSize: 100, maxBatchTimeout: 1 } },
-      bindings: { ADMIN_TOKEN, BENCH_ORIGIN_URL: `http://${HOST}:${ORIGIN_PORT}` },
-      unsafeDirectSockets: [{ host: HOST, port: GATEWAY_PORT }],
-    },
-  ],
-});
+/** The gateway in workerd; without the consumer, queued events just wait (producer-side cost only). */
+const startGateway = (withConsumer) =>
+  new Miniflare({
+    workers: [
+      {
+        name: "portcullis-bench",
+        modules: true,
+        scriptPath: path.join(outdir, "worker.js"),
+        compatibilityDate: "2026-04-26",
+        d1Databases: { DB: "bench-db" },
+        queueProducers: { AUDIT_QUEUE: "portcullis-audit" },
+        ...(withConsumer ? { queueConsumers: { "portcullis-audit": { maxBatchSize: 100, maxBatchTimeout: 1 } } } : {}),
+        bindings: { ADMIN_TOKEN, BENCH_ORIGIN_URL: `http://${HOST}:${ORIGIN_PORT}` },
+        unsafeDirectSockets: [{ host: HOST, port: GATEWAY_PORT }],
+      },
+    ],
+  });
+let mf = startGateway(true);
 await mf.ready;
 
 // workerd is Miniflare's child: account its CPU (utime+stime from /proc), which is steadier
@@ -70,7 +75,7 @@ const workerdPids = () =>
     .split("\n")
     .filter((l) => l.includes("workerd"))
     .map((l) => Number(l.trim().split(/\s+/)[0]));
-const [workerdPid] = workerdPids();
+let [workerdPid] = workerdPids();
 // Pinning (taskset) made workerd slower here (its I/O threads share the one core), so both run
 // unpinned; CPU accounting keeps the figures comparable.
 const TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim() || 100);
@@ -79,12 +84,15 @@ const workerdCpuMs = () => {
   const f = readFileSync(`/proc/${workerdPid}/stat`, "utf8").split(") ")[1].split(" ");
   return (Number(f[11]) + Number(f[12])) * TICK_MS;
 };
-const db = await mf.getD1Database("DB");
+let db = await mf.getD1Database("DB");
+async function migrate() {
 for (const file of readdirSync(path.join(root, "migrations")).filter((f) => f.endsWith(".sql")).sort()) {
   for (const stmt of readFileSync(path.join(root, "migrations", file), "utf8").split("--> statement-breakpoint")) {
     if (stmt.trim()) await db.prepare(stmt).run();
   }
 }
+}
+await migrate();
 
 const base = `http://${HOST}:${GATEWAY_PORT}`;
 async function adminCall(method, p, payload) {
@@ -96,9 +104,12 @@ async function adminCall(method, p, payload) {
   if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
   return res.json();
 }
-await adminCall("POST", "/roles", { name: "bench", permissions: ["bench:read"] });
-const user = await adminCall("POST", "/users", { name: "bench-user", roles: ["bench"] });
-const { key } = await adminCall("POST", `/users/${user.id}/keys`, {});
+async function seed() {
+  await adminCall("POST", "/roles", { name: "bench", permissions: ["bench:read"] });
+  const user = await adminCall("POST", "/users", { name: "bench-user", roles: ["bench"] });
+  return (await adminCall("POST", `/users/${user.id}/keys`, {})).key;
+}
+let key = await seed();
 
 // ── 3. load ───────────────────────────────────────────────────────────────────
 /** `concurrency` keep-alive clients hammering `prefix` for `seconds`; returns counts and the request ids seen. */
@@ -186,6 +197,34 @@ const dDrain = await drained(d.ids);
 const direct = { concurrency: best.concurrency, rps: d.rps, sent: d.ids.length, failed: d.failed, ...dDrain };
 console.log(JSON.stringify({ direct }));
 
+// ── 5b. producer-side cost: the same gateway without the consumer, interleaved rounds ──────
+await mf.dispose();
+mf = startGateway(false);
+await mf.ready;
+[workerdPid] = workerdPids();
+db = await mf.getD1Database("DB");
+await migrate();
+key = await seed();
+const rounds = [];
+for (let r = 0; r < 3; r++) {
+  let cpu0 = workerdCpuMs();
+  const off = await load(`/off/r${r}`, best.concurrency, STEP_SECONDS);
+  const offCpu = ((workerdCpuMs() - cpu0) * 1000) / Math.max(1, off.ids.length);
+  cpu0 = workerdCpuMs();
+  const q = await load(`/q/r${r}`, best.concurrency, STEP_SECONDS);
+  const qCpu = ((workerdCpuMs() - cpu0) * 1000) / Math.max(1, q.ids.length);
+  rounds.push({ auditedRps: q.rps, unauditedRps: off.rps, cpuUsAudited: Math.round(qCpu), cpuUsUnaudited: Math.round(offCpu) });
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const hotPath = {
+  concurrency: best.concurrency,
+  rounds,
+  medianThroughputRatio: +(median(rounds.map((r) => r.auditedRps / r.unauditedRps))).toFixed(3),
+  medianCpuUsAudited: median(rounds.map((r) => r.cpuUsAudited)),
+  medianCpuUsUnaudited: median(rounds.map((r) => r.cpuUsUnaudited)),
+};
+console.log(JSON.stringify({ hotPath }));
+
 // ── 6. results ────────────────────────────────────────────────────────────────
 const pkg = (name) => JSON.parse(readFileSync(path.join(root, "node_modules", name, "package.json"), "utf8")).version;
 const date = new Date().toISOString();
@@ -197,6 +236,7 @@ const result = {
   steps,
   highestSustained: { concurrency: best.concurrency, rps: best.auditedRps, lost: best.lost, dup: best.dup },
   direct,
+  hotPath,
   zeroLoss: steps.every((s) => s.lost === 0 && s.dup === 0) && direct.lost === 0 && direct.dup === 0,
 };
 const outDir = path.join(root, "bench", "results");
@@ -208,7 +248,8 @@ if (!existsSync(readme)) writeFileSync(readme, "# Benchmark results\n\nOne line 
 appendFileSync(
   readme,
   `- ${date} audit-load (${result.machine.cores}× ${result.machine.cpu}): highest sustained ${best.auditedRps} req/s at concurrency ${best.concurrency}, ` +
-    `lost ${best.lost}, dup ${best.dup}; audited/unaudited throughput ${best.costRatio}, workerd CPU ${best.cpuUsPerReqAudited}/${best.cpuUsPerReqUnaudited} µs per request (incl. consumer); direct-D1 sink ${direct.rps} req/s lost ${direct.lost} — ${path.basename(file)}\n`,
+    `lost ${best.lost}, dup ${best.dup}; audited/unaudited throughput ${best.costRatio}, workerd CPU ${best.cpuUsPerReqAudited}/${best.cpuUsPerReqUnaudited} µs per request (incl. consumer); direct-D1 sink ${direct.rps} req/s lost ${direct.lost}; ` +
+    `hot path only (no consumer, median of 3): throughput ×${hotPath.medianThroughputRatio}, CPU ${hotPath.medianCpuUsAudited}/${hotPath.medianCpuUsUnaudited} µs — ${path.basename(file)}\n`,
 );
 console.log(`zero loss: ${result.zeroLoss} → ${path.relative(root, file)}`);
 
