@@ -9,6 +9,8 @@ declare global {
       TEST_ORIGIN_URL: string;
       TEST_ORIGIN_PREFIXED_URL: string;
       ECHO_ORIGIN_TOKEN: string;
+      JWT_HS_SECRET: string;
+      SECRETS_KEY: string;
     }
   }
 }
