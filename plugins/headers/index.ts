@@ -45,12 +45,22 @@ export function compileTemplate(template: string, allowSecrets: boolean): Part[]
   return parts;
 }
 
+/** Why `name` may not be edited, or null when it may. */
+function headerNameProblem(name: string, what: string): string | null {
+  if (!HEADER_NAME.test(name)) return "must be a valid header name";
+  const h = name.toLowerCase();
+  if (RESERVED.has(h) || h.startsWith("x-portcullis-")) return `the gateway owns this header; it cannot be ${what}`;
+  return null;
+}
+
 const headerName = (what: string) =>
   z
     .string()
-    .regex(HEADER_NAME, "must be a valid header name")
-    .transform((h) => h.toLowerCase())
-    .refine((h) => !RESERVED.has(h) && !h.startsWith("x-portcullis-"), `the gateway owns this header; it cannot be ${what}`);
+    .superRefine((h, ctx) => {
+      const problem = headerNameProblem(h, what);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .transform((h) => h.toLowerCase());
 
 const template = (allowSecrets: boolean) =>
   z
@@ -62,13 +72,26 @@ const template = (allowSecrets: boolean) =>
     })
     .transform((t) => compileTemplate(t, allowSecrets) as Part[]);
 
+// Record keys are header names; they are checked here (not in the key schema) so an error
+// names the header (`request.set.x-foo: …`) instead of zod's generic "Invalid key in record".
+const lowerKeys = <T>(r: Record<string, T>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]));
 const operations = (allowSecrets: boolean) =>
-  z.strictObject({
-    remove: z.array(headerName("removed")).default([]).describe("Headers to delete"),
-    rename: z.record(headerName("renamed"), headerName("a rename target")).default({}).describe("`{ from: to }`: moves a header's value to a new name"),
-    set: z.record(headerName("set"), template(allowSecrets)).default({}).describe("`{ name: template }`: replaces the header"),
-    add: z.record(headerName("added"), template(allowSecrets)).default({}).describe("`{ name: template }`: appends a value (keeps existing ones)"),
-  });
+  z
+    .strictObject({
+      remove: z.array(headerName("removed")).default([]).describe("Headers to delete"),
+      rename: z.record(z.string(), headerName("a rename target")).default({}).describe("`{ from: to }`: moves a header's value to a new name"),
+      set: z.record(z.string(), template(allowSecrets)).default({}).describe("`{ name: template }`: replaces the header"),
+      add: z.record(z.string(), template(allowSecrets)).default({}).describe("`{ name: template }`: appends a value (keeps existing ones)"),
+    })
+    .superRefine((o, ctx) => {
+      for (const [op, what] of [["rename", "renamed"], ["set", "set"], ["add", "added"]] as const) {
+        for (const name of Object.keys(o[op])) {
+          const problem = headerNameProblem(name, what);
+          if (problem) ctx.addIssue({ code: "custom", path: [op, name], message: problem });
+        }
+      }
+    })
+    .transform((o) => ({ remove: o.remove, rename: lowerKeys(o.rename), set: lowerKeys(o.set), add: lowerKeys(o.add) }));
 
 export const headersOptions = z.strictObject({
   request: operations(true)

@@ -1,5 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { createDb } from "../../worker/db";
+import { putSecret, resolveSecret } from "../../worker/services/secrets";
 import { admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
 
 const name = () => unique("TOKEN").replace(/[^A-Za-z0-9_.-]/g, "_");
@@ -80,5 +82,30 @@ describe("admin API: origin secrets", () => {
     expect(Object.keys(doc.paths["/secrets/{name}"]).sort()).toEqual(["delete", "put"]);
     expect(Object.keys(doc.paths["/secrets"])).toEqual(["get"]);
     expect(doc.components.schemas.OriginSecret.properties).not.toHaveProperty("value");
+  });
+});
+
+describe("origin-secret resolution", () => {
+  it("a rotation made elsewhere (no purge here) is served once this isolate's cache TTL has passed", async () => {
+    const db = createDb(env.DB);
+    const n = name();
+    const who = { actor: "test", requestId: "req_test" };
+    const cfg = { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0.2 };
+    await putSecret(db, env, who, n, { value: "v1-value" });
+    expect(await resolveSecret(db, cfg, n, {})).toBe("v1-value");
+    // Written straight to D1, as another isolate's admin call would: this isolate's cache is not purged.
+    await putSecret(db, env, who, n, { value: "v2-value" });
+    expect(await resolveSecret(db, cfg, n, {})).toBe("v1-value");
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await resolveSecret(db, cfg, n, {})).toBe("v2-value");
+  });
+
+  it("a ciphertext moved to another binding does not decrypt (the AAD binds it to name and scope)", async () => {
+    const db = createDb(env.DB);
+    const n = name();
+    const { user } = await seedCaller();
+    await putSecret(db, env, { actor: "test", requestId: "req_test" }, n, { value: "partner-only", userId: user.id });
+    await env.DB.prepare("UPDATE origin_secrets SET scope_type = 'global', scope_id = '' WHERE name = ?").bind(n).run();
+    await expect(resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).rejects.toMatchObject({ code: "GATEWAY_MISCONFIGURED" });
   });
 });
