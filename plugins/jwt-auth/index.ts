@@ -18,8 +18,7 @@ const jwksUrl = z
     const url = new URL(u);
     // Keys fetched over plain HTTP could be swapped in transit; only loopback (tests, local dev) may use it.
     return url.protocol === "https:" || ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
-  }, "must be https (http only for localhost)")
-  .describe("URL of the issuer's JWKS (e.g. https://issuer.example/.well-known/jwks.json)");
+  }, "must be https (http only for localhost)");
 
 const publicJwk = z
   .looseObject({ kty: z.enum(["RSA", "EC"]), kid: z.string().optional() })
@@ -31,7 +30,7 @@ export const jwtAuthOptions = z
       .array(z.enum(ALGORITHMS))
       .min(1)
       .describe("Accepted `alg` values (pinned: `none` and anything unlisted are refused). No default: choose deliberately."),
-    jwksUrl: jwksUrl.optional(),
+    jwksUrl: jwksUrl.optional().describe("URL of the issuer's JWKS (e.g. https://issuer.example/.well-known/jwks.json); fetched on first use, then cached"),
     jwks: z
       .strictObject({ keys: z.array(publicJwk).min(1) })
       .optional()
