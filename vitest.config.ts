@@ -26,7 +26,7 @@ export default defineConfig({
   test: {
     globalSetup: ["./test/node/global-setup.ts"],
     setupFiles: ["./test/apply-migrations.ts"],
-    include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts", "docs/examples/**/*.test.ts"],
     testTimeout: 20_000,
   },
 });
