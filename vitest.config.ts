@@ -19,6 +19,9 @@ export default defineConfig({
           // HS256 key for jwt-auth tests (≥ 32 bytes) and the origin-secret store's AES key.
           JWT_HS_SECRET: "hs256-test-secret-0123456789abcdef0123",
           SECRETS_KEY: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=",
+          // Short TTLs so tests can watch cached state expire without long sleeps.
+          KEY_CACHE_TTL_SECONDS: "1",
+          KEY_NEGATIVE_CACHE_TTL_SECONDS: "1",
         },
       },
     })),

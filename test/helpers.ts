@@ -84,3 +84,7 @@ export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "u
 
 /** The origin credential the test upstreams inject: it must never appear in a response to a client. */
 export const ORIGIN_SECRET = env.ECHO_ORIGIN_TOKEN;
+
+/** Bytes of a base64 string (the recording origin reports bodies in base64). */
+export const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+export const textOf = (b64: string) => new TextDecoder().decode(fromBase64(b64));

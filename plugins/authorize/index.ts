@@ -45,7 +45,7 @@ export const authorize = definePlugin({
       const missing = missingPermissions(identity, route.access);
       if (missing.length > 0) {
         const what = "anyOf" in route.access ? `any of ${missing.map((p) => `"${p}"`).join(", ")}` : missing.map((p) => `"${p}"`).join(", ");
-        throw new GatewayError("FORBIDDEN", `This credential does not grant ${what}.`);
+        throw new GatewayError("FORBIDDEN", `This ${identity.authMethod === "jwt" ? "token" : "key"} does not grant ${what}.`);
       }
       if (groups && (identity.user.group === null || !groups.includes(identity.user.group))) {
         throw new GatewayError("FORBIDDEN", "This proxy user's group may not call this route.");

@@ -34,7 +34,12 @@ export const createAdminRouter = () =>
   new OpenAPIHono<GatewayEnv>({
     defaultHook: (result) => {
       if (!result.success) {
-        const errors = result.error.issues.map((i) => ({ path: i.path.join(".") || "(body)", message: i.message }));
+        // Unknown fields come as one issue at the object's path listing the keys; name each key instead.
+        const errors = result.error.issues.flatMap((i) =>
+          i.code === "unrecognized_keys"
+            ? i.keys.map((k) => ({ path: [...i.path, k].join("."), message: "unknown field" }))
+            : [{ path: i.path.join(".") || "(body)", message: i.message }],
+        );
         throw new GatewayError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
       }
     },

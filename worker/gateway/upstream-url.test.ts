@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { GatewayError } from "../errors";
+import { buildUpstreamUrl, nonCanonicalReason, rawPathOf } from "./upstream-url";
+
+describe("buildUpstreamUrl", () => {
+  it("joins base path, remainder and query", () => {
+    expect(buildUpstreamUrl("https://api.example/v2", "/orders/7", "?x=1").href).toBe("https://api.example/v2/orders/7?x=1");
+    expect(buildUpstreamUrl("https://api.example/v2/", "/orders", "").href).toBe("https://api.example/v2/orders");
+    expect(buildUpstreamUrl("https://api.example", "", "").href).toBe("https://api.example/");
+    expect(buildUpstreamUrl("https://api.example/v2", "", "?q").href).toBe("https://api.example/v2?q");
+    expect(buildUpstreamUrl("http://127.0.0.1:8788", "/@evil.example/x", "").href).toBe("http://127.0.0.1:8788/@evil.example/x");
+  });
+
+  it.each(["@evil.example/x", "//evil.example/x", "/\\evil.example", "/..", "/a/../../b", "/%2e%2e/x", "/a%2fb", "/a;b", "/./x", "/a/%00"])(
+    "refuses remainder %s",
+    (remainder) => {
+      expect(() => buildUpstreamUrl("https://api.example/v2", remainder, "")).toThrow(GatewayError);
+    },
+  );
+});
+
+describe("nonCanonicalReason / rawPathOf", () => {
+  it("reads the raw path without decoding it", () => {
+    expect(rawPathOf("https://h.example/a/%2e%2e/b?x=/../")).toBe("/a/%2e%2e/b");
+    expect(rawPathOf("https://h.example")).toBe("/");
+    expect(rawPathOf("https://h.example/a#frag")).toBe("/a");
+  });
+  it("accepts ordinary paths and refuses tricky ones", () => {
+    expect(nonCanonicalReason("/orders/7/items-2.json")).toBeNull();
+    expect(nonCanonicalReason("/a%20b")).toBeNull();
+    for (const p of ["/a//b", "/a/./b", "/a/../b", "/a/%2E", "/a%5Cb", "/a\\b", "/a;x", "/a%25", "/a\u0000"]) expect(nonCanonicalReason(p), p).not.toBeNull();
+  });
+});
