@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { sealChain } from "../audit/chain";
+import { purgeIsolateCaches } from "../lib/ttl-cache";
 import type { AdminActor } from "../services/admin-audit";
 
 async function sha256(text: string): Promise<ArrayBuffer> {
@@ -30,7 +31,11 @@ export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
 export const purgeKeyCacheOnMutation = (): MiddlewareHandler<GatewayEnv> =>
   async function purgeKeyCacheOnMutation(c, next) {
     await next();
-    if (c.req.method !== "GET" && c.req.method !== "HEAD") c.var.services.keyCache.purge();
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      c.var.services.keyCache.purge();
+      // JWT-user and origin-secret caches too: the change must show at once where it landed.
+      purgeIsolateCaches();
+    }
   };
 
 /**

@@ -1,4 +1,4 @@
-import type { Handler, Hono, MiddlewareHandler } from "hono";
+import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { tagDecisions } from "./decider";
@@ -18,6 +18,9 @@ export const canonicalPath = (): MiddlewareHandler<GatewayEnv> =>
     await next();
   };
 
+/** A CORS preflight: OPTIONS naming the method the browser wants to send. */
+const isPreflight = (c: Context<GatewayEnv>) => c.req.method === "OPTIONS" && c.req.header("origin") !== undefined && c.req.header("access-control-request-method") !== undefined;
+
 /**
  * First handler of a route: the route's context for the plugins, then the method check. The
  * route is set before a 405 so the audit trail can name the route a refused method was sent to.
@@ -29,14 +32,25 @@ const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): Middleware
     c.set("identity", undefined);
     c.set("origin", undefined);
     c.set("bag", new Map());
-    if (!route.methods.has(c.req.method)) {
+    // A preflight is let through only to a chain with a plugin that answers it (cors); that
+    // plugin never forwards it, so the origin still only sees the route's methods.
+    if (!route.methods.has(c.req.method) && !(route.answersPreflight && isPreflight(c))) {
       throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, {
         headers: { allow: [...route.methods].join(", ") },
       });
     }
     c.set("upstreamHeaders", sanitizeRequestHeaders(c.req.raw.headers));
+    c.set("forward", { timeoutMs: upstream.timeoutMs, injectedSecrets: [] });
     await next();
   };
+
+/** Defence in depth: a preflight let through by bindRoute must have been answered by now. */
+const refuseUnansweredPreflight: MiddlewareHandler<GatewayEnv> = async function refuseUnansweredPreflight(c, next) {
+  if (!c.var.route.methods.has(c.req.method)) {
+    throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, { headers: { allow: [...c.var.route.methods].join(", ") } });
+  }
+  await next();
+};
 
 /**
  * Registers every configured route on the app: `bindRoute → plugins (declared order) → forward`.
@@ -51,6 +65,7 @@ export function mountGateway(app: Hono<GatewayEnv>, gateway: CompiledGateway): v
     const handlers = [
       tagDecisions("gateway", bindRoute(route, upstream)),
       ...route.plugins.map((p) => tagDecisions(p.name, p.handler)),
+      tagDecisions("gateway", refuseUnansweredPreflight),
       tagDecisions("upstream", forwardToUpstream),
     ] as Handler<GatewayEnv>[];
     const patterns = route.wildcard ? [route.prefix || "/", `${route.prefix}/*`] : [route.path];

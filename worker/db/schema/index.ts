@@ -3,3 +3,4 @@ export * from "./roles";
 export * from "./api-keys";
 export * from "./admin-audit";
 export * from "./audit";
+export * from "./origin-secrets";
