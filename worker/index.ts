@@ -12,5 +12,5 @@ export default {
 
 export { createApp } from "./app";
 export { defineGateway } from "./gateway/config";
-export { definePlugin } from "./gateway/plugin";
-export { GatewayError } from "./errors";
+// The public plugin API (definePlugin, GatewayError, defineErrorCodes, bagSlot, waitUntil, types…).
+export * from "./plugin-api";

@@ -188,6 +188,15 @@ describe("jwt-auth", () => {
     expect(await json(await fetchGw(`/jwt-both/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } }))).toHaveProperty("url");
   });
 
+  it("a JWKS URL that does not answer with keys refuses the token (401), never lets it through", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const broken = testGateway({
+      plugins: [jwtAuth({ algorithms: ["RS256"], jwksUrl: `${env.TEST_ORIGIN_URL}/__jwks/${jwksName}-missing` }), authorize()],
+      routes: [{ name: "jwt-broken", path: "/jwt-broken/*", upstream: "echo", permission: "echo:read" }],
+    });
+    await expectRefused("/jwt-broken", { authorization: `Bearer ${await sign({ sub: user.id })}` }, "TOKEN_INVALID", broken);
+  });
+
   it("refuses unsafe options at load", () => {
     const issues = (o: Parameters<typeof jwtAuth>[0]) => jwtAuth(o).configIssues?.map((i) => `${i.path.join(".")}: ${i.message}`) ?? [];
     expect(issues({ algorithms: ["HS256"] })).toEqual(["secretFromEnv: required when algorithms include HS256"]);
