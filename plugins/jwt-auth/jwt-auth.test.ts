@@ -91,7 +91,7 @@ describe("jwt-auth", () => {
       const [rec] = await originRecords(marker);
       expect(rec!.headers["x-portcullis-user-id"]).toBe(user.id);
       expect(rec!.headers["x-portcullis-user-group"]).toBe("partner");
-      expect(rec!.headers["x-portcullis-key-id"]).toBe("jwt:t-1");
+      expect(rec!.headers["x-portcullis-key-id"]).toBe(`jwt:${user.id}`);
       // The client's token is not forwarded; the origin gets its own credential.
       expect(rec!.headers.authorization).toBe("Bearer origin-secret-value-7f3a9c");
       expect(JSON.stringify(rec)).not.toContain(token);
