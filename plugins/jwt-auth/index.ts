@@ -110,6 +110,9 @@ export const jwtAuth = definePlugin({
     const hmacKeys = new WeakMap<object, Uint8Array>();
 
     const keyFor = (env: Record<string, unknown>): JWTVerifyGetKey => async (header, token) => {
+      // jose checks `algorithms` before asking for a key; this guard keeps the pinning true even if
+      // that order ever changed (an unlisted alg must be a 401, never a key lookup).
+      if (!(o.algorithms as readonly string[]).includes(header.alg ?? "")) throw new joseErrors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`);
       if (header.alg === "HS256") {
         let key = hmacKeys.get(env);
         if (!key) {
