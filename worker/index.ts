@@ -8,5 +8,5 @@ export default createWorker(gateway);
 export { createApp } from "./app";
 export { createWorker } from "./worker";
 export { defineGateway } from "./gateway/config";
-export { definePlugin } from "./gateway/plugin";
-export { GatewayError } from "./errors";
+// The public plugin API (definePlugin, GatewayError, defineErrorCodes, bagSlot, waitUntil, types…).
+export * from "./plugin-api";
