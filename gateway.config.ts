@@ -1,6 +1,8 @@
+import { audit } from "./plugins/audit";
 import { authorize } from "./plugins/authorize";
 import { keyAuth } from "./plugins/key-auth";
 import { rateLimit } from "./plugins/rate-limit";
+import { requestLimits } from "./plugins/request-limits";
 import { defineGateway } from "./worker/gateway/config";
 
 /**
@@ -18,11 +20,21 @@ export default defineGateway({
       timeoutMs: 10_000,
     },
   },
-  // Per proxy user: 600 requests a minute (override per role / user: PUT /admin/v1/users/{id}/limits).
-  // Backend: the LIMITER Durable Object, or Upstash when UPSTASH_REDIS_REST_URL/_TOKEN are set.
-  plugins: [keyAuth(), authorize(), rateLimit({ limit: 600, window: "1m" })],
+  // audit first: it wraps the whole chain, so it records every decision (see plugins/audit).
+  // Then a rate limit per proxy user: 600 requests a minute (override per role / user:
+  // PUT /admin/v1/users/{id}/limits). Backend: the LIMITER Durable Object, or Upstash when
+  // UPSTASH_REDIS_REST_URL/_TOKEN are set.
+  plugins: [audit(), keyAuth(), authorize(), rateLimit({ limit: 600, window: "1m" })],
   routes: [
     { name: "demo-read", path: "/demo/*", methods: ["GET"], upstream: "demo", permission: "demo:read" },
-    { name: "demo-write", path: "/demo-write/*", methods: ["POST", "PUT", "PATCH", "DELETE"], upstream: "demo", permission: "demo:write" },
+    {
+      name: "demo-write",
+      path: "/demo-write/*",
+      methods: ["POST", "PUT", "PATCH", "DELETE"],
+      upstream: "demo",
+      permission: "demo:write",
+      // Built-in plugins (see README "Plugins"): route plugins run after the global chain.
+      plugins: [requestLimits({ maxBodyBytes: 1_048_576, timeoutMs: 5_000 })],
+    },
   ],
 });

@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 import type { D1Migration } from "cloudflare:test";
 
 declare global {
@@ -14,6 +15,9 @@ declare global {
       UPSTASH_TEST_TOKEN: string;
       UPSTASH_DOWN_URL: string;
       UPSTASH_STALL_URL: string;
+      AUDIT_QUEUE: Queue;
+      JWT_HS_SECRET: string;
+      SECRETS_KEY: string;
     }
   }
 }

@@ -2,4 +2,6 @@ export * from "./proxy-users";
 export * from "./roles";
 export * from "./api-keys";
 export * from "./admin-audit";
+export * from "./audit";
+export * from "./origin-secrets";
 export * from "./limits";
