@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
+import { AUDIT_BAG } from "../audit/options";
 import type { Env, GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { parseIp } from "../lib/cidr";
@@ -204,7 +205,7 @@ function applyHeaders(c: Context<GatewayEnv>, headers: Record<string, string>): 
   }
 }
 
-/** What each limit decided for the request, for the audit plugin (bag key `limits`). */
+/** What each limit decided for the request (bag key `limits`; also the audit event's `limitState`). */
 export interface LimitOutcome {
   name: string;
   kind: "rate" | "quota";
@@ -220,6 +221,8 @@ function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): void {
   const list = (bag.get("limits") as LimitOutcome[] | undefined) ?? [];
   list.push(o);
   bag.set("limits", list);
+  // The audit event's limit state: every limit's decision, dry-run refusals included.
+  bag.set(AUDIT_BAG.limitState, list);
 }
 
 // ── the middleware ────────────────────────────────────────────────────────────────────────────
