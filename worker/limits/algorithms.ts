@@ -55,6 +55,8 @@ function slidingUsed(s: WindowState, windowMs: number, now: number): number {
 /** ms until the sliding estimate drops to ≤ limit − 1 (one request would fit). */
 function slidingRetry(s: WindowState, limit: number, windowMs: number, now: number): number {
   const end = s.ws + windowMs;
+  // A limit of 0 (everything blocked, e.g. a user override) never frees a token: say "next window".
+  if (limit < 1) return Math.max(1, Math.ceil(end - now));
   if (s.cur <= limit - 1) {
     if (s.prev <= 0) return 0;
     const t = end - (windowMs * (limit - 1 - s.cur)) / s.prev;
@@ -99,7 +101,8 @@ export function leaseBucket(s0: BucketState | undefined, req: LeaseRequest, now:
   if (req.give > 0) s.tokens = Math.min(spec.limit, s.tokens + req.give);
   const granted = grantSize(req.want, Math.floor(s.tokens));
   s.tokens -= granted;
-  const perTokenMs = spec.windowMs / spec.limit;
+  // A bucket of 0 never refills: report the window as the wait rather than infinity.
+  const perTokenMs = spec.limit >= 1 ? spec.windowMs / spec.limit : spec.windowMs;
   const remaining = Math.floor(s.tokens);
   return {
     state: s,
@@ -107,7 +110,7 @@ export function leaseBucket(s0: BucketState | undefined, req: LeaseRequest, now:
       granted,
       remaining,
       retryMs: remaining >= 1 ? 0 : Math.max(1, Math.ceil((1 - s.tokens) * perTokenMs)),
-      resetMs: Math.ceil((spec.limit - s.tokens) * perTokenMs),
+      resetMs: Math.ceil(Math.max(0, spec.limit - s.tokens) * perTokenMs),
       ttlMs: Math.min(spec.windowMs, BUCKET_LEASE_TTL_MS),
       window: 0,
     },
@@ -116,7 +119,8 @@ export function leaseBucket(s0: BucketState | undefined, req: LeaseRequest, now:
 
 export function usageBucket(s0: BucketState | undefined, spec: LimitSpec, now: number): UsageReport {
   const s = refill(s0, spec, now);
-  return { used: Math.ceil(spec.limit - s.tokens), remaining: Math.floor(s.tokens), resetMs: Math.ceil(((spec.limit - s.tokens) * spec.windowMs) / spec.limit) };
+  const perTokenMs = spec.limit >= 1 ? spec.windowMs / spec.limit : spec.windowMs;
+  return { used: Math.ceil(spec.limit - s.tokens), remaining: Math.floor(s.tokens), resetMs: Math.ceil(Math.max(0, spec.limit - s.tokens) * perTokenMs) };
 }
 
 function rollPeriod(s: PeriodState | undefined, spec: LimitSpec): PeriodState {

@@ -65,7 +65,7 @@ if alg == 'fixed-window' or alg == 'sliding-window' then
   local untilEnd = ws + w - now
   local retry = 0
   if remaining <= 0 then
-    if alg == 'fixed-window' then
+    if alg == 'fixed-window' or limit < 1 then
       retry = untilEnd
     elseif cur <= limit - 1 then
       if prev > 0 then retry = math.max(1, math.ceil(ws + w - (w * (limit - 1 - cur)) / prev - now)) end
@@ -96,14 +96,16 @@ if alg == 'token-bucket' then
   if give > 0 and mode == 'lease' then tokens = math.min(limit, tokens + give) end
   local g = grant(math.floor(tokens))
   tokens = tokens - g
+  local perToken = w
+  if limit >= 1 then perToken = w / limit end
   if mode == 'lease' then
     redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', string.format('%d', at))
-    redis.call('PEXPIRE', key, math.ceil((limit - tokens) * w / limit) + 1000)
+    redis.call('PEXPIRE', key, math.ceil(math.max(0, limit - tokens) * perToken) + 1000)
   end
   local remaining = math.floor(tokens)
   local retry = 0
-  if remaining < 1 then retry = math.max(1, math.ceil((1 - tokens) * w / limit)) end
-  return {g, remaining, retry, math.ceil((limit - tokens) * w / limit), math.min(w, bucketTtl), 0, math.ceil(limit - tokens)}
+  if remaining < 1 then retry = math.max(1, math.ceil((1 - tokens) * perToken)) end
+  return {g, remaining, retry, math.ceil(math.max(0, limit - tokens) * perToken), math.min(w, bucketTtl), 0, math.ceil(limit - tokens)}
 end
 
 -- period (quota): a hash {start, count}; a newer period replaces an older one.
