@@ -27,6 +27,7 @@ export const errorCatalog = {
   UPSTREAM_UNAVAILABLE: { status: 502, title: "The upstream could not be reached" },
   GATEWAY_MISCONFIGURED: { status: 500, title: "The gateway is misconfigured" },
   UPSTREAM_TIMEOUT: { status: 504, title: "The upstream did not answer in time" },
+  IDENTITY_UNAVAILABLE: { status: 503, title: "Identity store unavailable" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import type { Database } from "../db";
+import { GatewayError } from "../errors";
 import { apiKeys, proxyUsers, roles, userRoles } from "../db/schema";
 import type { UserStatus } from "../db/schema";
 import { hashApiKey, isWellFormedApiKey } from "../lib/api-key";
@@ -97,7 +98,16 @@ export async function resolveApiKey(
   const hash = await hashApiKey(presented);
   let identity = cache.get(hash, now);
   if (identity === undefined) {
-    identity = await loadIdentityByHash(db, hash);
+    try {
+      identity = await loadIdentityByHash(db, hash);
+    } catch (err) {
+      // Fail closed: a key we could not check is neither accepted nor called invalid (a 401 would
+      // tell a client its good key is bad). Nothing is cached, so the next request asks D1 again.
+      // drizzle's error text carries the query's params (the key hash): log only the cause.
+      const cause = String((err as { cause?: unknown })?.cause ?? (err as Error)?.name ?? "error").replaceAll(hash, "[hash]");
+      console.error(JSON.stringify({ level: "error", msg: "key resolution failed", error: cause }));
+      throw new GatewayError("IDENTITY_UNAVAILABLE", "API keys cannot be checked right now; retry shortly.", { headers: { "retry-after": "1" } });
+    }
     cache.set(hash, identity, identity ? opts.ttlMs : opts.negativeTtlMs, now);
   }
   if (!identity) return { ok: false, reason: "unknown" };
