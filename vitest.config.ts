@@ -24,7 +24,7 @@ export default defineConfig({
     })),
   ],
   test: {
-    globalSetup: ["./test/node/global-setup.ts"],
+    globalSetup: ["./test/node/global-setup.ts", "./test/node/security-setup.ts"],
     setupFiles: ["./test/apply-migrations.ts"],
     include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts"],
     testTimeout: 20_000,

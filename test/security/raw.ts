@@ -1,0 +1,109 @@
+import { expect, inject } from "vitest";
+
+/**
+ * Helpers for tests that need bytes on the wire: the raw-socket gateway started by
+ * test/node/security-setup.ts (same gateway config as the pool's worker, its own D1 and its own
+ * recording origin), reached through the node-side driver because workerd tests have no TCP client.
+ */
+export const raw = {
+  /** workerd's own HTTP socket: the worker sees exactly what workerd's parser made of the bytes. */
+  direct: inject("rawDirectPort"),
+  /** Miniflare's dev entry in front of the worker (re-parses the URL, WHATWG style). */
+  entry: inject("rawEntryPort"),
+  origin: `http://127.0.0.1:${inject("rawOriginPort")}`,
+  admin: `http://127.0.0.1:${inject("rawEntryPort")}/admin/v1`,
+};
+export const RAW_ADMIN = { authorization: "Bearer test-admin-token-0123456789abcdef" };
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** The status line and headers as received. */
+  raw: string;
+}
+
+const latin1 = (b: Uint8Array) => String.fromCharCode(...b);
+const CRLF2 = [13, 10, 13, 10];
+function indexOf(b: Uint8Array, seq: number[], from = 0): number {
+  outer: for (let i = from; i <= b.length - seq.length; i++) {
+    for (let j = 0; j < seq.length; j++) if (b[i + j] !== seq[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function dechunk(body: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let i = 0;
+  while (i < body.length) {
+    const eol = indexOf(body, [13, 10], i);
+    if (eol === -1) break;
+    const size = parseInt(latin1(body.subarray(i, eol)), 16);
+    if (!size) break;
+    parts.push(body.subarray(eol + 2, eol + 2 + size));
+    i = eol + 2 + size + 2;
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) (out.set(p, o), (o += p.length));
+  return out;
+}
+
+/** Parses one HTTP/1.1 response (the driver returns everything until the server closed). */
+export function parseResponse(bytes: Uint8Array): RawResponse {
+  const split = indexOf(bytes, CRLF2);
+  const head = latin1(bytes.subarray(0, split === -1 ? bytes.length : split));
+  const [statusLine = "", ...lines] = head.split("\r\n");
+  const headers: Record<string, string> = {};
+  for (const l of lines) {
+    const c = l.indexOf(":");
+    if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
+  }
+  let body = split === -1 ? new Uint8Array(0) : bytes.subarray(split + 4);
+  if (headers["transfer-encoding"]?.includes("chunked")) body = dechunk(body);
+  return { status: Number(statusLine.split(" ")[1] ?? 0), headers, body: new TextDecoder().decode(body), raw: head };
+}
+
+/**
+ * Sends a request byte for byte. `target` goes on the request line as-is; `Host` and
+ * `Connection: close` are added unless `headers` already has them (pass a full `rawRequest` to
+ * control every byte).
+ */
+export async function sendRaw(
+  port: number,
+  opts: { method?: string; target?: string; headers?: Array<[string, string]>; body?: string; rawRequest?: string | Uint8Array },
+): Promise<RawResponse> {
+  let bytes: string | Uint8Array;
+  if (opts.rawRequest !== undefined) bytes = opts.rawRequest;
+  else {
+    const headers = [...(opts.headers ?? [])];
+    const has = (n: string) => headers.some(([k]) => k.toLowerCase() === n);
+    if (!has("host")) headers.unshift(["Host", "gateway.test"]);
+    if (!has("connection")) headers.push(["Connection", "close"]);
+    if (opts.body !== undefined && !has("content-length") && !has("transfer-encoding")) headers.push(["Content-Length", String(new TextEncoder().encode(opts.body).length)]);
+    bytes = `${opts.method ?? "GET"} ${opts.target ?? "/"} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n${opts.body ?? ""}`;
+  }
+  const res = await fetch(`http://127.0.0.1:${inject("rawDriverPort")}/send?port=${port}`, { method: "POST", body: bytes });
+  expect(res.status).toBe(200);
+  return parseResponse(new Uint8Array(await res.arrayBuffer()));
+}
+
+/** What the raw gateway's recording origin received whose raw target contains `marker`. */
+export async function rawOriginRecords(marker: string): Promise<Array<{ method: string; url: string; headers: Record<string, string> }>> {
+  return (await (await fetch(`${raw.origin}/__records?contains=${encodeURIComponent(marker)}`)).json()) as any;
+}
+
+let seq = 0;
+/** A role + user + key on the raw gateway's D1 (through its admin API). */
+export async function seedRawCaller(permissions: string[] = ["echo:read"]): Promise<string> {
+  const n = `${Date.now().toString(36)}-${seq++}-${Math.random().toString(36).slice(2, 6)}`;
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${raw.admin}${path}`, { method: "POST", headers: { ...RAW_ADMIN, "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect(res.status).toBe(201);
+    return (await res.json()) as any;
+  };
+  const role = await post("/roles", { name: `raw-role-${n}`, permissions });
+  const user = await post("/users", { name: `raw-user-${n}`, roles: [role.name] });
+  return (await post(`/users/${user.id}/keys`, {})).key as string;
+}
