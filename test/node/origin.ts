@@ -46,6 +46,17 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       res.end();
       return;
     }
+    if (url.includes("/__echo-auth")) {
+      // A careless origin that reflects the credential it was sent (debug headers, error pages).
+      res.writeHead(200, {
+        "content-type": "text/plain",
+        "x-echo-authorization": req.headers.authorization ?? "",
+        "x-echo-origin-key": String(req.headers["x-origin-key"] ?? ""),
+        "www-authenticate": `Bearer error="invalid_token", token="${req.headers.authorization ?? ""}"`,
+      });
+      res.end("ok");
+      return;
+    }
     const status = /\/__status\/(\d{3})/.exec(url);
     res.writeHead(status ? Number(status[1]) : 200, {
       "content-type": "application/json",

@@ -33,6 +33,17 @@ export function upstreamBaseUrl(upstream: CompiledUpstream, env: Record<string, 
 }
 
 /**
+ * Drops every response header that carries the origin credential (an origin reflecting what it
+ * was sent in a debug header or a `WWW-Authenticate` challenge would otherwise hand the secret
+ * to the client). Bodies stream through untouched: scanning them would mean buffering.
+ */
+function scrubSecret(headers: Headers, secret: string, requestId: string, upstream: string): void {
+  const leaking = [...headers].filter(([, v]) => v.includes(secret)).map(([k]) => k);
+  for (const name of new Set(leaking)) headers.delete(name);
+  if (leaking.length > 0) console.log(JSON.stringify({ level: "warn", msg: "origin echoed its credential; header dropped", requestId, upstream, headers: [...new Set(leaking)] }));
+}
+
+/**
  * The last handler of every route: sends the request to the route's upstream and streams the
  * answer back. Identity headers and the origin credential are set here, after every plugin, so
  * neither a client nor a plugin can forge or strip them. Redirects are passed back, never
@@ -55,8 +66,9 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   headers.set("x-request-id", requestId);
   if (clientIp) headers.set("x-forwarded-for", clientIp);
   headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
+  let secret: string | undefined;
   if (upstream.credential) {
-    const secret = c.env[upstream.credential.fromEnv];
+    secret = c.env[upstream.credential.fromEnv] as string | undefined;
     if (typeof secret !== "string" || secret === "") {
       // Forwarding without the credential would hand the origin an anonymous request; refuse instead.
       throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}" has no credential configured.`);
@@ -84,6 +96,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
   const outHeaders = sanitizeResponseHeaders(res.headers);
+  if (secret) scrubSecret(outHeaders, secret, requestId, upstream.name);
   outHeaders.set("x-request-id", requestId);
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers: outHeaders });
 }
