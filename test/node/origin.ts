@@ -22,7 +22,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 
 /**
  * A real HTTP origin for tests: records every request it receives and echoes it back as JSON.
- * `GET /__records?contains=X` lists recorded requests whose raw URL contains X (not recorded itself).
+ * `GET /__records?contains=X` lists recorded requests whose raw URL contains X, or whose
+ * X-Test-Marker header is X (not recorded itself).
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
  * `/__status/<code>` answers that status; `/__echo-auth` echoes the Authorization header in the response.
  */
@@ -33,7 +34,8 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
     if (url.startsWith("/__records")) {
       const contains = new URL(url, "http://x").searchParams.get("contains") ?? "";
       res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains))));
+      // A marker in the raw URL, or in X-Test-Marker (for tests whose URL must stay untouched).
+      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains) || r.headers["x-test-marker"] === contains)));
       return;
     }
     const body = await readBody(req);

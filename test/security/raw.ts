@@ -1,4 +1,5 @@
 import { expect, inject } from "vitest";
+import { nonCanonicalReason } from "../../worker/gateway/upstream-url";
 
 /**
  * Helpers for tests that need bytes on the wire: the raw-socket gateway started by
@@ -106,4 +107,60 @@ export async function seedRawCaller(permissions: string[] = ["echo:read"]): Prom
   const role = await post("/roles", { name: `raw-role-${n}`, permissions });
   const user = await post("/users", { name: `raw-user-${n}`, roles: [role.name] });
   return (await post(`/users/${user.id}/keys`, {})).key as string;
+}
+
+/**
+ * The canonical form of `target`, path and query: WHATWG resolution (dot segments resolved,
+ * `\` → `/`, `%2e` → `.`), except for a `#` in the path. workerd's request-line parser
+ * resolves dot segments *through* a `#` and only then drops the fragment ("/a#/../b" is
+ * "/b"), and both the gateway and the origin see workerd's result, so that is what is modelled.
+ */
+export function canonicalOf(target: string): string {
+  const q = target.indexOf("?");
+  const h = target.indexOf("#");
+  const fragmentInPath = h !== -1 && (q === -1 || h < q);
+  const url = new URL(fragmentInPath ? target.replace("#", "\u0001") : target, "http://gateway.test");
+  const cut = url.pathname.indexOf("%01");
+  return cut === -1 ? url.pathname + url.search : url.pathname.slice(0, cut);
+}
+
+let marks = 0;
+/**
+ * Sends `target` untouched, with a unique X-Test-Marker header (path normalization never
+ * touches headers, and a marker in the URL could land inside a fragment); returns what the
+ * origin got for it.
+ */
+export async function sendMarked(port: number, target: string, key?: string): Promise<{ res: RawResponse; origin: Array<{ url: string; headers: Record<string, string> }> }> {
+  const m = `pn${Date.now().toString(36)}${marks++}`;
+  const headers: Array<[string, string]> = [["X-Test-Marker", m]];
+  if (key) headers.push(["Authorization", `Bearer ${key}`]);
+  const res = await sendRaw(port, { target, headers });
+  return { res, origin: await rawOriginRecords(m) };
+}
+
+/**
+ * The path property: the gateway either refuses `target` (400 PATH_INVALID, or a bare 400 from
+ * workerd's parser) or treats it exactly like its canonical form — same status, same path at
+ * the origin, and that path canonical. Returns which of the two happened.
+ */
+export async function checkRawPath(port: number, target: string, key?: string): Promise<"refused" | "canonical"> {
+  const attack = await sendMarked(port, target, key);
+  expect(attack.res.status, `${target} gave ${attack.res.raw}`).not.toBe(500);
+  if (attack.res.status === 400) {
+    if (attack.res.headers["content-type"] === "application/problem+json") expect(JSON.parse(attack.res.body).code).toBe("PATH_INVALID");
+    expect(attack.origin, `${target} reached the origin`).toHaveLength(0);
+    return "refused";
+  }
+  const canon = canonicalOf(target);
+  expect(nonCanonicalReason(canon.split("?")[0]!), `${target} was accepted but its canonical form ${canon} is not canonical`).toBeNull();
+  const twin = await sendMarked(port, canon, key);
+  expect(attack.res.status, `${target} vs canonical ${canon}`).toBe(twin.res.status);
+  expect(attack.origin.length, `${target} vs canonical ${canon}: origin requests`).toBe(twin.origin.length);
+  if (attack.origin.length > 0) {
+    expect(attack.origin).toHaveLength(1);
+    const got = attack.origin[0]!.url;
+    expect(got).toBe(twin.origin[0]!.url);
+    expect(nonCanonicalReason(got.split("?")[0]!)).toBeNull();
+  }
+  return "canonical";
 }
