@@ -9,7 +9,7 @@ import { Miniflare } from "miniflare";
 export const RAW_GATEWAY_ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 export const RAW_GATEWAY_ORIGIN_TOKEN = "origin-secret-value-7f3a9c";
 
-const root = path.resolve(import.meta.dirname, "../..");
+const defaultRoot = path.resolve(import.meta.dirname, "../..");
 
 /**
  * The test gateway (test/fixtures/worker.ts) in its own workerd, listening on real ports, so
@@ -20,7 +20,7 @@ const root = path.resolve(import.meta.dirname, "../..");
  * sees is what workerd's HTTP parser made of the bytes); `entry` is Miniflare's dev entry
  * worker, which re-parses the URL like a WHATWG client would.
  */
-export async function startRawGateway(originUrl: string) {
+export async function startRawGateway(originUrl: string, root = defaultRoot) {
   const outdir = path.join(root, "node_modules/.cache/portcullis-raw-gateway");
   await mkdir(outdir, { recursive: true });
   await build({
@@ -53,6 +53,8 @@ export async function startRawGateway(originUrl: string) {
       TEST_ORIGIN_URL: originUrl,
       TEST_ORIGIN_PREFIXED_URL: `${originUrl}/base/v1`,
       ECHO_ORIGIN_TOKEN: RAW_GATEWAY_ORIGIN_TOKEN,
+      JWT_HS_SECRET: "hs256-test-secret-0123456789abcdef0123",
+      SECRETS_KEY: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=",
       KEY_CACHE_TTL_SECONDS: "1",
       KEY_NEGATIVE_CACHE_TTL_SECONDS: "1",
     },
