@@ -2,7 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify,
 import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
 import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
 import { TtlCache } from "../../worker/lib/ttl-cache";
-import { identityFailure, loadUserIdentity } from "../../worker/services/identity";
+import { identityFailure, identityStoreFailed, loadUserIdentity } from "../../worker/services/identity";
 
 /** The one body every refused token gets, whatever the reason (expired, bad signature, unknown user…). */
 export const TOKEN_INVALID_DETAIL = "A valid bearer token is required.";
@@ -65,6 +65,9 @@ export const jwtAuthOptions = z
     if (!asymmetric && (o.jwksUrl || o.jwks)) ctx.addIssue({ code: "custom", path: ["algorithms"], message: "keys are configured but only HS256 is accepted" });
   });
 export type JwtAuthOptions = z.input<typeof jwtAuthOptions>;
+
+/** A jti usable in an identity header: 1–64 visible ASCII characters. */
+const JTI_SAFE = /^[\x21-\x7e]{1,64}$/;
 
 type UserPart = Omit<ResolvedIdentity, "key" | "authMethod">;
 const userCache = new TtlCache<UserPart | null>();
@@ -167,7 +170,12 @@ export const jwtAuth = definePlugin({
       const cacheKey = `${o.userLookup}:${subject}`;
       let user = userCache.get(cacheKey);
       if (user === undefined) {
-        user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        try {
+          user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        } catch (err) {
+          // Fail closed, as key-auth does: a verified token whose user cannot be loaded is refused.
+          throw identityStoreFailed(err, "jwt user lookup failed", [subject]);
+        }
         userCache.set(cacheKey, user, (user ? o.userCacheSeconds : Math.min(o.userCacheSeconds, 2)) * 1000);
       }
       if (!user) refuse(c, "unknown_user");
@@ -176,7 +184,9 @@ export const jwtAuth = definePlugin({
         authMethod: "jwt",
         key: {
           // A JWT caller has no key; its "key" is the token, identified by jti when present.
-          id: typeof payload.jti === "string" ? `jwt:${payload.jti.slice(0, 64)}` : "jwt",
+          // The id becomes the x-portcullis-key-id header: a jti that is not visible ASCII (CR/LF,
+          // NUL, non-Latin-1) would break or inject headers, so such a jti is not used.
+          id: typeof payload.jti === "string" && JTI_SAFE.test(payload.jti) ? `jwt:${payload.jti}` : "jwt",
           name: typeof payload.iss === "string" ? payload.iss.slice(0, 200) : null,
           start: "",
           expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + o.leewaySeconds * 1000 : null,

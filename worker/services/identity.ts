@@ -40,6 +40,18 @@ export interface ResolvedIdentity {
 /** Why a key was refused. Never shown to the client (they all get one KEY_INVALID body); logged and audited. */
 export type AuthFailure = "missing" | "malformed" | "unknown" | "key_revoked" | "key_expired" | "user_disabled" | "user_expired";
 
+/**
+ * The error for "D1 failed while resolving a caller": logs the cause (drizzle's error text
+ * carries the query's parameters, so only the cause is logged, with `redact` values masked) and
+ * returns the 503 IDENTITY_UNAVAILABLE the caller must throw. Authenticators use it to fail closed.
+ */
+export function identityStoreFailed(err: unknown, msg: string, redact: readonly string[] = []): GatewayError {
+  let cause = String((err as { cause?: unknown })?.cause ?? (err as Error)?.name ?? "error");
+  for (const r of redact) if (r) cause = cause.replaceAll(r, "[redacted]");
+  console.error(JSON.stringify({ level: "error", msg, error: cause }));
+  return new GatewayError("IDENTITY_UNAVAILABLE", "Credentials cannot be checked right now; retry shortly.", { headers: { "retry-after": "1" } });
+}
+
 /** Loads a key's identity from D1 by hash: one query for key+user, one for roles. */
 export async function loadIdentityByHash(db: Database, hash: string): Promise<ResolvedIdentity | null> {
   const rows = await db
@@ -137,10 +149,7 @@ export async function resolveApiKey(
     } catch (err) {
       // Fail closed: a key we could not check is neither accepted nor called invalid (a 401 would
       // tell a client its good key is bad). Nothing is cached, so the next request asks D1 again.
-      // drizzle's error text carries the query's params (the key hash): log only the cause.
-      const cause = String((err as { cause?: unknown })?.cause ?? (err as Error)?.name ?? "error").replaceAll(hash, "[hash]");
-      console.error(JSON.stringify({ level: "error", msg: "key resolution failed", error: cause }));
-      throw new GatewayError("IDENTITY_UNAVAILABLE", "API keys cannot be checked right now; retry shortly.", { headers: { "retry-after": "1" } });
+      throw identityStoreFailed(err, "key resolution failed", [hash]);
     }
     cache.set(hash, identity, identity ? opts.ttlMs : opts.negativeTtlMs, now);
   }
