@@ -66,9 +66,6 @@ export const jwtAuthOptions = z
   });
 export type JwtAuthOptions = z.input<typeof jwtAuthOptions>;
 
-/** A jti usable in an identity header: 1–64 visible ASCII characters. */
-const JTI_SAFE = /^[\x21-\x7e]{1,64}$/;
-
 type UserPart = Omit<ResolvedIdentity, "key" | "authMethod">;
 const userCache = new TtlCache<UserPart | null>();
 
@@ -113,6 +110,9 @@ export const jwtAuth = definePlugin({
     const hmacKeys = new WeakMap<object, Uint8Array>();
 
     const keyFor = (env: Record<string, unknown>): JWTVerifyGetKey => async (header, token) => {
+      // jose checks `algorithms` before asking for a key; this guard keeps the pinning true even if
+      // that order ever changed (an unlisted alg must be a 401, never a key lookup).
+      if (!(o.algorithms as readonly string[]).includes(header.alg ?? "")) throw new joseErrors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`);
       if (header.alg === "HS256") {
         let key = hmacKeys.get(env);
         if (!key) {
@@ -183,10 +183,9 @@ export const jwtAuth = definePlugin({
         ...user,
         authMethod: "jwt",
         key: {
-          // A JWT caller has no key; its "key" is the token, identified by jti when present.
-          // The id becomes the x-portcullis-key-id header: a jti that is not visible ASCII (CR/LF,
-          // NUL, non-Latin-1) would break or inject headers, so such a jti is not used.
-          id: typeof payload.jti === "string" && JTI_SAFE.test(payload.jti) ? `jwt:${payload.jti}` : "jwt",
+          // A JWT caller has no key. Its "key" id is stable per proxy user (never per token, never
+          // shared between users), so per-key limits and audit group a user's tokens together.
+          id: `jwt:${user.user.id}`,
           name: typeof payload.iss === "string" ? payload.iss.slice(0, 200) : null,
           start: "",
           expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + o.leewaySeconds * 1000 : null,
