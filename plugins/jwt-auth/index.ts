@@ -2,7 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify,
 import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
 import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
 import { TtlCache } from "../../worker/lib/ttl-cache";
-import { identityFailure, loadUserIdentity } from "../../worker/services/identity";
+import { identityFailure, identityStoreFailed, loadUserIdentity } from "../../worker/services/identity";
 
 /** The one body every refused token gets, whatever the reason (expired, bad signature, unknown user…). */
 export const TOKEN_INVALID_DETAIL = "A valid bearer token is required.";
@@ -170,7 +170,12 @@ export const jwtAuth = definePlugin({
       const cacheKey = `${o.userLookup}:${subject}`;
       let user = userCache.get(cacheKey);
       if (user === undefined) {
-        user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        try {
+          user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        } catch (err) {
+          // Fail closed, as key-auth does: a verified token whose user cannot be loaded is refused.
+          throw identityStoreFailed(err, "jwt user lookup failed", [subject]);
+        }
         userCache.set(cacheKey, user, (user ? o.userCacheSeconds : Math.min(o.userCacheSeconds, 2)) * 1000);
       }
       if (!user) refuse(c, "unknown_user");
