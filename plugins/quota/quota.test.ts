@@ -1,14 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { PluginConfigError } from "../../worker/gateway/plugin";
+import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { leasePeriod, usagePeriod } from "../../worker/limits/algorithms";
 import { limitRegistry } from "../../worker/limits/engine";
 import type { LimitSpec } from "../../worker/limits/types";
 import { quota } from ".";
 
 describe("quota options", () => {
+  // The factory records invalid options; defineGateway refuses to load and names route, plugin and field.
+  const load = (plugin: ReturnType<typeof quota>) => () =>
+    defineGateway({ upstreams: { api: { url: "https://api.example" } }, routes: [{ name: "r", path: "/r/*", upstream: "api", plugins: [plugin] }] });
   it("fails at config load, naming the field", () => {
-    expect(() => quota({ limit: 10, period: "year" as never })).toThrow(/period/);
-    expect(() => quota({ limit: 1.5 })).toThrow(PluginConfigError);
+    expect(load(quota({ limit: 10, period: "year" as never }))).toThrow(/routes\[0\]\.plugins\[0\]\.period \(route "r", plugin "quota"\)/);
+    expect(load(quota({ limit: 1.5 }))).toThrow(GatewayConfigError);
+    expect(load(quota({ limit: 1.5 }))).toThrow(/limit/);
   });
 
   it("defaults: per user, per month, fail closed", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PluginConfigError } from "../../worker/gateway/plugin";
+import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
 import { ipBucket, limitRegistry } from "../../worker/limits/engine";
 import { LeaseBook } from "../../worker/limits/lease-book";
@@ -9,13 +9,16 @@ import { rateLimit } from ".";
 const req = (spec: LimitSpec, want: number, give = 0, giveWindow = 0) => ({ spec, want, give, giveWindow });
 
 describe("rate-limit options", () => {
+  // The factory records invalid options; defineGateway refuses to load and names route, plugin and field.
+  const load = (plugin: ReturnType<typeof rateLimit>) => () =>
+    defineGateway({ upstreams: { api: { url: "https://api.example" } }, routes: [{ name: "r", path: "/r/*", upstream: "api", plugins: [plugin] }] });
   it("fails at config load, naming the field", () => {
-    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(PluginConfigError);
-    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(/window/);
-    expect(() => rateLimit({ limit: -1 })).toThrow(/limit/);
-    expect(() => rateLimit({ limit: 1, by: ["user", "user"] })).toThrow(/by/);
-    expect(() => rateLimit({ limit: 1, name: "Bad Name" })).toThrow(/name/);
-    expect(() => rateLimit({ limit: 1, bogus: true } as never)).toThrow(PluginConfigError);
+    expect(load(rateLimit({ limit: 10, window: "2h" }))).toThrow(GatewayConfigError);
+    expect(load(rateLimit({ limit: 10, window: "2h" }))).toThrow(/plugins\[0\]\.window \(route "r", plugin "rate-limit"\)/);
+    expect(load(rateLimit({ limit: -1 }))).toThrow(/limit/);
+    expect(load(rateLimit({ limit: 1, by: ["user", "user"] }))).toThrow(/by/);
+    expect(load(rateLimit({ limit: 1, name: "Bad Name" }))).toThrow(/name/);
+    expect(load(rateLimit({ limit: 1, bogus: true } as never))).toThrow(GatewayConfigError);
   });
 
   it("applies the documented defaults", () => {

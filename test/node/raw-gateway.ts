@@ -30,6 +30,8 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
+    // Runtime modules (the limiter's Durable Object base class) come from workerd itself.
+    external: ["cloudflare:*"],
     outfile: path.join(outdir, "worker.mjs"),
     logLevel: "error",
   });
@@ -43,6 +45,9 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
     d1Databases: ["DB"],
     d1Persist: false,
+    // As in wrangler.toml: the limiter's Durable Object (kept in memory).
+    durableObjects: { LIMITER: "LimiterDurableObject" },
+    durableObjectsPersist: false,
     // The worker's own log lines (key refusals…) would flood the test output; drain them.
     handleRuntimeStdio: (stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) => {
       stdout.resume();
