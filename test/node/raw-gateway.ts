@@ -31,6 +31,8 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
     outfile: path.join(outdir, "worker.mjs"),
+    // Runtime modules (cloudflare:workers for the limiter's Durable Objects) come from workerd.
+    external: ["cloudflare:*", "node:*"],
     logLevel: "error",
   });
   const mf = new Miniflare({
@@ -43,6 +45,13 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
     d1Databases: ["DB"],
     d1Persist: false,
+    // The limiter Durable Objects test/fixtures/worker.ts exports (as in wrangler.toml and vitest.config.ts).
+    durableObjects: {
+      LIMITER: { className: "LimiterDurableObject", useSQLite: true },
+      LIMITER_STALLED: "StalledLimiter",
+      LIMITER_BROKEN: "BrokenLimiter",
+    },
+    durableObjectsPersist: false,
     // The worker's own log lines (key refusals…) would flood the test output; drain them.
     handleRuntimeStdio: (stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) => {
       stdout.resume();
