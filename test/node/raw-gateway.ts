@@ -30,9 +30,9 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
-    // Runtime modules (the limiter's Durable Object base class) come from workerd itself.
-    external: ["cloudflare:*"],
     outfile: path.join(outdir, "worker.mjs"),
+    // Runtime modules (cloudflare:workers for the limiter's Durable Objects) come from workerd.
+    external: ["cloudflare:*", "node:*"],
     logLevel: "error",
   });
   const mf = new Miniflare({
@@ -45,8 +45,12 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
     d1Databases: ["DB"],
     d1Persist: false,
-    // As in wrangler.toml: the limiter's Durable Object (kept in memory).
-    durableObjects: { LIMITER: "LimiterDurableObject" },
+    // The limiter Durable Objects test/fixtures/worker.ts exports (as in wrangler.toml and vitest.config.ts).
+    durableObjects: {
+      LIMITER: { className: "LimiterDurableObject", useSQLite: true },
+      LIMITER_STALLED: "StalledLimiter",
+      LIMITER_BROKEN: "BrokenLimiter",
+    },
     durableObjectsPersist: false,
     // The worker's own log lines (key refusals…) would flood the test output; drain them.
     handleRuntimeStdio: (stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) => {
