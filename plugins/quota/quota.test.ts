@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { PluginConfigError } from "../../worker/gateway/plugin";
 import { leasePeriod, usagePeriod } from "../../worker/limits/algorithms";
 import { limitRegistry } from "../../worker/limits/engine";
 import type { LimitSpec } from "../../worker/limits/types";
 import { quota } from ".";
 
 describe("quota options", () => {
-  it("fails at config load, naming the field", () => {
-    expect(() => quota({ limit: 10, period: "year" as never })).toThrow(/period/);
-    expect(() => quota({ limit: 1.5 })).toThrow(PluginConfigError);
+  it("reports bad options at config load, naming the field", () => {
+    expect(quota({ limit: 10, period: "year" as never }).configIssues?.map((i) => i.path.join("."))).toEqual(["period"]);
+    expect(quota({ limit: 1.5 }).configIssues?.map((i) => i.path.join("."))).toEqual(["limit"]);
+    expect(quota({ limit: 10 }).configIssues).toBeUndefined();
   });
 
   it("defaults: per user, per month, fail closed", () => {

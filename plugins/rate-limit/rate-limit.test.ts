@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PluginConfigError } from "../../worker/gateway/plugin";
+import { defineGateway } from "../../worker/gateway/config";
 import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
 import { ipBucket, limitRegistry } from "../../worker/limits/engine";
 import { LeaseBook } from "../../worker/limits/lease-book";
@@ -9,13 +9,18 @@ import { rateLimit } from ".";
 const req = (spec: LimitSpec, want: number, give = 0, giveWindow = 0) => ({ spec, want, give, giveWindow });
 
 describe("rate-limit options", () => {
-  it("fails at config load, naming the field", () => {
-    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(PluginConfigError);
-    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(/window/);
-    expect(() => rateLimit({ limit: -1 })).toThrow(/limit/);
-    expect(() => rateLimit({ limit: 1, by: ["user", "user"] })).toThrow(/by/);
-    expect(() => rateLimit({ limit: 1, name: "Bad Name" })).toThrow(/name/);
-    expect(() => rateLimit({ limit: 1, bogus: true } as never)).toThrow(PluginConfigError);
+  it("reports bad options at config load, naming the field", () => {
+    const issues = (o: unknown) => (rateLimit(o as never).configIssues ?? []).map((i) => i.path.join("."));
+    expect(issues({ limit: 10, window: "2h" })).toEqual(["window"]);
+    expect(issues({ limit: -1 })).toEqual(["limit"]);
+    expect(issues({ limit: 1, by: ["user", "user"] })).toEqual(["by"]);
+    expect(issues({ limit: 1, name: "Bad Name" })).toEqual(["name"]);
+    expect(issues({ limit: 1, bogus: true }).length).toBe(1);
+    expect(issues({ limit: 10, window: "30s" })).toEqual([]);
+    // defineGateway refuses a chain holding such a plugin, with the plugin's name and field.
+    expect(() =>
+      defineGateway({ upstreams: { api: { url: "https://api.example" } }, plugins: [rateLimit({ limit: 10, window: "2h" })], routes: [{ name: "r", path: "/r", upstream: "api" }] }),
+    ).toThrow(/window/);
   });
 
   it("applies the documented defaults", () => {
