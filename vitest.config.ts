@@ -41,7 +41,7 @@ export default defineConfig({
         ],
         test: {
           name: "workers",
-          globalSetup: ["./test/node/global-setup.ts"],
+          globalSetup: ["./test/node/global-setup.ts", "./test/node/security-setup.ts"],
           setupFiles: ["./test/apply-migrations.ts"],
           include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts", "docs/examples/**/*.test.ts"],
           exclude: ["test/node/**"],

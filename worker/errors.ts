@@ -34,6 +34,7 @@ export const errorCatalog = {
   GATEWAY_MISCONFIGURED: { status: 500, title: "The gateway is misconfigured" },
   UPSTREAM_TIMEOUT: { status: 504, title: "The upstream did not answer in time" },
   LIMITER_UNAVAILABLE: { status: 503, title: "The limiter is unavailable" },
+  IDENTITY_UNAVAILABLE: { status: 503, title: "Identity store unavailable" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -22,7 +22,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 
 /**
  * A real HTTP origin for tests: records every request it receives and echoes it back as JSON.
- * `GET /__records?contains=X` lists recorded requests whose raw URL contains X (not recorded itself).
+ * `GET /__records?contains=X` lists recorded requests whose raw URL contains X, or whose
+ * X-Test-Marker header is X (not recorded itself).
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
  * `/__status/<code>` answers that status; `/__reflect` copies every request header into the
  * response as `x-reflected-<name>` (an origin that leaks what it was sent);
@@ -38,7 +39,8 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
     if (url.startsWith("/__records")) {
       const contains = new URL(url, "http://x").searchParams.get("contains") ?? "";
       res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains))));
+      // A marker in the raw URL, or in X-Test-Marker (for tests whose URL must stay untouched).
+      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains) || r.headers["x-test-marker"] === contains)));
       return;
     }
     const body = await readBody(req);
@@ -76,6 +78,17 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
     if (url.includes("/__redirect")) {
       res.writeHead(302, { location: "http://evil.example/steal" });
       res.end();
+      return;
+    }
+    if (url.includes("/__echo-auth")) {
+      // A careless origin that reflects the credential it was sent (debug headers, error pages).
+      res.writeHead(200, {
+        "content-type": "text/plain",
+        "x-echo-authorization": req.headers.authorization ?? "",
+        "x-echo-origin-key": String(req.headers["x-origin-key"] ?? ""),
+        "www-authenticate": `Bearer error="invalid_token", token="${req.headers.authorization ?? ""}"`,
+      });
+      res.end("ok");
       return;
     }
     const status = /\/__status\/(\d{3})/.exec(url);
