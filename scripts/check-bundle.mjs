@@ -4,8 +4,18 @@
 // --dry-run` only bundles, so without this step an invalid route or plugin option would pass the
 // deploy check and fail only when the Worker starts. The bundle is plain ESM (Hono, drizzle, zod,
 // jose): Node can evaluate its top level without the Workers runtime.
+import { register } from "node:module";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
+
+// The bundle imports the runtime's own modules (`cloudflare:workers`, for the limiter's Durable
+// Object base class). Node has none: stub them, since only the bundle's top level runs here.
+const STUB = "export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } } export class WorkerEntrypoint {} export class RpcTarget {} export const env = {};";
+const HOOKS = `export async function resolve(specifier, context, next) {
+  if (specifier.startsWith("cloudflare:")) return { url: "data:text/javascript," + encodeURIComponent(${JSON.stringify(STUB)}), shortCircuit: true };
+  return next(specifier, context);
+}`;
+register(`data:text/javascript,${encodeURIComponent(HOOKS)}`);
 
 const bundle = path.resolve(process.argv[2] ?? "dist/index.js");
 try {
