@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PluginConfigError } from "../../worker/gateway/plugin";
+import { defineGateway } from "../../worker/gateway/config";
 import { leasePeriod, usagePeriod } from "../../worker/limits/algorithms";
 import { limitRegistry } from "../../worker/limits/engine";
 import type { LimitSpec } from "../../worker/limits/types";
@@ -7,8 +7,13 @@ import { quota } from ".";
 
 describe("quota options", () => {
   it("fails at config load, naming the field", () => {
-    expect(() => quota({ limit: 10, period: "year" as never })).toThrow(/period/);
-    expect(() => quota({ limit: 1.5 })).toThrow(PluginConfigError);
+    // Factories record option errors on the instance; defineGateway reports them with the route.
+    const issues = (o: unknown) => (quota(o as never).configIssues ?? []).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    expect(issues({ limit: 10, period: "year" })).toMatch(/period/);
+    expect(issues({ limit: 1.5 })).toMatch(/limit/);
+    expect(() =>
+      defineGateway({ upstreams: { api: { url: "https://api.example" } }, plugins: [quota({ limit: 1.5 })], routes: [{ name: "r", path: "/r", upstream: "api" }] }),
+    ).toThrow(/gateway\.plugins\[0\]\.limit \(plugin "quota"\)/);
   });
 
   it("defaults: per user, per month, fail closed", () => {

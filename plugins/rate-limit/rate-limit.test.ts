@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PluginConfigError } from "../../worker/gateway/plugin";
+import { defineGateway } from "../../worker/gateway/config";
 import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
 import { ipBucket, limitRegistry } from "../../worker/limits/engine";
 import { LeaseBook } from "../../worker/limits/lease-book";
@@ -10,12 +10,18 @@ const req = (spec: LimitSpec, want: number, give = 0, giveWindow = 0) => ({ spec
 
 describe("rate-limit options", () => {
   it("fails at config load, naming the field", () => {
-    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(PluginConfigError);
-    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(/window/);
-    expect(() => rateLimit({ limit: -1 })).toThrow(/limit/);
-    expect(() => rateLimit({ limit: 1, by: ["user", "user"] })).toThrow(/by/);
-    expect(() => rateLimit({ limit: 1, name: "Bad Name" })).toThrow(/name/);
-    expect(() => rateLimit({ limit: 1, bogus: true } as never)).toThrow(PluginConfigError);
+    // Factories record option errors on the instance; defineGateway reports them with the route
+    // and refuses to load (see worker/gateway/plugin.ts).
+    const issues = (o: unknown) => (rateLimit(o as never).configIssues ?? []).map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    expect(issues({ limit: 10, window: "2h" })).toMatch(/window/);
+    expect(issues({ limit: -1 })).toMatch(/limit/);
+    expect(issues({ limit: 1, by: ["user", "user"] })).toMatch(/by/);
+    expect(issues({ limit: 1, name: "Bad Name" })).toMatch(/name/);
+    expect(issues({ limit: 1, bogus: true })).toMatch(/bogus/);
+    expect(issues({ limit: 10 })).toBe("");
+    expect(() =>
+      defineGateway({ upstreams: { api: { url: "https://api.example" } }, plugins: [rateLimit({ limit: 10, window: "2h" } as never)], routes: [{ name: "r", path: "/r", upstream: "api" }] }),
+    ).toThrow(/gateway\.plugins\[0\]\.window \(plugin "rate-limit"\)/);
   });
 
   it("applies the documented defaults", () => {
