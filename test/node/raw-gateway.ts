@@ -30,6 +30,8 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
+    // The runtime's own modules (the limiter Durable Object's base class) are provided by workerd.
+    external: ["cloudflare:*"],
     outfile: path.join(outdir, "worker.mjs"),
     logLevel: "error",
   });
