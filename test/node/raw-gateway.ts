@@ -30,8 +30,6 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
-    // Runtime modules (DurableObject from cloudflare:workers, used by the limiter) are provided by workerd.
-    external: ["cloudflare:*"],
     outfile: path.join(outdir, "worker.mjs"),
     // Runtime modules (cloudflare:workers for the limiter's Durable Objects) come from workerd.
     external: ["cloudflare:*", "node:*"],
