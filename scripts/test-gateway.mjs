@@ -45,7 +45,7 @@ export async function startTestGateway({ originUrl, adminToken, port = 0, entryp
       TEST_ORIGIN_PREFIXED_URL: { type: "plain_text", value: `${originUrl}/base/v1` },
       ECHO_ORIGIN_TOKEN: { type: "plain_text", value: "origin-secret-value-7f3a9c" },
     },
-    dev: { server: { hostname: "127.0.0.1", port }, inspector: false, persist, watch: false, liveReload: false, remote: false },
+    dev: { server: { hostname: "127.0.0.1", port }, inspector: false, persist, watch: false, liveReload: false, remote: false, logLevel: "warn" },
   });
   const url = (await worker.url).toString().replace(/\/$/, "");
   return {

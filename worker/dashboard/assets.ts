@@ -41,7 +41,8 @@ button.small{padding:2px 10px;font-size:13px}
 .notice{padding:10px 14px;border-radius:6px;margin:12px 0;border:1px solid #6ee7b7;background:#ecfdf5;color:#065f46}
 .error{padding:10px 14px;border-radius:6px;margin:12px 0;border:1px solid #fca5a5;background:#fef2f2;color:#991b1b}
 .newkey{border:2px solid #1d4ed8;background:#eff6ff}
-.newkey input{width:100%;max-width:640px;font-family:ui-monospace,Menlo,Consolas,monospace}
+.newkey .field{flex:1 1 520px}.newkey input{width:100%;font-family:ui-monospace,Menlo,Consolas,monospace}
+.newkey h2{margin-top:0}
 .muted{color:#4b5563}
 dl.props{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dl.props dt{font-weight:600;color:#374151}dl.props dd{margin:0}

@@ -348,7 +348,7 @@ export const userSections: Array<(c: DashboardContext, user: UserView) => Promis
 
 const NewKey = ({ issued }: { issued: IssuedKeyView }) => (
   <section class="card newkey" aria-labelledby="new-key-title">
-    <h2 id="new-key-title" style="margin-top:0">
+    <h2 id="new-key-title">
       New key — copy it now
     </h2>
     <p>This is the only time the key is shown. The gateway keeps only its hash.</p>
