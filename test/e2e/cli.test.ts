@@ -16,6 +16,16 @@ describe("the CLI's typed client", () => {
   });
 });
 
+describe("npx portcullis", () => {
+  it("runs the package's bin from the repo, offline, without a build step", async () => {
+    const { execFile } = await import("node:child_process");
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile("npm", ["exec", "--offline", "--", "portcullis", "--version"], { cwd: path.resolve(import.meta.dirname, "../..") }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
+
 describe("portcullis users, keys, roles", () => {
   it("manages a user end to end; the issued key works through the proxy until revoked", async () => {
     const role = uniqueName("cli-role");
