@@ -94,3 +94,8 @@ export async function resolveRole(api, ref) {
   if (!role) throw new CliError(`No role named "${ref}".`, EXIT.NOT_FOUND, { code: "ROLE_NOT_FOUND" });
   return role;
 }
+
+/**
+ * What a command module gets to build its commands (see `extraCommands` in main.js).
+ * @typedef {{ apiFor: (cmd: import("commander").Command) => AdminClient, globals: (cmd: import("commander").Command) => { json?: boolean } }} CommandHelpers
+ */

@@ -17,6 +17,8 @@ export const EXIT = Object.freeze({
   REJECTED: 5,
   /** The gateway failed (5xx) or could not be reached. */
   SERVER: 6,
+  /** `audit verify` found a broken hash chain link. */
+  VERIFY_FAILED: 7,
 });
 
 /** An error the CLI reports and exits on, with its exit code and, from the gateway, the problem. */

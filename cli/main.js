@@ -370,7 +370,7 @@ export function buildProgram() {
 
 /**
  * Commands for optional gateway features (limits, secrets, audit, usage) register here.
- * @type {Array<(program: Command, helpers: { apiFor: typeof apiFor, globals: typeof globals }) => void>}
+ * @type {Array<(program: Command, helpers: import("./client.js").CommandHelpers) => void>}
  */
 export const extraCommands = [];
 
