@@ -48,8 +48,9 @@ dl.props{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:
 dl.props dt{font-weight:600;color:#374151}dl.props dd{margin:0}
 .signin{max-width:420px;margin:80px auto}
 .pager{margin:12px 0;display:flex;gap:12px}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
-svg text{font:12px system-ui,sans-serif;fill:#374151}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
+.charts figure{margin:0}
+svg text{font:13px system-ui,sans-serif;fill:#374151}
 `;
 
 /** Progressive enhancement only: every page works without it. */

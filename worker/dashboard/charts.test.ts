@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Lines, niceMax, StackedBars, STATUS_SERIES, TopBars } from "./charts";
+import { countAxisMax, Lines, niceMax, StackedBars, STATUS_SERIES, TopBars } from "./charts";
 
 const render = (el: unknown) => String(el);
 
@@ -8,25 +8,29 @@ describe("dashboard charts", () => {
     expect([0, 1, 3, 7, 18, 240, 999].map(niceMax)).toEqual([1, 1, 5, 10, 20, 250, 1000]);
   });
 
+  it("gives count axes whole-number gridlines", () => {
+    expect([0, 1, 5, 10, 20, 30, 240, 1001].map(countAxisMax)).toEqual([4, 4, 8, 12, 20, 32, 240, 1200]);
+  });
+
   it("stacks bars by series, scaled to the axis, with a text summary and a data table", () => {
     const svg = render(
       StackedBars({
         id: "s",
         title: "Requests by status",
         buckets: [
-          { t: "2026-11-30T07:00:00.000Z", values: { "2xx": 6, "4xx": 4 } },
+          { t: "2026-11-30T07:00:00.000Z", values: { "2xx": 15, "4xx": 5 } },
           { t: "2026-11-30T08:00:00.000Z", values: { "2xx": 2 } },
         ],
         series: STATUS_SERIES,
       }),
     );
     expect(svg).toContain('role="img"');
-    expect(svg).toContain("Requests by status: 12 in 2 buckets; 2xx 8, 3xx 0, 4xx 4, 5xx 0, 1xx 0.");
-    // Axis max 10 over a 188px plot: 6 → 112.8px, 4 → 75.2px, stacked from the baseline at y=200.
-    expect(svg).toMatch(/<rect x="[\d.]+" y="87.2" width="[\d.]+" height="112.8" fill="#15803d">/);
-    expect(svg).toMatch(/<rect x="[\d.]+" y="12" width="[\d.]+" height="75.2" fill="#b45309">/);
+    expect(svg).toContain("Requests by status: 22 in 2 buckets; 2xx 17, 3xx 0, 4xx 5, 5xx 0, 1xx 0.");
+    // Axis max 20 over a 188px plot: 15 → 141px, 5 → 47px, stacked from the baseline at y=200.
+    expect(svg).toMatch(/<rect x="[\d.]+" y="59" width="[\d.]+" height="141" fill="#15803d">/);
+    expect(svg).toMatch(/<rect x="[\d.]+" y="12" width="[\d.]+" height="47" fill="#b45309">/);
     expect(svg).toContain("<summary>Data table</summary>");
-    expect(svg).toContain("<td>2026-11-30 07:00</td><td>6</td><td>0</td><td>4</td>");
+    expect(svg).toContain("<td>2026-11-30 07:00</td><td>15</td><td>0</td><td>5</td>");
   });
 
   it("draws gaps in lines where a bucket has no value", () => {

@@ -17,9 +17,17 @@ export interface Bucket {
   values: Record<string, number>;
 }
 
-const W = 640;
+const W = 560;
 const H = 240;
 const PAD = { left: 52, right: 12, top: 12, bottom: 40 };
+
+/** An axis maximum for counts: four whole-number gridline steps (no "0.3 requests"). */
+export function countAxisMax(max: number): number {
+  const x = Math.max(1, max / 4);
+  const p = 10 ** Math.floor(Math.log10(x));
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= x && Number.isInteger(m * p)) return 4 * m * p;
+  return 40 * p;
+}
 
 /** 1, 2, 5 × 10^n at or above `max`, so gridlines land on round numbers. */
 export function niceMax(max: number): number {
@@ -107,7 +115,7 @@ const DataTable: FC<{ buckets: Bucket[]; series: Series[]; caption: string }> = 
 /** Stacked bars per bucket (e.g. requests by status class). */
 export const StackedBars: FC<{ id: string; title: string; buckets: Bucket[]; series: Series[] }> = ({ id, title, buckets, series }) => {
   const totals = buckets.map((b) => series.reduce((n, s) => n + (b.values[s.key] ?? 0), 0));
-  const max = niceMax(Math.max(0, ...totals));
+  const max = countAxisMax(Math.max(0, ...totals));
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const slot = plotW / Math.max(1, buckets.length);
