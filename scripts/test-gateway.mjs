@@ -44,6 +44,9 @@ export async function startTestGateway({ originUrl, adminToken, port = 0, entryp
       TEST_ORIGIN_URL: { type: "plain_text", value: originUrl },
       TEST_ORIGIN_PREFIXED_URL: { type: "plain_text", value: `${originUrl}/base/v1` },
       ECHO_ORIGIN_TOKEN: { type: "plain_text", value: "origin-secret-value-7f3a9c" },
+      // The same test-only keys as the workerd project (vitest.config.ts): jwt-auth and the secret store.
+      JWT_HS_SECRET: { type: "plain_text", value: "hs256-test-secret-0123456789abcdef0123" },
+      SECRETS_KEY: { type: "plain_text", value: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=" },
     },
     dev: { server: { hostname: "127.0.0.1", port }, inspector: false, persist, watch: false, liveReload: false, remote: false, logLevel: "warn" },
   });

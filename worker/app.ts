@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { createAdminApp } from "./admin";
 import { createDashboard } from "./dashboard";
+import { auditPreChain } from "./audit/record";
 import { createDb } from "./db";
 import { validateEnv, type GatewayEnv } from "./env";
 import { notFound, onError } from "./errors";
@@ -29,8 +30,9 @@ const services = (): MiddlewareHandler<GatewayEnv> =>
   };
 
 /**
- * The whole Worker: request id → services → canonical-path guard → admin API or a configured
- * route's plugin chain → origin. Anything unmatched is a 404 problem and never forwarded.
+ * The whole Worker: request id → services → (audit of pre-chain refusals) → canonical-path
+ * guard → admin API or a configured route's plugin chain → origin. Anything unmatched is a 404
+ * problem and never forwarded.
  *
  * @example export default { fetch: createApp(gateway).fetch };
  */
@@ -38,7 +40,7 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.onError(onError);
   app.notFound(notFound);
-  app.use("*", requestId(), services(), canonicalPath());
+  app.use("*", requestId(), services(), auditPreChain(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.route("/admin/v1", createAdminApp());
   app.route("/admin/ui", createDashboard());

@@ -3,7 +3,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { csrf as originCheck } from "hono/csrf";
 import { secureHeaders } from "hono/secure-headers";
 import { GatewayError } from "../errors";
-import { isAdminToken, purgeKeyCacheOnMutation } from "../admin/auth";
+import { isAdminToken, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "../admin/auth";
 import { APP_JS, STYLE_CSS } from "./assets";
 import type { DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
@@ -87,8 +87,9 @@ export function createDashboard() {
     return c.redirect(`${BASE}/users`, 303);
   });
 
-  // Same rule as the admin API: a change made here is in force at once in this isolate.
-  ui.use("*", requireSession(), purgeKeyCacheOnMutation());
+  // Same rules as the admin API: a change made here is in force at once in this isolate, and
+  // its admin audit row is sealed into the hash chain before the response goes out.
+  ui.use("*", requireSession(), purgeKeyCacheOnMutation(), sealAdminAuditOnMutation());
   ui.post("/logout", (c) => {
     deleteCookie(c, COOKIE, { path: BASE, secure: !isLocalDev(c.req.url), httpOnly: true, sameSite: "Strict" });
     return c.redirect(`${BASE}/login`, 303);
