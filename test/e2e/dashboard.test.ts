@@ -76,9 +76,33 @@ describe("dashboard in a real browser", () => {
 
     const res = await proxy(`/echo/web-${name}`, key);
     expect(res.status).toBe(200);
+    const userPage = page.url().replace(/\/keys$/, "");
+    const userId = /users\/(usr_\w+)/.exec(userPage)![1]!;
+
+    // The request shows in the audit view (written asynchronously: reload until it is there)…
+    await page.getByRole("link", { name: "Request audit" }).click();
+    await page.getByLabel("User id").fill(userId);
+    await page.getByRole("button", { name: "Filter" }).click();
+    const row = page.getByRole("table", { name: "Request events" }).getByRole("row", { name: new RegExp(`GET /echo/web-${name}`) });
+    for (let i = 0; i < 40 && !(await row.count()); i++) {
+      await page.waitForTimeout(500);
+      await page.reload();
+    }
+    await expect(row.textContent()).resolves.toMatch(/200.*allowed/);
+    await screenshot(page, "dashboard-request-audit");
+
+    // …and in the user's usage chart.
+    await page.goto(`${userPage}?range=1h`);
+    const chart = page.locator("svg#user-status");
+    await expect(chart.getAttribute("aria-label")).resolves.toMatch(/^Requests by status class: 1 in 60 buckets; 2xx 1,/);
+    await page.getByRole("link", { name: "Usage" }).click();
+    await page.getByLabel("Time range", { exact: true }).selectOption("1h");
+    await page.getByRole("button", { name: "Show" }).click();
+    await expect(page.locator("svg#top-users").getAttribute("aria-label")).resolves.toContain(name);
+    await screenshot(page, "dashboard-usage");
+    await page.goto(userPage);
 
     // Reloading the user page never shows the key again.
-    await page.goto(page.url().replace(/\/keys$/, ""));
     expect(await page.content()).not.toContain(key);
     await page.getByRole("button", { name: /^Revoke key / }).click();
     await page.waitForURL(/notice=revoked/);

@@ -8,7 +8,9 @@ import { APP_JS, STYLE_CSS } from "./assets";
 import type { DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
 import { constantTimeEqual, createSession, readSession, SESSION_TTL_MS } from "./session";
+import { auditPages } from "./audit";
 import { rolesPages } from "./roles";
+import { secretsPages } from "./secrets";
 import { usersPages } from "./users";
 
 const COOKIE = "portcullis_session";
@@ -97,6 +99,8 @@ export function createDashboard() {
   ui.get("/", (c) => c.redirect(`${BASE}/users`, 303));
   ui.route("/", usersPages);
   ui.route("/", rolesPages);
+  ui.route("/", secretsPages);
+  ui.route("/", auditPages);
   return ui;
 }
 
