@@ -6,7 +6,7 @@ import * as users from "../services/users";
 import type { UserView } from "../services/users";
 import { DECISION_COLORS, LATENCY_SERIES, Lines, StackedBars, STATUS_SERIES, TopBars, type Bucket, type Series } from "./charts";
 import type { DashboardContext, DashboardEnv } from "./forms";
-import { addNav, Badge, BASE, Field, Layout, when } from "./layout";
+import { addNav, BASE, Field, Layout, when } from "./layout";
 import { userSections } from "./users";
 
 addNav({ id: "usage", href: `${BASE}/usage`, label: "Usage" });
@@ -220,7 +220,7 @@ auditPages.get("/audit/requests", async (c) => {
                 </td>
                 <td>{e.status}</td>
                 <td>
-                  <Badge status={e.decision === "allowed" ? "active" : e.decision === "error" ? "revoked" : "expired"} /> {e.decision}
+                  <span class={`badge ${e.decision === "allowed" ? "active" : e.decision === "error" ? "revoked" : "expired"}`}>{e.decision}</span>
                   {e.code ? <span class="mono"> {`${e.decidedBy ?? ""}:${e.code}`}</span> : null}
                 </td>
                 <td class="mono">{e.userId ? <a href={`${BASE}/users/${e.userId}`}>{e.userId}</a> : "—"}</td>

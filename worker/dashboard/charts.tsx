@@ -38,8 +38,8 @@ export function niceMax(max: number): number {
 }
 
 const fmt = (n: number) => (n >= 10_000 ? `${Math.round(n / 1000)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : Number.isInteger(n) ? String(n) : n.toFixed(1));
-/** "11-30 07:00" for minute/hour buckets, "11-30" for days. */
-const tick = (iso: string, days: boolean) => (days ? iso.slice(5, 10) : `${iso.slice(5, 10)} ${iso.slice(11, 16)}`);
+/** "07:00" for minute/hour buckets, "11-30" for days (the data table has full timestamps). */
+const tick = (iso: string, days: boolean) => (days ? iso.slice(5, 10) : iso.slice(11, 16));
 
 const Axes: FC<{ max: number; unit?: string | undefined }> = ({ max, unit }) => (
   <g>
