@@ -53,7 +53,7 @@ describe("dashboard in a real browser", () => {
     await page.getByLabel("Description").fill("Read and write the echo API");
     await page.getByLabel("Permissions (comma or space separated)").fill("echo:read, echo:write");
     await page.getByRole("button", { name: "Create role" }).click();
-    await expect(page.getByRole("status").first().textContent()).resolves.toContain("Role created.");
+    await page.getByRole("status").filter({ hasText: "Role created." }).waitFor();
     await screenshot(page, "dashboard-roles");
 
     const name = uniqueName("web-user");
@@ -71,7 +71,8 @@ describe("dashboard in a real browser", () => {
     const key = await keyBox.inputValue();
     expect(key).toMatch(/^pcl_/);
     await page.getByRole("button", { name: "Copy" }).click();
-    await expect(page.locator("#new-key-status").textContent()).resolves.toBe("Copied to the clipboard.");
+    // The click handler awaits the clipboard before it says so: wait for the text, don't race it.
+    await page.locator("#new-key-status", { hasText: "Copied to the clipboard." }).waitFor();
     await screenshot(page, "dashboard-user-new-key");
 
     const res = await proxy(`/echo/web-${name}`, key);
