@@ -1,6 +1,7 @@
 import { audit } from "./plugins/audit";
 import { authorize } from "./plugins/authorize";
 import { keyAuth } from "./plugins/key-auth";
+import { rateLimit } from "./plugins/rate-limit";
 import { requestLimits } from "./plugins/request-limits";
 import { defineGateway } from "./worker/gateway/config";
 
@@ -20,7 +21,10 @@ export default defineGateway({
     },
   },
   // audit first: it wraps the whole chain, so it records every decision (see plugins/audit).
-  plugins: [audit(), keyAuth(), authorize()],
+  // Then a rate limit per proxy user: 600 requests a minute (override per role / user:
+  // PUT /admin/v1/users/{id}/limits). Backend: the LIMITER Durable Object, or Upstash when
+  // UPSTASH_REDIS_REST_URL/_TOKEN are set.
+  plugins: [audit(), keyAuth(), authorize(), rateLimit({ limit: 600, window: "1m" })],
   routes: [
     { name: "demo-read", path: "/demo/*", methods: ["GET"], upstream: "demo", permission: "demo:read" },
     {

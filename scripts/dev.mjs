@@ -77,6 +77,9 @@ function parseDevVars(text) {
   return vars;
 }
 
+/** 32 random bytes in standard base64: the shape SECRETS_KEY must have. */
+const secretsKey = () => randomBytes(32).toString("base64");
+
 /** Creates .dev.vars with fresh secrets if missing (never overwrites a value); returns its values. */
 function ensureDevVars() {
   if (!existsSync(DEV_VARS)) {
@@ -88,17 +91,20 @@ function ensureDevVars() {
         `ADMIN_TOKEN=${token(32)}`,
         "# Credential the gateway injects when it calls the demo origin (see gateway.config.ts).",
         `DEMO_ORIGIN_TOKEN=${token(24)}`,
+        "# AES-256 key (32 bytes, base64) that encrypts the origin-secret store in D1.",
+        `SECRETS_KEY=${secretsKey()}`,
         "",
       ].join("\n"),
       { mode: 0o600, flag: "wx" },
     );
-    log("created .dev.vars with a random ADMIN_TOKEN and DEMO_ORIGIN_TOKEN");
+    log("created .dev.vars with a random ADMIN_TOKEN, DEMO_ORIGIN_TOKEN and SECRETS_KEY");
   }
   let vars = parseDevVars(readFileSync(DEV_VARS, "utf8"));
   // An existing file keeps every value it has; only names it lacks are appended.
   const missing = [];
   if (!vars.ADMIN_TOKEN) missing.push(`ADMIN_TOKEN=${token(32)}`);
   if (!vars.DEMO_ORIGIN_TOKEN) missing.push(`DEMO_ORIGIN_TOKEN=${token(24)}`);
+  if (!vars.SECRETS_KEY) missing.push(`SECRETS_KEY=${secretsKey()}`);
   if (missing.length) {
     const text = readFileSync(DEV_VARS, "utf8");
     appendFileSync(DEV_VARS, `${text === "" || text.endsWith("\n") ? "" : "\n"}# Added by scripts/dev.mjs\n${missing.join("\n")}\n`);

@@ -10,6 +10,11 @@ declare global {
       TEST_ORIGIN_URL: string;
       TEST_ORIGIN_PREFIXED_URL: string;
       ECHO_ORIGIN_TOKEN: string;
+      LIMITER: DurableObjectNamespace;
+      UPSTASH_TEST_URL: string;
+      UPSTASH_TEST_TOKEN: string;
+      UPSTASH_DOWN_URL: string;
+      UPSTASH_STALL_URL: string;
       AUDIT_QUEUE: Queue;
       JWT_HS_SECRET: string;
       SECRETS_KEY: string;

@@ -22,8 +22,9 @@ const requestId = (): MiddlewareHandler<GatewayEnv> =>
   };
 
 /** Builds the per-request services from validated bindings (D1 via drizzle, the isolate key cache). */
-const services = (): MiddlewareHandler<GatewayEnv> =>
+const services = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
   async function services(c, next) {
+    c.set("gateway", gateway);
     c.set("services", { db: createDb(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
     c.set("clientIp", c.req.header("cf-connecting-ip") || undefined);
     await next();
@@ -40,7 +41,7 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.onError(onError);
   app.notFound(notFound);
-  app.use("*", requestId(), services(), auditPreChain(gateway), canonicalPath());
+  app.use("*", requestId(), services(gateway), auditPreChain(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.route("/admin/v1", createAdminApp());
   app.route("/admin/ui", createDashboard());

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Database } from "./db";
 import type { KeyCache } from "./services/key-cache";
-import type { CompiledRoute, CompiledUpstream, ForwardOptions } from "./gateway/types";
+import type { CompiledGateway, CompiledRoute, CompiledUpstream, ForwardOptions } from "./gateway/types";
 import type { ResolvedIdentity } from "./services/identity";
 import { GatewayError } from "./errors";
 
@@ -32,6 +32,11 @@ export interface Env {
   SECRETS_KEY?: string;
   /** How long a decrypted origin secret stays cached in an isolate, seconds (default 10, max 300). */
   SECRET_CACHE_TTL_SECONDS?: string;
+  /** Durable Object namespace of LimiterDurableObject: the default rate-limit / quota backend. */
+  LIMITER?: DurableObjectNamespace;
+  /** When both are set, limits use the Upstash backend instead (see README "Rate limits and quotas"). */
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
   [name: string]: unknown;
 }
 
@@ -81,6 +86,8 @@ export interface Services {
 export interface GatewayVariables {
   requestId: string;
   services: Services;
+  /** The compiled gateway this app serves (the admin API reads its limit definitions). */
+  gateway: CompiledGateway;
   /** Client address from `CF-Connecting-IP` (never `X-Forwarded-For`, which clients can forge). */
   clientIp: string | undefined;
   route: CompiledRoute;

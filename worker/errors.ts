@@ -27,11 +27,14 @@ export const errorCatalog = {
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
+  QUOTA_EXCEEDED: { status: 429, title: "Quota exceeded" },
   INTERNAL: { status: 500, title: "Internal error" },
   UPSTREAM_UNAVAILABLE: { status: 502, title: "The upstream could not be reached" },
   UPSTREAM_RESPONSE_TOO_LARGE: { status: 502, title: "The upstream's response is too large" },
   GATEWAY_MISCONFIGURED: { status: 500, title: "The gateway is misconfigured" },
   UPSTREAM_TIMEOUT: { status: 504, title: "The upstream did not answer in time" },
+  LIMITER_UNAVAILABLE: { status: 503, title: "The limiter is unavailable" },
+  IDENTITY_UNAVAILABLE: { status: 503, title: "Identity store unavailable" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;

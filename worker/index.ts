@@ -10,3 +10,5 @@ export { createWorker } from "./worker";
 export { defineGateway } from "./gateway/config";
 // The public plugin API (definePlugin, GatewayError, defineErrorCodes, bagSlot, waitUntil, types…).
 export * from "./plugin-api";
+// The rate-limit / quota Durable Object must be exported by the entry module for its binding.
+export { LimiterDurableObject } from "./limits/durable-object";

@@ -1,8 +1,9 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
 import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
+import { AUDIT_BAG } from "../../worker/audit/options";
 import { TtlCache } from "../../worker/lib/ttl-cache";
-import { identityFailure, loadUserIdentity } from "../../worker/services/identity";
+import { identityFailure, identityStoreFailed, loadUserIdentity } from "../../worker/services/identity";
 
 /** The one body every refused token gets, whatever the reason (expired, bad signature, unknown user…). */
 export const TOKEN_INVALID_DETAIL = "A valid bearer token is required.";
@@ -79,8 +80,11 @@ function scopeOf(payload: JWTPayload, claim: string | undefined): string[] | nul
   return [];
 }
 
-function refuse(c: GatewayContext, reason: string, detail = TOKEN_INVALID_DETAIL): never {
-  console.log(JSON.stringify({ level: "info", msg: "token refused", requestId: c.var.requestId, route: c.var.route?.name, reason }));
+function refuse(c: GatewayContext, reason: string, detail = TOKEN_INVALID_DETAIL, userId?: string): never {
+  console.log(JSON.stringify({ level: "info", msg: "token refused", requestId: c.var.requestId, route: c.var.route?.name, reason, ...(userId ? { userId } : {}) }));
+  // For the audit trail (if the audit plugin runs): why, and who when the token named a real user.
+  c.var.bag.set(AUDIT_BAG.reason, reason);
+  if (userId) c.var.bag.set(AUDIT_BAG.subject, { userId });
   throw new GatewayError("TOKEN_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis", error="invalid_token"' } });
 }
 
@@ -170,7 +174,12 @@ export const jwtAuth = definePlugin({
       const cacheKey = `${o.userLookup}:${subject}`;
       let user = userCache.get(cacheKey);
       if (user === undefined) {
-        user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        try {
+          user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        } catch (err) {
+          // Fail closed, as key-auth does: a verified token whose user cannot be loaded is refused.
+          throw identityStoreFailed(err, "jwt user lookup failed", [subject]);
+        }
         userCache.set(cacheKey, user, (user ? o.userCacheSeconds : Math.min(o.userCacheSeconds, 2)) * 1000);
       }
       if (!user) refuse(c, "unknown_user");
@@ -189,7 +198,7 @@ export const jwtAuth = definePlugin({
         },
       };
       const failure = identityFailure(identity, Date.now());
-      if (failure) refuse(c, failure);
+      if (failure) refuse(c, failure, TOKEN_INVALID_DETAIL, identity.user.id);
       c.set("identity", identity);
       await next();
     };

@@ -1,7 +1,9 @@
 import { env } from "cloudflare:test";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { admin, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../../test/helpers";
+import { ADMIN, admin, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../../test/helpers";
+import { eventsFor } from "../../test/audit-helpers";
+import { audit } from "../audit";
 import { authorize } from "../authorize";
 import { keyAuth } from "../key-auth";
 import { jwtAuth } from "./index";
@@ -195,6 +197,26 @@ describe("jwt-auth", () => {
       routes: [{ name: "jwt-broken", path: "/jwt-broken/*", upstream: "echo", permission: "echo:read" }],
     });
     await expectRefused("/jwt-broken", { authorization: `Bearer ${await sign({ sub: user.id })}` }, "TOKEN_INVALID", broken);
+  });
+
+  it("JWT callers are audited like key callers: the user, and why a token was refused", async () => {
+    const audited = testGateway({
+      plugins: [audit({ sink: "d1", flushIntervalMs: 50 }), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_HS_SECRET" }), authorize()],
+      routes: [{ name: "jwt-audited", path: "/jwt-audited/*", upstream: "echo", permission: "echo:read" }],
+    });
+    const { user } = await seedCaller({ permissions: ["echo:read"], group: "partner" });
+    const ok = unique("jwt-audit-ok");
+    expect((await audited(`/jwt-audited/${ok}`, { headers: { authorization: `Bearer ${await sign({ sub: user.id }, { alg: "HS256" })}` } })).status).toBe(200);
+    const [allowed] = await eventsFor(ok, 1);
+    expect(allowed).toMatchObject({ decision: "allowed", user_id: user.id, key_id: `jwt:${user.id}`, group: "partner" });
+
+    // Through this gateway's own admin API, so the change purges the isolate caches it uses.
+    const patch = await audited(`/admin/v1/users/${user.id}`, { method: "PATCH", headers: { ...ADMIN, "content-type": "application/json" }, body: JSON.stringify({ status: "disabled" }) });
+    expect(patch.status).toBe(200);
+    const no = unique("jwt-audit-no");
+    await expectProblem(await audited(`/jwt-audited/${no}`, { headers: { authorization: `Bearer ${await sign({ sub: user.id }, { alg: "HS256" })}` } }), 401, "TOKEN_INVALID");
+    const [refused] = await eventsFor(no, 1);
+    expect(refused).toMatchObject({ decision: "refused", decided_by: "jwt-auth", code: "TOKEN_INVALID", reason: "user_disabled", user_id: user.id });
   });
 
   it("refuses unsafe options at load", () => {

@@ -16,6 +16,8 @@ import { cors } from "../../plugins/cors";
 import { headers } from "../../plugins/headers";
 import { jwtAuth } from "../../plugins/jwt-auth";
 import { keyAuth } from "../../plugins/key-auth";
+import { quota } from "../../plugins/quota";
+import { rateLimit } from "../../plugins/rate-limit";
 import { requestLimits } from "../../plugins/request-limits";
 import { requireIdempotencyKey } from "../../plugins/require-idempotency-key";
 import { ADMIN, expectProblem, originRecords, ORIGIN_SECRET, seedCaller, testGateway, unique } from "../helpers";
@@ -31,6 +33,9 @@ const fetchGw = testGateway({
     { name: "c-missing", path: "/c-missing/*", upstream: "echo", permission: "echo:read", plugins: [headers({ request: { set: { "x-token": `{secret:${SECRET_NAME}_NONE}` } } })] },
     { name: "c-limits", path: "/c-limits/*", methods: ["POST"], upstream: "echo", permission: "echo:read", plugins: [requestLimits({ maxBodyBytes: 8 })] },
     { name: "c-idem", path: "/c-idem/*", methods: ["POST"], upstream: "echo", permission: "echo:read", plugins: [requireIdempotencyKey()] },
+    // A limit of 0 refuses every request.
+    { name: "c-rate", path: "/c-rate/*", upstream: "echo", permission: "echo:read", plugins: [rateLimit({ name: "c-rate", limit: 0 })] },
+    { name: "c-quota", path: "/c-quota/*", upstream: "echo", permission: "echo:read", plugins: [quota({ name: "c-quota", limit: 0 })] },
   ],
 });
 
@@ -62,6 +67,8 @@ const contract: Case[] = [
   { plugin: headers, reject: () => ({ path: "/c-missing", init: { headers: { "x-api-key": key } } }), status: 500, code: "GATEWAY_MISCONFIGURED" },
   { plugin: requestLimits, reject: () => ({ path: "/c-limits", init: { method: "POST", headers: { "x-api-key": key, "content-type": "text/plain" }, body: "123456789" } }), status: 413, code: "PAYLOAD_TOO_LARGE" },
   { plugin: cors, reject: () => ({ path: "/c-auth", init: { headers: { origin: "https://evil.example", "x-api-key": key } } }), status: 403, code: "CORS_ORIGIN_DENIED" },
+  { plugin: rateLimit, reject: () => ({ path: "/c-rate", init: { headers: { "x-api-key": key } } }), status: 429, code: "RATE_LIMITED" },
+  { plugin: quota, reject: () => ({ path: "/c-quota", init: { headers: { "x-api-key": key } } }), status: 429, code: "QUOTA_EXCEEDED" },
   { plugin: requireIdempotencyKey, reject: () => ({ path: "/c-idem", init: { method: "POST", headers: { authorization: `Bearer ${token}` }, body: "{}" } }), status: 428, code: "IDEMPOTENCY_KEY_REQUIRED" },
 ];
 const secretsIn = () => [ORIGIN_SECRET, STORED_SECRET, key, token, unprivileged, env.JWT_HS_SECRET, env.SECRETS_KEY, env.ADMIN_TOKEN];

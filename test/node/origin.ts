@@ -22,7 +22,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 
 /**
  * A real HTTP origin for tests: records every request it receives and echoes it back as JSON.
- * `GET /__records?contains=X` lists recorded requests whose raw URL contains X (not recorded itself).
+ * `GET /__records?contains=X` lists recorded requests whose raw URL contains X, or whose
+ * X-Test-Marker header is X (not recorded itself).
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
  * `/__status/<code>` answers that status; `/__reflect` copies every request header into the
  * response as `x-reflected-<name>` (an origin that leaks what it was sent);
@@ -38,7 +39,8 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
     if (url.startsWith("/__records")) {
       const contains = new URL(url, "http://x").searchParams.get("contains") ?? "";
       res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains))));
+      // A marker in the raw URL, or in X-Test-Marker (for tests whose URL must stay untouched).
+      res.end(JSON.stringify(records.filter((r) => r.url.includes(contains) || r.headers["x-test-marker"] === contains)));
       return;
     }
     const body = await readBody(req);
@@ -78,6 +80,17 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       res.end();
       return;
     }
+    if (url.includes("/__echo-auth")) {
+      // A careless origin that reflects the credential it was sent (debug headers, error pages).
+      res.writeHead(200, {
+        "content-type": "text/plain",
+        "x-echo-authorization": req.headers.authorization ?? "",
+        "x-echo-origin-key": String(req.headers["x-origin-key"] ?? ""),
+        "www-authenticate": `Bearer error="invalid_token", token="${req.headers.authorization ?? ""}"`,
+      });
+      res.end("ok");
+      return;
+    }
     const status = /\/__status\/(\d{3})/.exec(url);
     res.writeHead(status ? Number(status[1]) : 200, {
       "content-type": "application/json",
@@ -95,6 +108,10 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       }),
     );
   });
+  // Keep idle connections longer than workerd's pool does: when Node closes an idle keep-alive
+  // connection just as workerd reuses it, the request fails with "Network connection lost".
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 121_000;
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return { server, port: (server.address() as AddressInfo).port };
 }

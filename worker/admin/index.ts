@@ -1,6 +1,7 @@
 import { auditRouter } from "./audit";
 import { adminAuth, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "./auth";
 import { keysRouter } from "./keys";
+import { limitsRouter } from "./limits";
 import { createAdminRouter } from "./openapi";
 import { rolesRouter } from "./roles";
 import { secretsRouter } from "./secrets";
@@ -26,5 +27,6 @@ export function createAdminApp() {
   admin.route("/", rolesRouter);
   admin.route("/", auditRouter);
   admin.route("/", secretsRouter);
+  admin.route("/", limitsRouter);
   return admin;
 }

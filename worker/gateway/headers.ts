@@ -28,12 +28,17 @@ const SPOOFABLE = [
 /** Prefix of the identity headers the gateway sends to origins; never accepted from clients. */
 export const IDENTITY_HEADER_PREFIX = "x-portcullis-";
 
+// RFC 9110 token: what a header name may be. Anything else in Connection names no header.
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
 function stripHopByHop(headers: Headers): void {
   // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Read them before deleting.
+  // A client (or origin) can put anything in Connection: non-token entries are skipped, since
+  // Headers.delete throws on them and that would turn a junk header into a 500.
   const named = (headers.get("connection") ?? "")
     .split(",")
     .map((t) => t.trim().toLowerCase())
-    .filter(Boolean);
+    .filter((t) => HEADER_NAME.test(t));
   for (const h of [...HOP_BY_HOP, ...named]) headers.delete(h);
 }
 

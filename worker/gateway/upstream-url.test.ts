@@ -11,7 +11,7 @@ describe("buildUpstreamUrl", () => {
     expect(buildUpstreamUrl("http://127.0.0.1:8788", "/@evil.example/x", "").href).toBe("http://127.0.0.1:8788/@evil.example/x");
   });
 
-  it.each(["@evil.example/x", "//evil.example/x", "/\\evil.example", "/..", "/a/../../b", "/%2e%2e/x", "/a%2fb", "/a;b", "/./x", "/a/%00"])(
+  it.each(["@evil.example/x", "//evil.example/x", "/\\evil.example", "/..", "/a/../../b", "/%2e%2e/x", "/a%2fb", "/a;b", "/./x", "/a/%00", "/%c0%ae%c0%ae/x", "/%C0%AF", "/%c1%9c", "/%e0%80%ae", "/%f0%80%80%af"])(
     "refuses remainder %s",
     (remainder) => {
       expect(() => buildUpstreamUrl("https://api.example/v2", remainder, "")).toThrow(GatewayError);
@@ -28,6 +28,8 @@ describe("nonCanonicalReason / rawPathOf", () => {
   it("accepts ordinary paths and refuses tricky ones", () => {
     expect(nonCanonicalReason("/orders/7/items-2.json")).toBeNull();
     expect(nonCanonicalReason("/a%20b")).toBeNull();
+    // Valid UTF-8 stays allowed; only the overlong (never valid) forms are refused.
+    expect(nonCanonicalReason("/caf%C3%A9/%e2%82%ac/%f0%9f%98%80")).toBeNull();
     for (const p of ["/a//b", "/a/./b", "/a/../b", "/a/%2E", "/a%5Cb", "/a\\b", "/a;x", "/a%25", "/a\u0000"]) expect(nonCanonicalReason(p), p).not.toBeNull();
   });
 });

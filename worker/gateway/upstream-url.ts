@@ -6,13 +6,18 @@ import { GatewayError } from "../errors";
  * gateway and the origin decode differently); `;` starts matrix parameters some origins strip;
  * NUL and control characters end strings early in some stacks. Refusing them outright is
  * simpler and safer than trying to normalize them the way every origin would.
+ *
+ * Overlong UTF-8 (`%c0%ae` = ".", `%c0%af` = "/", `%e0%80%ae` …) is never valid UTF-8, but
+ * lenient decoders (old IIS, some Java and PHP stacks) turn it into dots and slashes: refused
+ * for the same reason as `%2e` and `%2f`. C0/C1 lead bytes and E0 80–9F / F0 80–8F are exactly
+ * the overlong forms.
  */
-const FORBIDDEN_IN_PATH = /%2f|%5c|%2e|%25|%00|\\|;|[\x00-\x1f\x7f]/i;
+const FORBIDDEN_IN_PATH = /%2f|%5c|%2e|%25|%00|%c[01]|%e0%[89]|%f0%8|\\|;|[\x00-\x1f\x7f]/i;
 
 /** Why a raw path is not canonical, or null when it is. */
 export function nonCanonicalReason(rawPath: string): string | null {
   if (!rawPath.startsWith("/")) return "path must start with /";
-  if (FORBIDDEN_IN_PATH.test(rawPath)) return "path contains an encoded separator, dot, percent, backslash, ';' or control character";
+  if (FORBIDDEN_IN_PATH.test(rawPath)) return "path contains an encoded separator, dot, percent, overlong UTF-8, backslash, ';' or control character";
   if (rawPath.includes("//")) return "path contains an empty segment (//)";
   if (rawPath.split("/").some((s) => s === "." || s === "..")) return "path contains a dot segment";
   return null;

@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import type { Database } from "../db";
+import { GatewayError } from "../errors";
 import { apiKeys, proxyUsers, roles, userRoles } from "../db/schema";
 import type { UserStatus } from "../db/schema";
 import { hashApiKey, isWellFormedApiKey } from "../lib/api-key";
@@ -38,6 +39,18 @@ export interface ResolvedIdentity {
 
 /** Why a key was refused. Never shown to the client (they all get one KEY_INVALID body); logged and audited. */
 export type AuthFailure = "missing" | "malformed" | "unknown" | "key_revoked" | "key_expired" | "user_disabled" | "user_expired";
+
+/**
+ * The error for "D1 failed while resolving a caller": logs the cause (drizzle's error text
+ * carries the query's parameters, so only the cause is logged, with `redact` values masked) and
+ * returns the 503 IDENTITY_UNAVAILABLE the caller must throw. Authenticators use it to fail closed.
+ */
+export function identityStoreFailed(err: unknown, msg: string, redact: readonly string[] = []): GatewayError {
+  let cause = String((err as { cause?: unknown })?.cause ?? (err as Error)?.name ?? "error");
+  for (const r of redact) if (r) cause = cause.replaceAll(r, "[redacted]");
+  console.error(JSON.stringify({ level: "error", msg, error: cause }));
+  return new GatewayError("IDENTITY_UNAVAILABLE", "Credentials cannot be checked right now; retry shortly.", { headers: { "retry-after": "1" } });
+}
 
 /** Loads a key's identity from D1 by hash: one query for key+user, one for roles. */
 export async function loadIdentityByHash(db: Database, hash: string): Promise<ResolvedIdentity | null> {
@@ -131,7 +144,13 @@ export async function resolveApiKey(
   const hash = await hashApiKey(presented);
   let identity = cache.get(hash, now);
   if (identity === undefined) {
-    identity = await loadIdentityByHash(db, hash);
+    try {
+      identity = await loadIdentityByHash(db, hash);
+    } catch (err) {
+      // Fail closed: a key we could not check is neither accepted nor called invalid (a 401 would
+      // tell a client its good key is bad). Nothing is cached, so the next request asks D1 again.
+      throw identityStoreFailed(err, "key resolution failed", [hash]);
+    }
     cache.set(hash, identity, identity ? opts.ttlMs : opts.negativeTtlMs, now);
   }
   if (!identity) return { ok: false, reason: "unknown" };

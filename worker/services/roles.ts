@@ -31,7 +31,7 @@ export interface RoleInput {
   permissions: string[];
 }
 
-async function findRole(db: Database, id: string): Promise<RoleRow> {
+export async function findRole(db: Database, id: string): Promise<RoleRow> {
   const row = await db.query.roles.findFirst({ where: eq(roles.id, id) });
   if (!row) throw new GatewayError("ROLE_NOT_FOUND", `No role with id "${id}".`);
   return row;

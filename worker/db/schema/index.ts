@@ -4,3 +4,4 @@ export * from "./api-keys";
 export * from "./admin-audit";
 export * from "./audit";
 export * from "./origin-secrets";
+export * from "./limits";

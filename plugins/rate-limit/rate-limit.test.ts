@@ -1,0 +1,153 @@
+import { describe, expect, it } from "vitest";
+import { PluginConfigError } from "../../worker/gateway/plugin";
+import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
+import { ipBucket, limitRegistry } from "../../worker/limits/engine";
+import { LeaseBook } from "../../worker/limits/lease-book";
+import type { LeaseReply, LimitSpec } from "../../worker/limits/types";
+import { rateLimit } from ".";
+
+const req = (spec: LimitSpec, want: number, give = 0, giveWindow = 0) => ({ spec, want, give, giveWindow });
+
+describe("rate-limit options", () => {
+  it("fails at config load, naming the field", () => {
+    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(PluginConfigError);
+    expect(() => rateLimit({ limit: 10, window: "2h" })).toThrow(/window/);
+    expect(() => rateLimit({ limit: -1 })).toThrow(/limit/);
+    expect(() => rateLimit({ limit: 1, by: ["user", "user"] })).toThrow(/by/);
+    expect(() => rateLimit({ limit: 1, name: "Bad Name" })).toThrow(/name/);
+    expect(() => rateLimit({ limit: 1, bogus: true } as never)).toThrow(PluginConfigError);
+  });
+
+  it("applies the documented defaults", () => {
+    const p = rateLimit({ limit: 10 });
+    expect(p.name).toBe("rate-limit");
+    expect(limitRegistry.get(p.handler)).toMatchObject({
+      kind: "rate",
+      name: "rate",
+      algorithm: "sliding-window",
+      windowMs: 60_000,
+      by: ["user"],
+      failMode: "open",
+      dryRun: false,
+      backend: "auto",
+      durableObjectBinding: "LIMITER",
+      timeoutMs: 1000,
+      leaseMax: "auto",
+      upstash: { urlFromEnv: "UPSTASH_REDIS_REST_URL", tokenFromEnv: "UPSTASH_REDIS_REST_TOKEN", prefix: "portcullis:limits" },
+    });
+  });
+});
+
+describe("counting rules", () => {
+  const fixed: LimitSpec = { algorithm: "fixed-window", limit: 10, windowMs: 60_000 };
+  const sliding: LimitSpec = { algorithm: "sliding-window", limit: 10, windowMs: 60_000 };
+
+  it("grants at most a quarter of what is left, at least 1, never more than is left", () => {
+    expect(grantSize(100, 40)).toBe(10);
+    expect(grantSize(5, 40)).toBe(5);
+    expect(grantSize(100, 3)).toBe(1);
+    expect(grantSize(100, 0)).toBe(0);
+    expect(grantSize(1, 1)).toBe(1);
+  });
+
+  it("a fixed window never grants more than its limit, whatever is asked", () => {
+    let state;
+    let total = 0;
+    for (let i = 0; i < 50; i++) {
+      const r = leaseWindow(state, req(fixed, 7), 1_000);
+      state = r.state;
+      total += r.reply.granted;
+    }
+    expect(total).toBe(10);
+    const refused = leaseWindow(state, req(fixed, 1), 1_000).reply;
+    expect(refused).toMatchObject({ granted: 0, remaining: 0, retryMs: 59_000, ttlMs: 59_000, window: 0 });
+    // The next window starts afresh.
+    expect(leaseWindow(state, req(fixed, 1), 60_000).reply.granted).toBe(1);
+  });
+
+  it("a sliding window weighs the previous window by its overlap", () => {
+    let state = leaseWindow(undefined, req(sliding, 10), 0).state;
+    for (let i = 0; i < 10; i++) state = leaseWindow(state, req(sliding, 10), 1).state;
+    expect(state.cur).toBe(10);
+    // 25% into the next window, 75% of the previous 10 still count: 2 fit.
+    expect(usageWindow(state, sliding, 75_000)).toMatchObject({ used: 8, remaining: 2 });
+    const r = leaseWindow(state, req(sliding, 1), 75_000);
+    expect(r.reply.granted).toBe(1);
+    // With 10 counted the previous window and 1 now, the next token is free once the weight drops to 0.8.
+    const r2 = leaseWindow(r.state, req(sliding, 1), 75_000);
+    expect(r2.reply.granted).toBe(1);
+    const r3 = leaseWindow(r2.state, req(sliding, 1), 75_000);
+    expect(r3.reply.granted).toBe(0);
+    expect(r3.reply.retryMs).toBeGreaterThan(0);
+    expect(75_000 + r3.reply.retryMs).toBeLessThanOrEqual(120_000);
+  });
+
+  it("a token bucket starts full, refills continuously and takes handed-back tokens", () => {
+    const spec: LimitSpec = { algorithm: "token-bucket", limit: 10, windowMs: 10_000 };
+    let { state, reply } = leaseBucket(undefined, req(spec, 100), 0);
+    expect(reply.granted).toBe(2); // a quarter of 10, rounded down
+    for (let i = 0; i < 20; i++) ({ state } = leaseBucket(state, req(spec, 100), 0));
+    expect(Math.floor(state.tokens)).toBe(0);
+    expect(leaseBucket(state, req(spec, 1), 0).reply.retryMs).toBe(1000);
+    // One token per second comes back.
+    expect(leaseBucket(state, req(spec, 1), 1_000).reply.granted).toBe(1);
+    expect(leaseBucket(state, req(spec, 1, 3), 0).reply.granted).toBe(1);
+  });
+
+  it("calendar periods are UTC days, ISO weeks (Monday) and months", () => {
+    const t = Date.UTC(2026, 10, 30, 15, 0); // Monday 30 Nov 2026
+    expect(periodBounds("day", t)).toEqual({ start: Date.UTC(2026, 10, 30), end: Date.UTC(2026, 11, 1) });
+    expect(periodBounds("week", t)).toEqual({ start: Date.UTC(2026, 10, 30), end: Date.UTC(2026, 11, 7) });
+    expect(periodBounds("week", Date.UTC(2026, 11, 6, 23, 59))).toEqual({ start: Date.UTC(2026, 10, 30), end: Date.UTC(2026, 11, 7) });
+    expect(periodBounds("month", t)).toEqual({ start: Date.UTC(2026, 10, 1), end: Date.UTC(2026, 11, 1) });
+    expect(periodBounds("month", Date.UTC(2026, 11, 31, 23, 59))).toEqual({ start: Date.UTC(2026, 11, 1), end: Date.UTC(2027, 0, 1) });
+  });
+
+  it("buckets IPv6 clients per /64 and keeps IPv4 addresses whole", () => {
+    expect(ipBucket("2001:db8:1:2:aaaa::1")).toBe(ipBucket("2001:db8:1:2:ffff::9"));
+    expect(ipBucket("2001:db8:1:2::1")).not.toBe(ipBucket("2001:db8:1:3::1"));
+    expect(ipBucket("203.0.113.7")).toBe("ip:203.0.113.7");
+    expect(ipBucket(undefined)).toBe("ip:unknown");
+  });
+});
+
+describe("lease book (one isolate)", () => {
+  /** A backend that applies the real counting rules in memory and counts its calls. */
+  function memoryBackend(spec: LimitSpec, delayMs = 1) {
+    let state: ReturnType<typeof leaseWindow>["state"] | undefined;
+    const calls = { n: 0 };
+    const call = async (want: number): Promise<LeaseReply> => {
+      calls.n++;
+      await new Promise((r) => setTimeout(r, delayMs));
+      const r = leaseWindow(state, req(spec, want), Date.now());
+      state = r.state;
+      return r.reply;
+    };
+    return { call, calls };
+  }
+
+  it("admits exactly the limit from a concurrent burst, with one backend call per lease", async () => {
+    const spec: LimitSpec = { algorithm: "fixed-window", limit: 100, windowMs: 3_600_000 };
+    const backend = memoryBackend(spec);
+    const book = new LeaseBook();
+    const decisions = await Promise.all(Array.from({ length: 400 }, () => book.acquire("s", spec, { leaseMax: 20, call: backend.call })));
+    expect(decisions.filter((d) => d.allowed).length).toBe(100);
+    // Leases of up to 20, shrinking near the end, plus one refused call: far fewer than 400.
+    expect(backend.calls.n).toBeLessThan(30);
+  });
+
+  it("a failed lease call fails every request waiting on it, and the next request tries again", async () => {
+    const spec: LimitSpec = { algorithm: "fixed-window", limit: 10, windowMs: 60_000 };
+    const book = new LeaseBook();
+    let fail = true;
+    const call = async (): Promise<LeaseReply> => {
+      await new Promise((r) => setTimeout(r, 1));
+      if (fail) throw new Error("down");
+      return { granted: 1, remaining: 5, retryMs: 0, resetMs: 1000, ttlMs: 1000, window: 0 };
+    };
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => book.acquire("s", spec, { leaseMax: 1, call })));
+    expect(results.every((r) => r.status === "rejected")).toBe(true);
+    fail = false;
+    expect((await book.acquire("s", spec, { leaseMax: 1, call })).allowed).toBe(true);
+  });
+});

@@ -1,0 +1,112 @@
+import { env } from "cloudflare:test";
+import { describe, expect, inject, it, vi } from "vitest";
+import { authorize } from "../../plugins/authorize";
+import { keyAuth } from "../../plugins/key-auth";
+import { createApp } from "../../worker/app";
+import { defineGateway } from "../../worker/gateway/config";
+import { expectProblem, seedCaller, unique } from "../helpers";
+
+/**
+ * Real network faults from test/node/fault-origin.ts (a raw TCP origin that hangs, resets, drips
+ * or floods), behind a small gateway with a 1 s upstream timeout, driven with `app.request`.
+ */
+const faultOrigin = `http://127.0.0.1:${inject("faultPort")}`;
+const TIMEOUT_MS = 1_000;
+
+const app = createApp(
+  defineGateway({
+    upstreams: {
+      faulty: { url: faultOrigin, timeoutMs: TIMEOUT_MS },
+      // Refused: a port that was just free (bound, then closed) has no listener.
+      refused: { url: "http://127.0.0.1:9" },
+    },
+    plugins: [keyAuth(), authorize()],
+    routes: [
+      { name: "faulty", path: "/f/*", methods: ["GET", "POST"], upstream: "faulty", permission: "echo:read" },
+      { name: "refused", path: "/r/*", methods: ["GET", "POST"], upstream: "refused", permission: "echo:read" },
+    ],
+  }),
+);
+
+async function received(marker: string): Promise<Array<{ method: string; target: string }>> {
+  return (await (await fetch(`http://127.0.0.1:${inject("faultControlPort")}/?contains=${encodeURIComponent(marker)}`)).json()) as any;
+}
+
+let key: string;
+const call = async (path: string, init: RequestInit = {}) => {
+  key ??= (await seedCaller({ permissions: ["echo:read"] })).key;
+  return app.request(`https://gateway.test${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers as Record<string, string>) } }, env);
+};
+const quietly = async <T>(fn: () => Promise<T>): Promise<T> => {
+  const spy = vi.spyOn(console, "error").mockImplementation(() => {});
+  try {
+    return await fn();
+  } finally {
+    spy.mockRestore();
+  }
+};
+
+describe("origin faults give clear, bounded errors", () => {
+  it("connection refused → 502 UPSTREAM_UNAVAILABLE", async () => {
+    const body = await quietly(async () => expectProblem(await call(`/r/${unique("refused")}`), 502, "UPSTREAM_UNAVAILABLE"));
+    expect(body.detail).not.toContain("127.0.0.1");
+  });
+
+  it.each(["GET", "POST"])("an origin that never answers → 504 UPSTREAM_TIMEOUT, after exactly one %s to the origin (no retry)", async (method) => {
+    const m = unique("hang");
+    const res = await call(`/f/hang/${m}`, { method, ...(method === "POST" ? { body: "order=1" } : {}) });
+    await expectProblem(res, 504, "UPSTREAM_TIMEOUT");
+    // Give a retry, if there were one, time to arrive before counting.
+    await new Promise((r) => setTimeout(r, 300));
+    const recs = await received(m);
+    expect(recs).toHaveLength(1);
+    expect(recs[0]!.method).toBe(method);
+  });
+
+  it("an origin that resets the connection before answering → 502, one request, no retry", async () => {
+    const m = unique("reset");
+    await quietly(async () => expectProblem(await call(`/f/reset/${m}`, { method: "POST", body: "x" }), 502, "UPSTREAM_UNAVAILABLE"));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await received(m)).toHaveLength(1);
+  });
+
+  it("an origin that resets mid-body: the client's body errors or ends short, never padded or replayed", async () => {
+    const m = unique("resetbody");
+    const res = await call(`/f/reset-body/${m}`);
+    // Headers already came through (200, content-length 100000); the body cannot complete.
+    expect(res.status).toBe(200);
+    let got = -1;
+    try {
+      got = (await res.arrayBuffer()).byteLength;
+    } catch {
+      got = -1; // the stream errored: the client sees a broken response, as it should
+    }
+    expect(got).toBeLessThan(100_000);
+    expect(await received(m)).toHaveLength(1);
+  });
+
+  it("a slowloris origin (one byte every 200 ms) is cut off by the upstream timeout, body included", async () => {
+    const m = unique("drip");
+    const res = await call(`/f/drip/${m}`);
+    expect(res.status).toBe(200);
+    let got = -1;
+    try {
+      got = (await res.arrayBuffer()).byteLength;
+    } catch {
+      got = -1;
+    }
+    // 1 000 bytes would take 200 s; the timeout signal also bounds the body stream.
+    expect(got).toBeLessThan(1_000);
+  });
+
+  it("a huge origin response streams through unbuffered and intact (32 MiB)", async () => {
+    const size = 32 * 1024 * 1024;
+    const res = await call(`/f/big/${size}/${unique("big")}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-length")).toBe(String(size));
+    let total = 0;
+    const reader = res.body!.getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) total += r.value.byteLength;
+    expect(total).toBe(size);
+  });
+});

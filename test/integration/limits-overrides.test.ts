@@ -1,0 +1,71 @@
+// Limit overrides per role and per user through the admin API.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
+
+const auth = (key: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${key}`, ...extra } });
+
+async function status(userId: string) {
+  const res = await admin("GET", `/users/${userId}/limits/status`);
+  expect(res.status).toBe(200);
+  return (await json(res)).limits as Array<{ name: string; route: string | null; used: number; remaining: number; limit: number; source: string; backend: string }>;
+}
+
+describe("overrides through the admin API", () => {
+  /** How many of `count` sequential requests were admitted (every other answer must be a 429). */
+  async function admitted(key: string, count: number) {
+    const statuses: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const res = await gw(`/rl-override/${unique("ov")}`, auth(key));
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses.every((s) => s === 200 || s === 429), `statuses: ${statuses.join(",")}`).toBe(true);
+    return statuses.filter((s) => s === 200).length;
+  }
+
+  it("user override > most generous role override > route config, live and audited", async () => {
+    const base = await seedCaller({ permissions: ["echo:read"] });
+    expect(await admitted(base.key, 5)).toBe(3);
+
+    const viaRole = await seedCaller({ permissions: ["echo:read"] });
+    const other = await json(await admin("POST", "/roles", { name: unique("role"), permissions: [] }));
+    expect((await admin("PUT", `/roles/${viaRole.role.id}/limits`, { limits: { api: { limit: 5 } } })).status).toBe(200);
+    expect((await admin("PUT", `/roles/${other.id}/limits`, { limits: { api: { limit: 4 } } })).status).toBe(200);
+    expect((await admin("PATCH", `/users/${viaRole.user.id}`, { roles: [viaRole.role.name, other.name] })).status).toBe(200);
+    expect(await admitted(viaRole.key, 7)).toBe(5);
+    expect((await status(viaRole.user.id)).find((l) => l.name === "api")).toMatchObject({ limit: 5, source: `role:${viaRole.role.name}` });
+
+    const own = await seedCaller({ permissions: ["echo:read"] });
+    await admin("PUT", `/roles/${own.role.id}/limits`, { limits: { api: { limit: 5 } } });
+    const put = await admin("PUT", `/users/${own.user.id}/limits`, { limits: { api: { limit: 1 } } });
+    expect(put.status).toBe(200);
+    expect((await json(put)).limits.api.limit).toBe(1);
+    expect((await json(await admin("GET", `/users/${own.user.id}/limits`))).limits).toMatchObject({ api: { limit: 1 } });
+    expect(await admitted(own.key, 3)).toBe(1);
+    expect((await status(own.user.id)).find((l) => l.name === "api")).toMatchObject({ limit: 1, source: "user" });
+
+    // Removing the user override falls back to the role's 5 (1 already used this window).
+    expect((await admin("DELETE", `/users/${own.user.id}/limits`)).status).toBe(204);
+    expect((await json(await admin("GET", `/users/${own.user.id}/limits`))).limits).toEqual({});
+    expect(await admitted(own.key, 6)).toBe(4);
+
+    const audit = await env.DB.prepare("SELECT action FROM admin_audit WHERE target_id = ? ORDER BY created_at").bind(own.user.id).all<{ action: string }>();
+    expect(audit.results.map((r) => r.action)).toEqual(expect.arrayContaining(["user.limits.set", "user.limits.clear"]));
+    const roleAudit = await env.DB.prepare("SELECT action FROM admin_audit WHERE target_id = ? AND action = 'role.limits.set'").bind(own.role.id).all();
+    expect(roleAudit.results.length).toBe(1);
+  });
+
+  it("refuses unknown limit names, bad bodies and unknown subjects with problems", async () => {
+    const { user, role } = await seedCaller({ permissions: ["echo:read"] });
+    const bad = await expectProblem(await admin("PUT", `/users/${user.id}/limits`, { limits: { nope: { limit: 1 } } }), 400, "VALIDATION_FAILED");
+    expect(bad.errors[0].path).toBe("limits.nope");
+    await expectProblem(await admin("PUT", `/users/${user.id}/limits`, { limits: { api: { limit: -1 } } }), 400, "VALIDATION_FAILED");
+    await expectProblem(await admin("PUT", `/users/${user.id}/limits`, { limits: { api: { limit: 1, extra: true } } }), 400, "VALIDATION_FAILED");
+    await expectProblem(await admin("PUT", `/roles/${role.id}/limits`, { limits: {}, more: 1 }), 400, "VALIDATION_FAILED");
+    await expectProblem(await admin("GET", "/users/usr_doesnotexist0000/limits/status"), 404, "USER_NOT_FOUND");
+    await expectProblem(await admin("PUT", "/roles/rol_doesnotexist0000/limits", { limits: {} }), 404, "ROLE_NOT_FOUND");
+    await expectProblem(await admin("POST", `/users/${user.id}/limits/reset`, { names: ["rl-ip"] }), 400, "VALIDATION_FAILED");
+    await expectProblem(await gw(`/admin/v1/users/${user.id}/limits`), 401, "ADMIN_UNAUTHORIZED");
+  });
+});

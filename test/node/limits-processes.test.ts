@@ -1,0 +1,148 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { unstable_startWorker } from "wrangler";
+import { startUpstashBridge } from "../../scripts/upstash-bridge.mjs";
+import { startRecordingOrigin } from "./origin";
+
+/**
+ * Limits across separately started gateway processes (each its own workerd, its own D1), and
+ * across a restart. Runs in Node: it starts the processes with wrangler's unstable_startWorker.
+ */
+const root = path.resolve(import.meta.dirname, "../..");
+const ADMIN_TOKEN = "process-test-admin-token-0123456789";
+const UPSTASH_TOKEN = "process-test-upstash-token";
+
+/** migrations/*.sql as D1 migrations: drizzle-kit separates statements with `--> statement-breakpoint`. */
+function readMigrations() {
+  const dir = path.join(root, "migrations");
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".sql"))
+    .sort()
+    .map((name) => ({
+      name,
+      queries: readFileSync(path.join(dir, name), "utf8")
+        .split("--> statement-breakpoint")
+        .map((q) => q.trim())
+        .filter(Boolean),
+    }));
+}
+
+type Gateway = Awaited<ReturnType<typeof startGateway>>;
+
+async function startGateway(name: string, persist: string, env: { originUrl: string; upstashUrl: string }) {
+  const worker = await unstable_startWorker({
+    name,
+    config: path.join(root, "wrangler.toml"),
+    entrypoint: path.join(root, "test/fixtures/process-worker.ts"),
+    bindings: {
+      ADMIN_TOKEN: { type: "plain_text", value: ADMIN_TOKEN },
+      TEST_ORIGIN_URL: { type: "plain_text", value: env.originUrl },
+      TEST_ORIGIN_PREFIXED_URL: { type: "plain_text", value: `${env.originUrl}/base/v1` },
+      ECHO_ORIGIN_TOKEN: { type: "plain_text", value: "origin-secret" },
+      UPSTASH_TEST_URL: { type: "plain_text", value: env.upstashUrl },
+      UPSTASH_TEST_TOKEN: { type: "plain_text", value: UPSTASH_TOKEN },
+      TEST_MIGRATIONS: { type: "json", value: readMigrations() },
+    },
+    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, persist, logLevel: "error", watch: false, registry: persist },
+  });
+  await worker.ready;
+  const base = await worker.url;
+  const call = (p: string, init: RequestInit = {}) => fetch(new URL(p, base), { redirect: "manual", ...init });
+  const migrated = await call("/__test/migrate", { method: "POST" });
+  expect(migrated.status).toBe(200);
+  await migrated.text();
+  const admin = async (method: string, p: string, body?: unknown) => {
+    const res = await call(`/admin/v1${p}`, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  /** A user (in `group`) with a key that may call every test route. */
+  const caller = async (group: string) => {
+    const role = await admin("POST", "/roles", { name: `r-${Math.random().toString(36).slice(2, 10)}`, permissions: ["echo:*"] });
+    const user = await admin("POST", "/users", { name: `u-${Math.random().toString(36).slice(2, 10)}`, roles: [role.body.name], group });
+    const key = await admin("POST", `/users/${user.body.id}/keys`, {});
+    expect(key.status).toBe(201);
+    return { userId: user.body.id as string, key: key.body.key as string };
+  };
+  const get = async (p: string, key: string) => {
+    const res = await call(p, { headers: { authorization: `Bearer ${key}` } });
+    await res.arrayBuffer();
+    return res.status;
+  };
+  return { worker, call, admin, caller, get, dispose: () => worker.dispose() };
+}
+
+describe("limits across gateway processes", () => {
+  let origin: Awaited<ReturnType<typeof startRecordingOrigin>>;
+  let bridge: Awaited<ReturnType<typeof startUpstashBridge>>;
+  let dirs: string[] = [];
+  let running: Gateway[] = [];
+  let env: { originUrl: string; upstashUrl: string };
+  const records = async (marker: string) => ((await (await fetch(`${env.originUrl}/__records?contains=${marker}`)).json()) as unknown[]).length;
+
+  beforeAll(async () => {
+    origin = await startRecordingOrigin();
+    bridge = await startUpstashBridge({ token: UPSTASH_TOKEN, redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" });
+    env = { originUrl: `http://127.0.0.1:${origin.port}`, upstashUrl: bridge.url };
+    dirs = [mkdtempSync(path.join(os.tmpdir(), "pcl-a-")), mkdtempSync(path.join(os.tmpdir(), "pcl-b-"))];
+  });
+
+  afterAll(async () => {
+    for (const g of running) await g.dispose().catch(() => {});
+    await bridge?.close();
+    await new Promise((r) => origin?.server.close(() => r(undefined)));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("two gateway processes sharing the Upstash backend together admit no more than N", async () => {
+    const [a, b] = await Promise.all([startGateway("portcullis-a", dirs[0]!, env), startGateway("portcullis-b", dirs[1]!, env)]);
+    running.push(a, b);
+    // Each process has its own D1, so each has its own user; the limit counts by group, shared.
+    const group = `grp-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    const [ca, cb] = await Promise.all([a.caller(group), b.caller(group)]);
+    // Warm each process's key cache so the burst is about the limiter.
+    expect(await a.get(`/echo/warm`, ca.key)).toBe(200);
+    expect(await b.get(`/echo/warm`, cb.key)).toBe(200);
+    const marker = `shared-${Date.now().toString(36)}`;
+    const N = 20;
+    const statuses = await Promise.all(
+      Array.from({ length: 4 * N }, (_, i) => (i % 2 === 0 ? a.get(`/shared-up/${marker}/${i}`, ca.key) : b.get(`/shared-up/${marker}/${i}`, cb.key))),
+    );
+    const admitted = statuses.filter((s) => s === 200).length;
+    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+    expect(admitted).toBeLessThanOrEqual(N);
+    // Leases a process holds unspent are the only loss: at most one lease (≤ 5) per process.
+    expect(admitted).toBeGreaterThanOrEqual(N - 2 * 5);
+    expect(await records(marker)).toBe(admitted);
+    // Both processes took part.
+    expect(statuses.filter((s, i) => s === 200 && i % 2 === 0).length).toBeGreaterThan(0);
+    expect(statuses.filter((s, i) => s === 200 && i % 2 === 1).length).toBeGreaterThan(0);
+  });
+
+  it("quota counts survive a gateway restart (Durable Object and Upstash backends)", async () => {
+    let a = running[0] ?? (await startGateway("portcullis-a", dirs[0]!, env));
+    const { key, userId } = await a.caller(`grp-restart`);
+    const marker = `restart-${Date.now().toString(36)}`;
+    for (const route of ["quota-do", "quota-up"]) {
+      for (let i = 0; i < 3; i++) expect(await a.get(`/${route}/${marker}`, key)).toBe(200);
+    }
+    await a.dispose();
+    running = running.filter((g) => g !== a);
+    a = await startGateway("portcullis-a", dirs[0]!, env);
+    running.push(a);
+    for (const route of ["quota-do", "quota-up"]) {
+      expect(await a.get(`/${route}/${marker}`, key)).toBe(200);
+      expect(await a.get(`/${route}/${marker}`, key)).toBe(200);
+      expect(await a.get(`/${route}/${marker}`, key)).toBe(429);
+    }
+    expect(await records(marker)).toBe(10);
+    const status = await a.admin("GET", `/users/${userId}/limits/status`);
+    const byName = Object.fromEntries((status.body.limits as { name: string; used: number }[]).map((l) => [l.name, l.used]));
+    expect(byName).toMatchObject({ monthly: 5, "monthly-up": 5 });
+  });
+});

@@ -1,0 +1,133 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import * as limits from "../services/limits";
+import { actorOf } from "./auth";
+import { createAdminRouter, json, jsonBody, problems } from "./openapi";
+import { idParam } from "./schemas";
+
+const tags = ["limits"];
+const userParams = idParam("usr", "proxy user");
+const roleParams = idParam("rol", "role");
+const LIMIT_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+const overridesInput = z
+  .strictObject({
+    limits: z
+      .record(
+        z.string().regex(LIMIT_NAME, "a limit name as in gateway.config.ts"),
+        z.strictObject({ limit: z.number().int().min(0).max(1_000_000_000).describe("Requests per window (rate limit) or per period (quota)") }),
+      )
+      .refine((r) => Object.keys(r).length <= 100, "at most 100 limits")
+      .describe("Limit name (the `name` of a rate-limit or quota plugin) → override. Replaces the whole set."),
+  })
+  .openapi("LimitOverridesInput");
+
+const overridesView = z
+  .object({
+    limits: z.record(z.string(), z.object({ limit: z.number().int(), updatedAt: z.string() })).describe("Limit name → override"),
+  })
+  .openapi("LimitOverrides");
+
+const statusView = z
+  .object({
+    userId: z.string(),
+    limits: z.array(
+      z.object({
+        name: z.string(),
+        kind: z.enum(["rate", "quota"]),
+        algorithm: z.string(),
+        by: z.array(z.string()),
+        route: z.string().nullable().describe("Set when the limit counts per route"),
+        window: z.string().nullable(),
+        period: z.string().nullable(),
+        limit: z.number().int().describe("Effective limit for this user"),
+        source: z.string().describe("`config`, `role:<name>` or `user`"),
+        backend: z.enum(["durable-object", "upstash"]),
+        dryRun: z.boolean(),
+        failMode: z.enum(["open", "closed"]),
+        used: z.number().int().nullable().describe("Counted by the backend, including tokens leased to isolates but not yet spent"),
+        remaining: z.number().int().nullable(),
+        resetAt: z.string().nullable(),
+        error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),
+      }),
+    ),
+  })
+  .openapi("UserLimitStatus");
+
+const resetInput = z
+  .strictObject({
+    names: z.array(z.string().regex(LIMIT_NAME)).min(1).max(100).optional().describe("Limits to reset (rate or quota); default: all of the user's quotas"),
+  })
+  .openapi("LimitReset");
+
+const unavailable = { 503: { description: "The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`)", content: { "application/problem+json": { schema: z.any() } } } };
+
+export const limitsRouter = createAdminRouter()
+  .openapi(
+    createRoute({ method: "get", path: "/users/{id}/limits", tags, summary: "Get a proxy user's limit overrides", request: { params: userParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
+    async (c) => c.json({ limits: await limits.getUserOverrides(c.var.services.db, c.req.valid("param").id) }, 200),
+  )
+  .openapi(
+    createRoute({
+      method: "put",
+      path: "/users/{id}/limits",
+      tags,
+      summary: "Set a proxy user's limit overrides",
+      description: "Replaces the whole set. A user override beats role overrides and the route config. Applies at once here, elsewhere within the key cache TTL.",
+      request: { params: userParams, body: jsonBody(overridesInput, "Overrides by limit name") },
+      responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
+    }),
+    async (c) => c.json({ limits: await limits.setUserOverrides(c.var.services.db, c.var.gateway, actorOf(c), c.req.valid("param").id, c.req.valid("json").limits) }, 200),
+  )
+  .openapi(
+    createRoute({ method: "delete", path: "/users/{id}/limits", tags, summary: "Remove a proxy user's limit overrides", request: { params: userParams }, responses: { 204: { description: "Removed" }, ...problems(400, 404) } }),
+    async (c) => {
+      await limits.clearUserOverrides(c.var.services.db, actorOf(c), c.req.valid("param").id);
+      return c.body(null, 204);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/users/{id}/limits/status",
+      tags,
+      summary: "Current usage and remaining, per limit",
+      description: "Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.",
+      request: { params: userParams },
+      responses: { 200: json(statusView, "Usage per limit"), ...problems(400, 404), ...unavailable },
+    }),
+    async (c) => c.json(await limits.userLimitStatus(c.var.services.db, c.var.gateway, c.env, c.req.valid("param").id), 200),
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/users/{id}/limits/reset",
+      tags,
+      summary: "Reset a proxy user's quota (or named limits)",
+      request: { params: userParams, body: { ...jsonBody(resetInput, "Which limits (send `{}` for all quotas)"), required: false } },
+      responses: { 200: json(statusView, "Usage after the reset"), ...problems(400, 404), ...unavailable },
+    }),
+    async (c) => c.json(await limits.resetUserLimits(c.var.services.db, c.var.gateway, c.env, actorOf(c), c.req.valid("param").id, c.req.valid("json")?.names), 200),
+  )
+  .openapi(
+    createRoute({ method: "get", path: "/roles/{id}/limits", tags, summary: "Get a role's limit overrides", request: { params: roleParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
+    async (c) => c.json({ limits: await limits.getRoleOverrides(c.var.services.db, c.req.valid("param").id) }, 200),
+  )
+  .openapi(
+    createRoute({
+      method: "put",
+      path: "/roles/{id}/limits",
+      tags,
+      summary: "Set a role's limit overrides",
+      description: "Replaces the whole set. A user holding several roles gets the most generous override of each limit; a user override beats them all.",
+      request: { params: roleParams, body: jsonBody(overridesInput, "Overrides by limit name") },
+      responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
+    }),
+    async (c) => c.json({ limits: await limits.setRoleOverrides(c.var.services.db, c.var.gateway, actorOf(c), c.req.valid("param").id, c.req.valid("json").limits) }, 200),
+  )
+  .openapi(
+    createRoute({ method: "delete", path: "/roles/{id}/limits", tags, summary: "Remove a role's limit overrides", request: { params: roleParams }, responses: { 204: { description: "Removed" }, ...problems(400, 404) } }),
+    async (c) => {
+      await limits.clearRoleOverrides(c.var.services.db, actorOf(c), c.req.valid("param").id);
+      return c.body(null, 204);
+    },
+  );

@@ -1,0 +1,307 @@
+import { z } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import { AUDIT_BAG } from "../audit/options";
+import type { Env, GatewayEnv } from "../env";
+import { GatewayError } from "../errors";
+import { parseIp } from "../lib/cidr";
+import type { ResolvedIdentity } from "../services/identity";
+import { periodBounds, stateSlot, type Period } from "./algorithms";
+import { durableObjectBackend } from "./durable-object";
+import { isolateLeaseBook, type Decision } from "./lease-book";
+import { effectiveLimit, isolateOverrideCache, type LimitSource } from "./overrides";
+import { LimiterUnavailableError, type LimiterBackend, type LimitSpec } from "./types";
+import { upstashBackend } from "./upstash";
+
+// ── options shared by the rate-limit and quota plugins ────────────────────────────────────────
+export const SUBJECT_PARTS = ["user", "key", "group", "ip", "route"] as const;
+export type SubjectPart = (typeof SUBJECT_PARTS)[number];
+
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+export const commonLimitOptions = {
+  limit: z.number().int().min(0).max(1_000_000_000).describe("Requests per window (rate limit) or per period (quota); overridable per role and per user"),
+  by: z
+    .array(z.enum(SUBJECT_PARTS))
+    .min(1)
+    .default(["user"])
+    .refine((a) => new Set(a).size === a.length, "no duplicates")
+    .describe("What one counter is shared by: proxy user (default), key, group, client IP (IPv6 per /64) or route, or a combination such as [\"user\", \"route\"]"),
+  dryRun: z.boolean().default(false).describe("Shadow mode: count and report (headers, log, audit bag) what would be refused, but refuse nothing"),
+  backend: z
+    .enum(["auto", "durable-object", "upstash"])
+    .default("auto")
+    .describe("`auto`: Upstash when its URL and token env vars are set, else the Durable Object"),
+  durableObjectBinding: z.string().regex(ENV_NAME).default("LIMITER").describe("Durable Object namespace binding of the LimiterDurableObject class"),
+  upstash: z
+    .strictObject({
+      urlFromEnv: z.string().regex(ENV_NAME).default("UPSTASH_REDIS_REST_URL").describe("Env var holding the Upstash REST URL"),
+      tokenFromEnv: z.string().regex(ENV_NAME).default("UPSTASH_REDIS_REST_TOKEN").describe("Env var holding the Upstash REST token"),
+      prefix: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/).default("portcullis:limits").describe("Prefix of every Redis key"),
+    })
+    .prefault({})
+    .describe("Where the Upstash backend finds its credentials"),
+  timeoutMs: z.number().int().min(10).max(10_000).default(1_000).describe("Bound on one backend call; beyond it the fail mode applies"),
+  leaseMax: z
+    .union([z.literal("auto"), z.number().int().min(1).max(10_000)])
+    .default("auto")
+    .describe("Most tokens an isolate leases at once (`auto` = limit/20, 1–100; 1 = a backend call per request). See README: leasing never over-admits"),
+};
+
+export interface LimitDefinition {
+  kind: "rate" | "quota";
+  name: string;
+  algorithm: "fixed-window" | "sliding-window" | "token-bucket" | "period";
+  limit: number;
+  /** Window (rate) in ms; for quotas the period's nominal length, for display. */
+  windowMs: number;
+  period: Period | undefined;
+  by: SubjectPart[];
+  failMode: "open" | "closed";
+  dryRun: boolean;
+  backend: "auto" | "durable-object" | "upstash";
+  durableObjectBinding: string;
+  upstash: { urlFromEnv: string; tokenFromEnv: string; prefix: string };
+  timeoutMs: number;
+  leaseMax: number | "auto";
+}
+
+/** Parses `500ms`, `1s`, `30s`, `1m`, `1h` (or a number of seconds) into ms. */
+export function parseDuration(v: string | number): number | null {
+  if (typeof v === "number") return Number.isFinite(v) && v > 0 ? Math.round(v * 1000) : null;
+  const m = /^(\d+)(ms|s|m|h)$/.exec(v.trim());
+  if (!m) return null;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+}
+
+// ── backend selection ─────────────────────────────────────────────────────────────────────────
+const backends = new WeakMap<object, Map<string, LimiterBackend>>();
+
+/** The backend a limit uses in this environment (cached per bindings object and option set). */
+export function backendFor(def: LimitDefinition, env: Env): LimiterBackend {
+  let perEnv = backends.get(env);
+  if (!perEnv) backends.set(env, (perEnv = new Map()));
+  const url = env[def.upstash.urlFromEnv];
+  const token = env[def.upstash.tokenFromEnv];
+  const hasUpstash = typeof url === "string" && url !== "" && typeof token === "string" && token !== "";
+  const kind = def.backend === "auto" ? (hasUpstash ? "upstash" : "durable-object") : def.backend;
+  const id = kind === "upstash" ? `u|${def.upstash.urlFromEnv}|${def.upstash.tokenFromEnv}|${def.upstash.prefix}|${def.timeoutMs}` : `d|${def.durableObjectBinding}`;
+  let b = perEnv.get(id);
+  if (!b) {
+    if (kind === "upstash") {
+      if (!hasUpstash) throw new GatewayError("GATEWAY_MISCONFIGURED", `Limit "${def.name}" uses Upstash but ${def.upstash.urlFromEnv} / ${def.upstash.tokenFromEnv} are not set.`);
+      b = upstashBackend({ url: url as string, token: token as string, prefix: def.upstash.prefix, timeoutMs: def.timeoutMs });
+    } else {
+      const ns = env[def.durableObjectBinding] as DurableObjectNamespace | undefined;
+      if (!ns || typeof (ns as DurableObjectNamespace).idFromName !== "function") {
+        throw new GatewayError("GATEWAY_MISCONFIGURED", `Limit "${def.name}" needs the Durable Object binding ${def.durableObjectBinding} (see wrangler.toml).`);
+      }
+      b = durableObjectBackend(ns as never);
+    }
+    perEnv.set(id, b);
+  }
+  return b;
+}
+
+// ── subjects ──────────────────────────────────────────────────────────────────────────────────
+/** The client IP as a counter key: IPv4 as is, IPv6 by its /64 (one customer's whole network). */
+export function ipBucket(ip: string | undefined): string {
+  if (!ip) return "ip:unknown";
+  const p = parseIp(ip);
+  if (!p) return "ip:invalid";
+  if (p.family === 4) return `ip:${ip}`;
+  return `ip6:${(p.value >> 64n).toString(16)}::/64`;
+}
+
+/** What a counter key can be built from (an identity's parts, the client IP, the route). */
+export interface SubjectParts {
+  userId: string | undefined;
+  keyId: string | undefined;
+  group: string | null | undefined;
+  clientIp: string | undefined;
+  route: string;
+}
+
+export const subjectPartsOf = (identity: ResolvedIdentity | undefined, clientIp: string | undefined, route: string): SubjectParts => ({
+  userId: identity?.user.id,
+  keyId: identity?.key.id,
+  group: identity?.user.group,
+  clientIp,
+  route,
+});
+
+/** One counter's key, e.g. `api|u:usr_…|r:orders`. Callers without an identity count by IP. */
+export function subjectKey(def: LimitDefinition, parts: SubjectParts): string {
+  const out = [def.name];
+  for (const p of def.by) {
+    if (p === "user") out.push(parts.userId ? `u:${parts.userId}` : `anon:${ipBucket(parts.clientIp)}`);
+    else if (p === "key") out.push(parts.keyId ? `k:${parts.keyId}` : `anon:${ipBucket(parts.clientIp)}`);
+    else if (p === "group") out.push(`g:${parts.group ?? "-"}`);
+    else if (p === "ip") out.push(ipBucket(parts.clientIp));
+    else out.push(`r:${parts.route}`);
+  }
+  return out.join("|");
+}
+
+export function specFor(def: LimitDefinition, limit: number, now: number): LimitSpec {
+  if (def.kind === "quota") {
+    const { start, end } = periodBounds(def.period!, now);
+    return { algorithm: "period", limit, windowMs: end - start, periodStart: start, periodEnd: end };
+  }
+  return { algorithm: def.algorithm, limit, windowMs: def.windowMs };
+}
+
+export const leaseMaxFor = (def: LimitDefinition, limit: number): number =>
+  def.leaseMax === "auto" ? Math.min(100, Math.max(1, Math.floor(limit / 20))) : def.leaseMax;
+
+/** Runs a backend call within the limit's time budget; any failure becomes LimiterUnavailableError. */
+export async function withinBudget<T>(backend: LimiterBackend, timeoutMs: number, call: () => Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LimiterUnavailableError(backend.kind, "timeout")), timeoutMs);
+  });
+  const pending = call();
+  // A call that loses the race still settles later; observe it so it is not an unhandled rejection.
+  pending.catch(() => {});
+  try {
+    return await Promise.race([pending, timeout]);
+  } catch (err) {
+    if (err instanceof LimiterUnavailableError || err instanceof GatewayError) throw err;
+    throw new LimiterUnavailableError(backend.kind, "error", err);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+// ── failure accounting ────────────────────────────────────────────────────────────────────────
+/** Backend failures seen by this isolate, per limit name (logged with each event). */
+export const limiterFailures = new Map<string, number>();
+
+// ── headers ───────────────────────────────────────────────────────────────────────────────────
+const secs = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
+
+/** IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers, -07 field names). */
+function rateLimitHeaders(def: LimitDefinition, limit: number, d: Decision): Record<string, string> {
+  return {
+    "ratelimit-limit": String(limit),
+    "ratelimit-remaining": String(Math.max(0, d.remaining)),
+    "ratelimit-reset": String(secs(d.resetMs)),
+    "ratelimit-policy": `${limit};w=${secs(def.windowMs)}`,
+  };
+}
+
+/** Sets `headers` on the response unless a tighter limit already reported fewer remaining. */
+function applyHeaders(c: Context<GatewayEnv>, headers: Record<string, string>): void {
+  let res = c.res;
+  const existing = res.headers.get("ratelimit-remaining");
+  const mine = headers["ratelimit-remaining"];
+  if (mine !== undefined && existing !== null && Number(existing) < Number(mine)) return;
+  try {
+    for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+  } catch {
+    // Immutable headers (a fetch() response passed through): copy once.
+    res = new Response(res.body, res);
+    for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+    c.res = res;
+  }
+}
+
+/** What each limit decided for the request (bag key `limits`; also the audit event's `limitState`). */
+export interface LimitOutcome {
+  name: string;
+  kind: "rate" | "quota";
+  outcome: "allowed" | "refused" | "dry-run-refused" | "fail-open" | "fail-closed";
+  limit: number;
+  remaining: number | null;
+  source: LimitSource;
+}
+
+function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): void {
+  const bag = c.var.bag;
+  if (!bag) return;
+  const list = (bag.get("limits") as LimitOutcome[] | undefined) ?? [];
+  list.push(o);
+  bag.set("limits", list);
+  // The audit event's limit state: every limit's decision, dry-run refusals included.
+  bag.set(AUDIT_BAG.limitState, list);
+}
+
+// ── the middleware ────────────────────────────────────────────────────────────────────────────
+/** Definitions by handler, so the admin status endpoint can find the limits in a compiled gateway. */
+export const limitRegistry = new WeakMap<MiddlewareHandler<GatewayEnv>, LimitDefinition>();
+
+/**
+ * The per-request limit check shared by the rate-limit and quota plugins: resolve the effective
+ * limit (user override > best role override > config), spend a leased token (leasing from the
+ * backend only when none is held), then answer 429 or pass on and add the RateLimit headers.
+ */
+export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<GatewayEnv> {
+  const code = def.kind === "quota" ? "QUOTA_EXCEEDED" : "RATE_LIMITED";
+  const handler: MiddlewareHandler<GatewayEnv> = async function limit(c, next) {
+    const { identity, clientIp, route, services } = c.var;
+    const now = Date.now();
+    let limit = def.limit;
+    let source: LimitSource = "config";
+    let decision: Decision;
+    try {
+      if (identity) {
+        const overrides = await isolateOverrideCache.get(services.db, identity.user.id, services.env.KEY_CACHE_TTL_SECONDS * 1000, now);
+        ({ limit, source } = effectiveLimit(overrides, def.name, def.limit));
+      }
+      const backend = backendFor(def, c.env);
+      const key = subjectKey(def, subjectPartsOf(identity, clientIp, route.name));
+      const spec = specFor(def, limit, now);
+      decision = await isolateLeaseBook.acquire(`${backend.kind}|${key}|${stateSlot(spec)}`, spec, {
+        leaseMax: leaseMaxFor(def, limit),
+        call: (want, give, giveWindow) => withinBudget(backend, def.timeoutMs, () => backend.lease(key, { spec, want, give, giveWindow })),
+      });
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      const n = (limiterFailures.get(def.name) ?? 0) + 1;
+      limiterFailures.set(def.name, n);
+      console.error(
+        JSON.stringify({
+          level: "warn",
+          msg: "limiter unavailable",
+          requestId: c.var.requestId,
+          limit: def.name,
+          failMode: def.failMode,
+          reason: err instanceof LimiterUnavailableError ? err.reason : "error",
+          error: String(err),
+          failuresInIsolate: n,
+        }),
+      );
+      if (def.failMode === "closed") {
+        recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-closed", limit, remaining: null, source });
+        throw new GatewayError("LIMITER_UNAVAILABLE", `The ${def.kind === "quota" ? "quota" : "rate limit"} "${def.name}" cannot be checked right now; try again shortly.`, {
+          headers: { "retry-after": "1" },
+        });
+      }
+      recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-open", limit, remaining: null, source });
+      await next();
+      return;
+    }
+    const headers = rateLimitHeaders(def, limit, decision);
+    if (!decision.allowed) {
+      if (!def.dryRun) {
+        recordOutcome(c, { name: def.name, kind: def.kind, outcome: "refused", limit, remaining: 0, source });
+        throw new GatewayError(
+          code,
+          def.kind === "quota" ? `The quota "${def.name}" (${limit} per ${def.period}) is used up.` : `The rate limit "${def.name}" (${limit} per ${secs(def.windowMs)}s) is exceeded.`,
+          { headers: { ...headers, "retry-after": String(Math.max(1, secs(decision.retryMs))) } },
+        );
+      }
+      recordOutcome(c, { name: def.name, kind: def.kind, outcome: "dry-run-refused", limit, remaining: 0, source });
+      console.log(JSON.stringify({ level: "info", msg: "limit would refuse (dry run)", requestId: c.var.requestId, limit: def.name, code }));
+      await next();
+      applyHeaders(c, headers);
+      // Always reported, even when a tighter limit's figures won the RateLimit-* headers.
+      applyHeaders(c, { "ratelimit-dry-run": `would-refuse; limit="${def.name}"; code=${code}` });
+      return;
+    }
+    recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining: decision.remaining, source });
+    await next();
+    applyHeaders(c, headers);
+  };
+  limitRegistry.set(handler, def);
+  return handler;
+}

@@ -1,0 +1,160 @@
+import type { LeaseReply, LimiterBackend, LimitSpec } from "./types";
+
+/**
+ * Token leasing: how a subject far from its limit avoids a backend round trip per request.
+ *
+ * GUARANTEE (never over-admitting): an isolate admits a request only by spending a token the
+ * backend has already counted (granted in a lease). So across every isolate and every gateway
+ * sharing a backend, admissions in a window ≤ tokens granted in it ≤ the limit. A lease is spent
+ * only until its ttl (measured from when the lease call was SENT, so clock skew can only shorten
+ * it), and window leases never outlive their window, so a token cannot be carried into a window
+ * that did not count it.
+ *
+ * The price is under-admission, bounded: tokens an isolate holds and does not spend are lost to
+ * everyone else until they expire (fixed/sliding: at the window's end) or are handed back
+ * (token-bucket and quota leases go back with the isolate's next lease call). Grants shrink as
+ * the budget runs out (the backend gives at most a quarter of what is left, and 1 near the end),
+ * so near the limit little can be stranded, and a limit of N with one busy isolate still admits
+ * exactly N.
+ *
+ * Concurrency inside one isolate: at most one lease call per subject is in flight; concurrent
+ * requests wait for it and share its grant, so a burst costs one round trip, not one per request.
+ * A refusal is remembered for min(retry, NEGATIVE_TTL_MS) from when it arrived (and cleared when
+ * an admin changes overrides in this isolate), so a client hammering a spent limit
+ * does not turn each refused request into a backend call either.
+ */
+export const NEGATIVE_TTL_MS = 1_000;
+
+export interface Decision {
+  allowed: boolean;
+  /** What is left, as far as this isolate knows: the backend's remaining plus tokens it holds. */
+  remaining: number;
+  /** ms until a token is available (for Retry-After) when refused. */
+  retryMs: number;
+  /** ms until the window / period resets. */
+  resetMs: number;
+  /** Whether this decision needed a backend call (for tests, logs and benchmarks). */
+  roundTrip: boolean;
+}
+
+interface LeaseState {
+  tokens: number;
+  /** Local time until which `tokens` may be spent. */
+  expiresAt: number;
+  window: number;
+  /** Whether unspent tokens can be handed back (bucket, period). */
+  returnable: boolean;
+  backendRemaining: number;
+  /** Local time at which the backend's reset/retry figures were measured, and the figures. */
+  measuredAt: number;
+  resetMs: number;
+  retryMs: number;
+  /** While refused: local time until which refusals are answered without asking the backend. */
+  refusedUntil: number;
+  inflight: Promise<void> | undefined;
+}
+
+export interface AcquireOptions {
+  /** Most tokens to ask for at once (1 = no leasing: every request asks the backend). */
+  leaseMax: number;
+  /** Bounded wait for the backend; over it, the call fails with LimiterUnavailableError. */
+  call: (want: number, give: number, giveWindow: number) => Promise<LeaseReply>;
+}
+
+/** Lease state per (backend, subject, spec) in one isolate. Bounded in size (FIFO eviction). */
+export class LeaseBook {
+  private readonly states = new Map<string, LeaseState>();
+
+  constructor(private readonly maxEntries = 20_000) {}
+
+  private state(id: string, spec: LimitSpec): LeaseState {
+    let s = this.states.get(id);
+    if (!s) {
+      if (this.states.size >= this.maxEntries) {
+        // Evicting a state drops its tokens: under-admission only, never over-admission.
+        for (const [k, v] of this.states) {
+          if (!v.inflight) {
+            this.states.delete(k);
+            break;
+          }
+        }
+      }
+      s = {
+        tokens: 0,
+        expiresAt: 0,
+        window: 0,
+        returnable: spec.algorithm === "token-bucket" || spec.algorithm === "period",
+        backendRemaining: spec.limit,
+        measuredAt: 0,
+        resetMs: 0,
+        retryMs: 0,
+        refusedUntil: 0,
+        inflight: undefined,
+      };
+      this.states.set(id, s);
+    }
+    return s;
+  }
+
+  /** Spends one token for the subject, leasing more from the backend only when none are held. */
+  async acquire(id: string, spec: LimitSpec, opts: AcquireOptions): Promise<Decision> {
+    const s = this.state(id, spec);
+    let roundTrip = false;
+    for (;;) {
+      const now = Date.now();
+      if (s.tokens > 0 && now < s.expiresAt) {
+        s.tokens -= 1;
+        const elapsed = now - s.measuredAt;
+        return { allowed: true, remaining: s.backendRemaining + s.tokens, retryMs: 0, resetMs: Math.max(0, s.resetMs - elapsed), roundTrip };
+      }
+      if (now < s.refusedUntil) {
+        const elapsed = now - s.measuredAt;
+        return { allowed: false, remaining: 0, retryMs: Math.max(1, s.retryMs - elapsed), resetMs: Math.max(0, s.resetMs - elapsed), roundTrip };
+      }
+      if (s.inflight) {
+        await s.inflight;
+        continue;
+      }
+      const give = s.returnable && s.tokens > 0 ? s.tokens : 0;
+      const giveWindow = s.window;
+      s.tokens = 0;
+      const sentAt = now;
+      roundTrip = true;
+      s.inflight = opts
+        .call(Math.max(1, opts.leaseMax), give, giveWindow)
+        .then((r) => {
+          s.tokens = r.granted;
+          s.window = r.window;
+          s.expiresAt = sentAt + r.ttlMs;
+          s.backendRemaining = r.remaining;
+          s.measuredAt = sentAt;
+          s.resetMs = r.resetMs;
+          s.retryMs = r.retryMs;
+          // Measured from the answer, not the call: every request that waited for this answer is
+          // refused by it, even when the call was slow. (Remembering a refusal only under-admits.)
+          s.refusedUntil = r.granted === 0 ? Date.now() + Math.max(1, Math.min(r.retryMs || NEGATIVE_TTL_MS, NEGATIVE_TTL_MS)) : 0;
+        })
+        .finally(() => {
+          s.inflight = undefined;
+        });
+      // A failed lease rejects every request waiting on it; each applies its limit's fail mode.
+      await s.inflight;
+    }
+  }
+
+  /**
+   * Forgets remembered refusals, so a raised limit (an admin override) applies at once in this
+   * isolate instead of after the negative cache. Held tokens stay: dropping them only under-admits.
+   */
+  clearRefusals(): void {
+    for (const s of this.states.values()) s.refusedUntil = 0;
+  }
+
+  /** Forgets what this isolate holds for ids starting with `prefix` (admin reset, override change). */
+  forget(prefix = ""): void {
+    for (const [k, s] of this.states) if (k.startsWith(prefix) && !s.inflight) this.states.delete(k);
+  }
+}
+
+/** One book per isolate, shared by every request and every limit it serves. */
+export const isolateLeaseBook = new LeaseBook();

@@ -1,0 +1,218 @@
+import { eq } from "drizzle-orm";
+import type { Database } from "../db";
+import { roleLimits, userLimits } from "../db/schema";
+import type { Env } from "../env";
+import type { CompiledGateway } from "../gateway/types";
+import { stateSlot } from "../limits/algorithms";
+import { backendFor, limitRegistry, specFor, subjectKey, withinBudget, type LimitDefinition } from "../limits/engine";
+import { isolateLeaseBook } from "../limits/lease-book";
+import { effectiveLimit, isolateOverrideCache, loadUserOverrides, type LimitSource } from "../limits/overrides";
+import { GatewayError } from "../errors";
+import { adminAuditInsert, type AdminActor } from "./admin-audit";
+import { findRole } from "./roles";
+import { findUser } from "./users";
+
+/** An override changed: this isolate re-reads overrides and forgets refusals made under the old limits. */
+function overridesChanged(): void {
+  isolateOverrideCache.purge();
+  isolateLeaseBook.clearRefusals();
+}
+
+/** Overrides as the admin API shows them: limit name → { limit, updatedAt }. */
+export type OverridesView = Record<string, { limit: number; updatedAt: string }>;
+export type OverridesInput = Record<string, { limit: number }>;
+
+const view = (rows: { limitName: string; limit: number; updatedAt: Date }[]): OverridesView =>
+  Object.fromEntries(rows.map((r) => [r.limitName, { limit: r.limit, updatedAt: r.updatedAt.toISOString() }]));
+
+/** Every limit definition in the gateway (one per limit name; the first route that declares it wins). */
+export function limitDefinitions(gateway: CompiledGateway): { def: LimitDefinition; routes: string[] }[] {
+  const byName = new Map<string, { def: LimitDefinition; routes: string[] }>();
+  for (const route of gateway.routes) {
+    for (const p of route.plugins) {
+      const def = limitRegistry.get(p.handler);
+      if (!def) continue;
+      const e = byName.get(def.name);
+      if (e) e.routes.push(route.name);
+      else byName.set(def.name, { def, routes: [route.name] });
+    }
+  }
+  return [...byName.values()];
+}
+
+/** Only names the gateway config declares can be overridden: a typo must not silently do nothing. */
+function checkNames(gateway: CompiledGateway, input: OverridesInput): void {
+  const known = new Set(limitDefinitions(gateway).map((d) => d.def.name));
+  const unknown = Object.keys(input).filter((n) => !known.has(n));
+  if (unknown.length) {
+    throw new GatewayError("VALIDATION_FAILED", `Unknown limit name(s): ${unknown.join(", ")}. Known: ${[...known].join(", ") || "(none configured)"}.`, {
+      errors: unknown.map((n) => ({ path: `limits.${n}`, message: "no rate-limit or quota plugin has this name" })),
+    });
+  }
+}
+
+export async function getUserOverrides(db: Database, userId: string): Promise<OverridesView> {
+  await findUser(db, userId);
+  return view(await db.select().from(userLimits).where(eq(userLimits.userId, userId)));
+}
+
+/** Replaces a user's whole override set (one transaction with its audit row). */
+export async function setUserOverrides(db: Database, gateway: CompiledGateway, who: AdminActor, userId: string, input: OverridesInput): Promise<OverridesView> {
+  await findUser(db, userId);
+  checkNames(gateway, input);
+  const before = await getUserOverrides(db, userId);
+  const now = new Date();
+  const rows = Object.entries(input).map(([limitName, o]) => ({ userId, limitName, limit: o.limit, createdAt: now, updatedAt: now }));
+  await db.batch([
+    db.delete(userLimits).where(eq(userLimits.userId, userId)),
+    ...rows.map((r) => db.insert(userLimits).values(r)),
+    adminAuditInsert(db, who, { action: "user.limits.set", targetType: "user", targetId: userId, before: { limits: before }, after: { limits: view(rows) } }, now),
+  ]);
+  overridesChanged();
+  return view(rows);
+}
+
+export async function clearUserOverrides(db: Database, who: AdminActor, userId: string): Promise<void> {
+  const before = await getUserOverrides(db, userId);
+  const now = new Date();
+  await db.batch([
+    db.delete(userLimits).where(eq(userLimits.userId, userId)),
+    adminAuditInsert(db, who, { action: "user.limits.clear", targetType: "user", targetId: userId, before: { limits: before }, after: { limits: {} } }, now),
+  ]);
+  overridesChanged();
+}
+
+export async function getRoleOverrides(db: Database, roleId: string): Promise<OverridesView> {
+  await findRole(db, roleId);
+  return view(await db.select().from(roleLimits).where(eq(roleLimits.roleId, roleId)));
+}
+
+export async function setRoleOverrides(db: Database, gateway: CompiledGateway, who: AdminActor, roleId: string, input: OverridesInput): Promise<OverridesView> {
+  await findRole(db, roleId);
+  checkNames(gateway, input);
+  const before = await getRoleOverrides(db, roleId);
+  const now = new Date();
+  const rows = Object.entries(input).map(([limitName, o]) => ({ roleId, limitName, limit: o.limit, createdAt: now, updatedAt: now }));
+  await db.batch([
+    db.delete(roleLimits).where(eq(roleLimits.roleId, roleId)),
+    ...rows.map((r) => db.insert(roleLimits).values(r)),
+    adminAuditInsert(db, who, { action: "role.limits.set", targetType: "role", targetId: roleId, before: { limits: before }, after: { limits: view(rows) } }, now),
+  ]);
+  overridesChanged();
+  return view(rows);
+}
+
+export async function clearRoleOverrides(db: Database, who: AdminActor, roleId: string): Promise<void> {
+  const before = await getRoleOverrides(db, roleId);
+  const now = new Date();
+  await db.batch([
+    db.delete(roleLimits).where(eq(roleLimits.roleId, roleId)),
+    adminAuditInsert(db, who, { action: "role.limits.clear", targetType: "role", targetId: roleId, before: { limits: before }, after: { limits: {} } }, now),
+  ]);
+  overridesChanged();
+}
+
+export interface LimitStatus {
+  name: string;
+  kind: "rate" | "quota";
+  algorithm: string;
+  by: string[];
+  /** The route this counter belongs to, when the limit counts per route. */
+  route: string | null;
+  window: string | null;
+  period: string | null;
+  limit: number;
+  source: LimitSource;
+  backend: "durable-object" | "upstash";
+  dryRun: boolean;
+  failMode: "open" | "closed";
+  /** Counted by the backend, including tokens isolates have leased but not yet spent. */
+  used: number | null;
+  remaining: number | null;
+  resetAt: string | null;
+  /** Set (and the figures null) when this limit's backend could not be read. */
+  error: "LIMITER_UNAVAILABLE" | null;
+}
+
+/**
+ * The counters that belong to a user: every configured limit counted by user (optionally also
+ * by group and/or route). Limits counted by key or client IP are not per-user and not listed.
+ */
+function userCounters(gateway: CompiledGateway, user: { id: string; group: string | null }) {
+  const out: { def: LimitDefinition; route: string | null; key: string }[] = [];
+  for (const { def, routes } of limitDefinitions(gateway)) {
+    if (!def.by.includes("user") || def.by.some((p) => p === "key" || p === "ip")) continue;
+    const perRoute = def.by.includes("route");
+    for (const route of perRoute ? routes : [routes[0]!]) {
+      out.push({ def, route: perRoute ? route : null, key: subjectKey(def, { userId: user.id, keyId: undefined, group: user.group, clientIp: undefined, route }) });
+    }
+  }
+  return out;
+}
+
+export async function userLimitStatus(db: Database, gateway: CompiledGateway, env: Env, userId: string): Promise<{ userId: string; limits: LimitStatus[] }> {
+  const user = await findUser(db, userId);
+  const overrides = await loadUserOverrides(db, userId);
+  const now = Date.now();
+  const limits = await Promise.all(
+    userCounters(gateway, user).map(async ({ def, route, key }) => {
+      const { limit, source } = effectiveLimit(overrides, def.name, def.limit);
+      const backend = backendFor(def, env);
+      const spec = specFor(def, limit, now);
+      // One unreachable backend must not hide the others: report it on its own line.
+      const usage = await withinBudget(backend, def.timeoutMs, () => backend.usage(key, spec)).catch(() => null);
+      return {
+        name: def.name,
+        kind: def.kind,
+        algorithm: def.algorithm,
+        by: def.by,
+        route,
+        window: def.kind === "rate" ? `${def.windowMs / 1000}s` : null,
+        period: def.period ?? null,
+        limit,
+        source,
+        backend: backend.kind,
+        dryRun: def.dryRun,
+        failMode: def.failMode,
+        used: usage?.used ?? null,
+        remaining: usage?.remaining ?? null,
+        resetAt: usage ? new Date(now + usage.resetMs).toISOString() : null,
+        error: usage ? null : "LIMITER_UNAVAILABLE",
+      } satisfies LimitStatus;
+    }),
+  );
+  return { userId, limits };
+}
+
+/**
+ * Resets a user's counters (by default its quotas; `names` picks limits, rate or quota). Tokens
+ * isolates leased before the reset stay spendable (at most one lease per isolate): a reset
+ * forgives usage, it does not revoke what is already handed out.
+ */
+export async function resetUserLimits(db: Database, gateway: CompiledGateway, env: Env, who: AdminActor, userId: string, names: string[] | undefined) {
+  const user = await findUser(db, userId);
+  const counters = userCounters(gateway, user);
+  if (names) {
+    const known = new Set(counters.map((c) => c.def.name));
+    const unknown = names.filter((n) => !known.has(n));
+    if (unknown.length) {
+      throw new GatewayError("VALIDATION_FAILED", `No per-user limit named: ${unknown.join(", ")}.`, { errors: unknown.map((n) => ({ path: "names", message: `unknown limit "${n}"` })) });
+    }
+  }
+  const chosen = counters.filter((c) => (names ? names.includes(c.def.name) : c.def.kind === "quota"));
+  const overrides = await loadUserOverrides(db, userId);
+  const now = Date.now();
+  await Promise.all(
+    chosen.map(async ({ def, key }) => {
+      const backend = backendFor(def, env);
+      const spec = specFor(def, effectiveLimit(overrides, def.name, def.limit).limit, now);
+      await withinBudget(backend, def.timeoutMs, () => backend.reset(key, spec)).catch(() => {
+        throw new GatewayError("LIMITER_UNAVAILABLE", `The limiter backend for "${def.name}" cannot be reached.`, { headers: { "retry-after": "1" } });
+      });
+      isolateLeaseBook.forget(`${backend.kind}|${key}|${stateSlot(spec)}`);
+    }),
+  );
+  const at = new Date(now);
+  await db.batch([adminAuditInsert(db, who, { action: "user.limits.reset", targetType: "user", targetId: userId, after: { reset: chosen.map((c) => ({ name: c.def.name, route: c.route })) } }, at)]);
+  return userLimitStatus(db, gateway, env, userId);
+}
