@@ -892,6 +892,175 @@ export interface paths {
         };
         trace?: never;
     };
+    "/roles/{id}/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a role's limit overrides */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Overrides */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LimitOverrides"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        /**
+         * Set a role's limit overrides
+         * @description Replaces the whole set. A user holding several roles gets the most generous override of each limit; a user override beats them all.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /** @description Overrides by limit name */
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["LimitOverridesInput"];
+                };
+            };
+            responses: {
+                /** @description The stored overrides */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LimitOverrides"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove a role's limit overrides */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Removed */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/secrets": {
         parameters: {
             query?: never;
@@ -1583,6 +1752,331 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/users/{id}/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a proxy user's limit overrides */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Overrides */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LimitOverrides"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        /**
+         * Set a proxy user's limit overrides
+         * @description Replaces the whole set. A user override beats role overrides and the route config. Applies at once here, elsewhere within the key cache TTL.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /** @description Overrides by limit name */
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["LimitOverridesInput"];
+                };
+            };
+            responses: {
+                /** @description The stored overrides */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LimitOverrides"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove a proxy user's limit overrides */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Removed */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/users/{id}/limits/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reset a proxy user's quota (or named limits) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /** @description Which limits (send `{}` for all quotas) */
+            requestBody?: {
+                content: {
+                    "application/json": components["schemas"]["LimitReset"];
+                };
+            };
+            responses: {
+                /** @description Usage after the reset */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["UserLimitStatus"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": unknown;
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/users/{id}/limits/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Current usage and remaining, per limit
+         * @description Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Usage per limit */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["UserLimitStatus"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": unknown;
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1709,6 +2203,28 @@ export interface components {
              */
             key: string;
         };
+        LimitOverrides: {
+            /** @description Limit name → override */
+            limits: {
+                [key: string]: {
+                    limit: number;
+                    updatedAt: string;
+                };
+            };
+        };
+        LimitOverridesInput: {
+            /** @description Limit name (the `name` of a rate-limit or quota plugin) → override. Replaces the whole set. */
+            limits: {
+                [key: string]: {
+                    /** @description Requests per window (rate limit) or per period (quota) */
+                    limit: number;
+                };
+            };
+        };
+        LimitReset: {
+            /** @description Limits to reset (rate or quota); default: all of the user's quotas */
+            names?: string[];
+        };
         /** @description An origin secret's metadata. The value is write-only: no endpoint returns it. */
         OriginSecret: {
             /**
@@ -1747,7 +2263,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT";
+            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
             /** @description What went wrong in this occurrence */
             detail: string;
             /** @description Field errors, for VALIDATION_FAILED */
@@ -1988,6 +2504,38 @@ export interface components {
             /** @enum {string} */
             granularity: "minute" | "hour" | "day";
             to: string;
+        };
+        UserLimitStatus: {
+            limits: {
+                algorithm: string;
+                /** @enum {string} */
+                backend: "durable-object" | "upstash";
+                by: string[];
+                dryRun: boolean;
+                /**
+                 * @description Set when this limit's backend could not be read (figures are then null)
+                 * @enum {string|null}
+                 */
+                error: "LIMITER_UNAVAILABLE" | null;
+                /** @enum {string} */
+                failMode: "open" | "closed";
+                /** @enum {string} */
+                kind: "rate" | "quota";
+                /** @description Effective limit for this user */
+                limit: number;
+                name: string;
+                period: string | null;
+                remaining: number | null;
+                resetAt: string | null;
+                /** @description Set when the limit counts per route */
+                route: string | null;
+                /** @description `config`, `role:<name>` or `user` */
+                source: string;
+                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                used: number | null;
+                window: string | null;
+            }[];
+            userId: string;
         };
     };
     responses: never;

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
 import { applyCommand } from "./apply.js";
 import { registerAudit } from "./audit.js";
+import { registerLimits } from "./limits.js";
 import { registerSecrets } from "./secrets.js";
 import { adminClient, all, ok, resolveRole, resolveUser } from "./client.js";
 import { CliError, EXIT, usageError } from "./errors.js";
@@ -374,7 +375,7 @@ export function buildProgram() {
  * Commands for optional gateway features (limits, secrets, audit, usage) register here.
  * @type {Array<(program: Command, helpers: import("./client.js").CommandHelpers) => void>}
  */
-export const extraCommands = [registerSecrets, registerAudit];
+export const extraCommands = [registerLimits, registerSecrets, registerAudit];
 
 /** Prints an error the way every command does: the detail, then code and requestId to quote in a report. */
 /** @param {any} err */
