@@ -47,6 +47,9 @@ export async function startTestGateway({ originUrl, adminToken, port = 0, entryp
       // The same test-only keys as the workerd project (vitest.config.ts): jwt-auth and the secret store.
       JWT_HS_SECRET: { type: "plain_text", value: "hs256-test-secret-0123456789abcdef0123" },
       SECRETS_KEY: { type: "plain_text", value: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=" },
+      // The fixture's Upstash-backed limits point here; nothing listens, so they report LIMITER_UNAVAILABLE.
+      UPSTASH_TEST_URL: { type: "plain_text", value: "http://127.0.0.1:9" },
+      UPSTASH_TEST_TOKEN: { type: "plain_text", value: "e2e-no-upstash" },
     },
     dev: { server: { hostname: "127.0.0.1", port }, inspector: false, persist, watch: false, liveReload: false, remote: false, logLevel: "warn" },
   });

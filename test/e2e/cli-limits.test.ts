@@ -16,7 +16,8 @@ describe("portcullis limits", () => {
     const table = await cli(["limits", "show", name]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^LIMIT\s+KIND\s+LIMIT\/WINDOW\s+SOURCE\s+USED\s+REMAINING\s+RESETS\s+BACKEND$/m);
-    expect(table.stdout).toMatch(/^rl-do\s+rate\s+7\/1h\s+user\s+/m);
+    expect(table.stdout).toMatch(/^rl-do\s+rate\s+7\/3600s\s+user\s+0\s+7\s+/m);
+    expect(table.stdout).toMatch(/^rl-up\s+rate\s+20\/3600s\s+config\s+LIMITER_UNAVAILABLE\s+/m);
 
     expect((await cli(["limits", "unset", name, "rl-do"])).code).toBe(0);
     const after = await cliJson(["limits", "show", name]);
