@@ -44,7 +44,7 @@ export default defineConfig({
           globalSetup: ["./test/node/global-setup.ts", "./test/node/security-setup.ts"],
           setupFiles: ["./test/apply-migrations.ts"],
           include: ["test/**/*.test.ts", "plugins/**/*.test.ts", "worker/**/*.test.ts", "docs/examples/**/*.test.ts"],
-          exclude: ["test/node/**"],
+          exclude: ["test/node/**", "test/e2e/**"],
           testTimeout: 20_000,
           // Before the processes project, not beside it: on a 2-core machine the two together
           // starve each other (and the real origin) of CPU.
@@ -61,6 +61,21 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 120_000,
           sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        // Outside-in tests in node: the CLI as a subprocess and a real browser (Debian's chromium),
+        // against the fixture gateway in workerd on 127.0.0.1 (started once in the global setup).
+        test: {
+          name: "e2e",
+          environment: "node",
+          globalSetup: ["./test/e2e/global-setup.ts"],
+          include: ["test/e2e/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          // One gateway, one D1, one browser: files run one after another, after the other groups.
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
         },
       },
     ],

@@ -1,5 +1,6 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { createAdminApp } from "./admin";
+import { createDashboard } from "./dashboard";
 import { auditPreChain } from "./audit/record";
 import { createDb } from "./db";
 import { validateEnv, type GatewayEnv } from "./env";
@@ -43,6 +44,7 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   app.use("*", requestId(), services(gateway), auditPreChain(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.route("/admin/v1", createAdminApp());
+  app.route("/admin/ui", createDashboard());
   mountGateway(app, gateway);
   return app;
 }

@@ -10,16 +10,20 @@ async function sha256(text: string): Promise<ArrayBuffer> {
 }
 
 /**
- * Checks `Authorization: Bearer <ADMIN_TOKEN>`. Both sides are hashed first so the comparison
- * is constant-time and independent of the token's length.
+ * Whether `given` is the admin token. Both sides are hashed first so the comparison is
+ * constant-time and independent of the token's length (the dashboard's sign-in uses it too).
  */
+export async function isAdminToken(given: string, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([sha256(given), sha256(expected)]);
+  return crypto.subtle.timingSafeEqual(a, b);
+}
+
+/** Checks `Authorization: Bearer <ADMIN_TOKEN>`. */
 export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
   async function adminAuth(c, next) {
     const header = c.req.header("authorization") ?? "";
     const m = /^Bearer (\S+)$/i.exec(header.trim());
-    const expected = c.var.services.env.ADMIN_TOKEN;
-    const [given, want] = await Promise.all([sha256(m?.[1] ?? ""), sha256(expected)]);
-    if (!m || !crypto.subtle.timingSafeEqual(given, want)) {
+    if (!m || !(await isAdminToken(m[1] ?? "", c.var.services.env.ADMIN_TOKEN))) {
       throw new GatewayError("ADMIN_UNAUTHORIZED", "Send the admin token as `Authorization: Bearer <ADMIN_TOKEN>`.", {
         headers: { "www-authenticate": 'Bearer realm="portcullis-admin"' },
       });

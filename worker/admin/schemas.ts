@@ -90,6 +90,8 @@ export const userListQuery = listQuery.extend({
   group: z.string().max(64).optional().describe("Only users in this group"),
   status: z.enum(userStatuses).optional().describe("Only users with this status"),
   role: z.string().max(64).optional().describe("Only users holding this role (by name)"),
+  name: z.string().max(64).optional().describe("Only the user with exactly this name"),
+  search: z.string().max(64).optional().describe("Only users whose name contains this text (case-insensitive)"),
 });
 
 export const userDeletedSchema = z

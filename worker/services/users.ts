@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNull } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNull, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "../db";
 import { apiKeys, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
@@ -105,6 +105,10 @@ export interface UserListQuery {
   group?: string | undefined;
   status?: UserStatus | undefined;
   role?: string | undefined;
+  /** Exact name. */
+  name?: string | undefined;
+  /** Case-insensitive substring of the name. */
+  search?: string | undefined;
 }
 
 export async function listUsers(db: Database, q: UserListQuery): Promise<{ data: UserView[]; nextCursor: string | null }> {
@@ -112,6 +116,9 @@ export async function listUsers(db: Database, q: UserListQuery): Promise<{ data:
     q.cursor ? gt(proxyUsers.id, decodeCursor(q.cursor)) : undefined,
     q.group ? eq(proxyUsers.group, q.group) : undefined,
     q.status ? eq(proxyUsers.status, q.status) : undefined,
+    q.name ? eq(proxyUsers.name, q.name) : undefined,
+    // instr, not LIKE: a search for "a_b" or "50%" means those characters, not wildcards.
+    q.search ? sql`instr(lower(${proxyUsers.name}), lower(${q.search})) > 0` : undefined,
     q.role
       ? inArray(
           proxyUsers.id,

@@ -1,0 +1,250 @@
+// @ts-check
+import { readFileSync } from "node:fs";
+import { parse } from "yaml";
+import { all, ok } from "./client.js";
+import { usageError } from "./errors.js";
+import { color, printJson } from "./output.js";
+
+/** @typedef {import("./client.js").AdminClient} AdminClient */
+/** @typedef {import("./client.js").Schemas} Schemas */
+
+/**
+ * The file format (YAML or JSON). Only the fields a file lists are managed: leave one out and
+ * `apply` leaves it as it is on the gateway. Keys are listed by label only — a missing one is
+ * issued and printed once; the file never holds (and apply never writes) a key.
+ */
+const ROLE_FIELDS = new Set(["name", "description", "permissions"]);
+const USER_FIELDS = new Set(["name", "description", "group", "status", "roles", "metadata", "expiresAt", "allowedIps", "keys"]);
+const KEY_FIELDS = new Set(["name", "permissions", "expiresAt"]);
+
+/**
+ * @typedef {{ name: string, description?: string | null, permissions: string[] }} RoleSpec
+ * @typedef {{ name: string, permissions?: string[] | null, expiresAt?: string | null }} KeySpec
+ * @typedef {{ name: string, description?: string | null, group?: string | null, status?: "active" | "disabled", roles?: string[], metadata?: Record<string, unknown>, expiresAt?: string | null, allowedIps?: string[] | null, keys?: KeySpec[] }} UserSpec
+ * @typedef {{ kind: "role" | "user" | "key", op: "create" | "update" | "delete", name: string, changes: Array<[string, unknown, unknown]>, run: () => Promise<unknown> }} Change
+ */
+
+/** @param {unknown} v @param {string} where */
+function objectAt(v, where) {
+  if (!v || typeof v !== "object" || Array.isArray(v)) throw usageError(`${where} must be a map.`);
+  return /** @type {Record<string, unknown>} */ (v);
+}
+
+/** @param {Record<string, unknown>} obj @param {Set<string>} allowed @param {string} where */
+function checkFields(obj, allowed, where) {
+  for (const k of Object.keys(obj)) {
+    if (/^(key|secret|token|hash)$/i.test(k)) throw usageError(`${where}: "${k}" is not allowed — an apply file never holds keys or secrets.`);
+    if (!allowed.has(k)) throw usageError(`${where}: unknown field "${k}" (allowed: ${[...allowed].join(", ")}).`);
+  }
+  if (typeof obj.name !== "string" || !obj.name) throw usageError(`${where}: "name" is required.`);
+}
+
+/** @param {string} file @returns {{ roles: RoleSpec[], users: UserSpec[] }} */
+export function readApplyFile(file) {
+  let text;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw usageError(`Cannot read ${file}: ${/** @type {Error} */ (err).message}`);
+  }
+  let doc;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw usageError(`${file} is not valid YAML/JSON: ${/** @type {Error} */ (err).message}`);
+  }
+  const root = objectAt(doc ?? {}, file);
+  for (const k of Object.keys(root)) if (k !== "roles" && k !== "users") throw usageError(`${file}: unknown top-level field "${k}" (allowed: roles, users).`);
+  const roles = /** @type {unknown[]} */ (root.roles ?? []);
+  const users = /** @type {unknown[]} */ (root.users ?? []);
+  if (!Array.isArray(roles) || !Array.isArray(users)) throw usageError(`${file}: "roles" and "users" must be lists.`);
+  const seen = new Set();
+  const out = {
+    roles: roles.map((r, i) => {
+      const o = objectAt(r, `roles[${i}]`);
+      checkFields(o, ROLE_FIELDS, `roles[${i}]`);
+      if (!Array.isArray(o.permissions)) throw usageError(`roles[${i}] (${o.name}): "permissions" must be a list.`);
+      if (seen.has(`r:${o.name}`)) throw usageError(`roles: "${o.name}" is listed twice.`);
+      seen.add(`r:${o.name}`);
+      return /** @type {RoleSpec} */ (o);
+    }),
+    users: users.map((u, i) => {
+      const o = objectAt(u, `users[${i}]`);
+      checkFields(o, USER_FIELDS, `users[${i}]`);
+      if (seen.has(`u:${o.name}`)) throw usageError(`users: "${o.name}" is listed twice.`);
+      seen.add(`u:${o.name}`);
+      const keys = /** @type {unknown[]} */ (o.keys ?? []);
+      if (!Array.isArray(keys)) throw usageError(`users[${i}] (${o.name}): "keys" must be a list of {name}.`);
+      keys.forEach((k, j) => checkFields(objectAt(k, `users[${i}].keys[${j}]`), KEY_FIELDS, `users[${i}].keys[${j}]`));
+      return /** @type {UserSpec} */ (o);
+    }),
+  };
+  return out;
+}
+
+/** Order-insensitive for lists of strings, key-order-insensitive for objects. @param {unknown} v @returns {string} */
+function canonical(v) {
+  if (Array.isArray(v)) return JSON.stringify([...v].map((x) => (typeof x === "string" ? x : canonical(x))).sort());
+  if (v && typeof v === "object") return JSON.stringify(Object.keys(v).sort().map((k) => [k, canonical(/** @type {any} */ (v)[k])]));
+  return JSON.stringify(v ?? null);
+}
+/** @param {unknown} v */
+const instant = (v) => (v === null || v === undefined ? null : new Date(String(v)).getTime());
+
+/**
+ * The fields of `spec` that differ from `current`, as [field, before, after].
+ * @param {Record<string, unknown>} spec @param {Record<string, unknown>} current @param {string[]} fields
+ */
+function diffFields(spec, current, fields) {
+  /** @type {Array<[string, unknown, unknown]>} */
+  const out = [];
+  for (const f of fields) {
+    if (!(f in spec)) continue;
+    const same = f === "expiresAt" ? instant(spec[f]) === instant(current[f]) : canonical(spec[f]) === canonical(current[f] ?? null);
+    if (!same) out.push([f, current[f] ?? null, spec[f] ?? null]);
+  }
+  return out;
+}
+
+const USER_DIFF_FIELDS = ["description", "group", "status", "roles", "metadata", "expiresAt", "allowedIps"];
+
+/**
+ * Compares the file with the gateway and returns the changes (nothing is sent yet).
+ * @param {AdminClient} api
+ * @param {{ roles: RoleSpec[], users: UserSpec[] }} desired
+ * @param {{ prune?: boolean }} opts
+ * @param {Array<{ user: string, name: string, id: string, key: string }>} issuedKeys filled in as changes run
+ */
+export async function plan(api, desired, opts, issuedKeys) {
+  const [roles, users] = await Promise.all([
+    all((cursor) => ok(api.GET("/roles", { params: { query: { limit: 100, cursor } } }))),
+    all((cursor) => ok(api.GET("/users", { params: { query: { limit: 100, cursor } } }))),
+  ]);
+  const roleByName = new Map(roles.map((r) => [r.name, r]));
+  const userByName = new Map(users.map((u) => [u.name, u]));
+  /** @type {Change[]} */
+  const changes = [];
+  let unchanged = 0;
+
+  for (const spec of desired.roles) {
+    const cur = roleByName.get(spec.name);
+    if (!cur) {
+      changes.push({ kind: "role", op: "create", name: spec.name, changes: [["permissions", null, spec.permissions]], run: () => ok(api.POST("/roles", { body: spec })) });
+      continue;
+    }
+    const d = diffFields(/** @type {any} */ (spec), /** @type {any} */ (cur), ["description", "permissions"]);
+    if (d.length === 0) unchanged++;
+    else {
+      const body = Object.fromEntries(d.map(([f, , to]) => [f, to]));
+      changes.push({ kind: "role", op: "update", name: spec.name, changes: d, run: () => ok(api.PATCH("/roles/{id}", { params: { path: { id: cur.id } }, body })) });
+    }
+  }
+
+  for (const spec of desired.users) {
+    const { keys: keySpecs = [], ...fields } = spec;
+    const cur = userByName.get(spec.name);
+    /** @type {{ id?: string }} */
+    const ref = { id: cur?.id };
+    if (!cur) {
+      changes.push({
+        kind: "user",
+        op: "create",
+        name: spec.name,
+        changes: diffFields(fields, {}, USER_DIFF_FIELDS),
+        run: async () => {
+          ref.id = (await ok(api.POST("/users", { body: /** @type {any} */ (fields) }))).id;
+        },
+      });
+    } else {
+      const d = diffFields(fields, /** @type {any} */ (cur), USER_DIFF_FIELDS);
+      if (d.length === 0) unchanged++;
+      else {
+        const body = Object.fromEntries(d.map(([f, , to]) => [f, to]));
+        changes.push({ kind: "user", op: "update", name: spec.name, changes: d, run: () => ok(api.PATCH("/users/{id}", { params: { path: { id: cur.id } }, body })) });
+      }
+    }
+    // A declared key exists when the user has an active key with that label.
+    const activeLabels = new Set();
+    if (cur) {
+      const keys = await all((cursor) => ok(api.GET("/users/{id}/keys", { params: { path: { id: cur.id }, query: { limit: 100, cursor } } })));
+      for (const k of keys) if (k.status === "active" && k.name) activeLabels.add(k.name);
+    }
+    for (const k of keySpecs) {
+      if (activeLabels.has(k.name)) {
+        unchanged++;
+        continue;
+      }
+      changes.push({
+        kind: "key",
+        op: "create",
+        name: `${spec.name}/${k.name}`,
+        changes: [],
+        run: async () => {
+          const issued = await ok(api.POST("/users/{id}/keys", { params: { path: { id: /** @type {string} */ (ref.id) } }, body: /** @type {any} */ (k) }));
+          issuedKeys.push({ user: spec.name, name: k.name, id: issued.id, key: issued.key });
+        },
+      });
+    }
+  }
+
+  if (opts.prune) {
+    const wantUsers = new Set(desired.users.map((u) => u.name));
+    const wantRoles = new Set(desired.roles.map((r) => r.name));
+    for (const u of users) if (!wantUsers.has(u.name)) changes.push({ kind: "user", op: "delete", name: u.name, changes: [], run: () => ok(api.DELETE("/users/{id}", { params: { path: { id: u.id } } })) });
+    for (const r of roles) if (!wantRoles.has(r.name)) changes.push({ kind: "role", op: "delete", name: r.name, changes: [], run: () => ok(api.DELETE("/roles/{id}", { params: { path: { id: r.id } } })) });
+  }
+  return { changes, unchanged };
+}
+
+/** @param {unknown} v */
+const show = (v) => (v === null || v === undefined ? "∅" : Array.isArray(v) ? `[${v.join(", ")}]` : typeof v === "object" ? JSON.stringify(v) : String(v));
+
+/** @param {Change} c */
+function describe(c) {
+  const sign = { create: color.green("+"), update: color.yellow("~"), delete: color.red("-") }[c.op];
+  const head = `${sign} ${c.kind} ${color.bold(c.name)}`;
+  if (c.op === "create") {
+    const what = c.kind === "key" ? " (issued; printed once below)" : c.changes.length ? `  ${c.changes.map(([f, , to]) => `${f}: ${show(to)}`).join(", ")}` : "";
+    return head + what;
+  }
+  if (c.op === "update") return `${head}\n${c.changes.map(([f, from, to]) => `    ${f}: ${color.red(show(from))} → ${color.green(show(to))}`).join("\n")}`;
+  return head;
+}
+
+/**
+ * `portcullis apply <file>`: plan, print the diff, confirm, run in dependency order (roles before
+ * the users that hold them; deletions last), then print newly issued keys once.
+ *
+ * @param {AdminClient} api
+ * @param {string} file
+ * @param {{ dryRun?: boolean, yes?: boolean, prune?: boolean, json?: boolean, confirm: (q: string) => Promise<boolean> }} o
+ */
+export async function applyCommand(api, file, o) {
+  const desired = readApplyFile(file);
+  /** @type {Array<{ user: string, name: string, id: string, key: string }>} */
+  const issuedKeys = [];
+  const { changes, unchanged } = await plan(api, desired, o, issuedKeys);
+  const counts = { create: 0, update: 0, delete: 0 };
+  for (const c of changes) counts[c.op]++;
+  const summary = { create: counts.create, update: counts.update, delete: counts.delete, unchanged };
+  const out = o.json ? process.stderr : process.stdout;
+  for (const c of changes) out.write(`${describe(c)}\n`);
+  out.write(`${color.bold("Plan:")} ${counts.create} to create, ${counts.update} to change, ${counts.delete} to delete, ${unchanged} unchanged.\n`);
+
+  const asJson = () => changes.map((c) => ({ kind: c.kind, op: c.op, name: c.name, changes: c.changes.map(([field, from, to]) => ({ field, from, to })) }));
+  if (changes.length === 0 || o.dryRun) {
+    if (o.json) printJson({ applied: false, summary, changes: asJson(), issuedKeys: [] });
+    return;
+  }
+  if (!o.yes && !(await o.confirm("Apply these changes?"))) throw usageError("Not applied: confirm on a terminal or pass --yes.");
+
+  const order = (/** @type {Change} */ c) => (c.op === "delete" ? (c.kind === "user" ? 3 : 4) : { role: 0, user: 1, key: 2 }[c.kind]);
+  for (const c of [...changes].sort((a, b) => order(a) - order(b))) await c.run();
+
+  if (o.json) return printJson({ applied: true, summary, changes: asJson(), issuedKeys });
+  process.stdout.write(`${color.green("Applied.")}\n`);
+  if (issuedKeys.length) {
+    process.stdout.write(`\n${color.bold("New keys")} — ${color.yellow("shown once, store them now")}:\n`);
+    for (const k of issuedKeys) process.stdout.write(`  ${k.user}/${k.name}  ${k.id}  ${k.key}\n`);
+  }
+}

@@ -1,0 +1,101 @@
+// @ts-check
+import createClient from "openapi-fetch";
+import { CliError, EXIT, exitCodeForStatus } from "./errors.js";
+
+/** @typedef {import("./admin-api").paths} Paths */
+/** @typedef {import("./admin-api").components["schemas"]} Schemas */
+/** @typedef {import("openapi-fetch").Client<Paths>} AdminClient */
+
+/**
+ * The admin API client: openapi-fetch typed by cli/admin-api.d.ts, which is generated from the
+ * gateway's own OpenAPI document (npm run cli:types) — so the CLI holds no copy of the shapes.
+ *
+ * @param {{ url: string, token: string }} target
+ * @returns {AdminClient}
+ */
+export function adminClient({ url, token }) {
+  return createClient({
+    baseUrl: `${url.replace(/\/+$/, "")}/admin/v1`,
+    headers: { authorization: `Bearer ${token}`, "user-agent": "portcullis-cli" },
+    // A gateway that is down or unreachable is a server-side failure, with its own exit code.
+    fetch: async (req) => {
+      try {
+        return await fetch(req);
+      } catch (err) {
+        const cause = /** @type {any} */ (err)?.cause;
+        throw new CliError(`Cannot reach the gateway at ${url}: ${cause?.code ?? cause?.message ?? String(err)}`, EXIT.SERVER);
+      }
+    },
+  });
+}
+
+/**
+ * The data of a successful call, or a CliError carrying the problem's detail, code and requestId.
+ *
+ * @template T
+ * @param {Promise<{ data?: T, error?: any, response: Response }>} call
+ * @returns {Promise<NonNullable<T>>}
+ */
+export async function ok(call) {
+  const { data, error, response } = await call;
+  if (response.ok && data !== undefined) return /** @type {NonNullable<T>} */ (data);
+  if (response.ok) return /** @type {any} */ ({});
+  const problem = error && typeof error === "object" ? error : {};
+  const detail = problem.detail ?? (typeof error === "string" && error ? error : response.statusText || `HTTP ${response.status}`);
+  throw new CliError(String(detail), exitCodeForStatus(response.status), {
+    code: problem.code,
+    requestId: problem.requestId ?? response.headers.get("x-request-id") ?? undefined,
+    status: response.status,
+    errors: problem.errors,
+  });
+}
+
+/**
+ * Every item of a paginated list, following `nextCursor`.
+ *
+ * @template T
+ * @param {(cursor: string | undefined) => Promise<{ data: T[], nextCursor: string | null }>} fetchPage
+ * @returns {Promise<T[]>}
+ */
+export async function all(fetchPage) {
+  /** @type {T[]} */
+  const out = [];
+  let cursor;
+  do {
+    const page = await fetchPage(cursor);
+    out.push(...page.data);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return out;
+}
+
+/**
+ * A user's id from an id (`usr_…`) or a name.
+ * @param {AdminClient} api
+ * @param {string} ref
+ */
+export async function resolveUser(api, ref) {
+  if (/^usr_[0-9A-Za-z]+$/.test(ref)) return ok(api.GET("/users/{id}", { params: { path: { id: ref } } }));
+  const page = await ok(api.GET("/users", { params: { query: { name: ref, limit: 1 } } }));
+  const user = page.data[0];
+  if (!user) throw new CliError(`No proxy user named "${ref}".`, EXIT.NOT_FOUND, { code: "USER_NOT_FOUND" });
+  return user;
+}
+
+/**
+ * A role from an id (`rol_…`) or a name.
+ * @param {AdminClient} api
+ * @param {string} ref
+ */
+export async function resolveRole(api, ref) {
+  if (/^rol_[0-9A-Za-z]+$/.test(ref)) return ok(api.GET("/roles/{id}", { params: { path: { id: ref } } }));
+  const page = await ok(api.GET("/roles", { params: { query: { name: ref, limit: 1 } } }));
+  const role = page.data[0];
+  if (!role) throw new CliError(`No role named "${ref}".`, EXIT.NOT_FOUND, { code: "ROLE_NOT_FOUND" });
+  return role;
+}
+
+/**
+ * What a command module gets to build its commands (see `extraCommands` in main.js).
+ * @typedef {{ apiFor: (cmd: import("commander").Command) => AdminClient, globals: (cmd: import("commander").Command) => { json?: boolean } }} CommandHelpers
+ */

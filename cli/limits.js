@@ -1,0 +1,98 @@
+// @ts-check
+import { ok, resolveRole, resolveUser } from "./client.js";
+import { usageError } from "./errors.js";
+import { color, printJson, table, when } from "./output.js";
+
+/** `name=123` pairs → { name: { limit: 123 } }. @param {string[]} pairs */
+function parsePairs(pairs) {
+  /** @type {Record<string, { limit: number }>} */
+  const out = {};
+  for (const p of pairs) {
+    const m = /^([a-z0-9][a-z0-9_-]{0,63})=(\d+)$/.exec(p);
+    if (!m) throw usageError(`Expected <limit-name>=<number>, got "${p}".`);
+    out[/** @type {string} */ (m[1])] = { limit: Number(m[2]) };
+  }
+  return out;
+}
+
+/** @param {import("commander").Command} program @param {import("./client.js").CommandHelpers} h */
+export function registerLimits(program, { apiFor, globals }) {
+  const limits = program.command("limits").description("rate limits and quotas: overrides per user or role, current usage, resets");
+  limits
+    .command("show <user>")
+    .description("effective limits of a proxy user, with current usage and remaining")
+    .action(async (ref, _o, cmd) => {
+      const api = apiFor(cmd);
+      const user = await resolveUser(api, ref);
+      const status = await ok(api.GET("/users/{id}/limits/status", { params: { path: { id: user.id } } }));
+      if (globals(cmd).json) return printJson(status);
+      if (!status.limits.length) return console.log(color.dim("No limits counted per user are configured."));
+      console.log(
+        table(
+          ["LIMIT", "KIND", "LIMIT/WINDOW", "SOURCE", "USED", "REMAINING", "RESETS", "BACKEND"],
+          status.limits.map((l) => [
+            l.name,
+            l.kind,
+            `${l.limit}/${l.window ?? l.period ?? "?"}`,
+            l.source,
+            l.error ? color.red(l.error) : l.used,
+            l.remaining === 0 ? color.red("0") : l.remaining,
+            when(l.resetAt),
+            `${l.backend}${l.dryRun ? " (dry-run)" : ""}`,
+          ]),
+        ),
+      );
+    });
+  limits
+    .command("set <target> <name=limit...>")
+    .description("override limits for a proxy user (or a role with --role); other overrides are kept")
+    .option("--role", "the target is a role")
+    .option("--replace", "replace all overrides instead of merging")
+    .action(async (ref, pairs, o, cmd) => {
+      const api = apiFor(cmd);
+      const wanted = parsePairs(pairs);
+      const result = o.role
+        ? await (async () => {
+            const role = await resolveRole(api, ref);
+            const cur = o.replace ? { limits: {} } : await ok(api.GET("/roles/{id}/limits", { params: { path: { id: role.id } } }));
+            const merged = { ...Object.fromEntries(Object.entries(cur.limits).map(([k, v]) => [k, { limit: v.limit }])), ...wanted };
+            return ok(api.PUT("/roles/{id}/limits", { params: { path: { id: role.id } }, body: { limits: merged } }));
+          })()
+        : await (async () => {
+            const user = await resolveUser(api, ref);
+            const cur = o.replace ? { limits: {} } : await ok(api.GET("/users/{id}/limits", { params: { path: { id: user.id } } }));
+            const merged = { ...Object.fromEntries(Object.entries(cur.limits).map(([k, v]) => [k, { limit: v.limit }])), ...wanted };
+            return ok(api.PUT("/users/{id}/limits", { params: { path: { id: user.id } }, body: { limits: merged } }));
+          })();
+      if (globals(cmd).json) return printJson(result);
+      console.log(table(["LIMIT", "OVERRIDE", "UPDATED"], Object.entries(result.limits).map(([k, v]) => [k, v.limit, when(v.updatedAt)])));
+    });
+  limits
+    .command("unset <target> [names...]")
+    .description("remove overrides (all of them when no names are given)")
+    .option("--role", "the target is a role")
+    .action(async (ref, names, o, cmd) => {
+      const api = apiFor(cmd);
+      const target = o.role ? await resolveRole(api, ref) : await resolveUser(api, ref);
+      const path = /** @type {const} */ ({ params: { path: { id: target.id } } });
+      if (!names.length) {
+        await ok(o.role ? api.DELETE("/roles/{id}/limits", path) : api.DELETE("/users/{id}/limits", path));
+      } else {
+        const cur = await ok(o.role ? api.GET("/roles/{id}/limits", path) : api.GET("/users/{id}/limits", path));
+        const kept = Object.fromEntries(Object.entries(cur.limits).filter(([k]) => !names.includes(k)).map(([k, v]) => [k, { limit: v.limit }]));
+        await ok(o.role ? api.PUT("/roles/{id}/limits", { ...path, body: { limits: kept } }) : api.PUT("/users/{id}/limits", { ...path, body: { limits: kept } }));
+      }
+      if (globals(cmd).json) return printJson({ id: target.id, removed: names.length ? names : "all" });
+      console.log(`Removed ${names.length ? names.join(", ") : "all overrides"} of ${target.name}`);
+    });
+  limits
+    .command("reset <user> [names...]")
+    .description("reset a proxy user's usage (default: all its quotas)")
+    .action(async (ref, names, _o, cmd) => {
+      const api = apiFor(cmd);
+      const user = await resolveUser(api, ref);
+      const status = await ok(api.POST("/users/{id}/limits/reset", { params: { path: { id: user.id } }, body: names.length ? { names } : {} }));
+      if (globals(cmd).json) return printJson(status);
+      console.log(`${color.green("Reset")} ${names.length ? names.join(", ") : "all quotas"} of ${user.name}`);
+    });
+}

@@ -1,0 +1,105 @@
+// @ts-check
+import { readFileSync } from "node:fs";
+import { all, ok, resolveUser } from "./client.js";
+import { usageError } from "./errors.js";
+import { color, printJson, table, when } from "./output.js";
+
+/**
+ * The secret's value: from --from-file, else stdin when piped/redirected (`< file`), else a
+ * hidden prompt on the terminal. Never from a flag or an argument, which shells keep in history
+ * and other users can see in `ps`. One trailing newline (as editors and `echo` add) is dropped.
+ * @param {{ fromFile?: string }} o
+ * @returns {Promise<string>}
+ */
+async function readValue(o) {
+  let value;
+  if (o.fromFile) {
+    try {
+      value = readFileSync(o.fromFile, "utf8");
+    } catch (err) {
+      throw usageError(`Cannot read ${o.fromFile}: ${/** @type {Error} */ (err).message}`);
+    }
+  } else if (!process.stdin.isTTY) {
+    const chunks = [];
+    for await (const c of process.stdin) chunks.push(c);
+    value = Buffer.concat(chunks).toString("utf8");
+  } else {
+    value = await hiddenPrompt("Secret value (input hidden): ");
+  }
+  value = value.replace(/\r?\n$/, "");
+  if (!value) throw usageError("The secret value is empty.");
+  return value;
+}
+
+/** @param {string} question @returns {Promise<string>} */
+function hiddenPrompt(question) {
+  return new Promise((resolve, reject) => {
+    const stdin = process.stdin;
+    process.stderr.write(question);
+    stdin.setRawMode(true);
+    stdin.resume();
+    let value = "";
+    /** @param {Buffer} buf */
+    const onData = (buf) => {
+      for (const ch of buf.toString("utf8")) {
+        if (ch === "\r" || ch === "\n") return done(null);
+        if (ch === "\u0003") return done(usageError("Cancelled."));
+        if (ch === "\u007f" || ch === "\b") value = value.slice(0, -1);
+        else value += ch;
+      }
+    };
+    /** @param {Error | null} err */
+    const done = (err) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off("data", onData);
+      process.stderr.write("\n");
+      err ? reject(err) : resolve(value);
+    };
+    stdin.on("data", onData);
+  });
+}
+
+/** @param {import("commander").Command} program @param {import("./client.js").CommandHelpers} h */
+export function registerSecrets(program, { apiFor, globals }) {
+  const secrets = program.command("secrets").description("origin secrets (write-only: names, bindings and versions are shown, never values)");
+  secrets
+    .command("list")
+    .description("list origin secrets")
+    .option("--name <name>", "only this name")
+    .action(async (o, cmd) => {
+      const api = apiFor(cmd);
+      const rows = await all((cursor) => ok(api.GET("/secrets", { params: { query: { limit: 100, cursor, name: o.name } } })));
+      if (globals(cmd).json) return printJson(rows);
+      console.log(rows.length ? table(["NAME", "SCOPE", "USER", "GROUP", "VERSION", "UPDATED"], rows.map((s) => [s.name, s.scope, s.userId, s.group, s.version, when(s.updatedAt)])) : color.dim("No secrets."));
+    });
+  secrets
+    .command("set <name>")
+    .description("create or rotate a secret; the value comes from --from-file, stdin (`< file`) or a hidden prompt — never a flag")
+    .option("--from-file <path>", "read the value from this file")
+    .option("--user <user>", "bind to this proxy user (id or name)")
+    .option("--group <group>", "bind to this group")
+    .action(async (name, o, cmd) => {
+      const api = apiFor(cmd);
+      if (o.user && o.group) throw usageError("Pass --user or --group, not both.");
+      const userId = o.user ? (await resolveUser(api, o.user)).id : undefined;
+      const value = await readValue(o);
+      const s = await ok(api.PUT("/secrets/{name}", { params: { path: { name } }, body: { value, userId, group: o.group } }));
+      if (globals(cmd).json) return printJson(s);
+      console.log(`${color.green("Stored")} ${s.name} (${s.scope}) version ${s.version}`);
+    });
+  secrets
+    .command("delete <name>")
+    .description("delete a secret (requests that need it then fail closed)")
+    .option("--user <user>", "the one bound to this proxy user")
+    .option("--group <group>", "the one bound to this group")
+    .option("-y, --yes", "do not ask")
+    .action(async (name, o, cmd) => {
+      const api = apiFor(cmd);
+      if (!o.yes) throw usageError("Deleting a secret breaks the routes that use it: pass --yes.");
+      const userId = o.user ? (await resolveUser(api, o.user)).id : undefined;
+      await ok(api.DELETE("/secrets/{name}", { params: { path: { name }, query: { userId, group: o.group } } }));
+      if (globals(cmd).json) return printJson({ name, deleted: true });
+      console.log(`${color.red("Deleted")} ${name}`);
+    });
+}

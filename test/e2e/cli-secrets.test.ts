@@ -1,0 +1,41 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { cli, cliJson, uniqueName } from "./cli";
+
+describe("portcullis secrets", () => {
+  it("sets values from stdin or a file (never a flag), lists names and versions only, deletes", async () => {
+    const name = `CLI_${Date.now().toString(36).toUpperCase()}`;
+    const value = "cli-secret-value-never-printed";
+
+    const first = await cli(["secrets", "set", name], { input: `${value}\n` });
+    expect(first).toMatchObject({ code: 0, stderr: "" });
+    expect(first.stdout).toBe(`Stored ${name} (global) version 1\n`);
+    const second = await cliJson(["secrets", "set", name], { input: `${value}-2` });
+    expect(second).toMatchObject({ name, scope: "global", version: 2 });
+
+    const user = await cliJson(["users", "create", uniqueName("sec-user")]);
+    const dir = await mkdtemp(path.join(tmpdir(), "pcl-secret-"));
+    const file = path.join(dir, "value.txt");
+    await writeFile(file, `${value}-user\n`, { mode: 0o600 });
+    const bound = await cliJson(["secrets", "set", name, "--from-file", file, "--user", user.name]);
+    expect(bound).toMatchObject({ name, scope: "user", userId: user.id, version: 1 });
+
+    const listed = await cli(["secrets", "list", "--name", name]);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`^${name}\\s+global\\s+—\\s+—\\s+2\\s+`, "m"));
+    expect(listed.stdout).toMatch(new RegExp(`^${name}\\s+user\\s+${user.id}\\s+—\\s+1\\s+`, "m"));
+    const json = await cli(["secrets", "list", "--json"]);
+    for (const out of [first, listed, json]) expect(out.stdout + out.stderr).not.toContain(value);
+
+    // No flag takes a value: it would land in shell history and `ps`.
+    const flag = await cli(["secrets", "set", name, "--value", value]);
+    expect(flag.code).toBe(2);
+    expect((await cli(["secrets", "set", name], { input: "" })).code).toBe(2);
+
+    expect((await cli(["secrets", "delete", name])).code).toBe(2);
+    expect((await cli(["secrets", "delete", name, "--yes"])).code).toBe(0);
+    expect(await cliJson(["secrets", "list", "--name", name])).toMatchObject([{ scope: "user" }]);
+  });
+});

@@ -1,0 +1,119 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { csrf as originCheck } from "hono/csrf";
+import { secureHeaders } from "hono/secure-headers";
+import { GatewayError } from "../errors";
+import { isAdminToken, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "../admin/auth";
+import { APP_JS, STYLE_CSS } from "./assets";
+import type { DashboardEnv } from "./forms";
+import { BASE, Field, Layout } from "./layout";
+import { constantTimeEqual, createSession, readSession, SESSION_TTL_MS } from "./session";
+import { auditPages } from "./audit";
+import { rolesPages } from "./roles";
+import { secretsPages } from "./secrets";
+import { usersPages } from "./users";
+
+const COOKIE = "portcullis_session";
+
+/** Browsers on this machine talk plain HTTP to `wrangler dev`; everywhere else the cookie is Secure. */
+const isLocalDev = (url: string) => ["localhost", "127.0.0.1", "[::1]"].includes(new URL(url).hostname);
+
+/** Signed in or sent to the sign-in page; every POST must also carry the session's CSRF token. */
+const requireSession = (): MiddlewareHandler<DashboardEnv> =>
+  async function requireSession(c, next) {
+    const session = await readSession(c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE));
+    if (!session) return c.redirect(`${BASE}/login`, 303);
+    if (c.req.method === "POST") {
+      // `all: true` here too: Hono caches the first parse, and checkbox groups need arrays.
+      const form = await c.req.parseBody({ all: true });
+      const sent = typeof form["_csrf"] === "string" ? form["_csrf"] : "";
+      if (!constantTimeEqual(sent, session.csrfToken)) throw new GatewayError("FORBIDDEN", "The form's CSRF token is missing or does not match this session. Reload the page and try again.");
+    }
+    c.set("session", session);
+    await next();
+  };
+
+const noStore = (): MiddlewareHandler =>
+  async function noStore(c, next) {
+    await next();
+    // Pages can show a newly issued key: never cache them, anywhere.
+    c.res.headers.set("cache-control", "no-store");
+  };
+
+/**
+ * The admin dashboard, mounted at /admin/ui: server-rendered Hono JSX, no CDN, no client build.
+ * Sign-in exchanges the admin token for a signed session cookie (see ./session.ts); every form
+ * carries a per-session CSRF token and must come from the same origin.
+ *
+ * @example app.route("/admin/ui", createDashboard());
+ */
+export function createDashboard() {
+  const ui = new Hono<DashboardEnv>();
+  ui.use(
+    "*",
+    noStore(),
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'none'"],
+        styleSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        imgSrc: ["'self'", "data:"],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+      },
+      referrerPolicy: "no-referrer",
+    }),
+    // Origin / Sec-Fetch-Site check on every form POST, sign-in included (login CSRF).
+    originCheck(),
+  );
+
+  ui.get("/assets/style.css", (c) => c.body(STYLE_CSS, 200, { "content-type": "text/css; charset=utf-8" }));
+  ui.get("/assets/app.js", (c) => c.body(APP_JS, 200, { "content-type": "text/javascript; charset=utf-8" }));
+
+  ui.get("/login", async (c) => {
+    if (await readSession(c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE))) return c.redirect(`${BASE}/users`, 303);
+    return c.html(<SignIn />);
+  });
+
+  ui.post("/login", async (c) => {
+    const form = await c.req.parseBody();
+    const token = typeof form["token"] === "string" ? form["token"] : "";
+    const adminToken = c.var.services.env.ADMIN_TOKEN;
+    if (!token || !(await isAdminToken(token, adminToken))) {
+      return c.html(<SignIn error="That is not the admin token." />, 401);
+    }
+    const { cookie } = await createSession(adminToken);
+    setCookie(c, COOKIE, cookie, { path: BASE, httpOnly: true, secure: !isLocalDev(c.req.url), sameSite: "Strict", maxAge: SESSION_TTL_MS / 1000 });
+    return c.redirect(`${BASE}/users`, 303);
+  });
+
+  // Same rules as the admin API: a change made here is in force at once in this isolate, and
+  // its admin audit row is sealed into the hash chain before the response goes out.
+  ui.use("*", requireSession(), purgeKeyCacheOnMutation(), sealAdminAuditOnMutation());
+  ui.post("/logout", (c) => {
+    deleteCookie(c, COOKIE, { path: BASE, secure: !isLocalDev(c.req.url), httpOnly: true, sameSite: "Strict" });
+    return c.redirect(`${BASE}/login`, 303);
+  });
+  ui.get("/", (c) => c.redirect(`${BASE}/users`, 303));
+  ui.route("/", usersPages);
+  ui.route("/", rolesPages);
+  ui.route("/", secretsPages);
+  ui.route("/", auditPages);
+  return ui;
+}
+
+const SignIn = ({ error }: { error?: string }) => (
+  <Layout title="Sign in" error={error}>
+    <form class="card signin" method="post" action={`${BASE}/login`}>
+      <p class="muted">Sign in with the gateway's admin token (the ADMIN_TOKEN secret). It is exchanged for a session cookie and never stored in the page.</p>
+      <Field id="token" label="Admin token">
+        <input id="token" name="token" type="password" autocomplete="current-password" required autofocus />
+      </Field>
+      <p>
+        <button type="submit">Sign in</button>
+      </p>
+    </form>
+  </Layout>
+);

@@ -1,0 +1,425 @@
+import { Hono } from "hono";
+import type { Child } from "hono/jsx";
+import { userStatuses } from "../db/schema";
+import * as keys from "../services/keys";
+import * as roles from "../services/roles";
+import * as users from "../services/users";
+import type { IssuedKeyView, KeyView } from "../services/keys";
+import type { UserView } from "../services/users";
+import { GatewayError } from "../errors";
+import { formAction, formOf, list, str, uiActor, type DashboardContext, type DashboardEnv } from "./forms";
+import { Badge, BASE, Csrf, Field, Layout, PostButton, when } from "./layout";
+
+const NOTICES: Record<string, string> = {
+  created: "Proxy user created.",
+  updated: "Proxy user updated.",
+  disabled: "Proxy user disabled: all its keys are refused.",
+  enabled: "Proxy user enabled.",
+  deleted: "Proxy user deleted; its keys were revoked.",
+  revoked: "Key revoked.",
+  roles: "Roles updated.",
+};
+
+const EXPIRY_CHOICES: Array<[string, string]> = [
+  ["", "Never"],
+  ["7", "In 7 days"],
+  ["30", "In 30 days"],
+  ["90", "In 90 days"],
+  ["365", "In 1 year"],
+];
+const GRACE_CHOICES: Array<[string, string]> = [
+  ["0", "Revoke old key now"],
+  ["3600", "Old key works 1 hour"],
+  ["86400", "Old key works 1 day"],
+  ["604800", "Old key works 7 days"],
+];
+
+const userHref = (id: string) => `${BASE}/users/${encodeURIComponent(id)}`;
+const messages = (c: DashboardContext) => ({ notice: NOTICES[c.req.query("notice") ?? ""], error: c.req.query("error") });
+
+export const usersPages = new Hono<DashboardEnv>();
+
+usersPages.get("/users", async (c) => {
+  const { db } = c.var.services;
+  const q = { search: c.req.query("search")?.trim() || undefined, group: c.req.query("group")?.trim() || undefined, status: c.req.query("status") || undefined };
+  const status = userStatuses.find((s) => s === q.status);
+  const cursor = c.req.query("cursor") || undefined;
+  const [page, allRoles] = await Promise.all([
+    users.listUsers(db, { limit: 50, cursor, search: q.search, group: q.group, status }),
+    roles.listRoles(db, { limit: 100 }),
+  ]);
+  const filterQs = new URLSearchParams(Object.entries({ search: q.search, group: q.group, status }).filter((e): e is [string, string] => !!e[1]));
+  const csrf = c.var.session.csrfToken;
+  return c.html(
+    <Layout title="Proxy users" nav="users" csrf={csrf} {...messages(c)}>
+      <form class="card row" method="get" action={`${BASE}/users`} role="search" aria-label="Filter proxy users">
+        <Field id="f-search" label="Name contains">
+          <input id="f-search" name="search" type="search" value={q.search ?? ""} />
+        </Field>
+        <Field id="f-group" label="Group">
+          <input id="f-group" name="group" type="text" value={q.group ?? ""} />
+        </Field>
+        <Field id="f-status" label="Status">
+          <select id="f-status" name="status">
+            <option value="">Any</option>
+            {userStatuses.map((s) => (
+              <option value={s} selected={s === status}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <button type="submit">Filter</button>
+        <a href={`${BASE}/users`}>Clear</a>
+      </form>
+      <UsersTable rows={page.data} csrf={csrf} />
+      <div class="pager">
+        {cursor ? <a href={`${BASE}/users?${filterQs}`}>First page</a> : null}
+        {page.nextCursor ? <a href={`${BASE}/users?${filterQs}${filterQs.size ? "&" : ""}cursor=${encodeURIComponent(page.nextCursor)}`}>Next page →</a> : null}
+      </div>
+      <h2 id="create-user">Create a proxy user</h2>
+      <form class="card" method="post" action={`${BASE}/users`} aria-labelledby="create-user">
+        <Csrf token={csrf} />
+        <div class="row">
+          <Field id="u-name" label="Name (required)">
+            <input id="u-name" name="name" type="text" required pattern="[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}" title="1–64 characters: letters, digits, _ . @ : -" />
+          </Field>
+          <Field id="u-group" label="Group">
+            <input id="u-group" name="group" type="text" placeholder="internal" />
+          </Field>
+          <Field id="u-desc" label="Description">
+            <input id="u-desc" name="description" type="text" />
+          </Field>
+        </div>
+        {allRoles.data.length ? (
+          <fieldset style="margin-top:10px">
+            <legend class="legend">Roles</legend>
+            {allRoles.data.map((r) => (
+              <label>
+                <input type="checkbox" name="roles" value={r.name} /> {r.name}
+              </label>
+            ))}
+          </fieldset>
+        ) : (
+          <p class="muted">
+            No roles yet: <a href={`${BASE}/roles`}>create one</a> to grant permissions.
+          </p>
+        )}
+        <p>
+          <button type="submit">Create user</button>
+        </p>
+      </form>
+    </Layout>,
+  );
+});
+
+const UsersTable = ({ rows, csrf }: { rows: UserView[]; csrf: string }) =>
+  rows.length === 0 ? (
+    <p class="card muted">No proxy users match.</p>
+  ) : (
+    <table aria-label="Proxy users">
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">Group</th>
+          <th scope="col">Status</th>
+          <th scope="col">Roles</th>
+          <th scope="col">Created</th>
+          <th scope="col">Actions</th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((u) => (
+          <tr>
+            <td>
+              <a href={userHref(u.id)}>{u.name}</a>
+            </td>
+            <td>{u.group ?? "—"}</td>
+            <td>
+              <Badge status={u.status} />
+            </td>
+            <td>{u.roles.join(", ") || "—"}</td>
+            <td>{when(u.createdAt)}</td>
+            <td>
+              <PostButton
+                action={`${userHref(u.id)}/status`}
+                csrf={csrf}
+                fields={{ status: u.status === "active" ? "disabled" : "active", back: "list" }}
+                label={u.status === "active" ? "Disable" : "Enable"}
+                class="small secondary"
+                ariaLabel={`${u.status === "active" ? "Disable" : "Enable"} ${u.name}`}
+              />
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+
+usersPages.post("/users", async (c) => {
+  const f = await formOf(c);
+  return formAction(c, `${BASE}/users`, async () => {
+    const user = await users.createUser(c.var.services.db, uiActor(c), {
+      name: str(f.name),
+      group: str(f.group) || null,
+      description: str(f.description) || null,
+      roles: list(f.roles),
+    });
+    return `${userHref(user.id)}?notice=created`;
+  });
+});
+
+usersPages.post("/users/:id/status", async (c) => {
+  const id = c.req.param("id");
+  const f = await formOf(c);
+  const status = str(f.status) === "disabled" ? "disabled" : "active";
+  const back = str(f.back) === "list" ? `${BASE}/users` : userHref(id);
+  return formAction(c, back, async () => {
+    await users.updateUser(c.var.services.db, uiActor(c), id, { status });
+    return `${back}?notice=${status === "disabled" ? "disabled" : "enabled"}`;
+  });
+});
+
+usersPages.post("/users/:id/roles", async (c) => {
+  const id = c.req.param("id");
+  const f = await formOf(c);
+  return formAction(c, userHref(id), async () => {
+    await users.updateUser(c.var.services.db, uiActor(c), id, { roles: list(f.roles) });
+    return `${userHref(id)}?notice=roles`;
+  });
+});
+
+usersPages.post("/users/:id/delete", async (c) => {
+  const id = c.req.param("id");
+  return formAction(c, userHref(id), async () => {
+    await users.deleteUser(c.var.services.db, uiActor(c), id);
+    return `${BASE}/users?notice=deleted`;
+  });
+});
+
+usersPages.get("/users/:id", async (c) => renderUser(c, c.req.param("id"), messages(c)));
+
+// Issuing and rotating answer with the page itself (no redirect), so the new key exists only in
+// this one no-store response body — never in a URL, a cookie or anything the server keeps.
+usersPages.post("/users/:id/keys", async (c) => {
+  const id = c.req.param("id");
+  const f = await formOf(c);
+  const days = Number(str(f.expiresInDays));
+  const perms = str(f.permissions)
+    .split(/[\s,]+/)
+    .filter(Boolean);
+  try {
+    const issued = await keys.issueKey(c.var.services.db, uiActor(c), id, {
+      name: str(f.name) || null,
+      permissions: perms.length ? perms : null,
+      expiresAt: days > 0 ? new Date(Date.now() + days * 86_400_000) : null,
+    });
+    return renderUser(c, id, { issued, notice: "Key issued." });
+  } catch (err) {
+    return formAction(c, userHref(id), () => Promise.reject(err));
+  }
+});
+
+usersPages.post("/users/:id/keys/:keyId/rotate", async (c) => {
+  const id = c.req.param("id");
+  const f = await formOf(c);
+  const grace = Math.max(0, Math.min(30 * 86400, Number(str(f.gracePeriodSeconds)) || 0));
+  try {
+    const issued = await keys.rotateKey(c.var.services.db, uiActor(c), await ownKey(c, id, c.req.param("keyId")), grace);
+    return renderUser(c, id, { issued, notice: grace ? `Key rotated; the old key keeps working for ${grace / 3600} hour(s).` : "Key rotated; the old key is revoked." });
+  } catch (err) {
+    return formAction(c, userHref(id), () => Promise.reject(err));
+  }
+});
+
+usersPages.post("/users/:id/keys/:keyId/revoke", async (c) => {
+  const id = c.req.param("id");
+  return formAction(c, userHref(id), async () => {
+    await keys.revokeKey(c.var.services.db, uiActor(c), await ownKey(c, id, c.req.param("keyId")));
+    return `${userHref(id)}?notice=revoked`;
+  });
+});
+
+/** The key id, after checking it belongs to the user in the URL (a form can't act across users). */
+async function ownKey(c: DashboardContext, userId: string, keyId: string): Promise<string> {
+  const k = await keys.getKey(c.var.services.db, keyId);
+  if (k.userId !== userId) throw new GatewayError("KEY_NOT_FOUND", `No key "${keyId}" on this user.`);
+  return k.id;
+}
+
+async function renderUser(c: DashboardContext, id: string, msg: { notice?: string | undefined; error?: string | undefined; issued?: IssuedKeyView }) {
+  const { db } = c.var.services;
+  let user: UserView;
+  try {
+    user = await users.getUser(db, id);
+  } catch {
+    return c.html(
+      <Layout title="Proxy user not found" nav="users" csrf={c.var.session.csrfToken}>
+        <p>
+          No proxy user with id <code>{id}</code>. <a href={`${BASE}/users`}>Back to proxy users</a>
+        </p>
+      </Layout>,
+      404,
+    );
+  }
+  const [userKeys, allRoles] = await Promise.all([keys.listKeys(db, id, { limit: 100 }), roles.listRoles(db, { limit: 100 })]);
+  const csrf = c.var.session.csrfToken;
+  const extras = await Promise.all(userSections.map((s) => s(c, user)));
+  return c.html(
+    <Layout title={user.name} nav="users" csrf={csrf} notice={msg.notice} error={msg.error}>
+      <p>
+        <a href={`${BASE}/users`}>← All proxy users</a>
+      </p>
+      {msg.issued ? <NewKey issued={msg.issued} /> : null}
+      <section class="card" aria-label="Details">
+        <dl class="props">
+          <dt>Id</dt>
+          <dd>
+            <code>{user.id}</code>
+          </dd>
+          <dt>Status</dt>
+          <dd>
+            <Badge status={user.status} />
+          </dd>
+          <dt>Group</dt>
+          <dd>{user.group ?? "—"}</dd>
+          <dt>Description</dt>
+          <dd>{user.description ?? "—"}</dd>
+          <dt>Expires</dt>
+          <dd>{when(user.expiresAt)}</dd>
+          <dt>Allowed IPs</dt>
+          <dd>{user.allowedIps?.join(", ") ?? "any"}</dd>
+          <dt>Created</dt>
+          <dd>{when(user.createdAt)}</dd>
+        </dl>
+        <div class="row" style="margin-top:12px">
+          <PostButton action={`${userHref(id)}/status`} csrf={csrf} fields={{ status: user.status === "active" ? "disabled" : "active" }} label={user.status === "active" ? "Disable user" : "Enable user"} class="secondary" />
+          <PostButton action={`${userHref(id)}/delete`} csrf={csrf} label="Delete user" class="danger" confirm={`Delete ${user.name} and revoke all its keys?`} />
+        </div>
+      </section>
+
+      <h2 id="roles">Roles</h2>
+      <form class="card" method="post" action={`${userHref(id)}/roles`} aria-labelledby="roles">
+        <Csrf token={csrf} />
+        {allRoles.data.length ? (
+          <fieldset>
+            <legend class="legend">Roles held</legend>
+            {allRoles.data.map((r) => (
+              <label>
+                <input type="checkbox" name="roles" value={r.name} checked={user.roles.includes(r.name)} /> {r.name} <span class="muted mono">({r.permissions.join(", ")})</span>
+              </label>
+            ))}
+          </fieldset>
+        ) : (
+          <p class="muted">No roles exist yet.</p>
+        )}
+        <p>
+          <button type="submit">Save roles</button>
+        </p>
+      </form>
+
+      <h2 id="keys">Keys</h2>
+      <KeysTable rows={userKeys.data} userId={id} csrf={csrf} />
+      <h3 id="issue-key">Issue a key</h3>
+      <form class="card row" method="post" action={`${userHref(id)}/keys`} aria-labelledby="issue-key">
+        <Csrf token={csrf} />
+        <Field id="k-name" label="Label">
+          <input id="k-name" name="name" type="text" placeholder="ci-deploy" maxlength={100} />
+        </Field>
+        <Field id="k-exp" label="Expires">
+          <select id="k-exp" name="expiresInDays">
+            {EXPIRY_CHOICES.map(([v, l]) => (
+              <option value={v}>{l}</option>
+            ))}
+          </select>
+        </Field>
+        <Field id="k-perms" label="Narrow to permissions (optional)">
+          <input id="k-perms" name="permissions" type="text" placeholder="orders:read, orders:list" />
+        </Field>
+        <button type="submit">Issue key</button>
+      </form>
+      {extras}
+    </Layout>,
+  );
+}
+
+/** Extra sections on the user page (limits, usage…) registered by features that exist. */
+export const userSections: Array<(c: DashboardContext, user: UserView) => Promise<Child>> = [];
+
+const NewKey = ({ issued }: { issued: IssuedKeyView }) => (
+  <section class="card newkey" aria-labelledby="new-key-title">
+    <h2 id="new-key-title">
+      New key — copy it now
+    </h2>
+    <p>This is the only time the key is shown. The gateway keeps only its hash.</p>
+    <div class="row">
+      <Field id="new-key" label={`Key ${issued.id}`}>
+        <input id="new-key" type="text" readonly value={issued.key} autocomplete="off" spellcheck={false} />
+      </Field>
+      <button type="button" data-copy="new-key">
+        Copy
+      </button>
+      <span id="new-key-status" role="status" class="muted"></span>
+    </div>
+  </section>
+);
+
+const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; csrf: string }) =>
+  rows.length === 0 ? (
+    <p class="card muted">No keys yet.</p>
+  ) : (
+    <table aria-label="Keys">
+      <thead>
+        <tr>
+          <th scope="col">Start</th>
+          <th scope="col">Label</th>
+          <th scope="col">Status</th>
+          <th scope="col">Permissions</th>
+          <th scope="col">Last used</th>
+          <th scope="col">Expires</th>
+          <th scope="col">Created</th>
+          <th scope="col">Actions</th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((k) => (
+          <tr>
+            <td>
+              <code>{k.start}…</code>
+            </td>
+            <td>{k.name ?? "—"}</td>
+            <td>
+              <Badge status={k.status} />
+            </td>
+            <td class="mono">{k.permissions?.join(", ") ?? "all of the user's"}</td>
+            <td>{when(k.lastUsedAt)}</td>
+            <td>{when(k.expiresAt)}</td>
+            <td>{when(k.createdAt)}</td>
+            <td>
+              {k.status === "active" ? (
+                <div class="row">
+                  <form method="post" action={`${userHref(userId)}/keys/${k.id}/rotate`}>
+                    <Csrf token={csrf} />
+                    <label class="skip" for={`grace-${k.id}`}>
+                      Grace period for {k.start}
+                    </label>
+                    <select id={`grace-${k.id}`} name="gracePeriodSeconds" aria-label={`Grace period when rotating ${k.start}`}>
+                      {GRACE_CHOICES.map(([v, l]) => (
+                        <option value={v}>{l}</option>
+                      ))}
+                    </select>{" "}
+                    <button type="submit" class="small secondary" aria-label={`Rotate key ${k.start}`}>
+                      Rotate
+                    </button>
+                  </form>
+                  <PostButton action={`${userHref(userId)}/keys/${k.id}/revoke`} csrf={csrf} label="Revoke" class="small danger" confirm={`Revoke key ${k.start}…? Clients using it get 401 at once.`} ariaLabel={`Revoke key ${k.start}`} />
+                </div>
+              ) : (
+                <span class="muted">—</span>
+              )}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
