@@ -1,6 +1,6 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { createAdminApp } from "./admin";
-import { createDb } from "./db";
+import { dbFor } from "./db";
 import { validateEnv, type GatewayEnv } from "./env";
 import { notFound, onError } from "./errors";
 import { canonicalPath, mountGateway } from "./gateway";
@@ -22,7 +22,7 @@ const requestId = (): MiddlewareHandler<GatewayEnv> =>
 /** Builds the per-request services from validated bindings (D1 via drizzle, the isolate key cache). */
 const services = (): MiddlewareHandler<GatewayEnv> =>
   async function services(c, next) {
-    c.set("services", { db: createDb(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
+    c.set("services", { db: dbFor(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
     c.set("clientIp", c.req.header("cf-connecting-ip") || undefined);
     await next();
   };
