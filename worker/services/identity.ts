@@ -33,21 +33,22 @@ export interface ResolvedIdentity {
 /** Why a key was refused. Never shown to the client (they all get one KEY_INVALID body); logged and audited. */
 export type AuthFailure = "missing" | "malformed" | "unknown" | "key_revoked" | "key_expired" | "user_disabled" | "user_expired";
 
-/** Loads a key's identity from D1 by hash: one query for key+user, one for roles. */
+/**
+ * Loads a key's identity from D1 by hash in one query: key ⋈ user, left-joined to the user's
+ * roles (one row per role, or one row with no role). One round trip per cache miss — this is
+ * the cold path, and each D1 call costs as much as the rest of the request.
+ */
 export async function loadIdentityByHash(db: Database, hash: string): Promise<ResolvedIdentity | null> {
   const rows = await db
-    .select({ key: apiKeys, user: proxyUsers })
+    .select({ key: apiKeys, user: proxyUsers, roleName: roles.name, rolePermissions: roles.permissions })
     .from(apiKeys)
     .innerJoin(proxyUsers, eq(apiKeys.userId, proxyUsers.id))
-    .where(eq(apiKeys.hash, hash))
-    .limit(1);
+    .leftJoin(userRoles, eq(userRoles.userId, proxyUsers.id))
+    .leftJoin(roles, eq(userRoles.roleId, roles.id))
+    .where(eq(apiKeys.hash, hash));
   const row = rows[0];
   if (!row) return null;
-  const roleRows = await db
-    .select({ name: roles.name, permissions: roles.permissions })
-    .from(userRoles)
-    .innerJoin(roles, eq(userRoles.roleId, roles.id))
-    .where(eq(userRoles.userId, row.user.id));
+  const roleRows = rows.filter((r) => r.roleName !== null);
   return {
     user: {
       id: row.user.id,
@@ -65,8 +66,8 @@ export async function loadIdentityByHash(db: Database, hash: string): Promise<Re
       revokedAt: row.key.revokedAt?.getTime() ?? null,
       permissions: row.key.permissions ?? null,
     },
-    roles: roleRows.map((r) => r.name),
-    permissions: [...new Set(roleRows.flatMap((r) => r.permissions))],
+    roles: roleRows.map((r) => r.roleName!),
+    permissions: [...new Set(roleRows.flatMap((r) => r.rolePermissions ?? []))],
   };
 }
 
