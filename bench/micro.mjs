@@ -6,6 +6,7 @@
 //
 //   node --expose-gc bench/micro.mjs              table on stdout
 //   node --expose-gc bench/micro.mjs --json       one JSON line (what `npm run bench` embeds)
+//   node --expose-gc bench/micro.mjs --tree bench/scratch/tree-abc123   the same for another tree
 //   node --expose-gc bench/micro.mjs --profile +authorize
 //                                                 CPU profile of one chain → bench/scratch/*.cpuprofile
 //                                                 and its top functions by self time
@@ -22,13 +23,14 @@ import { ORIGIN_BODY } from "./lib/body.mjs";
 import { importForNode } from "./lib/build.mjs";
 import { median } from "./lib/stats.mjs";
 
-const { values: args } = parseArgs({ options: { json: { type: "boolean" }, smoke: { type: "boolean" }, profile: { type: "string" } } });
+const { values: args } = parseArgs({ options: { json: { type: "boolean" }, smoke: { type: "boolean" }, profile: { type: "string" }, tree: { type: "string" } } });
 if (typeof globalThis.gc !== "function") {
   console.error("run with node --expose-gc");
   process.exit(2);
 }
 const scratch = path.resolve(import.meta.dirname, "scratch");
-const apps = await importForNode(scratch, "bench/worker/micro-apps.ts", "micro-apps");
+// --tree DIR: measure another source tree (an older revision, for before/after).
+const apps = await importForNode(scratch, "bench/worker/micro-apps.ts", args.tree ? `micro-apps-${path.basename(args.tree)}` : "micro-apps", args.tree ?? undefined);
 
 // ── stubs: the origin and D1 ──────────────────────────────────────────────────
 const originHeaders = { "content-type": "application/json", "content-length": String(Buffer.byteLength(ORIGIN_BODY)) };

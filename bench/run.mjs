@@ -4,7 +4,9 @@
 //   npm run bench                  full run: ≥5 interleaved rounds, writes bench/results/<date>.md + .svg
 //   npm run bench -- --smoke       a few seconds: tiny population, one short round, no results file;
 //                                  fails on any error so the harness cannot rot (CI runs this)
-//   options: --rounds N  --duration MS (per load mode)  --scenarios a,b,c  --no-micro  --out DIR
+//   options: --rounds N  --duration MS (per load mode)  --scenarios a,b,c  --no-micro  --no-bundle  --out DIR
+//            --before REV   also run every gateway scenario (and the micro-benchmark) built from an
+//                           older revision, side by side in the same workerd: a before/after record
 //
 // What runs (see bench/README.md): a tiny origin (nginx `return 200`, or Node without nginx), nginx
 // proxy_pass with keep-alive, and one workerd (Miniflare's API, direct sockets, D1 in memory)
@@ -15,7 +17,8 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { buildWorker } from "./lib/build.mjs";
+import { buildWorker, treeAt } from "./lib/build.mjs";
+import { measureBundle } from "./lib/bundle.mjs";
 import { hasWrk, nodeLoad, wrkClosed } from "./lib/load.mjs";
 import { ncpu, startCpuWindow } from "./lib/proc.mjs";
 import { writeReport } from "./lib/report.mjs";
@@ -31,6 +34,8 @@ const { values: args } = parseArgs({
     duration: { type: "string" },
     scenarios: { type: "string" },
     "no-micro": { type: "boolean", default: false },
+    "no-bundle": { type: "boolean", default: false },
+    before: { type: "string" },
     out: { type: "string" },
   },
 });
@@ -74,6 +79,13 @@ const allScenarios = [
 ];
 const only = args.scenarios?.split(",");
 const scenarios = allScenarios.filter((s) => s.needs !== false && (!only || only.includes(s.name)));
+const before = args.before ? treeAt(args.before, path.join(root, "bench", "scratch")) : undefined;
+if (before) {
+  // Twins of the gateway scenarios, built from the older tree, interleaved with the current ones.
+  for (const s of scenarios.filter((x) => x.kind === "worker" && x.name !== "bare")) {
+    scenarios.splice(scenarios.indexOf(s), 0, { ...s, name: `${s.name}@${before.sha}`, label: `${s.label} — before (${before.sha})`, before: true });
+  }
+}
 
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
 const sh = (cmd, argv) => {
@@ -113,8 +125,12 @@ async function startServers() {
   const nginx = scenarios.some((s) => s.kind === "nginx") ? await startNginxProxy({ port: PORTS.nginx, originPort: PORTS.origin, dir: scratch, cpus: CPUS.server }) : undefined;
   const workers = scenarios
     .filter((s) => s.kind === "worker")
-    .map((s, i) => ({ name: s.name, scenario: s.scenario, port: PORTS.workerFirst + i, bindings: s.bindings ?? {} }));
+    .map((s, i) => ({ name: s.name, scenario: s.scenario, port: PORTS.workerFirst + i, bindings: s.bindings ?? {}, before: s.before }));
   const scriptPath = await buildWorker(scratch);
+  if (before) {
+    const beforePath = await buildWorker(scratch, before.dir, `bench-worker-${before.sha}`);
+    for (const w of workers) if (w.before) w.scriptPath = beforePath;
+  }
   const workerd = await startWorkerd({
     scriptPath,
     workers,
@@ -159,7 +175,10 @@ async function measure(s, mode, opts) {
     const r = await loadOnce(s, mode, opts);
     const cpu = win.end();
     const st1 = await workerStats(s);
-    if (r.errors) throw new Error(`${s.name}/${mode}: ${r.errors} failed requests (${r.firstError})`);
+    // A smoke run fails on any error; a full run records them (an overloaded scenario at the fixed
+    // rate may see resets) and the report shows them next to the figures.
+    if (r.errors && (smoke || r.errors > 0.01 * r.requests)) throw new Error(`${s.name}/${mode}: ${r.errors} of ${r.requests} requests failed (${r.firstError})`);
+    if (r.errors) log(`  ${s.name}/${mode}: ${r.errors} of ${r.requests} requests failed (${r.firstError}); recorded`);
     const result = {
       ...r,
       cpuUsPerReq: cpu.serverUs / r.requests,
@@ -177,14 +196,26 @@ async function measure(s, mode, opts) {
 }
 
 // ── micro-benchmark (separate process, pinned to the server core) ─────────────
-function runMicro() {
+function runMicro(tree) {
   return new Promise((resolve, reject) => {
-    const argv = ["--expose-gc", path.join(root, "bench", "micro.mjs"), "--json", ...(smoke ? ["--smoke"] : [])];
+    const argv = ["--expose-gc", path.join(root, "bench", "micro.mjs"), "--json", ...(smoke ? ["--smoke"] : []), ...(tree ? ["--tree", tree] : [])];
     const child = spawn(which("taskset") ? "taskset" : process.execPath, which("taskset") ? ["-c", CPUS.server, process.execPath, ...argv] : argv, { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`micro-benchmark exited ${code}`))));
   });
+}
+
+/** Caveats the results file states next to the numbers. */
+function notes() {
+  const n = [
+    "Miniflare runs D1 (and Durable Objects) inside the same workerd process as the worker, so the cold-cache figures include both sides of each D1 call; in production each is a network round trip instead.",
+    `The warm scenarios run with KEY_CACHE_TTL_SECONDS=${cfg.warmKeyTtlSeconds} (the maximum the gateway accepts; the shipped default is 5): with ${cfg.loadKeys} keys in rotation, a 5 s TTL re-reads every key from D1 every 5 s, which is the D1 path, not the warm one.`,
+    "The cold scenario is the same gateway with KEY_CACHE_TTL_SECONDS=0: nothing is cached, so every request resolves its key in D1 exactly as a never-seen key does.",
+  ];
+  if (!useNginx) n.push("nginx is not installed: the origin is a Node server and the nginx reference is missing.");
+  if (!useWrk) n.push("wrk is not installed: closed-loop runs used the Node generator, which saturates before fast servers do.");
+  return n;
 }
 
 // ── main ───────────────────────────────────────────────────────────────────────
@@ -207,6 +238,9 @@ async function main() {
   const rate = Math.max(50, Math.round((median(calib) || 1000) * 0.5));
   log(`bare maximum ≈ ${Math.round(median(calib))} rps → fixed arrival rate ${rate} rps`);
 
+  // D1 statements per request over the whole measured run (all modes), per workerd scenario: the
+  // steady-state figure, which a 5 s window can miss when cached keys expire together.
+  const d1Start = Object.fromEntries(await Promise.all(scenarios.filter((s) => s.kind === "worker").map(async (s) => [s.name, await workerStats(s)])));
   const rounds = [];
   for (let r = 0; r < cfg.rounds; r++) {
     // Interleave: every round runs every scenario, starting at a different one each round.
@@ -225,14 +259,29 @@ async function main() {
     rounds.push(round);
   }
 
+  const d1 = {};
+  for (const [name, st0] of Object.entries(d1Start)) {
+    const st1 = await workerStats(scenarios.find((s) => s.name === name));
+    d1[name] = { statements: st1.d1Statements - st0.d1Statements, requests: st1.requests - st0.requests };
+    d1[name].perRequest = d1[name].statements / Math.max(1, d1[name].requests);
+  }
+
   let micro;
   if (!args["no-micro"]) {
     log("micro-benchmark and soak (app.fetch in a loop, origin stubbed)…");
     micro = await runMicro();
+    if (before) micro.before = { sha: before.sha, ...(await runMicro(before.dir)) };
   }
   await stopAll();
 
-  const result = { meta, rate, calib, scenarios: scenarios.map(({ name, label, kind }) => ({ name, label, kind })), rounds, micro, seconds: (Date.now() - t0) / 1000 };
+  let bundle;
+  if (!smoke && !args["no-bundle"]) {
+    log("deployed bundle: wrangler deploy --dry-run, start-up time…");
+    bundle = measureBundle(scratch, CPUS.server);
+  }
+
+  if (before) meta.before = before.sha;
+  const result = { meta, rate, calib, scenarios: scenarios.map(({ name, label, kind }) => ({ name, label, kind })), rounds, d1, micro, bundle, notes: notes(), seconds: (Date.now() - t0) / 1000 };
   writeFileSync(path.join(scratch, "last-run.json"), JSON.stringify(result, null, 2));
   if (smoke) {
     log(`smoke passed in ${result.seconds.toFixed(1)} s (no results file written)`);

@@ -136,7 +136,7 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
     workers: workers.map((w) => ({
       name: w.name,
       modules: true,
-      scriptPath,
+      scriptPath: w.scriptPath ?? scriptPath,
       compatibilityDate,
       bindings: { ...bindings, ...w.bindings, BENCH_SCENARIO: w.scenario },
       d1Databases: { DB: "bench-db" },
