@@ -80,6 +80,22 @@ export function identityFailure(identity: ResolvedIdentity, now: number): AuthFa
   return null;
 }
 
+// Presented key → its SHA-256, so an isolate hashes each key once rather than on every request.
+// This holds plaintext keys, but only in the isolate's memory, which already sees every key it
+// serves: never logged, persisted or sent anywhere. Only well-formed keys get here; FIFO-bounded.
+const keyHashes = new Map<string, string>();
+const KEY_HASHES_MAX = 10_000;
+
+async function keyHashOf(key: string): Promise<string> {
+  let hash = keyHashes.get(key);
+  if (hash === undefined) {
+    hash = await hashApiKey(key);
+    if (keyHashes.size >= KEY_HASHES_MAX) keyHashes.delete(keyHashes.keys().next().value!);
+    keyHashes.set(key, hash);
+  }
+  return hash;
+}
+
 export type ResolveResult = { ok: true; identity: ResolvedIdentity } | { ok: false; reason: AuthFailure; keyId?: string; userId?: string };
 
 /**
@@ -95,7 +111,7 @@ export async function resolveApiKey(
   if (!presented) return { ok: false, reason: "missing" };
   if (!isWellFormedApiKey(presented)) return { ok: false, reason: "malformed" };
   const now = opts.now ?? Date.now();
-  const hash = await hashApiKey(presented);
+  const hash = await keyHashOf(presented);
   let identity = cache.get(hash, now);
   if (identity === undefined) {
     identity = await loadIdentityByHash(db, hash);
