@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     "no-micro": { type: "boolean", default: false },
     "no-bundle": { type: "boolean", default: false },
     before: { type: "string" },
+    retries: { type: "string" },
     out: { type: "string" },
   },
 });
@@ -46,16 +47,16 @@ const PORTS = { origin: 8701, nginx: 8702, workerFirst: 8710 };
 const CPUS = ncpu >= 2 ? { server: "1", load: "0" } : { server: "0", load: "0" };
 const cfg = {
   rounds: Number(args.rounds ?? (smoke ? 1 : 5)),
-  satMs: Number(args.duration ?? (smoke ? 400 : 5000)),
-  fixedMs: Number(args.duration ?? (smoke ? 400 : 5000)),
-  seqMs: smoke ? 200 : Math.min(3000, Number(args.duration ?? 3000)),
+  satMs: Number(args.duration ?? (smoke ? 400 : 4000)),
+  fixedMs: Number(args.duration ?? (smoke ? 400 : 4000)),
+  seqMs: smoke ? 200 : Math.min(2000, Number(args.duration ?? 2000)),
   warmMs: smoke ? 300 : 2000,
   connections: 32,
   fixedConnections: 128,
   users: smoke ? 200 : 10_000,
   loadKeys: smoke ? 50 : 1_000,
   maxForeign: 0.1,
-  retries: smoke ? 0 : 2,
+  retries: smoke ? 0 : Number(args.retries ?? 1),
   // Warm scenarios keep resolved keys for the longest TTL the gateway allows, so "warm" means warm.
   warmKeyTtlSeconds: "60",
 };

@@ -93,16 +93,36 @@ function fixed() {
         const i = sent++;
         const scheduled = start + (i * 1000) / spec.rate;
         requestOnce().then((err) => {
+          if (settled) return;
           lat[i] = nowMs() - scheduled;
+          done[i] = 1;
           if (err) errors.push(err);
-          if (++finished === total) {
-            const seconds = (nowMs() - start) / 1000;
-            resolve({ requests: total, errors: errors.length, firstError: errors[0], targetRps: spec.rate, achievedRps: total / seconds, latencyMs: summarize(lat, total) });
-          }
+          if (++finished === total) finish();
         });
       }
       if (sent < total) setImmediate(tick);
     };
+    let settled = false;
+    const done = new Uint8Array(total);
+    // A server that cannot keep up with the rate would take ever longer to drain its backlog:
+    // stop waiting 2 s after the last scheduled send and charge every unanswered request the
+    // time it has waited so far (a lower bound), reporting how many there were.
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      const end = nowMs();
+      let unanswered = 0;
+      for (let i = 0; i < total; i++) {
+        if (!done[i]) {
+          unanswered++;
+          lat[i] = end - (start + (i * 1000) / spec.rate);
+        }
+      }
+      const seconds = (end - start) / 1000;
+      resolve({ requests: total - unanswered, unanswered, errors: errors.length, firstError: errors[0], targetRps: spec.rate, achievedRps: (total - unanswered) / seconds, latencyMs: summarize(lat, total) });
+    };
+    const deadline = setTimeout(finish, spec.durationMs + 2020);
     setTimeout(tick, 20);
   });
 }
@@ -111,3 +131,5 @@ const run = { closed, seq: sequential, fixed }[spec.mode];
 const result = await run();
 process.stdout.write(`${JSON.stringify(result)}\n`);
 agent.destroy();
+// Unanswered requests of an overloaded fixed-rate run may still hold sockets: exit now.
+process.exit(0);

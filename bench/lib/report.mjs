@@ -100,7 +100,7 @@ export function targetRows(result) {
   }
   if (bundle) {
     rows.push(["deployed bundle (`wrangler deploy --dry-run`), gzip", "≤ 150 KB", `${fmt(bundle.gzipBytes / 1000, 1)} KB (${fmt(bundle.rawBytes / 1000, 1)} KB raw)`, mark(bundle.gzipBytes <= 150_000)]);
-    rows.push(["top-level start-up work (module evaluation)", "≤ 10 ms", `${fmt(bundle.startupMs, 2)} ms (${bundle.startupHow})`, mark(bundle.startupMs <= 10)]);
+    rows.push(["top-level start-up work (module evaluation)", "≤ 10 ms", `${fmt(bundle.startupMs, 1)} ms (${bundle.startupHow}); zod alone: ${fmt(bundle.zodOnlyMs, 1)} ms`, mark(bundle.startupMs <= 10)]);
   }
   return rows;
 }
@@ -161,7 +161,10 @@ export function renderMarkdown(result, svgName) {
       result.scenarios.map((s) => {
         const f = S[s.name].fixed;
         const errors = result.rounds.reduce((c, r) => c + (r[s.name]?.fixed?.errors ?? 0), 0);
-        return [s.label, fmtRange(f.p50, 2), fmtRange(f.p99, 2), fmtRange(f.p999, 2), fmtRange(f.max, 1), fmt(median(f.achieved)), fmt(errors)];
+        const unanswered = result.rounds.reduce((c, r) => c + (r[s.name]?.fixed?.unanswered ?? 0), 0);
+        // Unanswered requests (server overloaded at this rate) make the latencies lower bounds.
+        const lb = unanswered ? "≥ " : "";
+        return [s.label, lb + fmtRange(f.p50, 2), lb + fmtRange(f.p99, 2), lb + fmtRange(f.p999, 2), lb + fmtRange(f.max, 1), fmt(median(f.achieved)), `${fmt(errors)}${unanswered ? ` (+${fmt(unanswered)} unanswered: overloaded)` : ""}`];
       }),
     ),
     "",
