@@ -1,5 +1,4 @@
-import { Hono, type MiddlewareHandler } from "hono";
-import { createAdminApp } from "./admin";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { dbFor } from "./db";
 import { validateEnv, type GatewayEnv } from "./env";
 import { notFound, onError } from "./errors";
@@ -27,6 +26,43 @@ const services = (): MiddlewareHandler<GatewayEnv> =>
     await next();
   };
 
+// The gateway context of each admin request, for the lazily loaded admin app to continue in.
+const outerContext = new WeakMap<Request, Context<GatewayEnv>>();
+let adminApp: Promise<Hono<GatewayEnv>> | undefined;
+
+/**
+ * The admin API, loaded on the first /admin/v1 request. Its zod/OpenAPI schemas are most of the
+ * Worker's start-up work, which gateway traffic should not pay for (the bundle still holds it:
+ * the dynamic import stays inside it, evaluated on first use). The admin app continues the
+ * request's context: request id, services and client IP come from the outer middlewares.
+ */
+const adminApi = (): MiddlewareHandler<GatewayEnv> =>
+  async function adminApi(c) {
+    adminApp ??= import("./admin").then(({ createAdminApp }) => {
+      const inner = new Hono<GatewayEnv>();
+      inner.onError(onError);
+      inner.notFound(notFound);
+      inner.use("*", async function adminContext(ic, next) {
+        const oc = outerContext.get(ic.req.raw)!;
+        ic.set("requestId", oc.get("requestId"));
+        ic.set("services", oc.get("services"));
+        ic.set("clientIp", oc.get("clientIp"));
+        await next();
+      });
+      inner.route("/admin/v1", createAdminApp());
+      return inner;
+    });
+    const inner = await adminApp;
+    outerContext.set(c.req.raw, c);
+    let ctx: ExecutionContext | undefined;
+    try {
+      ctx = c.executionCtx;
+    } catch {
+      ctx = undefined; // app.request() in unit tests has none
+    }
+    return inner.fetch(c.req.raw, c.env, ctx);
+  };
+
 /**
  * The whole Worker: request id → services → canonical-path guard → admin API or a configured
  * route's plugin chain → origin. Anything unmatched is a 404 problem and never forwarded.
@@ -39,7 +75,8 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   app.notFound(notFound);
   app.use("*", requestId(), services(), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
-  app.route("/admin/v1", createAdminApp());
+  app.all("/admin/v1", adminApi());
+  app.all("/admin/v1/*", adminApi());
   mountGateway(app, gateway);
   return app;
 }
