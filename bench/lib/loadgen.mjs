@@ -47,12 +47,15 @@ function summarize(latencies, count) {
 
 async function closed() {
   const end = nowMs() + spec.durationMs;
+  // maxRequests = keys.length: the sweep that presents every key once (cache warm-up).
+  const max = spec.maxRequests ?? Infinity;
+  let started = 0;
   let done = 0;
   const errors = [];
   const t0 = nowMs();
   await Promise.all(
     Array.from({ length: spec.connections }, async () => {
-      while (nowMs() < end) {
+      while (nowMs() < end && started++ < max) {
         const err = await requestOnce();
         if (err) errors.push(err);
         done++;
