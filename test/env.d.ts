@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 import type { D1Migration } from "cloudflare:test";
 
 declare global {
@@ -9,6 +10,8 @@ declare global {
       TEST_ORIGIN_URL: string;
       TEST_ORIGIN_PREFIXED_URL: string;
       ECHO_ORIGIN_TOKEN: string;
+      JWT_HS_SECRET: string;
+      SECRETS_KEY: string;
     }
   }
 }

@@ -1,5 +1,8 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { expect } from "vitest";
+import { createApp } from "../worker/app";
+import { defineGateway } from "../worker/gateway/config";
+import { testUpstreams } from "./fixtures/upstreams";
 
 export const ADMIN = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
 
@@ -60,6 +63,27 @@ export async function originRecords(marker: string): Promise<Array<{ method: str
   const res = await fetch(`${env.TEST_ORIGIN_URL}/__records?contains=${encodeURIComponent(marker)}`);
   return (await res.json()) as any;
 }
+
+/**
+ * A gateway of its own for one test file, run in workerd against the same bindings (D1, the
+ * recording origin) as the main test worker. `upstreams` defaults to the recording origin's
+ * `echo` and `prefixed`. Returns a fetch that waits for the request's `waitUntil` work.
+ */
+export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "upstreams"> & { upstreams?: Parameters<typeof defineGateway>[0]["upstreams"] }) {
+  const app = createApp(defineGateway({ upstreams: testUpstreams, ...config }));
+  return async (path: string, init: RequestInit & { ip?: string } = {}): Promise<Response> => {
+    const { ip, ...rest } = init;
+    const req = new Request(`https://gateway.test${path}`, { redirect: "manual", ...rest });
+    if (ip) req.headers.set("cf-connecting-ip", ip);
+    const ctx = createExecutionContext();
+    const res = await app.fetch(req, env, ctx);
+    await waitOnExecutionContext(ctx);
+    return res;
+  };
+}
+
+/** The origin credential the test upstreams inject: it must never appear in a response to a client. */
+export const ORIGIN_SECRET = env.ECHO_ORIGIN_TOKEN;
 
 /** Bytes of a base64 string (the recording origin reports bodies in base64). */
 export const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Database } from "./db";
 import type { KeyCache } from "./services/key-cache";
-import type { CompiledRoute, CompiledUpstream } from "./gateway/types";
+import type { CompiledRoute, CompiledUpstream, ForwardOptions } from "./gateway/types";
 import type { ResolvedIdentity } from "./services/identity";
 import { GatewayError } from "./errors";
 
@@ -17,6 +17,13 @@ export interface Env {
   KEY_CACHE_TTL_SECONDS?: string;
   /** How long an unknown key is remembered as unknown, seconds (default 2). */
   KEY_NEGATIVE_CACHE_TTL_SECONDS?: string;
+  /**
+   * Key encrypting the origin-secret store (AES-256-GCM): 32 random bytes, base64
+   * (`openssl rand -base64 32 | wrangler secret put SECRETS_KEY`). Only needed once secrets are used.
+   */
+  SECRETS_KEY?: string;
+  /** How long a decrypted origin secret stays cached in an isolate, seconds (default 10, max 300). */
+  SECRET_CACHE_TTL_SECONDS?: string;
   [name: string]: unknown;
 }
 
@@ -25,6 +32,11 @@ const envSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, "ADMIN_TOKEN must be at least 16 characters"),
   KEY_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(5),
   KEY_NEGATIVE_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(2),
+  SECRETS_KEY: z
+    .string()
+    .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s.trim()), "SECRETS_KEY must be 32 bytes, base64 (openssl rand -base64 32)")
+    .optional(),
+  SECRET_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(300).default(10),
 });
 export type ValidatedEnv = z.output<typeof envSchema>;
 
@@ -66,8 +78,10 @@ export interface GatewayVariables {
   upstreamHeaders: Headers;
   /** Set by an auth plugin once the caller is known. */
   identity: ResolvedIdentity | undefined;
-  /** Per-request bag for plugin-to-plugin data; namespace keys by plugin name. */
+  /** Per-request bag for plugin-to-plugin data; namespace keys by plugin name (see `bagSlot`). */
   bag: Map<string, unknown>;
+  /** How the forwarder calls the origin: timeout, body replacement, response cap, injected secrets. */
+  forward: ForwardOptions;
 }
 
 export type GatewayEnv = { Bindings: Env; Variables: GatewayVariables };

@@ -12,6 +12,8 @@ export const errorCatalog = {
   VALIDATION_FAILED: { status: 400, title: "The request body or parameters are invalid" },
   PATH_INVALID: { status: 400, title: "The request path is not in canonical form" },
   KEY_INVALID: { status: 401, title: "Unauthorized" },
+  TOKEN_INVALID: { status: 401, title: "A valid bearer token is required" },
+  HEADER_INVALID: { status: 400, title: "A header value is not allowed" },
   ADMIN_UNAUTHORIZED: { status: 401, title: "Admin authentication required" },
   FORBIDDEN: { status: 403, title: "Forbidden" },
   NOT_FOUND: { status: 404, title: "Not found" },
@@ -20,17 +22,60 @@ export const errorCatalog = {
   KEY_NOT_FOUND: { status: 404, title: "Key not found" },
   METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   CONFLICT: { status: 409, title: "Conflict" },
+  SECRET_NOT_FOUND: { status: 404, title: "Secret not found" },
+  CORS_ORIGIN_DENIED: { status: 403, title: "This origin may not call the route" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   INTERNAL: { status: 500, title: "Internal error" },
   UPSTREAM_UNAVAILABLE: { status: 502, title: "The upstream could not be reached" },
+  UPSTREAM_RESPONSE_TOO_LARGE: { status: 502, title: "The upstream's response is too large" },
   GATEWAY_MISCONFIGURED: { status: 500, title: "The gateway is misconfigured" },
   UPSTREAM_TIMEOUT: { status: 504, title: "The upstream did not answer in time" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalog;
 export const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
+
+/** Codes added by custom plugins through `defineErrorCodes`, looked up after the built-in catalog. */
+const customCatalog = new Map<string, { status: ContentfulStatusCode; title: string }>();
+const CUSTOM_CODE = /^[A-Z][A-Z0-9_]{2,63}$/;
+
+function catalogEntry(code: string): { status: ContentfulStatusCode; title: string } {
+  const entry = (errorCatalog as Record<string, { status: ContentfulStatusCode; title: string }>)[code] ?? customCatalog.get(code);
+  if (!entry) throw new Error(`unknown error code "${code}": add it to errorCatalog or defineErrorCodes`);
+  return entry;
+}
+
+/**
+ * Registers error codes of a custom plugin (stable strings, like the built-in ones) and returns
+ * a typed constructor for them. A code that clashes with a built-in or another plugin's code
+ * fails at load.
+ *
+ * @example
+ * const errors = defineErrorCodes({ IDEMPOTENCY_KEY_REQUIRED: { status: 428, title: "An Idempotency-Key header is required" } });
+ * throw errors.error("IDEMPOTENCY_KEY_REQUIRED", "POST to this route needs an Idempotency-Key.");
+ */
+export function defineErrorCodes<const T extends Record<string, { status: ContentfulStatusCode; title: string }>>(codes: T) {
+  for (const [code, entry] of Object.entries(codes)) {
+    if (!CUSTOM_CODE.test(code)) throw new Error(`error code "${code}" must be UPPER_SNAKE_CASE (3–64 chars)`);
+    const existing = (errorCatalog as Record<string, unknown>)[code] ?? customCatalog.get(code);
+    if (existing && existing !== entry) throw new Error(`error code "${code}" is already defined`);
+    customCatalog.set(code, entry);
+  }
+  return {
+    codes,
+    /** A GatewayError carrying one of these codes; throw it from a plugin. */
+    error: (code: keyof T & string, detail?: string, extra?: GatewayErrorExtra) =>
+      // The built-in union types `code`; custom codes are checked against the registry above instead.
+      new GatewayError(code as ErrorCode, detail, extra),
+  };
+}
+
+export interface GatewayErrorExtra {
+  headers?: Record<string, string>;
+  errors?: Array<{ path: string; message: string }>;
+}
 
 /** RFC 9457 problem details as Portcullis renders them (also used for the OpenAPI document). */
 export const problemSchema = z
@@ -59,19 +104,19 @@ export class GatewayError extends Error {
   readonly status: ContentfulStatusCode;
   constructor(
     readonly code: ErrorCode,
-    readonly detail: string = errorCatalog[code].title,
-    readonly extra: { headers?: Record<string, string>; errors?: Problem["errors"] } = {},
+    readonly detail: string = catalogEntry(code).title,
+    readonly extra: GatewayErrorExtra = {},
   ) {
     super(`${code}: ${detail}`);
     this.name = "GatewayError";
-    this.status = errorCatalog[code].status;
+    this.status = catalogEntry(code).status;
   }
 }
 
 export function problemResponse(c: Context, err: GatewayError): Response {
   const body: Problem = {
     type: `urn:portcullis:problem:${err.code.toLowerCase().replaceAll("_", "-")}`,
-    title: errorCatalog[err.code].title,
+    title: catalogEntry(err.code).title,
     status: err.status,
     detail: err.detail,
     code: err.code,

@@ -45,6 +45,7 @@ export async function warmKeys(n: number, ttlMs: number): Promise<string[]> {
   for (let i = 0; i < n; i++) {
     const { key, start } = generateApiKey();
     const identity: ResolvedIdentity = {
+      authMethod: "api-key",
       user: { id: `usr_micro${i}`, name: `micro-${i}`, group: "internal", status: "active", expiresAt: null, allowedIps: null },
       key: { id: `key_micro${i}`, name: "micro", start, expiresAt: null, revokedAt: null, permissions: null },
       roles: ["bench-reader"],

@@ -1,44 +1,60 @@
-import { z } from "@hono/zod-openapi";
-import { GatewayError } from "../../worker/errors";
-import { definePlugin } from "../../worker/gateway/plugin";
-import { ipAllowed } from "../../worker/lib/cidr";
-import { isPermitted } from "../../worker/lib/permissions";
-import { KEY_INVALID_DETAIL } from "../key-auth";
+import { credentialRequiredDetail, definePlugin, GatewayError, ipAllowed, isPermitted, parseCidr, z } from "../../worker/plugin-api";
+import type { ResolvedIdentity, RouteAccess } from "../../worker/plugin-api";
+
+const cidr = z.string().refine((s) => parseCidr(s) !== null, "must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)");
 
 export const authorizeOptions = z.strictObject({
   groups: z
     .array(z.string().min(1))
     .min(1)
     .optional()
-    .describe("When set, only proxy users in one of these groups may call the route (e.g. [\"internal\"])"),
-  enforceIpAllowlist: z.boolean().default(true).describe("Refuse callers whose client IP is outside their user's `allowedIps`"),
+    .describe("When set, only proxy users in one of these groups may call the route (e.g. [\"internal\"]); default: any group"),
+  allowedIps: z
+    .array(cidr)
+    .min(1)
+    .optional()
+    .describe("When set, the client IP (CF-Connecting-IP) must be in one of these CIDRs, for every caller; default: any address"),
+  enforceIpAllowlist: z.boolean().default(true).describe("Refuse callers whose client IP is outside their proxy user's own `allowedIps`"),
 });
 export type AuthorizeOptions = z.input<typeof authorizeOptions>;
 
+/** The permissions of `access` the identity lacks (empty = allowed). */
+export function missingPermissions(identity: ResolvedIdentity, access: RouteAccess): string[] {
+  const has = (p: string) => isPermitted(identity.permissions, identity.key.permissions, p);
+  if ("anyOf" in access) return access.anyOf.some(has) ? [] : [...access.anyOf];
+  return access.allOf.filter((p) => !has(p));
+}
+
 /**
  * Checks that the authenticated proxy user may call this route: its roles (narrowed by the
- * key's scope) must grant the route's `permission`; its group must be allowed; its client IP
- * must be inside its allowlist. Fails closed: with no identity (no auth plugin ran) it refuses.
+ * key's or token's scope) must grant the route's `permission` (one string, `{ anyOf }` or
+ * `{ allOf }`); its group must be allowed; its client IP must be inside the route's and its own
+ * allowlist. Fails closed: with no identity (no authenticator ran) it refuses.
  *
  * @example plugins: [keyAuth(), authorize()]
- * @example routes: [{ …, permission: "admin:read", plugins: [authorize({ groups: ["internal"] })] }]
+ * @example routes: [{ …, permission: { anyOf: ["admin:read", "audit:read"] }, plugins: [authorize({ groups: ["internal"], allowedIps: ["10.0.0.0/8"] })] }]
  */
 export const authorize = definePlugin({
   name: "authorize",
   config: authorizeOptions,
-  create: ({ groups, enforceIpAllowlist }) =>
+  create: ({ groups, allowedIps, enforceIpAllowlist }) =>
     async function authorize(c, next) {
       const { identity, route, clientIp } = c.var;
-      if (!identity) throw new GatewayError("KEY_INVALID", KEY_INVALID_DETAIL);
-      const required = route.permission;
-      if (!required || !isPermitted(identity.permissions, identity.key.permissions, required)) {
-        throw new GatewayError("FORBIDDEN", required ? `This key does not grant "${required}".` : "This route has no permission configured.");
+      if (!identity) throw new GatewayError("KEY_INVALID", credentialRequiredDetail(c), { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
+      if (!route.access) throw new GatewayError("FORBIDDEN", "This route has no permission configured.");
+      const missing = missingPermissions(identity, route.access);
+      if (missing.length > 0) {
+        const what = "anyOf" in route.access ? `any of ${missing.map((p) => `"${p}"`).join(", ")}` : missing.map((p) => `"${p}"`).join(", ");
+        throw new GatewayError("FORBIDDEN", `This ${identity.authMethod === "jwt" ? "token" : "key"} does not grant ${what}.`);
       }
       if (groups && (identity.user.group === null || !groups.includes(identity.user.group))) {
         throw new GatewayError("FORBIDDEN", "This proxy user's group may not call this route.");
       }
-      const allowed = identity.user.allowedIps;
-      if (enforceIpAllowlist && allowed && allowed.length > 0 && !(clientIp && ipAllowed(clientIp, allowed))) {
+      if (allowedIps && !(clientIp && ipAllowed(clientIp, allowedIps))) {
+        throw new GatewayError("FORBIDDEN", "Requests from this address are not allowed on this route.");
+      }
+      const own = identity.user.allowedIps;
+      if (enforceIpAllowlist && own && own.length > 0 && !(clientIp && ipAllowed(clientIp, own))) {
         throw new GatewayError("FORBIDDEN", "Requests from this address are not allowed for this proxy user.");
       }
       await next();

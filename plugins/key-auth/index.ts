@@ -1,7 +1,5 @@
-import { z } from "@hono/zod-openapi";
-import { GatewayError } from "../../worker/errors";
-import { definePlugin } from "../../worker/gateway/plugin";
-import { waitUntil } from "../../worker/gateway/wait-until";
+import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, waitUntil, z } from "../../worker/plugin-api";
+import { KEY_PREFIX } from "../../worker/lib/api-key";
 import { recordKeyUse, resolveApiKey } from "../../worker/services/identity";
 
 /** The one body every refused key gets, whatever the reason, so callers learn nothing about keys. */
@@ -17,15 +15,19 @@ export const keyAuthOptions = z.strictObject({
 });
 export type KeyAuthOptions = z.input<typeof keyAuthOptions>;
 
-/** Reads the presented key; two different keys at once (or a duplicated header) are refused as malformed. */
-function presentedKey(headers: Headers, sources: readonly string[]): string | undefined | null {
+/**
+ * Reads the presented key; two different keys at once (or a duplicated header) are refused as
+ * malformed. With `onlyOurs` (another authenticator follows), an `Authorization: Bearer` value
+ * that is not key-shaped (no `pcl_` prefix, e.g. a JWT) is left for that authenticator.
+ */
+function presentedKey(headers: Headers, sources: readonly string[], onlyOurs: boolean): string | undefined | null {
   const found: string[] = [];
   if (sources.includes("authorization")) {
     const auth = headers.get("authorization");
     if (auth !== null) {
       const m = /^Bearer ([^\s,]+)$/i.exec(auth.trim());
-      if (!m) return null;
-      found.push(m[1]!);
+      if (m && m[1]!.startsWith(KEY_PREFIX)) found.push(m[1]!);
+      else if (!onlyOurs) return null;
     }
   }
   if (sources.includes("x-api-key")) {
@@ -39,7 +41,8 @@ function presentedKey(headers: Headers, sources: readonly string[]): string | un
 /**
  * Authenticates the caller by proxy-user API key. The key is checked for shape and checksum
  * first (no I/O), then resolved through the isolate cache, then D1. Every failure gives the
- * same 401 body; the reason is logged with the request id (never the key).
+ * same 401 body; the reason is logged with the request id (never the key). Next to jwt-auth on
+ * one route, either credential satisfies it (see docs/plugins.md, "Several authenticators").
  *
  * @example plugins: [keyAuth(), authorize()]
  * @example keyAuth({ headers: ["x-api-key"] }) // only X-API-Key
@@ -47,11 +50,19 @@ function presentedKey(headers: Headers, sources: readonly string[]): string | un
 export const keyAuth = definePlugin({
   name: "key-auth",
   config: keyAuthOptions,
+  traits: { authenticator: true },
   create: ({ headers: sources, hideCredentials }) =>
     async function keyAuth(c, next) {
+      const last = isLastAuthenticator(c, "key-auth");
+      const key = alreadyAuthenticated(c) ? undefined : presentedKey(c.req.raw.headers, sources, !last);
+      // Strip before anything can fail or pass: the origin never sees a client key either way.
+      if (hideCredentials) {
+        if (sources.includes("x-api-key")) c.var.upstreamHeaders.delete("x-api-key");
+        const auth = c.req.header("authorization");
+        if (sources.includes("authorization") && (last || key !== undefined || /^Bearer pcl_/i.test(auth?.trim() ?? ""))) c.var.upstreamHeaders.delete("authorization");
+      }
+      if (alreadyAuthenticated(c) || (key === undefined && !last)) return next();
       const { db, keyCache, env } = c.var.services;
-      const key = presentedKey(c.req.raw.headers, sources);
-      if (hideCredentials) for (const h of sources) c.var.upstreamHeaders.delete(h);
       const result =
         key === null
           ? ({ ok: false, reason: "malformed" } as const)
@@ -67,7 +78,8 @@ export const keyAuth = definePlugin({
             ...("keyId" in result ? { keyId: result.keyId, userId: result.userId } : {}),
           }),
         );
-        throw new GatewayError("KEY_INVALID", KEY_INVALID_DETAIL, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
+        const detail = result.reason === "missing" ? credentialRequiredDetail(c) : KEY_INVALID_DETAIL;
+        throw new GatewayError("KEY_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
       }
       c.set("identity", result.identity);
       const write = recordKeyUse(db, result.identity.key.id);

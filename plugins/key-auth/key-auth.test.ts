@@ -1,11 +1,83 @@
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
-import { expectProblem, originRecords, seedCaller, unique } from "../../test/helpers";
 import { createApp } from "../../worker/app";
 import { defineGateway } from "../../worker/gateway/config";
+import { describe, expect, it } from "vitest";
+import { admin, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../../test/helpers";
 import { authorize } from "../authorize";
-import { keyAuth } from ".";
+import { keyAuth } from "./index";
 
+const fetchGw = testGateway({
+  plugins: [keyAuth(), authorize()],
+  routes: [
+    { name: "ka-default", path: "/ka/*", upstream: "echo", permission: "echo:read" },
+    { name: "ka-x-api-key", path: "/ka-x/*", upstream: "echo", permission: "echo:read", plugins: [keyAuth({ headers: ["x-api-key"] })] },
+    { name: "ka-visible", path: "/ka-visible/*", upstream: "echo", permission: "echo:read", plugins: [keyAuth({ hideCredentials: false })] },
+  ],
+});
+
+describe("key-auth", () => {
+  it("accepts a key as Authorization: Bearer or X-API-Key and never forwards it", async () => {
+    const { key, user, keyId } = await seedCaller();
+    for (const headers of [{ authorization: `Bearer ${key}` }, { "x-api-key": key }] as Record<string, string>[]) {
+      const marker = unique("ka-ok");
+      const res = await fetchGw(`/ka/${marker}`, { headers });
+      expect(res.status).toBe(200);
+      const [rec] = await originRecords(marker);
+      expect(rec!.headers["x-api-key"]).toBeUndefined();
+      // The origin sees its own injected credential, not the client's key.
+      expect(rec!.headers.authorization).toBe("Bearer origin-secret-value-7f3a9c");
+      expect(rec!.headers["x-portcullis-user-id"]).toBe(user.id);
+      expect(rec!.headers["x-portcullis-key-id"]).toBe(keyId);
+      expect(JSON.stringify(rec)).not.toContain(key);
+    }
+  });
+
+  it("refuses missing, malformed, unknown and conflicting keys with one 401 body and nothing forwarded", async () => {
+    const { key } = await seedCaller();
+    const other = (await seedCaller()).key;
+    const cases: Record<string, string>[] = [
+      {},
+      { authorization: "Bearer not-a-key" },
+      { authorization: `Basic ${btoa("a:b")}` },
+      { authorization: `Bearer ${key.slice(0, -1)}${key.endsWith("A") ? "B" : "A"}` },
+      { "x-api-key": "pcl_000000000000000000000000000000" },
+      { authorization: `Bearer ${key}`, "x-api-key": other },
+    ];
+    for (const headers of cases) {
+      const marker = unique("ka-bad");
+      const res = await fetchGw(`/ka/${marker}`, { headers });
+      expect(res.headers.get("www-authenticate")).toBe('Bearer realm="portcullis"');
+      const body = await expectProblem(res, 401, "KEY_INVALID");
+      expect(body.detail).toBe("A valid API key is required.");
+      expect(await originRecords(marker)).toEqual([]);
+    }
+  });
+
+  it("refuses a revoked key", async () => {
+    const { key, keyId } = await seedCaller();
+    expect((await admin("POST", `/keys/${keyId}/revoke`, {})).status).toBe(200);
+    const marker = unique("ka-revoked");
+    await expectProblem(await fetchGw(`/ka/${marker}`, { headers: { "x-api-key": key } }), 401, "KEY_INVALID");
+    expect(await originRecords(marker)).toEqual([]);
+  });
+
+  it("headers: only the listed header is read", async () => {
+    const { key } = await seedCaller();
+    await expectProblem(await fetchGw(`/ka-x/${unique("m")}`, { headers: { authorization: `Bearer ${key}` } }), 401, "KEY_INVALID");
+    expect((await fetchGw(`/ka-x/${unique("m")}`, { headers: { "x-api-key": key } })).status).toBe(200);
+  });
+
+  it("hideCredentials: false forwards X-API-Key (the origin credential still wins on Authorization)", async () => {
+    const { key } = await seedCaller();
+    const marker = unique("ka-visible");
+    expect((await fetchGw(`/ka-visible/${marker}`, { headers: { "x-api-key": key } })).status).toBe(200);
+    const [rec] = await originRecords(marker);
+    expect(rec!.headers["x-api-key"]).toBe(key);
+    expect((await json(await fetchGw(`/ka/${unique("m")}`, { headers: { "x-api-key": key } }))).headers["x-api-key"]).toBeUndefined();
+  });
+});
+
+// ── from the core suite: a tiny gateway per case, via app.request ──
 /** A tiny gateway around one route, with the given key-auth options. */
 function appWith(options: Parameters<typeof keyAuth>[0]) {
   const app = createApp(

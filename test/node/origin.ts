@@ -24,10 +24,15 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
  * A real HTTP origin for tests: records every request it receives and echoes it back as JSON.
  * `GET /__records?contains=X` lists recorded requests whose raw URL contains X (not recorded itself).
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
- * `/__status/<code>` answers that status; `/__echo-auth` echoes the Authorization header in the response.
+ * `/__status/<code>` answers that status; `/__reflect` copies every request header into the
+ * response as `x-reflected-<name>` (an origin that leaks what it was sent);
+ * `/__bytes/<n>` answers n bytes (`?chunked=1`: without Content-Length);
+ * `PUT /__jwks/<name>` stores a JWKS that `GET /__jwks/<name>` then serves (fetches are recorded,
+ * so tests can count them).
  */
 export async function startRecordingOrigin(port = 0): Promise<{ server: Server; port: number }> {
   const records: RecordedRequest[] = [];
+  const jwks = new Map<string, string>();
   const server = createServer(async (req, res) => {
     const url = req.url ?? "/";
     if (url.startsWith("/__records")) {
@@ -39,6 +44,33 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
     const body = await readBody(req);
     records.push({ method: req.method ?? "", url, headers: req.headers, bodyBase64: body.toString("base64"), at: Date.now() });
     if (records.length > 20_000) records.splice(0, 10_000);
+    const jwksName = /^\/__jwks\/([\w-]+)$/.exec(url)?.[1];
+    if (jwksName) {
+      if (req.method === "PUT") {
+        jwks.set(jwksName, body.toString("utf8"));
+        res.writeHead(204).end();
+      } else if (jwks.has(jwksName)) {
+        res.writeHead(200, { "content-type": "application/json" }).end(jwks.get(jwksName));
+      } else res.writeHead(404).end();
+      return;
+    }
+    const bytes = /\/__bytes\/(\d+)/.exec(url);
+    if (bytes) {
+      const payload = Buffer.alloc(Number(bytes[1]), "a");
+      if (url.includes("chunked=1")) {
+        res.writeHead(200, { "content-type": "application/octet-stream" });
+        // Two writes without Content-Length: Node sends them chunked.
+        res.write(payload.subarray(0, payload.length >> 1));
+        res.end(payload.subarray(payload.length >> 1));
+      } else res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(payload.length) }).end(payload);
+      return;
+    }
+    if (url.includes("/__reflect")) {
+      const reflected: Record<string, string> = {};
+      for (const [name, value] of Object.entries(req.headers)) reflected[`x-reflected-${name}`] = String(value);
+      res.writeHead(200, { "content-type": "application/json", ...reflected }).end("{}");
+      return;
+    }
     const slow = /\/__slow\/(\d+)/.exec(url);
     if (slow) await new Promise((r) => setTimeout(r, Number(slow[1])));
     if (url.includes("/__redirect")) {

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
+import { purgeIsolateCaches } from "../lib/ttl-cache";
 import type { AdminActor } from "../services/admin-audit";
 
 async function sha256(text: string): Promise<ArrayBuffer> {
@@ -29,7 +30,11 @@ export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
 export const purgeKeyCacheOnMutation = (): MiddlewareHandler<GatewayEnv> =>
   async function purgeKeyCacheOnMutation(c, next) {
     await next();
-    if (c.req.method !== "GET" && c.req.method !== "HEAD") c.var.services.keyCache.purge();
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      c.var.services.keyCache.purge();
+      // JWT-user and origin-secret caches too: the change must show at once where it landed.
+      purgeIsolateCaches();
+    }
   };
 
 /** There is one admin credential today; the actor names it so audit rows stay meaningful when more arrive. */

@@ -2,6 +2,7 @@ import { adminAuth, purgeKeyCacheOnMutation } from "./auth";
 import { keysRouter } from "./keys";
 import { createAdminRouter } from "./openapi";
 import { rolesRouter } from "./roles";
+import { secretsRouter } from "./secrets";
 import { usersRouter } from "./users";
 
 /**
@@ -15,12 +16,13 @@ export function createAdminApp() {
   // The document describes the API; it holds no data, so it is served without the token.
   admin.doc31("/openapi.json", {
     openapi: "3.1.0",
-    info: { title: "Portcullis admin API", version: "1.0.0", description: "Manage proxy users, roles and keys. Errors are RFC 9457 problem+json with a stable `code`." },
+    info: { title: "Portcullis admin API", version: "1.0.0", description: "Manage proxy users, roles, keys and origin secrets. Errors are RFC 9457 problem+json with a stable `code`." },
     security: [{ adminToken: [] }],
   });
   admin.use("*", adminAuth(), purgeKeyCacheOnMutation());
   admin.route("/", usersRouter);
   admin.route("/", keysRouter);
   admin.route("/", rolesRouter);
+  admin.route("/", secretsRouter);
   return admin;
 }

@@ -141,3 +141,47 @@ export const keyRotateSchema = z
 
 export const pageOf = <T extends z.ZodType>(item: T, name: string) =>
   z.object({ data: z.array(item), nextCursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last") }).openapi(name);
+
+// ── origin secrets ─────────────────────────────────────────────────────────────
+export const secretNameParam = z.object({
+  name: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, "1–64 chars: a letter, then letters, digits, _ . -")
+    .openapi({ param: { name: "name", in: "path" }, example: "ORDERS_API_TOKEN" }),
+});
+
+const secretBinding = {
+  userId: z
+    .string()
+    .regex(/^usr_[0-9A-Za-z]{1,64}$/, "must be a proxy user id (usr_…)")
+    .optional()
+    .describe("Bind to this proxy user only (wins over group and global)"),
+  group: z.string().regex(NAME).optional().describe("Bind to this group (wins over global)"),
+};
+
+export const secretSchema = z
+  .object({
+    name: z.string(),
+    scope: z.enum(["global", "user", "group"]),
+    userId: z.string().nullable(),
+    group: z.string().nullable(),
+    version: z.number().int().describe("Starts at 1; every PUT adds 1"),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .openapi("OriginSecret", { description: "An origin secret's metadata. The value is write-only: no endpoint returns it." });
+
+export const secretPutSchema = z
+  .strictObject({
+    value: z
+      .string()
+      .min(1)
+      .max(8192)
+      .refine((v) => !/[\r\n\0]/.test(v), "must not contain CR, LF or NUL (it is sent in a header)")
+      .describe("The secret. Stored encrypted (AES-256-GCM); never returned, logged or audited"),
+    ...secretBinding,
+  })
+  .openapi("OriginSecretPut");
+
+export const secretBindingQuery = z.object(secretBinding);
+export const secretListQuery = listQuery.extend({ name: z.string().max(64).optional().describe("Only secrets with this name") });

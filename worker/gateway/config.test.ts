@@ -36,10 +36,17 @@ describe("defineGateway", () => {
     expect(() => defineGateway({ upstreams, routes: [{ name: "r", path: "/r/*", upstream: "api", extra: 1 } as never] })).toThrow(/extra/);
   });
 
-  it("fails at load, naming the plugin and field, when a plugin's options are invalid", () => {
-    expect(() => keyAuth({ headers: ["cookie" as never] })).toThrow(PluginConfigError);
-    expect(() => keyAuth({ headers: ["cookie" as never] })).toThrow(/plugin "key-auth": invalid options: headers\.0/);
-    expect(() => authorize({ groups: [] })).toThrow(/plugin "authorize".*groups/);
+  it("fails at load, naming the route, plugin and field, when a plugin's options are invalid", () => {
+    // The factory records the problem (it runs inside the routes literal, before the route is
+    // known); defineGateway reports it with the route's name and refuses to load.
+    const bad = keyAuth({ headers: ["cookie" as never] });
+    expect(bad.configIssues?.[0]?.path).toEqual(["headers", 0]);
+    expect(() => defineGateway({ upstreams, plugins: [bad], routes: [{ name: "r", path: "/r", upstream: "api" }] })).toThrow(GatewayConfigError);
+    expect(() => defineGateway({ upstreams, plugins: [bad], routes: [{ name: "r", path: "/r", upstream: "api" }] })).toThrow(/gateway\.plugins\[0\]\.headers\[0\] \(plugin "key-auth"\)/);
+    expect(() =>
+      defineGateway({ upstreams, plugins: [keyAuth()], routes: [{ name: "r", path: "/r", upstream: "api", permission: "a:b", plugins: [authorize({ groups: [] })] }] }),
+    ).toThrow(/gateway\.routes\[0\]\.plugins\[0\]\.groups \(route "r", plugin "authorize"\)/);
+    expect(new PluginConfigError("x", "a: b").message).toBe('plugin "x": invalid options: a: b');
   });
 
   it("builds chains: global order, route override in place, disabled plugins skipped", () => {

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { PERMISSION_PATTERN } from "../lib/permissions";
-import type { CompiledGateway, CompiledRoute, CompiledUpstream, PluginInstance } from "./types";
+import type { CompiledGateway, CompiledRoute, CompiledUpstream, PluginInstance, RouteAccess } from "./types";
 
 export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
@@ -11,6 +11,11 @@ const pluginInstance = z.custom<PluginInstance>(
   (v) => typeof v === "object" && v !== null && typeof (v as PluginInstance).name === "string" && typeof (v as PluginInstance).handler === "function",
   "expected a plugin instance, e.g. keyAuth()",
 );
+
+const requiredPermission = z
+  .string()
+  .regex(PERMISSION_PATTERN)
+  .refine((p) => !p.includes("*"), "a required permission is literal (wildcards belong in roles)");
 
 export const upstreamSchema = z.strictObject({
   url: z
@@ -39,11 +44,13 @@ export const routeSchema = z.strictObject({
   methods: z.array(z.enum(HTTP_METHODS)).min(1).default(["GET", "HEAD"]).describe("Allowed methods (others get 405); HEAD is implied by GET"),
   upstream: z.string().describe("Key into `upstreams`"),
   permission: z
-    .string()
-    .regex(PERMISSION_PATTERN)
-    .refine((p) => !p.includes("*"), "a required permission is literal (wildcards belong in roles)")
+    .union([
+      requiredPermission,
+      z.strictObject({ anyOf: z.array(requiredPermission).min(1).describe("The caller must hold at least one of these") }),
+      z.strictObject({ allOf: z.array(requiredPermission).min(1).describe("The caller must hold every one of these") }),
+    ])
     .optional()
-    .describe("Permission the caller must hold, e.g. `orders:read`"),
+    .describe("Permission the caller must hold (`orders:read`), or `{ anyOf: [...] }` / `{ allOf: [...] }`"),
   plugins: z.array(pluginInstance).default([]).describe("Route plugins, after the global chain; one named like a global plugin replaces it in place"),
   disablePlugins: z.array(z.string()).default([]).describe("Names of global plugins this route skips"),
 });
@@ -58,7 +65,21 @@ export const gatewaySchema = z
     const names = new Set<string>();
     const paths = new Set<string>();
     const globalNames = new Set(g.plugins.map((p) => p.name));
+    const reportPluginIssues = (plugins: readonly PluginInstance[], at: (string | number)[]) =>
+      plugins.forEach((p, j) => {
+        for (const issue of p.configIssues ?? []) {
+          ctx.addIssue({ code: "custom", path: [...at, j, ...issue.path.map((k) => (typeof k === "number" ? k : String(k)))], message: issue.message });
+        }
+      });
+    reportPluginIssues(g.plugins, ["plugins"]);
+    g.plugins.forEach((p, j) => {
+      if (g.plugins.findIndex((q) => q.name === p.name) !== j) ctx.addIssue({ code: "custom", path: ["plugins", j], message: `plugin "${p.name}" appears twice in the global chain` });
+    });
     g.routes.forEach((r, i) => {
+      reportPluginIssues(r.plugins, ["routes", i, "plugins"]);
+      r.plugins.forEach((p, j) => {
+        if (r.plugins.findIndex((q) => q.name === p.name) !== j) ctx.addIssue({ code: "custom", path: ["routes", i, "plugins", j], message: `plugin "${p.name}" appears twice in this route's plugins` });
+      });
       if (!(r.upstream in g.upstreams)) ctx.addIssue({ code: "custom", path: ["routes", i, "upstream"], message: `unknown upstream "${r.upstream}"` });
       if (names.has(r.name)) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name "${r.name}"` });
       if (paths.has(r.path)) ctx.addIssue({ code: "custom", path: ["routes", i, "path"], message: `duplicate route path "${r.path}"` });
@@ -68,8 +89,21 @@ export const gatewaySchema = z
         if (!globalNames.has(d)) ctx.addIssue({ code: "custom", path: ["routes", i, "disablePlugins"], message: `no global plugin named "${d}"` });
       }
       const chain = effectiveChain(g.plugins, r.plugins, r.disablePlugins);
-      if (chain.some((p) => p.name === "authorize") && !r.permission) {
-        ctx.addIssue({ code: "custom", path: ["routes", i, "permission"], message: "required when the authorize plugin runs on this route" });
+      const firstAuthenticator = chain.findIndex((p) => p.traits?.authenticator);
+      if (chain.some((p) => p.name === "authorize")) {
+        if (!r.permission) ctx.addIssue({ code: "custom", path: ["routes", i, "permission"], message: "required when the authorize plugin runs on this route" });
+        const at = chain.findIndex((p) => p.name === "authorize");
+        if (firstAuthenticator === -1 || firstAuthenticator > at) {
+          ctx.addIssue({ code: "custom", path: ["routes", i, "plugins"], message: "authorize runs before any authenticator (key-auth, jwt-auth): it would refuse every request" });
+        }
+      }
+      const preflight = chain.findIndex((p) => p.traits?.answersPreflight);
+      if (preflight !== -1 && firstAuthenticator !== -1 && firstAuthenticator < preflight) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["routes", i, "plugins"],
+          message: `"${chain[preflight]!.name}" must run before "${chain[firstAuthenticator]!.name}": browsers send CORS preflights without credentials (put it first in the global chain)`,
+        });
       }
     });
   });
@@ -109,8 +143,18 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const path = i.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
-      const route = i.path[0] === "routes" && typeof i.path[1] === "number" ? ` (route "${input.routes?.[i.path[1]]?.name ?? i.path[1]}")` : "";
-      return `  gateway${path}${route}: ${i.message}`;
+      const where: string[] = [];
+      let plugins: readonly unknown[] | undefined = input.plugins;
+      let pluginAt = 1;
+      if (i.path[0] === "routes" && typeof i.path[1] === "number") {
+        const route = input.routes?.[i.path[1]];
+        where.push(`route "${route?.name ?? i.path[1]}"`);
+        plugins = route?.plugins;
+        pluginAt = 3;
+      }
+      const plugin = i.path[pluginAt - 1] === "plugins" && typeof i.path[pluginAt] === "number" ? plugins?.[i.path[pluginAt] as number] : undefined;
+      if (plugin && typeof (plugin as PluginInstance).name === "string") where.push(`plugin "${(plugin as PluginInstance).name}"`);
+      return `  gateway${path}${where.length ? ` (${where.join(", ")})` : ""}: ${i.message}`;
     });
     throw new GatewayConfigError(`invalid gateway config:\n${lines.join("\n")}`);
   }
@@ -122,6 +166,8 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
     const wildcard = r.path.endsWith("/*");
     const methods = new Set<string>(r.methods);
     if (methods.has("GET")) methods.add("HEAD");
+    const plugins = effectiveChain(g.plugins, r.plugins, r.disablePlugins);
+    const access: RouteAccess | undefined = typeof r.permission === "string" ? { allOf: [r.permission] } : r.permission;
     return {
       name: r.name,
       path: r.path,
@@ -129,8 +175,11 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
       wildcard,
       methods,
       upstream: r.upstream,
-      permission: r.permission,
-      plugins: effectiveChain(g.plugins, r.plugins, r.disablePlugins),
+      permission: typeof r.permission === "string" ? r.permission : undefined,
+      access,
+      plugins,
+      authenticators: plugins.filter((p) => p.traits?.authenticator).map((p) => p.name),
+      answersPreflight: plugins.some((p) => p.traits?.answersPreflight),
     };
   });
   return { upstreams, routes };

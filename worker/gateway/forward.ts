@@ -67,28 +67,67 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
       throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}" has no credential configured.`);
     }
     headers.set(upstream.credential.header, upstream.credential.prefix + secret);
+    c.var.forward.injectedSecrets.push(secret);
   }
+  const { timeoutMs, maxResponseBytes, injectedSecrets } = c.var.forward;
 
   const method = c.req.method;
-  const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
+  const replaced = c.var.forward.body;
+  const body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
   let res: Response;
   try {
     res = await fetch(target, {
       method,
       headers,
-      body: hasBody ? c.req.raw.body : null,
+      body,
       redirect: "manual",
-      signal: AbortSignal.timeout(upstream.timeoutMs),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
     const name = (err as Error)?.name;
     if (name === "TimeoutError" || name === "AbortError") {
-      throw new GatewayError("UPSTREAM_TIMEOUT", `Upstream "${upstream.name}" did not answer within ${upstream.timeoutMs} ms.`);
+      throw new GatewayError("UPSTREAM_TIMEOUT", `Upstream "${upstream.name}" did not answer within ${timeoutMs} ms.`);
     }
     console.error(JSON.stringify({ level: "warn", msg: "upstream fetch failed", requestId, upstream: upstream.name, error: String(err) }));
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
   const outHeaders = sanitizeResponseHeaders(res.headers);
+  dropLeakingHeaders(outHeaders, injectedSecrets);
   outHeaders.set("x-request-id", requestId);
-  return new Response(res.body, { status: res.status, statusText: res.statusText, headers: outHeaders });
+  let resBody = res.body;
+  if (maxResponseBytes !== undefined && resBody) {
+    const declared = Number(res.headers.get("content-length"));
+    if (Number.isFinite(declared) && declared > maxResponseBytes) {
+      await resBody.cancel();
+      throw new GatewayError("UPSTREAM_RESPONSE_TOO_LARGE", `The upstream's response is larger than ${maxResponseBytes} bytes.`);
+    }
+    // Without a usable Content-Length the status line is already decided when the limit is
+    // hit, so the stream is cut off (the client sees an aborted body, never the excess).
+    resBody = resBody.pipeThrough(byteLimit(maxResponseBytes, () => new GatewayError("UPSTREAM_RESPONSE_TOO_LARGE")));
+  }
+  return new Response(resBody, { status: res.status, statusText: res.statusText, headers: outHeaders });
+}
+
+/**
+ * Removes response headers that carry (part of) a credential the gateway injected, e.g. an
+ * origin that echoes `Authorization` in a debug header. Secrets shorter than 8 characters are
+ * matched whole-value only, so a short secret does not knock out unrelated headers.
+ */
+export function dropLeakingHeaders(headers: Headers, secrets: readonly string[]): void {
+  if (secrets.length === 0) return;
+  for (const [name, value] of [...headers]) {
+    if (secrets.some((s) => s !== "" && (s.length >= 8 ? value.includes(s) : value.trim() === s))) headers.delete(name);
+  }
+}
+
+/** A pass-through stream that errors once more than `max` bytes have flowed through it. */
+export function byteLimit(max: number, onExceeded: () => Error): TransformStream<Uint8Array, Uint8Array> {
+  let seen = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (seen > max) controller.error(onExceeded());
+      else controller.enqueue(chunk);
+    },
+  });
 }

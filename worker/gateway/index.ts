@@ -1,4 +1,4 @@
-import type { Handler, Hono, MiddlewareHandler } from "hono";
+import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { forwardToUpstream } from "./forward";
@@ -17,10 +17,15 @@ export const canonicalPath = (): MiddlewareHandler<GatewayEnv> =>
     await next();
   };
 
+/** A CORS preflight: OPTIONS naming the method the browser wants to send. */
+const isPreflight = (c: Context<GatewayEnv>) => c.req.method === "OPTIONS" && c.req.header("origin") !== undefined && c.req.header("access-control-request-method") !== undefined;
+
 /** First handler of a route: method check, then the route's context for the plugins. */
 const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): MiddlewareHandler<GatewayEnv> =>
   async function bindRoute(c, next) {
-    if (!route.methods.has(c.req.method)) {
+    // A preflight is let through only to a chain with a plugin that answers it (cors); that
+    // plugin never forwards it, so the origin still only sees the route's methods.
+    if (!route.methods.has(c.req.method) && !(route.answersPreflight && isPreflight(c))) {
       throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, {
         headers: { allow: [...route.methods].join(", ") },
       });
@@ -30,8 +35,17 @@ const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): Middleware
     c.set("upstreamHeaders", sanitizeRequestHeaders(c.req.raw.headers));
     c.set("identity", undefined);
     c.set("bag", new Map());
+    c.set("forward", { timeoutMs: upstream.timeoutMs, injectedSecrets: [] });
     await next();
   };
+
+/** Defence in depth: a preflight let through by bindRoute must have been answered by now. */
+const refuseUnansweredPreflight: MiddlewareHandler<GatewayEnv> = async function refuseUnansweredPreflight(c, next) {
+  if (!c.var.route.methods.has(c.req.method)) {
+    throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, { headers: { allow: [...c.var.route.methods].join(", ") } });
+  }
+  await next();
+};
 
 /**
  * Registers every configured route on the app: `bindRoute → plugins (declared order) → forward`.
@@ -41,7 +55,7 @@ const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): Middleware
 export function mountGateway(app: Hono<GatewayEnv>, gateway: CompiledGateway): void {
   for (const route of gateway.routes) {
     const upstream = gateway.upstreams.get(route.upstream)!;
-    const handlers = [bindRoute(route, upstream), ...route.plugins.map((p) => p.handler), forwardToUpstream] as Handler<GatewayEnv>[];
+    const handlers = [bindRoute(route, upstream), ...route.plugins.map((p) => p.handler), refuseUnansweredPreflight, forwardToUpstream] as Handler<GatewayEnv>[];
     const patterns = route.wildcard ? [route.prefix || "/", `${route.prefix}/*`] : [route.path];
     // Hono's overloads want a literal handler list; the chain's length is only known at load.
     const register = app.all.bind(app) as (path: string, ...h: Handler<GatewayEnv>[]) => unknown;

@@ -1,11 +1,48 @@
 import type { MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 
+/** What the gateway needs to know about a plugin beyond its middleware. */
+export interface PluginTraits {
+  /**
+   * The plugin establishes `c.var.identity` from a credential (key-auth, jwt-auth). When a route
+   * runs several authenticators, any one of them may satisfy it: see docs/plugins.md.
+   */
+  readonly authenticator?: boolean;
+  /** The plugin answers CORS preflights itself, so the route lets `OPTIONS` preflights reach it. */
+  readonly answersPreflight?: boolean;
+}
+
 /** A plugin ready to run: its name (for ordering, disabling, overriding) and its middleware. */
 export interface PluginInstance {
   readonly name: string;
   readonly handler: MiddlewareHandler<GatewayEnv>;
+  readonly traits?: PluginTraits;
+  /** The parsed options (what `create` received); undefined when they were invalid. */
+  readonly options?: unknown;
+  /** Option errors found by the factory; `defineGateway` reports them with the route's name. */
+  readonly configIssues?: readonly { path: readonly PropertyKey[]; message: string }[];
 }
+
+/**
+ * Per-request settings of the origin call. `bindRoute` starts them from the upstream's config;
+ * plugins may tighten them before `next()`.
+ */
+export interface ForwardOptions {
+  /** Abort the origin call after this long (504 UPSTREAM_TIMEOUT). */
+  timeoutMs: number;
+  /** When set, sent instead of the client's body (e.g. a body a plugin has already read and checked). */
+  body?: ArrayBuffer | ReadableStream | null;
+  /** Refuse (by Content-Length) or cut off (while streaming) an origin response larger than this. */
+  maxResponseBytes?: number;
+  /**
+   * Credential values injected into this request. A response header whose value contains one
+   * is dropped, so an origin that reflects its credential cannot leak it to the caller.
+   */
+  injectedSecrets: string[];
+}
+
+/** Which permissions a route requires: any one of them, or all of them. */
+export type RouteAccess = { readonly anyOf: readonly string[] } | { readonly allOf: readonly string[] };
 
 /** An upstream after config load: the origin every route to it is pinned to. */
 export interface CompiledUpstream {
@@ -28,9 +65,15 @@ export interface CompiledRoute {
   readonly wildcard: boolean;
   readonly methods: ReadonlySet<string>;
   readonly upstream: string;
-  /** Permission the caller must hold (checked by the authorize plugin). */
+  /** The route's `permission` when it is a single string (kept for logs and audit). */
   readonly permission: string | undefined;
+  /** Permissions the caller must hold (checked by the authorize plugin); undefined = none configured. */
+  readonly access: RouteAccess | undefined;
   readonly plugins: readonly PluginInstance[];
+  /** Names of the authenticator plugins in `plugins`, in chain order. */
+  readonly authenticators: readonly string[];
+  /** Whether a plugin in the chain answers CORS preflights. */
+  readonly answersPreflight: boolean;
 }
 
 export interface CompiledGateway {

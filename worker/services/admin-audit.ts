@@ -10,7 +10,7 @@ export interface AdminActor {
 
 export interface AdminEvent {
   action: string;
-  targetType: "user" | "role" | "key";
+  targetType: "user" | "role" | "key" | "secret";
   targetId: string;
   before?: object | null;
   after?: object | null;

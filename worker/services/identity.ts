@@ -5,8 +5,14 @@ import type { UserStatus } from "../db/schema";
 import { hashApiKey, isWellFormedApiKey } from "../lib/api-key";
 import type { KeyCache } from "./key-cache";
 
-/** What the gateway knows about a caller once its key resolves: enough for every policy check. */
+/**
+ * What the gateway knows about a caller once its credential resolves: enough for every policy
+ * check. Key callers and JWT callers resolve to the same shape (a JWT caller's `key` describes
+ * the token), so roles, limits and audit treat them alike.
+ */
 export interface ResolvedIdentity {
+  /** Which authenticator resolved the caller. */
+  authMethod: "api-key" | "jwt";
   user: {
     id: string;
     name: string;
@@ -50,6 +56,7 @@ export async function loadIdentityByHash(db: Database, hash: string): Promise<Re
   if (!row) return null;
   const roleRows = rows.filter((r) => r.roleName !== null);
   return {
+    authMethod: "api-key",
     user: {
       id: row.user.id,
       name: row.user.name,
@@ -68,6 +75,33 @@ export async function loadIdentityByHash(db: Database, hash: string): Promise<Re
     },
     roles: roleRows.map((r) => r.roleName!),
     permissions: [...new Set(roleRows.flatMap((r) => r.rolePermissions ?? []))],
+  };
+}
+
+/**
+ * Loads a proxy user (and its roles) by id or name, for authenticators that map an external
+ * credential (a JWT claim) to a user. The `key` part is left for the caller to describe the
+ * credential. Null when no such user exists.
+ */
+export async function loadUserIdentity(db: Database, by: "id" | "name", value: string): Promise<Omit<ResolvedIdentity, "key" | "authMethod"> | null> {
+  const row = await db.query.proxyUsers.findFirst({ where: by === "id" ? eq(proxyUsers.id, value) : eq(proxyUsers.name, value) });
+  if (!row) return null;
+  const roleRows = await db
+    .select({ name: roles.name, permissions: roles.permissions })
+    .from(userRoles)
+    .innerJoin(roles, eq(userRoles.roleId, roles.id))
+    .where(eq(userRoles.userId, row.id));
+  return {
+    user: {
+      id: row.id,
+      name: row.name,
+      group: row.group,
+      status: row.status,
+      expiresAt: row.expiresAt?.getTime() ?? null,
+      allowedIps: row.allowedIps ?? null,
+    },
+    roles: roleRows.map((r) => r.name),
+    permissions: [...new Set(roleRows.flatMap((r) => r.permissions))],
   };
 }
 

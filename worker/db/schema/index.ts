@@ -2,3 +2,4 @@ export * from "./proxy-users";
 export * from "./roles";
 export * from "./api-keys";
 export * from "./admin-audit";
+export * from "./origin-secrets";

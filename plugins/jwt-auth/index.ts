@@ -1,0 +1,193 @@
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
+import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
+import { TtlCache } from "../../worker/lib/ttl-cache";
+import { identityFailure, loadUserIdentity } from "../../worker/services/identity";
+
+/** The one body every refused token gets, whatever the reason (expired, bad signature, unknown user…). */
+export const TOKEN_INVALID_DETAIL = "A valid bearer token is required.";
+
+const ALGORITHMS = ["HS256", "RS256", "ES256"] as const;
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+// JWS compact serialization: three base64url parts. Only such a Bearer value is a JWT to us.
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+const jwksUrl = z
+  .url({ protocol: /^https?$/ })
+  .refine((u) => {
+    const url = new URL(u);
+    // Keys fetched over plain HTTP could be swapped in transit; only loopback (tests, local dev) may use it.
+    return url.protocol === "https:" || ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+  }, "must be https (http only for localhost)");
+
+const publicJwk = z
+  .looseObject({ kty: z.enum(["RSA", "EC"]), kid: z.string().optional() })
+  .refine((k) => !("d" in k), "an inline JWK must be a public key (it has a private part `d`)");
+
+export const jwtAuthOptions = z
+  .strictObject({
+    algorithms: z
+      .array(z.enum(ALGORITHMS))
+      .min(1)
+      .describe("Accepted `alg` values (pinned: `none` and anything unlisted are refused). No default: choose deliberately."),
+    jwksUrl: jwksUrl.optional().describe("URL of the issuer's JWKS (e.g. https://issuer.example/.well-known/jwks.json); fetched on first use, then cached"),
+    jwks: z
+      .strictObject({ keys: z.array(publicJwk).min(1) })
+      .optional()
+      .describe("Inline public keys (RS256/ES256) as a JWKS, instead of or besides `jwksUrl`"),
+    secretFromEnv: z
+      .string()
+      .regex(ENV_NAME)
+      .optional()
+      .describe("Worker secret holding the HS256 key (at least 32 bytes). HS256 is only accepted when this is set"),
+    jwksCacheSeconds: z.number().int().min(0).max(86_400).default(600).describe("How long fetched JWKS keys are reused before a refetch"),
+    jwksCooldownSeconds: z.number().int().min(0).max(3600).default(30).describe("Minimum time between JWKS refetches triggered by an unknown `kid`"),
+    issuer: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe("Required `iss` (one or a list); default: not checked"),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe("Required `aud` (one or a list); default: not checked"),
+    leewaySeconds: z.number().int().min(0).max(300).default(30).describe("Clock skew tolerated on `exp` and `nbf`"),
+    requireExp: z.boolean().default(true).describe("Refuse tokens without `exp`"),
+    maxTokenAgeSeconds: z.number().int().positive().optional().describe("When set, refuse tokens whose `iat` is older than this"),
+    userClaim: z.string().min(1).default("sub").describe("Claim naming the proxy user the token acts as"),
+    userLookup: z.enum(["id", "name"]).default("id").describe("Whether `userClaim` holds the proxy user's id (`usr_…`) or its name"),
+    scopeClaim: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Claim with permissions (space-separated string or array) that narrow the user's roles, like a key's scope; default: no narrowing"),
+    userCacheSeconds: z.number().int().min(0).max(60).default(5).describe("How long a looked-up proxy user is reused in an isolate"),
+    hideCredentials: z.boolean().default(true).describe("Remove the Authorization header before forwarding"),
+  })
+  .superRefine((o, ctx) => {
+    const asymmetric = o.algorithms.some((a) => a !== "HS256");
+    if (o.algorithms.includes("HS256") && !o.secretFromEnv) ctx.addIssue({ code: "custom", path: ["secretFromEnv"], message: "required when algorithms include HS256" });
+    if (!o.algorithms.includes("HS256") && o.secretFromEnv) ctx.addIssue({ code: "custom", path: ["secretFromEnv"], message: "set, but HS256 is not in algorithms" });
+    if (asymmetric && !o.jwksUrl && !o.jwks) ctx.addIssue({ code: "custom", path: ["jwksUrl"], message: "RS256/ES256 need `jwksUrl` or inline `jwks`" });
+    if (!asymmetric && (o.jwksUrl || o.jwks)) ctx.addIssue({ code: "custom", path: ["algorithms"], message: "keys are configured but only HS256 is accepted" });
+  });
+export type JwtAuthOptions = z.input<typeof jwtAuthOptions>;
+
+type UserPart = Omit<ResolvedIdentity, "key" | "authMethod">;
+const userCache = new TtlCache<UserPart | null>();
+
+/** `scope`-style claim → permission list; undefined when the claim is absent. */
+function scopeOf(payload: JWTPayload, claim: string | undefined): string[] | null {
+  if (!claim) return null;
+  const v = payload[claim];
+  if (typeof v === "string") return v.split(" ").filter(Boolean);
+  if (Array.isArray(v) && v.every((s) => typeof s === "string")) return v as string[];
+  // A configured scope claim that is missing or malformed grants nothing, never everything.
+  return [];
+}
+
+function refuse(c: GatewayContext, reason: string, detail = TOKEN_INVALID_DETAIL): never {
+  console.log(JSON.stringify({ level: "info", msg: "token refused", requestId: c.var.requestId, route: c.var.route?.name, reason }));
+  throw new GatewayError("TOKEN_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis", error="invalid_token"' } });
+}
+
+/**
+ * Authenticates callers by JWT (`Authorization: Bearer <jwt>`) and maps a claim to a proxy
+ * user, so the user's roles, group, IP allowlist, limits and audit apply exactly as for key
+ * callers. Signatures are checked with jose against pinned algorithms: HS256 only with a key
+ * from a Worker secret, RS256/ES256 only with public keys (inline or a cached JWKS URL), so an
+ * RS-signed key can never be replayed as an HMAC secret. `exp`/`nbf` get `leewaySeconds`.
+ * Next to key-auth on one route, either credential satisfies it.
+ *
+ * @example
+ * jwtAuth({ algorithms: ["RS256"], jwksUrl: "https://login.example/.well-known/jwks.json", issuer: "https://login.example/", audience: "orders-api" })
+ * @example
+ * jwtAuth({ algorithms: ["HS256"], secretFromEnv: "PARTNER_JWT_SECRET", userClaim: "client_id", userLookup: "name" })
+ */
+export const jwtAuth = definePlugin({
+  name: "jwt-auth",
+  config: jwtAuthOptions,
+  traits: { authenticator: true },
+  create: (o) => {
+    // Built once per config load: the remote set keeps its fetched keys for jwksCacheSeconds.
+    const remote = o.jwksUrl
+      ? createRemoteJWKSet(new URL(o.jwksUrl), { cacheMaxAge: o.jwksCacheSeconds * 1000, cooldownDuration: o.jwksCooldownSeconds * 1000, timeoutDuration: 5000 })
+      : undefined;
+    const local = o.jwks ? createLocalJWKSet(o.jwks as JSONWebKeySet) : undefined;
+    const hmacKeys = new WeakMap<object, Uint8Array>();
+
+    const keyFor = (env: Record<string, unknown>): JWTVerifyGetKey => async (header, token) => {
+      if (header.alg === "HS256") {
+        let key = hmacKeys.get(env);
+        if (!key) {
+          const secret = env[o.secretFromEnv!];
+          if (typeof secret !== "string" || new TextEncoder().encode(secret).length < 32) {
+            throw new GatewayError("GATEWAY_MISCONFIGURED", `jwt-auth: ${o.secretFromEnv} is missing or shorter than 32 bytes.`);
+          }
+          hmacKeys.set(env, (key = new TextEncoder().encode(secret)));
+        }
+        return key;
+      }
+      // Asymmetric: inline keys first, then the issuer's JWKS. Neither ever yields an HMAC key.
+      if (local) {
+        try {
+          return await local(header, token);
+        } catch (err) {
+          if (!remote) throw err;
+        }
+      }
+      return remote!(header, token);
+    };
+
+    return async function jwtAuth(c, next) {
+      const last = isLastAuthenticator(c, "jwt-auth");
+      const auth = c.req.header("authorization")?.trim();
+      const m = auth ? /^Bearer (\S+)$/i.exec(auth) : null;
+      const token = m && JWS_COMPACT.test(m[1]!) ? m[1]! : undefined;
+      if (o.hideCredentials && (token || last || alreadyAuthenticated(c))) c.var.upstreamHeaders.delete("authorization");
+      if (alreadyAuthenticated(c)) return next();
+      if (!token) {
+        if (!last) return next();
+        refuse(c, auth ? "malformed" : "missing", auth ? TOKEN_INVALID_DETAIL : credentialRequiredDetail(c));
+      }
+
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, keyFor(c.env), {
+          algorithms: [...o.algorithms],
+          issuer: o.issuer,
+          audience: o.audience,
+          clockTolerance: o.leewaySeconds,
+          requiredClaims: o.requireExp ? ["exp"] : [],
+          ...(o.maxTokenAgeSeconds ? { maxTokenAge: o.maxTokenAgeSeconds } : {}),
+        }));
+      } catch (err) {
+        if (err instanceof GatewayError) throw err;
+        if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && o.jwksUrl)) {
+          console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", requestId: c.var.requestId, error: String(err) }));
+        }
+        refuse(c, err instanceof joseErrors.JOSEError ? err.code : "verify_failed");
+      }
+
+      const subject = payload[o.userClaim];
+      if (typeof subject !== "string" || subject === "") refuse(c, "no_user_claim");
+      const cacheKey = `${o.userLookup}:${subject}`;
+      let user = userCache.get(cacheKey);
+      if (user === undefined) {
+        user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+        userCache.set(cacheKey, user, (user ? o.userCacheSeconds : Math.min(o.userCacheSeconds, 2)) * 1000);
+      }
+      if (!user) refuse(c, "unknown_user");
+      const identity: ResolvedIdentity = {
+        ...user,
+        authMethod: "jwt",
+        key: {
+          // A JWT caller has no key; its "key" is the token, identified by jti when present.
+          id: typeof payload.jti === "string" ? `jwt:${payload.jti.slice(0, 64)}` : "jwt",
+          name: typeof payload.iss === "string" ? payload.iss.slice(0, 200) : null,
+          start: "",
+          expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + o.leewaySeconds * 1000 : null,
+          revokedAt: null,
+          permissions: scopeOf(payload, o.scopeClaim),
+        },
+      };
+      const failure = identityFailure(identity, Date.now());
+      if (failure) refuse(c, failure);
+      c.set("identity", identity);
+      await next();
+    };
+  },
+});

@@ -1,0 +1,200 @@
+import { env } from "cloudflare:test";
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { admin, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../../test/helpers";
+import { authorize } from "../authorize";
+import { keyAuth } from "../key-auth";
+import { jwtAuth } from "./index";
+
+const ISS = "https://issuer.test/";
+const AUD = "portcullis-tests";
+const jwksName = unique("jwks").replace(/[^\w-]/g, "");
+const jwksUrl = `${env.TEST_ORIGIN_URL}/__jwks/${jwksName}`;
+
+let rsa: { privateKey: CryptoKey; publicKey: CryptoKey };
+let ec: { privateKey: CryptoKey; publicKey: CryptoKey };
+let inlineEc: { privateKey: CryptoKey; publicKey: CryptoKey };
+let inlineJwk: JWK;
+
+beforeAll(async () => {
+  rsa = await generateKeyPair("RS256", { extractable: true });
+  ec = await generateKeyPair("ES256", { extractable: true });
+  inlineEc = await generateKeyPair("ES256", { extractable: true });
+  const keys = [
+    { ...(await exportJWK(rsa.publicKey)), kid: "rsa-1", alg: "RS256", use: "sig" },
+    { ...(await exportJWK(ec.publicKey)), kid: "ec-1", alg: "ES256", use: "sig" },
+  ];
+  const put = await fetch(jwksUrl, { method: "PUT", body: JSON.stringify({ keys }) });
+  expect(put.status).toBe(204);
+  inlineJwk = { ...(await exportJWK(inlineEc.publicKey)), kid: "inline-1" };
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+
+async function sign(
+  claims: Record<string, unknown>,
+  opts: { alg?: "RS256" | "ES256" | "HS256"; kid?: string; key?: CryptoKey | Uint8Array; exp?: number | null; nbf?: number; iss?: string; aud?: string } = {},
+) {
+  const alg = opts.alg ?? "RS256";
+  const key = opts.key ?? (alg === "RS256" ? rsa.privateKey : alg === "ES256" ? ec.privateKey : new TextEncoder().encode(env.JWT_HS_SECRET));
+  let jwt = new SignJWT(claims).setProtectedHeader({ alg, ...(opts.kid !== undefined ? { kid: opts.kid } : alg === "RS256" ? { kid: "rsa-1" } : alg === "ES256" ? { kid: "ec-1" } : {}) }).setIssuedAt();
+  jwt = jwt.setIssuer(opts.iss ?? ISS).setAudience(opts.aud ?? AUD);
+  if (opts.exp !== null) jwt = jwt.setExpirationTime(opts.exp ?? now() + 300);
+  if (opts.nbf !== undefined) jwt = jwt.setNotBefore(opts.nbf);
+  return jwt.sign(key);
+}
+
+const b64url = (s: string) => btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+
+const rsAuth = () => jwtAuth({ algorithms: ["RS256", "ES256"], jwksUrl, issuer: ISS, audience: AUD, leewaySeconds: 30 });
+const fetchGw = testGateway({
+  plugins: [keyAuth(), rsAuth(), authorize()],
+  routes: [
+    { name: "jwt-both", path: "/jwt-both/*", upstream: "echo", permission: "echo:read" },
+    { name: "jwt-only", path: "/jwt-only/*", upstream: "echo", permission: "echo:read", disablePlugins: ["key-auth"] },
+    {
+      name: "jwt-hs",
+      path: "/jwt-hs/*",
+      upstream: "echo",
+      permission: "echo:read",
+      disablePlugins: ["key-auth"],
+      plugins: [jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_HS_SECRET", userClaim: "client_id", userLookup: "name", scopeClaim: "scope", issuer: ISS })],
+    },
+  ],
+});
+
+// The inline route is built after beforeAll has the key: a gateway of its own.
+let inlineGw: ReturnType<typeof testGateway>;
+beforeAll(() => {
+  inlineGw = testGateway({
+    plugins: [jwtAuth({ algorithms: ["ES256"], jwks: { keys: [inlineJwk as { kty: "EC" }] }, requireExp: false }), authorize()],
+    routes: [{ name: "jwt-inline", path: "/jwt-inline/*", upstream: "echo", permission: "echo:read" }],
+  });
+});
+
+async function expectRefused(path: string, headers: Record<string, string>, code = "TOKEN_INVALID", gw = fetchGw) {
+  const marker = unique("jwt-no");
+  const res = await gw(`${path}/${marker}`, { headers });
+  const body = await expectProblem(res, 401, code);
+  expect(await originRecords(marker)).toEqual([]);
+  return { res, body };
+}
+
+describe("jwt-auth", () => {
+  it("accepts RS256 and ES256 tokens from the JWKS URL and acts as the mapped proxy user", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"], group: "partner" });
+    for (const alg of ["RS256", "ES256"] as const) {
+      const token = await sign({ sub: user.id, jti: "t-1" }, { alg });
+      const marker = unique("jwt-ok");
+      const res = await fetchGw(`/jwt-only/${marker}`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      const [rec] = await originRecords(marker);
+      expect(rec!.headers["x-portcullis-user-id"]).toBe(user.id);
+      expect(rec!.headers["x-portcullis-user-group"]).toBe("partner");
+      expect(rec!.headers["x-portcullis-key-id"]).toBe("jwt:t-1");
+      // The client's token is not forwarded; the origin gets its own credential.
+      expect(rec!.headers.authorization).toBe("Bearer origin-secret-value-7f3a9c");
+      expect(JSON.stringify(rec)).not.toContain(token);
+    }
+  });
+
+  it("caches the JWKS: many requests, one fetch", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    for (let i = 0; i < 4; i++) {
+      const token = await sign({ sub: user.id });
+      expect((await fetchGw(`/jwt-only/${unique("jwks-cache")}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    }
+    const fetches = (await originRecords(`/__jwks/${jwksName}`)).filter((r) => r.method === "GET");
+    expect(fetches.length).toBe(1);
+  });
+
+  it("checks exp and nbf with leeway, iss and aud", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const ok = async (token: string) => (await fetchGw(`/jwt-only/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } })).status;
+    expect(await ok(await sign({ sub: user.id }, { exp: now() - 10 }))).toBe(200); // inside 30 s leeway
+    expect(await ok(await sign({ sub: user.id }, { nbf: now() + 10 }))).toBe(200);
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { exp: now() - 120 })}` });
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { nbf: now() + 120 })}` });
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { exp: null })}` });
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { iss: "https://evil.test/" })}` });
+    const { body } = await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { aud: "other-api" })}` });
+    expect(body.detail).toBe("A valid bearer token is required.");
+  });
+
+  it("pins algorithms: alg none, HS256-with-the-public-key and tampered tokens are refused", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const claims = b64url(JSON.stringify({ sub: user.id, iss: ISS, aud: AUD, exp: now() + 300 }));
+    await expectRefused("/jwt-only", { authorization: `Bearer ${b64url(JSON.stringify({ alg: "none" }))}.${claims}.` });
+    // The classic confusion: sign HS256 with the RSA public key's bytes.
+    const pub = new TextEncoder().encode(JSON.stringify(await exportJWK(rsa.publicKey)));
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { alg: "HS256", key: pub, kid: "rsa-1" })}` });
+    // An RS256 token on the HS256-only route, and an HS256 token on the RS-only route.
+    await expectRefused("/jwt-hs", { authorization: `Bearer ${await sign({ client_id: user.name })}` });
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: user.id }, { alg: "HS256" })}` });
+    const good = await sign({ sub: user.id });
+    const [h, p, s] = good.split(".");
+    await expectRefused("/jwt-only", { authorization: `Bearer ${h}.${p}.${s!.slice(0, -4)}AAAA` });
+    const forged = b64url(JSON.stringify({ sub: "usr_someone_else", iss: ISS, aud: AUD, exp: now() + 300 }));
+    await expectRefused("/jwt-only", { authorization: `Bearer ${h}.${forged}.${s}` });
+  });
+
+  it("HS256 with a secret from a Worker secret, user by name, scope narrowing the roles", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:*"] });
+    const marker = unique("jwt-hs");
+    const scoped = await sign({ client_id: user.name, scope: "echo:read other:thing" }, { alg: "HS256" });
+    expect((await fetchGw(`/jwt-hs/${marker}`, { headers: { authorization: `Bearer ${scoped}` } })).status).toBe(200);
+    expect((await originRecords(marker))[0]!.headers["x-portcullis-user-id"]).toBe(user.id);
+    const narrow = await sign({ client_id: user.name, scope: "echo:write" }, { alg: "HS256" });
+    const res = await fetchGw(`/jwt-hs/${unique("m")}`, { headers: { authorization: `Bearer ${narrow}` } });
+    await expectProblem(res, 403, "FORBIDDEN");
+    // A configured scope claim that is missing grants nothing.
+    await expectProblem(await fetchGw(`/jwt-hs/${unique("m")}`, { headers: { authorization: `Bearer ${await sign({ client_id: user.name }, { alg: "HS256" })}` } }), 403, "FORBIDDEN");
+  });
+
+  it("inline public keys verify without any fetch", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const token = await new SignJWT({ sub: user.id }).setProtectedHeader({ alg: "ES256", kid: "inline-1" }).sign(inlineEc.privateKey);
+    expect((await inlineGw(`/jwt-inline/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    const other = await new SignJWT({ sub: user.id }).setProtectedHeader({ alg: "ES256", kid: "inline-1" }).sign(ec.privateKey);
+    await expectRefused("/jwt-inline", { authorization: `Bearer ${other}` }, "TOKEN_INVALID", inlineGw);
+  });
+
+  it("the mapped user's roles, status and existence apply as for key callers", async () => {
+    const { user } = await seedCaller({ permissions: ["billing:read"] });
+    await expectProblem(await fetchGw(`/jwt-only/${unique("m")}`, { headers: { authorization: `Bearer ${await sign({ sub: user.id })}` } }), 403, "FORBIDDEN");
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: "usr_0000000000000000000000" })}` });
+    const disabled = await seedCaller({ permissions: ["echo:read"] });
+    expect((await admin("PATCH", `/users/${disabled.user.id}`, { status: "disabled" })).status).toBe(200);
+    await expectRefused("/jwt-only", { authorization: `Bearer ${await sign({ sub: disabled.user.id })}` });
+  });
+
+  it("with key-auth and jwt-auth on one route, either credential satisfies it; a bad one never falls through", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    const token = await sign({ sub: user.id });
+    expect((await fetchGw(`/jwt-both/${unique("m")}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    expect((await fetchGw(`/jwt-both/${unique("m")}`, { headers: { "x-api-key": key } })).status).toBe(200);
+    const marker = unique("jwt-both");
+    expect((await fetchGw(`/jwt-both/${marker}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await originRecords(marker))[0]!.headers.authorization).toBe("Bearer origin-secret-value-7f3a9c");
+    // Both at once: the first authenticator in the chain (key-auth) decides; the JWT is still stripped.
+    const both = unique("jwt-both2");
+    expect((await fetchGw(`/jwt-both/${both}`, { headers: { "x-api-key": key, authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect(JSON.stringify(await originRecords(both))).not.toContain(token);
+    const { body } = await expectRefused("/jwt-both", {});
+    expect(body.detail).toBe("A valid API key or bearer token (JWT) is required.");
+    await expectRefused("/jwt-both", { authorization: "Bearer garbage" });
+    await expectRefused("/jwt-both", { authorization: `Bearer ${await sign({ sub: user.id }, { exp: now() - 600 })}` });
+    await expectRefused("/jwt-both", { authorization: `Bearer ${key.slice(0, -2)}zz` }, "KEY_INVALID");
+    expect(await json(await fetchGw(`/jwt-both/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } }))).toHaveProperty("url");
+  });
+
+  it("refuses unsafe options at load", () => {
+    const issues = (o: Parameters<typeof jwtAuth>[0]) => jwtAuth(o).configIssues?.map((i) => `${i.path.join(".")}: ${i.message}`) ?? [];
+    expect(issues({ algorithms: ["HS256"] })).toEqual(["secretFromEnv: required when algorithms include HS256"]);
+    expect(issues({ algorithms: ["RS256"] })[0]).toContain("jwksUrl");
+    expect(issues({ algorithms: ["RS256"], jwksUrl: "http://issuer.example/jwks" })[0]).toContain("https");
+    // @ts-expect-error "none" is not an accepted algorithm
+    expect(issues({ algorithms: ["none"], jwksUrl })[0]).toContain("algorithms");
+    expect(issues({ algorithms: ["RS256"], jwks: { keys: [{ kty: "RSA", n: "x", e: "AQAB", d: "secret" }] } })[0]).toContain("private part");
+  });
+});

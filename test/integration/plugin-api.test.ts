@@ -1,0 +1,182 @@
+import { describe, expect, it } from "vitest";
+import { authorize } from "../../plugins/authorize";
+import { keyAuth } from "../../plugins/key-auth";
+import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
+import { bagSlot, defineErrorCodes, definePlugin, GatewayError, waitUntil, z } from "../../worker/plugin-api";
+import { env } from "cloudflare:test";
+import { expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
+import { testUpstreams } from "../fixtures/upstreams";
+
+/** Appends its label to x-order on the way in (origin sees it) and to x-order-out on the way back. */
+const makeTrace = (name: string) =>
+  definePlugin({
+    name,
+    config: z.strictObject({ label: z.string().min(1).describe("Label to append") }),
+    create: ({ label }) =>
+      async function trace(c, next) {
+        const seen = c.var.upstreamHeaders.get("x-order");
+        c.var.upstreamHeaders.set("x-order", seen ? `${seen},${label}` : label);
+        await next();
+        const out = c.res.headers.get("x-order-out");
+        c.res.headers.set("x-order-out", out ? `${out},${label}` : label);
+      },
+  });
+const trace = makeTrace("trace");
+const trace2 = makeTrace("trace-two");
+
+const errors = defineErrorCodes({ TEAM_HEADER_REQUIRED: { status: 428, title: "An X-Team header is required" } });
+const team = bagSlot<string>("require-team.team");
+const requireTeam = definePlugin({
+  name: "require-team",
+  config: z.strictObject({}),
+  create: () =>
+    async function requireTeam(c, next) {
+      const t = c.req.header("x-team");
+      if (!t) throw errors.error("TEAM_HEADER_REQUIRED", "Send X-Team.");
+      team.set(c, t);
+      await next();
+    },
+});
+const showContext = definePlugin({
+  name: "show-context",
+  config: z.strictObject({ after: z.string().optional().describe("Marker for the after-response call") }),
+  create: ({ after }) =>
+    async function showContext(c, next) {
+      c.var.upstreamHeaders.set("x-ctx-ip", c.var.clientIp ?? "none");
+      c.var.upstreamHeaders.set("x-ctx-team", team.get(c) ?? "none");
+      c.var.upstreamHeaders.set("x-ctx-route", c.var.route.name);
+      c.var.upstreamHeaders.set("x-ctx-upstream", c.var.upstream.name);
+      c.var.upstreamHeaders.set("x-ctx-user", c.var.identity?.user.id ?? "anonymous");
+      c.var.upstreamHeaders.set("x-ctx-request", c.var.requestId);
+      await next();
+      // After the response: a call the client never waits for.
+      if (after) waitUntil(c, fetch(`${env.TEST_ORIGIN_URL}/after/${after}?status=${c.res.status}`));
+    },
+});
+
+describe("plugin API: config load", () => {
+  it("names the route, the plugin and the field of an invalid plugin option", () => {
+    let error: unknown;
+    try {
+      defineGateway({
+        upstreams: testUpstreams,
+        plugins: [keyAuth(), authorize()],
+        routes: [
+          { name: "fine", path: "/fine/*", upstream: "echo", permission: "x:read" },
+          // @ts-expect-error groups must be a string array: TypeScript catches this before zod does
+          { name: "broken", path: "/broken/*", upstream: "echo", permission: "x:read", plugins: [authorize({ groups: [42] })] },
+        ],
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(GatewayConfigError);
+    expect((error as Error).message).toMatch(/gateway\.routes\[1\]\.plugins\[0\]\.groups\[0\] \(route "broken", plugin "authorize"\): .*string/i);
+  });
+
+  it("names a global plugin and its field", () => {
+    // @ts-expect-error headers only accepts "authorization" | "x-api-key"
+    const bad = keyAuth({ headers: ["cookie"] });
+    expect(() => defineGateway({ upstreams: testUpstreams, plugins: [bad], routes: [{ name: "r", path: "/r", upstream: "echo" }] })).toThrow(
+      /gateway\.plugins\[0\]\.headers\[0\] \(plugin "key-auth"\)/,
+    );
+  });
+
+  it("refuses authorize without an authenticator before it, and a plugin listed twice", () => {
+    expect(() => defineGateway({ upstreams: testUpstreams, plugins: [authorize()], routes: [{ name: "r", path: "/r", upstream: "echo", permission: "a:b" }] })).toThrow(
+      /route "r"\): authorize runs before any authenticator/,
+    );
+    expect(() =>
+      defineGateway({ upstreams: testUpstreams, plugins: [keyAuth(), keyAuth()], routes: [{ name: "r", path: "/r", upstream: "echo" }] }),
+    ).toThrow(/plugin "key-auth" appears twice/);
+  });
+
+  it("refuses a wildcard or empty required permission list", () => {
+    expect(() =>
+      defineGateway({ upstreams: testUpstreams, plugins: [keyAuth(), authorize()], routes: [{ name: "r", path: "/r", upstream: "echo", permission: { anyOf: [] } }] }),
+    ).toThrow(/routes\[0\]\.permission/);
+    expect(() =>
+      defineGateway({ upstreams: testUpstreams, plugins: [keyAuth(), authorize()], routes: [{ name: "r", path: "/r", upstream: "echo", permission: { allOf: ["a:*"] } }] }),
+    ).toThrow(/literal/);
+  });
+
+  it("an invalid instance used outside defineGateway refuses requests instead of running unchecked", async () => {
+    // @ts-expect-error label is required
+    const instance = trace({});
+    expect(instance.configIssues?.[0]?.path).toEqual(["label"]);
+    await expect(instance.handler({} as never, async () => {})).rejects.toBeInstanceOf(GatewayError);
+  });
+});
+
+describe("plugin API: chain", () => {
+  const fetchGw = testGateway({
+    plugins: [trace({ label: "g1" }), trace2({ label: "g2" })],
+    routes: [
+      { name: "plain", path: "/plain/*", upstream: "echo" },
+      { name: "override", path: "/override/*", upstream: "echo", plugins: [trace({ label: "route-g1" }), requireTeam()] },
+      { name: "disabled", path: "/disabled/*", upstream: "echo", disablePlugins: ["trace"] },
+      {
+        name: "context",
+        path: "/context/*",
+        upstream: "echo",
+        disablePlugins: ["trace", "trace-two"],
+        plugins: [keyAuth(), requireTeam(), showContext({ after: "ctx-after" })],
+      },
+    ],
+  });
+
+  it("runs plugins in declared order on the way in and in reverse on the way out", async () => {
+    const marker = unique("order");
+    const res = await fetchGw(`/plain/${marker}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-order-out")).toBe("g2,g1");
+    const [rec] = await originRecords(marker);
+    expect(rec!.headers["x-order"]).toBe("g1,g2");
+  });
+
+  it("a route plugin with a global plugin's name replaces it in place; others are appended", async () => {
+    const marker = unique("override");
+    const res = await fetchGw(`/override/${marker}`, { headers: { "x-team": "blue" } });
+    expect(res.status).toBe(200);
+    const [rec] = await originRecords(marker);
+    expect(rec!.headers["x-order"]).toBe("route-g1,g2");
+  });
+
+  it("disablePlugins skips a global plugin on that route only", async () => {
+    const marker = unique("disabled");
+    await fetchGw(`/disabled/${marker}`);
+    const [rec] = await originRecords(marker);
+    expect(rec!.headers["x-order"]).toBe("g2");
+  });
+
+  it("a plugin's custom error code is a problem+json and nothing reaches the origin", async () => {
+    const marker = unique("reject");
+    const body = await expectProblem(await fetchGw(`/override/${marker}`), 428, "TEAM_HEADER_REQUIRED");
+    expect(body.detail).toBe("Send X-Team.");
+    expect(await originRecords(marker)).toEqual([]);
+  });
+
+  it("gives plugins a typed context: client IP from CF-Connecting-IP only, identity, route, upstream, bag; and runs waitUntil work after the response", async () => {
+    const { key, user } = await seedCaller();
+    const marker = unique("ctx");
+    const res = await fetchGw(`/context/${marker}`, {
+      ip: "203.0.113.9",
+      headers: { authorization: `Bearer ${key}`, "x-team": "red", "x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6" },
+    });
+    expect(res.status).toBe(200);
+    const [rec] = await originRecords(marker);
+    expect(rec!.headers).toMatchObject({
+      "x-ctx-ip": "203.0.113.9",
+      "x-forwarded-for": "203.0.113.9",
+      "x-ctx-team": "red",
+      "x-ctx-route": "context",
+      "x-ctx-upstream": "echo",
+      "x-ctx-user": user.id,
+      "x-ctx-request": res.headers.get("x-request-id"),
+    });
+    expect(rec!.headers["x-real-ip"]).toBeUndefined();
+    const after = await originRecords("/after/ctx-after?status=200");
+    expect(after.length).toBeGreaterThanOrEqual(1);
+    expect(await json(res)).toHaveProperty("url");
+  });
+});

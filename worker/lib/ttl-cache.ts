@@ -1,0 +1,46 @@
+interface Entry<T> {
+  value: T;
+  freshUntil: number;
+}
+
+const purgeable = new Set<{ purge(): void }>();
+
+/**
+ * A small isolate-local cache with per-entry freshness and a FIFO bound on size. Every instance
+ * is purged by `purgeIsolateCaches()`, which admin mutations call, so the isolate that served an
+ * admin change never serves the old state; other isolates see it within their entries' TTL.
+ */
+export class TtlCache<T> {
+  private readonly entries = new Map<string, Entry<T>>();
+
+  constructor(private readonly maxEntries = 10_000) {
+    purgeable.add(this);
+  }
+
+  /** `undefined` = not cached (or stale). */
+  get(key: string, now = Date.now()): T | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.freshUntil <= now) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  set(key: string, value: T, ttlMs: number, now = Date.now()): void {
+    if (ttlMs <= 0) return;
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.delete(key);
+    this.entries.set(key, { value, freshUntil: now + ttlMs });
+  }
+
+  purge(): void {
+    this.entries.clear();
+  }
+}
+
+/** Drops every TtlCache of this isolate (called after each admin mutation). */
+export function purgeIsolateCaches(): void {
+  for (const c of purgeable) c.purge();
+}
