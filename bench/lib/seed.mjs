@@ -57,8 +57,9 @@ export async function seed(db, { users, loadKeys, permission, scratch }) {
   // Spread the load's keys over the whole population, not just the first rows.
   const step = Math.max(1, Math.floor(users / loadKeys));
   const load = Array.from({ length: Math.min(loadKeys, users) }, (_, i) => keys[i * step]);
+  const loadUserIds = Array.from({ length: load.length }, (_, i) => userRows[i * step][0]);
   const keysFile = path.join(scratch, "load-keys.txt");
   writeFileSync(keysFile, `${load.join("\n")}\n`);
   const count = await db.prepare("SELECT (SELECT count(*) FROM proxy_users) AS users, (SELECT count(*) FROM api_keys) AS keys").first();
-  return { keysFile, keys: load, counts: count };
+  return { keysFile, keys: load, loadUserIds, counts: count };
 }

@@ -1,25 +1,16 @@
 import { Hono } from "hono";
 import { createApp } from "../../worker/app";
 import type { Env } from "../../worker/env";
-import { defineGateway } from "../../worker/gateway/config";
-import type { CompiledGateway, PluginInstance } from "../../worker/gateway/types";
 import { generateApiKey, hashApiKey } from "../../worker/lib/api-key";
 import type { ResolvedIdentity } from "../../worker/services/identity";
 import { isolateKeyCache } from "../../worker/services/key-cache";
-import { BENCH_PERMISSION, microChains } from "./scenarios";
+import { BENCH_PERMISSION, gatewayWith, microChains } from "./scenarios";
 
 /**
  * The micro-benchmark's apps, bundled for Node by bench/micro.mjs: the same createApp the Worker
  * runs, with plugin chains growing one plugin at a time, and a bare Hono pass-through.
  */
 export type App = { fetch: (req: Request, env: Env, ctx: ExecutionContext) => Response | Promise<Response> };
-
-const gatewayWith = (plugins: PluginInstance[]): CompiledGateway =>
-  defineGateway({
-    upstreams: { origin: { url: "http://origin.bench", credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "ORIGIN_TOKEN" } } },
-    plugins,
-    routes: [{ name: "bench", path: "/api/*", methods: ["GET"], upstream: "origin", permission: BENCH_PERMISSION }],
-  });
 
 export function bareApp(): App {
   const app = new Hono<{ Bindings: Env }>();
@@ -32,7 +23,7 @@ export function bareApp(): App {
 
 /** Chains by name, in order of growth: "core" (no plugins), then one more plugin each step. */
 export function gatewayApps(): { name: string; app: App }[] {
-  return microChains().map(({ name, plugins }) => ({ name, app: createApp(gatewayWith(plugins)) as unknown as App }));
+  return microChains().map(({ name, plugins }) => ({ name, app: createApp(gatewayWith(plugins, "http://origin.bench", true)) as unknown as App }));
 }
 
 /**

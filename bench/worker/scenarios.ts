@@ -1,19 +1,41 @@
 import { authorize } from "../../plugins/authorize";
+import { headers } from "../../plugins/headers";
+import { jwtAuth } from "../../plugins/jwt-auth";
 import { keyAuth } from "../../plugins/key-auth";
 import { defineGateway } from "../../worker/gateway/config";
-import type { CompiledGateway } from "../../worker/gateway/types";
-import type { PluginInstance } from "../../worker/gateway/types";
+import type { CompiledGateway, PluginInstance } from "../../worker/gateway/types";
 
 /** Permission every benchmark key's role grants and every benchmark route requires. */
 export const BENCH_PERMISSION = "bench:read";
+/** Name of the origin secret the harness stores (PUT /admin/v1/secrets/ORIGIN_TOKEN). */
+export const BENCH_SECRET = "ORIGIN_TOKEN";
 
 /**
- * The default pipeline as the issue defines it: key-auth (isolate cache), authorize, and the
- * forwarder's origin-secret injection. Plugins that land later (header rewriting, audit) join
- * here, so the "default" scenario always measures what a default deploy runs.
+ * The header rewriting of the default pipeline: the origin credential from the encrypted secret
+ * store, plus an identity header. The micro-benchmark has no D1, so it renders an identity
+ * header only (`withSecret: false`) and lets the forwarder inject the credential instead.
  */
-export function defaultPlugins(): PluginInstance[] {
-  return [keyAuth(), authorize()];
+const headerRewrite = (withSecret: boolean): PluginInstance =>
+  headers({
+    request: {
+      set: { ...(withSecret ? { authorization: `Bearer {secret:${BENCH_SECRET}}` } : {}), "x-tenant": "{proxyUser.group}" },
+      remove: ["cookie"],
+    },
+    response: { remove: ["server"] },
+  });
+
+/**
+ * The default pipeline as the issue defines it: key-auth (isolate cache), authorize, header
+ * rewriting with an injected origin secret. Plugins that land later (audit) join here, so the
+ * "default" scenario always measures what a default deploy runs.
+ */
+export function defaultPlugins(withSecret = true): PluginInstance[] {
+  return [keyAuth(), authorize(), headerRewrite(withSecret)];
+}
+
+/** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. */
+export function jwtPlugins(): PluginInstance[] {
+  return [jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
 }
 
 /**
@@ -23,20 +45,21 @@ export function defaultPlugins(): PluginInstance[] {
  */
 export function microChains(): { name: string; plugins: PluginInstance[] }[] {
   const chains: { name: string; plugins: PluginInstance[] }[] = [{ name: "core", plugins: [] }];
-  const defaults = defaultPlugins();
+  const defaults = defaultPlugins(false);
   defaults.forEach((p, i) => chains.push({ name: `+${p.name}`, plugins: defaults.slice(0, i + 1) }));
   return chains;
 }
 
 /** A gateway with one wildcard route to the benchmark origin and the given global chain. */
-function gatewayWith(plugins: PluginInstance[]): CompiledGateway {
+export function gatewayWith(plugins: PluginInstance[], originUrl: string, forwarderCredential: boolean): CompiledGateway {
   return defineGateway({
     upstreams: {
       origin: {
-        // Replaced by ORIGIN_URL (the harness's origin); this default is never contacted.
-        url: "http://127.0.0.1:9",
+        url: originUrl,
+        // Replaced by ORIGIN_URL (the harness's origin) in workerd.
         urlFromEnv: "ORIGIN_URL",
-        credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "ORIGIN_TOKEN" },
+        // Without it, the headers plugin injects the credential from the secret store.
+        ...(forwarderCredential ? { credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "ORIGIN_TOKEN" } } : {}),
         timeoutMs: 10_000,
       },
     },
@@ -47,10 +70,11 @@ function gatewayWith(plugins: PluginInstance[]): CompiledGateway {
 
 /**
  * Gateway configurations by scenario name (the worker's BENCH_SCENARIO binding). "cold" is the
- * default config on a worker whose key cache TTL is 0, so every request resolves its key in D1.
- * Scenarios for plugins that exist are added here (on top of the default pipeline).
+ * default config on a worker whose caches have a TTL of 0 (see bench/run.mjs), so every request
+ * resolves its key and its secret in D1. Scenarios for further plugins go here.
  */
 export const gatewayScenarios: Record<string, () => CompiledGateway> = {
-  default: () => gatewayWith(defaultPlugins()),
-  cold: () => gatewayWith(defaultPlugins()),
+  default: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
+  cold: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
+  jwt: () => gatewayWith(jwtPlugins(), "http://127.0.0.1:9", false),
 };
