@@ -6,8 +6,9 @@
 //                                  fails on any error so the harness cannot rot (CI runs this)
 //   options: --retries N (default 1)  --retry-budget-minutes M (stop repeating disturbed rounds after M)
 //            --rounds N  --duration MS (per load mode)  --scenarios a,b,c  --no-micro  --no-bundle  --out DIR
-//            --before REV   also run every gateway scenario (and the micro-benchmark) built from an
-//                           older revision, side by side in the same workerd: a before/after record
+//            --before REV   also run the default and cold scenarios (and the micro-benchmark) built
+//                           from an older revision, side by side in the same workerd: a before/after
+//                           record. REV may be A..B: this HEAD with the worker/ changes A..B reverted.
 //
 // What runs (see bench/README.md): a tiny origin (nginx `return 200`, or Node without nginx), nginx
 // proxy_pass with keep-alive, and one workerd (Miniflare's API, direct sockets, D1 in memory)
@@ -88,8 +89,8 @@ const scenarios = allScenarios.filter((s) => s.needs !== false && (!only || only
 const before = args.before ? treeAt(args.before, path.join(root, "bench", "scratch")) : undefined;
 if (before) {
   // Twins of the gateway scenarios, built from the older tree, interleaved with the current ones.
-  for (const s of scenarios.filter((x) => x.kind === "worker" && x.name !== "bare")) {
-    scenarios.splice(scenarios.indexOf(s), 0, { ...s, name: `${s.name}@${before.sha}`, label: `${s.label} — before (${before.sha})`, before: true });
+  for (const s of scenarios.filter((x) => x.name === "default" || x.name === "cold")) {
+    scenarios.splice(scenarios.indexOf(s), 0, { ...s, name: `${s.name}@${before.id}`, label: `${s.label} — before (${before.label})`, before: true });
   }
 }
 
@@ -137,7 +138,7 @@ async function startServers() {
     .map((s, i) => ({ name: s.name, scenario: s.scenario, port: PORTS.workerFirst + i, bindings: s.bindings ?? {}, before: s.before }));
   const scriptPath = await buildWorker(scratch);
   if (before) {
-    const beforePath = await buildWorker(scratch, before.dir, `bench-worker-${before.sha}`);
+    const beforePath = await buildWorker(scratch, before.dir, `bench-worker-${before.id}`);
     for (const w of workers) if (w.before) w.scriptPath = beforePath;
   }
   const workerd = await startWorkerd({
@@ -234,7 +235,7 @@ async function measure(s, mode, opts) {
 // ── micro-benchmark (separate process, pinned to the server core) ─────────────
 function runMicro(tree) {
   return new Promise((resolve, reject) => {
-    const argv = ["--expose-gc", path.join(root, "bench", "micro.mjs"), "--json", ...(smoke ? ["--smoke"] : []), ...(tree ? ["--tree", tree] : [])];
+    const argv = ["--expose-gc", path.join(root, "bench", "micro.mjs"), "--json", ...(smoke ? ["--smoke"] : []), ...(tree ? ["--tree", tree, "--no-soak"] : [])];
     const child = spawn(which("taskset") ? "taskset" : process.execPath, which("taskset") ? ["-c", CPUS.server, process.execPath, ...argv] : argv, { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
@@ -310,7 +311,7 @@ async function main() {
   if (!args["no-micro"]) {
     log("micro-benchmark and soak (app.fetch in a loop, origin stubbed)…");
     micro = await runMicro();
-    if (before) micro.before = { sha: before.sha, ...(await runMicro(before.dir)) };
+    if (before) micro.before = { sha: before.label, ...(await runMicro(before.dir)) };
   }
   await stopAll();
 
@@ -320,7 +321,7 @@ async function main() {
     bundle = measureBundle(scratch, CPUS.server);
   }
 
-  if (before) meta.before = before.sha;
+  if (before) meta.before = before.label;
   const result = { meta, rate, calib, scenarios: scenarios.map(({ name, label, kind }) => ({ name, label, kind })), rounds, d1, micro, bundle, notes: notes(), seconds: (Date.now() - t0) / 1000 };
   writeFileSync(path.join(scratch, "last-run.json"), JSON.stringify(result, null, 2));
   if (smoke) {

@@ -50,6 +50,7 @@ export async function importForNode(outDir, entry, name, tree = root) {
  * Dependencies resolve from this checkout's node_modules (the tree lives under bench/scratch/).
  */
 export function treeAt(rev, scratch) {
+  if (rev.includes("..")) return treeWithout(rev, scratch);
   const sha = execFileSync("git", ["-C", root, "rev-parse", "--short", rev], { encoding: "utf8" }).trim();
   const dir = path.join(scratch, `tree-${sha}`);
   rmSync(dir, { recursive: true, force: true });
@@ -57,5 +58,26 @@ export function treeAt(rev, scratch) {
   const tar = execFileSync("git", ["-C", root, "archive", sha, "worker", "plugins", "gateway.config.ts"]);
   execFileSync("tar", ["-x", "-C", dir], { input: tar });
   cpSync(path.join(root, "bench", "worker"), path.join(dir, "bench", "worker"), { recursive: true });
-  return { sha, dir };
+  return { id: sha, label: sha, dir };
+}
+
+/**
+ * `A..B`: this checkout's HEAD with the worker/ changes of A..B reverted (three-way, in a
+ * throw-away index, so the checkout is untouched) — "the current code without these fixes",
+ * for when plugins merged since A make A's own tree incomparable.
+ */
+function treeWithout(range, scratch) {
+  const [a, b] = range.split("..").map((r) => execFileSync("git", ["-C", root, "rev-parse", "--short", r], { encoding: "utf8" }).trim());
+  const sha = `without-${a}-${b}`;
+  const dir = path.join(scratch, `tree-${sha}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const env = { ...process.env, GIT_INDEX_FILE: path.join(scratch, `index-${sha}`) };
+  const git = (args, input) => execFileSync("git", ["-C", root, ...args], { env, input, encoding: "utf8" });
+  git(["read-tree", "HEAD"]);
+  git(["apply", "--cached", "-R", "-3"], git(["diff", a, b, "--", "worker"]));
+  git(["checkout-index", "-a", `--prefix=${dir}/`]);
+  rmSync(env.GIT_INDEX_FILE, { force: true });
+  cpSync(path.join(root, "bench", "worker"), path.join(dir, "bench", "worker"), { recursive: true });
+  return { id: "before", label: `HEAD without ${a}..${b}`, dir };
 }
