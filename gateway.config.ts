@@ -1,5 +1,7 @@
+import { audit } from "./plugins/audit";
 import { authorize } from "./plugins/authorize";
 import { keyAuth } from "./plugins/key-auth";
+import { requestLimits } from "./plugins/request-limits";
 import { defineGateway } from "./worker/gateway/config";
 
 /**
@@ -17,9 +19,18 @@ export default defineGateway({
       timeoutMs: 10_000,
     },
   },
-  plugins: [keyAuth(), authorize()],
+  // audit first: it wraps the whole chain, so it records every decision (see plugins/audit).
+  plugins: [audit(), keyAuth(), authorize()],
   routes: [
     { name: "demo-read", path: "/demo/*", methods: ["GET"], upstream: "demo", permission: "demo:read" },
-    { name: "demo-write", path: "/demo-write/*", methods: ["POST", "PUT", "PATCH", "DELETE"], upstream: "demo", permission: "demo:write" },
+    {
+      name: "demo-write",
+      path: "/demo-write/*",
+      methods: ["POST", "PUT", "PATCH", "DELETE"],
+      upstream: "demo",
+      permission: "demo:write",
+      // Built-in plugins (see README "Plugins"): route plugins run after the global chain.
+      plugins: [requestLimits({ maxBodyBytes: 1_048_576, timeoutMs: 5_000 })],
+    },
   ],
 });

@@ -10,6 +10,7 @@ declare global {
       TEST_ORIGIN_URL: string;
       TEST_ORIGIN_PREFIXED_URL: string;
       ECHO_ORIGIN_TOKEN: string;
+      AUDIT_QUEUE: Queue;
       JWT_HS_SECRET: string;
       SECRETS_KEY: string;
     }

@@ -1,4 +1,5 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { auditPreChain } from "./audit/record";
 import { dbFor } from "./db";
 import { validateEnv, type GatewayEnv } from "./env";
 import { notFound, onError } from "./errors";
@@ -64,8 +65,9 @@ const adminApi = (): MiddlewareHandler<GatewayEnv> =>
   };
 
 /**
- * The whole Worker: request id → services → canonical-path guard → admin API or a configured
- * route's plugin chain → origin. Anything unmatched is a 404 problem and never forwarded.
+ * The whole Worker: request id → services → (audit of pre-chain refusals) → canonical-path
+ * guard → admin API or a configured route's plugin chain → origin. Anything unmatched is a 404
+ * problem and never forwarded.
  *
  * @example export default { fetch: createApp(gateway).fetch };
  */
@@ -73,7 +75,7 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.onError(onError);
   app.notFound(notFound);
-  app.use("*", requestId(), services(), canonicalPath());
+  app.use("*", requestId(), services(), auditPreChain(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.all("/admin/v1", adminApi());
   app.all("/admin/v1/*", adminApi());

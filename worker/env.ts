@@ -17,6 +17,14 @@ export interface Env {
   KEY_CACHE_TTL_SECONDS?: string;
   /** How long an unknown key is remembered as unknown, seconds (default 2). */
   KEY_NEGATIVE_CACHE_TTL_SECONDS?: string;
+  /** Queue for request audit events (producer side). Unbound = events go to D1 directly, in batches. */
+  AUDIT_QUEUE?: Queue;
+  /** Days request events are kept (the scheduled handler deletes older day-chains). Default 30. */
+  AUDIT_RETENTION_DAYS?: string;
+  /** Days minute-granularity usage rollups are kept (hour/day rollups are kept). Default 7. */
+  USAGE_MINUTE_RETENTION_DAYS?: string;
+  /** When set, the scheduled handler revokes active keys unused for this many days. */
+  AUTO_REVOKE_UNUSED_KEYS_DAYS?: string;
   /**
    * Key encrypting the origin-secret store (AES-256-GCM): 32 random bytes, base64
    * (`openssl rand -base64 32 | wrangler secret put SECRETS_KEY`). Only needed once secrets are used.
@@ -32,6 +40,9 @@ const envSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, "ADMIN_TOKEN must be at least 16 characters"),
   KEY_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(5),
   KEY_NEGATIVE_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(2),
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  USAGE_MINUTE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(7),
+  AUTO_REVOKE_UNUSED_KEYS_DAYS: z.coerce.number().int().min(1).max(3650).optional(),
   SECRETS_KEY: z
     .string()
     .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s.trim()), "SECRETS_KEY must be 32 bytes, base64 (openssl rand -base64 32)")
@@ -80,6 +91,10 @@ export interface GatewayVariables {
   identity: ResolvedIdentity | undefined;
   /** Per-request bag for plugin-to-plugin data; namespace keys by plugin name (see `bagSlot`). */
   bag: Map<string, unknown>;
+  /** Set by the forwarder once the origin answered: its status and how long it took. */
+  origin: { status: number; latencyMs: number } | undefined;
+  /** Set by the audit plugin (or its pre-chain fallback) once this request's event is queued. */
+  auditRecorded: boolean | undefined;
   /** How the forwarder calls the origin: timeout, body replacement, response cap, injected secrets. */
   forward: ForwardOptions;
 }

@@ -1,16 +1,12 @@
 import gateway from "../gateway.config";
-import { createApp } from "./app";
-import type { Env } from "./env";
+import { createWorker } from "./worker";
 
 // The config is compiled at module load: a bad gateway.config.ts fails the deploy's dry-run
 // bundle check and the test suite, never a live request.
-const app = createApp(gateway);
-
-export default {
-  fetch: app.fetch,
-} satisfies ExportedHandler<Env>;
+export default createWorker(gateway);
 
 export { createApp } from "./app";
+export { createWorker } from "./worker";
 export { defineGateway } from "./gateway/config";
-export { definePlugin } from "./gateway/plugin";
-export { GatewayError } from "./errors";
+// The public plugin API (definePlugin, GatewayError, defineErrorCodes, bagSlot, waitUntil, types…).
+export * from "./plugin-api";

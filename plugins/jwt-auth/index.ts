@@ -110,6 +110,9 @@ export const jwtAuth = definePlugin({
     const hmacKeys = new WeakMap<object, Uint8Array>();
 
     const keyFor = (env: Record<string, unknown>): JWTVerifyGetKey => async (header, token) => {
+      // jose checks `algorithms` before asking for a key; this guard keeps the pinning true even if
+      // that order ever changed (an unlisted alg must be a 401, never a key lookup).
+      if (!(o.algorithms as readonly string[]).includes(header.alg ?? "")) throw new joseErrors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`);
       if (header.alg === "HS256") {
         let key = hmacKeys.get(env);
         if (!key) {
@@ -175,8 +178,9 @@ export const jwtAuth = definePlugin({
         ...user,
         authMethod: "jwt",
         key: {
-          // A JWT caller has no key; its "key" is the token, identified by jti when present.
-          id: typeof payload.jti === "string" ? `jwt:${payload.jti.slice(0, 64)}` : "jwt",
+          // A JWT caller has no key. Its "key" id is stable per proxy user (never per token, never
+          // shared between users), so per-key limits and audit group a user's tokens together.
+          id: `jwt:${user.user.id}`,
           name: typeof payload.iss === "string" ? payload.iss.slice(0, 200) : null,
           start: "",
           expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + o.leewaySeconds * 1000 : null,

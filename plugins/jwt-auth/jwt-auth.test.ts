@@ -91,7 +91,7 @@ describe("jwt-auth", () => {
       const [rec] = await originRecords(marker);
       expect(rec!.headers["x-portcullis-user-id"]).toBe(user.id);
       expect(rec!.headers["x-portcullis-user-group"]).toBe("partner");
-      expect(rec!.headers["x-portcullis-key-id"]).toBe("jwt:t-1");
+      expect(rec!.headers["x-portcullis-key-id"]).toBe(`jwt:${user.id}`);
       // The client's token is not forwarded; the origin gets its own credential.
       expect(rec!.headers.authorization).toBe("Bearer origin-secret-value-7f3a9c");
       expect(JSON.stringify(rec)).not.toContain(token);
@@ -186,6 +186,15 @@ describe("jwt-auth", () => {
     await expectRefused("/jwt-both", { authorization: `Bearer ${await sign({ sub: user.id }, { exp: now() - 600 })}` });
     await expectRefused("/jwt-both", { authorization: `Bearer ${key.slice(0, -2)}zz` }, "KEY_INVALID");
     expect(await json(await fetchGw(`/jwt-both/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } }))).toHaveProperty("url");
+  });
+
+  it("a JWKS URL that does not answer with keys refuses the token (401), never lets it through", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const broken = testGateway({
+      plugins: [jwtAuth({ algorithms: ["RS256"], jwksUrl: `${env.TEST_ORIGIN_URL}/__jwks/${jwksName}-missing` }), authorize()],
+      routes: [{ name: "jwt-broken", path: "/jwt-broken/*", upstream: "echo", permission: "echo:read" }],
+    });
+    await expectRefused("/jwt-broken", { authorization: `Bearer ${await sign({ sub: user.id })}` }, "TOKEN_INVALID", broken);
   });
 
   it("refuses unsafe options at load", () => {

@@ -1,4 +1,5 @@
 import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, waitUntil, z } from "../../worker/plugin-api";
+import { AUDIT_BAG } from "../../worker/audit/options";
 import { KEY_PREFIX } from "../../worker/lib/api-key";
 import { recordKeyUse, resolveApiKey } from "../../worker/services/identity";
 
@@ -78,12 +79,18 @@ export const keyAuth = definePlugin({
             ...("keyId" in result ? { keyId: result.keyId, userId: result.userId } : {}),
           }),
         );
+        c.var.bag.set(AUDIT_BAG.reason, result.reason);
+        if ("keyId" in result) c.var.bag.set(AUDIT_BAG.subject, { keyId: result.keyId, userId: result.userId });
         const detail = result.reason === "missing" ? credentialRequiredDetail(c) : KEY_INVALID_DETAIL;
         throw new GatewayError("KEY_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
       }
       c.set("identity", result.identity);
-      const write = recordKeyUse(db, result.identity.key.id);
-      if (write) waitUntil(c, write);
+      // With the audit plugin in the chain, last_used_at comes from the audit trail (batched);
+      // without it, a throttled direct write (at most once a minute per key per isolate).
+      if (!c.var.bag.get(AUDIT_BAG.active)) {
+        const write = recordKeyUse(db, result.identity.key.id);
+        if (write) waitUntil(c, write);
+      }
       await next();
     },
 });

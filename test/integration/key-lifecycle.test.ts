@@ -120,7 +120,12 @@ describe("key resolution cache", () => {
   it("records last use without a D1 write per request", async () => {
     const { keyId, key } = await seedCaller();
     for (let i = 0; i < 3; i++) expect((await call(key, unique("lu"))).status).toBe(200);
-    const view = await json(await admin("GET", `/keys/${keyId}`));
+    // last_used_at comes from the audit trail: it lands with the batch (flush + queue delivery).
+    let view = await json(await admin("GET", `/keys/${keyId}`));
+    for (let i = 0; i < 80 && view.lastUsedAt === null; i++) {
+      await sleep(100);
+      view = await json(await admin("GET", `/keys/${keyId}`));
+    }
     expect(view.lastUsedAt).not.toBeNull();
     expect(Date.now() - Date.parse(view.lastUsedAt)).toBeLessThan(60_000);
   });

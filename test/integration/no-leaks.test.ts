@@ -1,6 +1,7 @@
 import { env } from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { hashApiKey } from "../../worker/lib/api-key";
+import { waitForEvents } from "../audit-helpers";
 import { admin, gw, seedCaller, unique } from "../helpers";
 
 const logged: string[] = [];
@@ -41,7 +42,9 @@ describe("keys never leak", () => {
     await record(await admin("POST", "/users", { name: unique("x"), metadata: { note: "no secrets here" }, secret: key }));
 
     const { results } = await env.DB.prepare("SELECT * FROM admin_audit").all();
-    const audit = JSON.stringify(results);
+    // Request audit events of this test's requests (they land asynchronously, batched).
+    const events = await waitForEvents("path LIKE ? OR path LIKE '/nope/%'", [`%${m}%`], 7);
+    const audit = JSON.stringify([results, events]);
     expect(audit).toContain(keyId); // the audit trail is about this key…
     for (const [what, haystack] of [
       ["responses", texts.join("\n")],

@@ -180,3 +180,13 @@ describe("plugin API: chain", () => {
     expect(await json(res)).toHaveProperty("url");
   });
 });
+
+describe("plugin API: the main test gateway", () => {
+  it("serves a route whose permission is { anyOf } (the config shape the fixture documents)", async () => {
+    const { gw } = await import("../helpers");
+    const auditor = await seedCaller({ permissions: ["echo:audit"] });
+    expect((await gw(`/any-of/${unique("m")}`, { headers: { "x-api-key": auditor.key } })).status).toBe(200);
+    const other = await seedCaller({ permissions: ["echo:write"] });
+    await expectProblem(await gw(`/any-of/${unique("m")}`, { headers: { "x-api-key": other.key } }), 403, "FORBIDDEN");
+  });
+});

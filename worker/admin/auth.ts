@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
+import { sealChain } from "../audit/chain";
 import { purgeIsolateCaches } from "../lib/ttl-cache";
 import type { AdminActor } from "../services/admin-audit";
 
@@ -35,6 +36,21 @@ export const purgeKeyCacheOnMutation = (): MiddlewareHandler<GatewayEnv> =>
       // JWT-user and origin-secret caches too: the change must show at once where it landed.
       purgeIsolateCaches();
     }
+  };
+
+/**
+ * Seals the admin audit chain after a mutation, before the response goes out: the mutation's
+ * batch assigned its row's chain position; sealing hashes it. A seal failure is logged, never
+ * turned into an error (the change and its row are already stored; the next seal or the cron
+ * completes it).
+ */
+export const sealAdminAuditOnMutation = (): MiddlewareHandler<GatewayEnv> =>
+  async function sealAdminAuditOnMutation(c, next) {
+    await next();
+    if (c.req.method === "GET" || c.req.method === "HEAD" || c.res.status >= 400) return;
+    await sealChain(c.env.DB, "admin").catch((err: unknown) =>
+      console.error(JSON.stringify({ level: "warn", msg: "admin audit seal failed", requestId: c.var.requestId, error: String(err) })),
+    );
   };
 
 /** There is one admin credential today; the actor names it so audit rows stay meaningful when more arrive. */

@@ -1,4 +1,5 @@
-import { adminAuth, purgeKeyCacheOnMutation } from "./auth";
+import { auditRouter } from "./audit";
+import { adminAuth, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "./auth";
 import { keysRouter } from "./keys";
 import { createAdminRouter } from "./openapi";
 import { rolesRouter } from "./roles";
@@ -19,10 +20,11 @@ export function createAdminApp() {
     info: { title: "Portcullis admin API", version: "1.0.0", description: "Manage proxy users, roles, keys and origin secrets. Errors are RFC 9457 problem+json with a stable `code`." },
     security: [{ adminToken: [] }],
   });
-  admin.use("*", adminAuth(), purgeKeyCacheOnMutation());
+  admin.use("*", adminAuth(), purgeKeyCacheOnMutation(), sealAdminAuditOnMutation());
   admin.route("/", usersRouter);
   admin.route("/", keysRouter);
   admin.route("/", rolesRouter);
+  admin.route("/", auditRouter);
   admin.route("/", secretsRouter);
   return admin;
 }

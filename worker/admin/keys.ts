@@ -2,6 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import * as keys from "../services/keys";
 import { actorOf } from "./auth";
 import { createAdminRouter, json, jsonBody, problems } from "./openapi";
+import { z } from "@hono/zod-openapi";
 import { idParam, issuedKeySchema, keyCreateSchema, keyRotateSchema, keySchema, listQuery, pageOf, rotatedKeySchema } from "./schemas";
 
 const tags = ["keys"];
@@ -31,6 +32,23 @@ export const keysRouter = createAdminRouter()
       responses: { 200: json(pageOf(keySchema, "ApiKeyPage"), "A page of keys (no secrets)"), ...problems(400, 404) },
     }),
     async (c) => c.json(await keys.listKeys(c.var.services.db, c.req.valid("param").id, c.req.valid("query")), 200),
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/keys",
+      tags,
+      summary: "List keys across proxy users",
+      description: "Oldest first. `unusedForDays=N`: only active keys with no authenticated use in N days (last use comes from the audit trail).",
+      request: {
+        query: listQuery.extend({
+          userId: z.string().max(100).optional().describe("Only this proxy user's keys"),
+          unusedForDays: z.coerce.number().int().min(0).max(3650).optional().describe("Only active keys unused for at least this many days"),
+        }),
+      },
+      responses: { 200: json(pageOf(keySchema, "ApiKeyPage"), "A page of keys (no secrets)"), ...problems(400) },
+    }),
+    async (c) => c.json(await keys.listAllKeys(c.var.services.db, c.req.valid("query")), 200),
   )
   .openapi(
     createRoute({ method: "get", path: "/keys/{id}", tags, summary: "Get a key", request: { params: keyParams }, responses: { 200: json(keySchema, "The key (no secret)"), ...problems(400, 404) } }),

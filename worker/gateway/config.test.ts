@@ -10,7 +10,7 @@ const upstreams = { api: { url: "https://api.example" } };
 describe("defineGateway", () => {
   it("compiles the shipped gateway.config.ts", () => {
     expect(shipped.routes.map((r) => r.name)).toContain("demo-read");
-    expect(shipped.routes[0]!.plugins.map((p) => p.name)).toEqual(["key-auth", "authorize"]);
+    expect(shipped.routes[0]!.plugins.map((p) => p.name)).toEqual(["audit", "key-auth", "authorize"]);
   });
 
   it("names the route and field of each error", () => {

@@ -182,5 +182,5 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
       answersPreflight: plugins.some((p) => p.traits?.answersPreflight),
     };
   });
-  return { upstreams, routes };
+  return { upstreams, routes, globalPlugins: g.plugins };
 }

@@ -75,6 +75,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const replaced = c.var.forward.body;
   const body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
   let res: Response;
+  const sentAt = Date.now();
   try {
     res = await fetch(target, {
       method,
@@ -91,6 +92,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     console.error(JSON.stringify({ level: "warn", msg: "upstream fetch failed", requestId, upstream: upstream.name, error: String(err) }));
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
+  c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
   const outHeaders = sanitizeResponseHeaders(res.headers);
   dropLeakingHeaders(outHeaders, injectedSecrets);
   outHeaders.set("x-request-id", requestId);

@@ -1,6 +1,7 @@
 import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
+import { tagDecisions } from "./decider";
 import { forwardToUpstream } from "./forward";
 import { sanitizeRequestHeaders } from "./headers";
 import type { CompiledGateway, CompiledRoute, CompiledUpstream } from "./types";
@@ -20,9 +21,17 @@ export const canonicalPath = (): MiddlewareHandler<GatewayEnv> =>
 /** A CORS preflight: OPTIONS naming the method the browser wants to send. */
 const isPreflight = (c: Context<GatewayEnv>) => c.req.method === "OPTIONS" && c.req.header("origin") !== undefined && c.req.header("access-control-request-method") !== undefined;
 
-/** First handler of a route: method check, then the route's context for the plugins. */
+/**
+ * First handler of a route: the route's context for the plugins, then the method check. The
+ * route is set before a 405 so the audit trail can name the route a refused method was sent to.
+ */
 const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): MiddlewareHandler<GatewayEnv> =>
   async function bindRoute(c, next) {
+    c.set("route", route);
+    c.set("upstream", upstream);
+    c.set("identity", undefined);
+    c.set("origin", undefined);
+    c.set("bag", new Map());
     // A preflight is let through only to a chain with a plugin that answers it (cors); that
     // plugin never forwards it, so the origin still only sees the route's methods.
     if (!route.methods.has(c.req.method) && !(route.answersPreflight && isPreflight(c))) {
@@ -30,11 +39,7 @@ const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): Middleware
         headers: { allow: [...route.methods].join(", ") },
       });
     }
-    c.set("route", route);
-    c.set("upstream", upstream);
     c.set("upstreamHeaders", sanitizeRequestHeaders(c.req.raw.headers));
-    c.set("identity", undefined);
-    c.set("bag", new Map());
     c.set("forward", { timeoutMs: upstream.timeoutMs, injectedSecrets: [] });
     await next();
   };
@@ -50,12 +55,19 @@ const refuseUnansweredPreflight: MiddlewareHandler<GatewayEnv> = async function 
 /**
  * Registers every configured route on the app: `bindRoute → plugins (declared order) → forward`.
  * Hono runs the first matching route's chain; the forwarder always answers, so later routes
- * that would also match never run.
+ * that would also match never run. Each step is wrapped so an error it throws is tagged with
+ * its name (`gateway` for bindRoute, the plugin's name, `upstream` for the forwarder): that is
+ * how the audit trail records which plugin refused a request.
  */
 export function mountGateway(app: Hono<GatewayEnv>, gateway: CompiledGateway): void {
   for (const route of gateway.routes) {
     const upstream = gateway.upstreams.get(route.upstream)!;
-    const handlers = [bindRoute(route, upstream), ...route.plugins.map((p) => p.handler), refuseUnansweredPreflight, forwardToUpstream] as Handler<GatewayEnv>[];
+    const handlers = [
+      tagDecisions("gateway", bindRoute(route, upstream)),
+      ...route.plugins.map((p) => tagDecisions(p.name, p.handler)),
+      tagDecisions("gateway", refuseUnansweredPreflight),
+      tagDecisions("upstream", forwardToUpstream),
+    ] as Handler<GatewayEnv>[];
     const patterns = route.wildcard ? [route.prefix || "/", `${route.prefix}/*`] : [route.path];
     // Hono's overloads want a literal handler list; the chain's length is only known at load.
     const register = app.all.bind(app) as (path: string, ...h: Handler<GatewayEnv>[]) => unknown;

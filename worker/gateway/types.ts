@@ -79,4 +79,6 @@ export interface CompiledRoute {
 export interface CompiledGateway {
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
   readonly routes: readonly CompiledRoute[];
+  /** The global chain as declared (routes hold their own resolved chains). */
+  readonly globalPlugins: readonly PluginInstance[];
 }

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt } from "drizzle-orm";
+import { and, asc, eq, gt, isNull, lt, or } from "drizzle-orm";
 import type { Database } from "../db";
 import { apiKeys, type ApiKeyRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -98,6 +98,41 @@ export async function listKeys(db: Database, userId: string, q: { limit: number;
     .select()
     .from(apiKeys)
     .where(and(eq(apiKeys.userId, userId), q.cursor ? gt(apiKeys.id, decodeCursor(q.cursor)) : undefined))
+    .orderBy(asc(apiKeys.id))
+    .limit(q.limit + 1);
+  const { rows: pageRows, nextCursor } = page(rows, q.limit);
+  return { data: pageRows.map(keyView), nextCursor };
+}
+
+/**
+ * Keys (active: not revoked, not expired) with no authenticated use in `days` days: never used
+ * and created before the cutoff, or last used before it. `last_used_at` comes from the audit trail.
+ */
+export function unusedKeysCondition(days: number, now = Date.now()) {
+  const cutoff = new Date(now - days * 86_400_000);
+  return and(
+    isNull(apiKeys.revokedAt),
+    or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, new Date(now))),
+    or(lt(apiKeys.lastUsedAt, cutoff), and(isNull(apiKeys.lastUsedAt), lt(apiKeys.createdAt, cutoff))),
+  );
+}
+
+/**
+ * Keys across all users, oldest first. `unusedForDays` keeps only active keys with no
+ * authenticated use for that many days (from `last_used_at`, maintained from the audit trail;
+ * a never-used key counts from its creation).
+ */
+export async function listAllKeys(db: Database, q: { limit: number; cursor?: string | undefined; userId?: string | undefined; unusedForDays?: number | undefined }) {
+  const rows = await db
+    .select()
+    .from(apiKeys)
+    .where(
+      and(
+        q.cursor ? gt(apiKeys.id, decodeCursor(q.cursor)) : undefined,
+        q.userId ? eq(apiKeys.userId, q.userId) : undefined,
+        q.unusedForDays !== undefined ? unusedKeysCondition(q.unusedForDays) : undefined,
+      ),
+    )
     .orderBy(asc(apiKeys.id))
     .limit(q.limit + 1);
   const { rows: pageRows, nextCursor } = page(rows, q.limit);

@@ -2,4 +2,5 @@ export * from "./proxy-users";
 export * from "./roles";
 export * from "./api-keys";
 export * from "./admin-audit";
+export * from "./audit";
 export * from "./origin-secrets";

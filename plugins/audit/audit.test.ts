@@ -1,0 +1,121 @@
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { z } from "@hono/zod-openapi";
+import { createApp } from "../../worker/app";
+import { redactTarget } from "../../worker/audit/event";
+import { GatewayError } from "../../worker/errors";
+import { defineGateway } from "../../worker/gateway/config";
+import { definePlugin } from "../../worker/gateway/plugin";
+import { fakeEvent, waitForEvents } from "../../test/audit-helpers";
+import type { RequestEvent } from "../../worker/audit/event";
+import { deliver } from "../../worker/audit/sink";
+import { unique } from "../../test/helpers";
+import { audit, AUDIT_BAG, auditOptions, DEFAULT_REDACTED_QUERY_PARAMS } from ".";
+
+const defaults = auditOptions.parse({});
+
+describe("query redaction", () => {
+  it("redacts listed parameters (case-insensitive, prefix patterns) and keeps the rest", () => {
+    expect(redactTarget("/a", "?Token=x&q=1&sig=2", defaults)).toBe("/a?Token=REDACTED&q=1&sig=REDACTED");
+    expect(redactTarget("/a", "?x-sig-v=1&y=2", { ...defaults, redactQueryParams: ["x-sig-*"] })).toBe("/a?x-sig-v=REDACTED&y=2");
+    expect(redactTarget("/a", "", defaults)).toBe("/a");
+    expect(DEFAULT_REDACTED_QUERY_PARAMS).toContain("api_key");
+  });
+
+  it("in allowlist mode redacts everything not kept", () => {
+    expect(redactTarget("/a", "?page=2&email=a%40b.c&flag", { ...defaults, keepQueryParams: ["page"] })).toBe("/a?page=2&email=REDACTED&flag");
+  });
+
+  it("redacts anything shaped like a Portcullis key, wherever it is", () => {
+    expect(redactTarget("/a/pcl_abc/b", "?note=pcl_xyz&pcl_bare", defaults)).toBe("/a/REDACTED/b?note=REDACTED&REDACTED");
+    expect(redactTarget("/a/..%2fpcl_abc/x%2Fpcl%5Fdef", "?n=%70cl_q&pcl_k=1", defaults)).toBe("/a/REDACTED/REDACTED?n=REDACTED&REDACTED");
+  });
+
+  it("fails at config load on bad options, naming the plugin and field", () => {
+    const load = (plugin: ReturnType<typeof audit>) =>
+      defineGateway({ upstreams: { echo: { url: "http://127.0.0.1:9" } }, plugins: [plugin], routes: [{ name: "r", path: "/r/*", upstream: "echo" }] });
+    expect(() => load(audit({ maxBatch: 500 }))).toThrow(/maxBatch \(plugin "audit"\)/);
+    expect(() => load(audit({ sink: "kafka" as never }))).toThrow(/sink \(plugin "audit"\)/);
+  });
+});
+
+describe("decisions of any plugin", () => {
+  // A custom plugin that refuses with its own code, and one that answers by itself.
+  const denyTeapots = definePlugin({
+    name: "deny-teapots",
+    config: z.strictObject({}),
+    create: () =>
+      async function denyTeapots(c, next) {
+        if (c.req.header("x-teapot")) throw new GatewayError("FORBIDDEN", "No teapots.");
+        await next();
+      },
+  });
+  const cached = definePlugin({
+    name: "cached",
+    config: z.strictObject({}),
+    create: () =>
+      async function cached(c, next) {
+        if (c.req.header("x-cached")) return c.text("from cache");
+        await next();
+      },
+  });
+  // A limits-like plugin reporting its state through the bag (or something unserializable).
+  const limits = definePlugin({
+    name: "limits",
+    config: z.strictObject({}),
+    create: () =>
+      async function limits(c, next) {
+        if (c.req.header("x-limit-state") === "circular") {
+          const loop: Record<string, unknown> = {};
+          loop.self = loop;
+          c.var.bag.set(AUDIT_BAG.limitState, loop);
+        } else c.var.bag.set(AUDIT_BAG.limitState, { limit: 10, remaining: 3 });
+        await next();
+      },
+  });
+  const app = createApp(
+    defineGateway({
+      upstreams: { echo: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL" } },
+      plugins: [audit({ sink: "d1", flushIntervalMs: 20 }), cached(), denyTeapots(), limits()],
+      routes: [{ name: "custom", path: "/custom/*", methods: ["GET"], upstream: "echo" }],
+    }),
+  );
+
+  it("records a refusal with the refusing plugin's name and code, and a plugin's own answer as allowed", async () => {
+    const m = unique("custom");
+    const refused = await app.request(`https://gw.test/custom/${m}/1`, { headers: { "x-teapot": "1" } }, env);
+    expect(refused.status).toBe(403);
+    const answered = await app.request(`https://gw.test/custom/${m}/2`, { headers: { "x-cached": "1" } }, env);
+    expect(await answered.text()).toBe("from cache");
+    const forwarded = await app.request(`https://gw.test/custom/${m}/3`, {}, env);
+    expect(forwarded.status).toBe(200);
+    const rows = await waitForEvents("path LIKE ?", [`%${m}%`], 3);
+    const byPath = Object.fromEntries(rows.map((r) => [r.path.split("/").at(-1), r]));
+    expect(byPath["1"]).toMatchObject({ decision: "refused", decided_by: "deny-teapots", code: "FORBIDDEN", status: 403, origin_status: null });
+    expect(byPath["2"]).toMatchObject({ decision: "allowed", decided_by: null, status: 200, origin_status: null });
+    expect(byPath["3"]).toMatchObject({ decision: "allowed", status: 200, origin_status: 200 });
+    expect(JSON.parse(byPath["3"].limit_state)).toEqual({ limit: 10, remaining: 3 });
+  });
+
+  it("never changes the response when the event cannot be built", async () => {
+    const m = unique("broken");
+    const res = await app.request(`https://gw.test/custom/${m}`, { headers: { "x-limit-state": "circular" } }, env);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { url: string }).url).toBe(`/${m}`);
+  });
+});
+
+describe("sinks", () => {
+  it("falls back to D1 when the queue refuses, and never rejects even when D1 fails too", async () => {
+    const event = fakeEvent({ path: `/echo/${unique("fallback")}` });
+    const failingQueue = { sendBatch: () => Promise.reject(new Error("queue down")) } as unknown as Queue;
+    await deliver([event as RequestEvent], "queue", { ...env, AUDIT_QUEUE: failingQueue } as never);
+    expect(await env.DB.prepare("SELECT status FROM request_events WHERE id = ?").bind(event.id).first()).toEqual({ status: 200 });
+
+    const brokenDb = { prepare: () => { throw new Error("d1 down"); }, batch: () => Promise.reject(new Error("d1 down")) };
+    const lost = fakeEvent();
+    const started = Date.now();
+    await expect(deliver([lost as RequestEvent], "d1", { ...env, DB: brokenDb } as never, 5)).resolves.toBeUndefined();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(5 + 20 + 80); // it retried with backoff before giving up
+  });
+});
