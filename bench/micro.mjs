@@ -68,7 +68,11 @@ const stubD1 = {
 const neverAborts = new AbortController().signal;
 AbortSignal.timeout = () => neverAborts;
 
-const env = { DB: stubD1, ADMIN_TOKEN: "micro-admin-token-0123456789", ORIGIN_TOKEN: "micro-origin-secret", KEY_CACHE_TTL_SECONDS: "60", KEY_NEGATIVE_CACHE_TTL_SECONDS: "2" };
+// The audit plugin's Queue: accepts batches, like a producer binding that never blocks.
+let auditBatches = 0;
+const auditQueue = { send: async () => void auditBatches++, sendBatch: async () => void auditBatches++ };
+
+const env = { AUDIT_QUEUE: auditQueue, DB: stubD1, ADMIN_TOKEN: "micro-admin-token-0123456789", ORIGIN_TOKEN: "micro-origin-secret", KEY_CACHE_TTL_SECONDS: "60", KEY_NEGATIVE_CACHE_TTL_SECONDS: "2" };
 const ctx = { waitUntil: (p) => void Promise.resolve(p).catch(() => {}), passThroughOnException() {}, props: {} };
 
 const keys = await apps.warmKeys(args.smoke ? 50 : 1000, 3_600_000);
@@ -165,7 +169,7 @@ async function main() {
   const slope = pts.reduce((s, p) => s + (p.requests - mx) * (p.heapUsed - my), 0) / pts.reduce((s, p) => s + (p.requests - mx) ** 2, 0);
   const soak = { chain: full.name, requests: total, heap, bytesPerRequestSlope: slope, growthBytes: pts[pts.length - 1].heapUsed - pts[0].heapUsed };
 
-  const result = { node: process.version, requestsPerBatch: n, rounds, rows, soak, d1Writes };
+  const result = { node: process.version, requestsPerBatch: n, rounds, rows, soak, d1Writes, auditBatches };
   if (args.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;

@@ -140,6 +140,8 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
       compatibilityDate,
       bindings: { ...bindings, ...w.bindings, BENCH_SCENARIO: w.scenario },
       d1Databases: { DB: "bench-db" },
+      // Audit events go to a local Queue with no consumer: the request path's cost only.
+      queueProducers: { AUDIT_QUEUE: "portcullis-audit" },
       unsafeDirectSockets: [{ host: "127.0.0.1", port: w.port }],
     })),
   });

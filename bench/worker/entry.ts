@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { createApp } from "../../worker/app";
+import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { gatewayScenarios } from "./scenarios";
 
@@ -51,6 +52,9 @@ let app: Fetcher | undefined;
 let benchEnv: BenchEnv | undefined;
 
 export default {
+  // The audit consumer is not bound in the benchmark (production runs it in separate
+  // invocations; bench/audit-load.mjs measures it), so this only serves a manual setup.
+  queue: (batch: MessageBatch<unknown>, env: BenchEnv) => auditQueueConsumer(batch, env),
   fetch(req: Request, env: BenchEnv, ctx: ExecutionContext) {
     if (req.url.endsWith("/__bench/stats")) return Response.json(stats);
     stats.requests++;

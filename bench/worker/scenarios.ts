@@ -1,3 +1,4 @@
+import { audit } from "../../plugins/audit";
 import { authorize } from "../../plugins/authorize";
 import { headers } from "../../plugins/headers";
 import { jwtAuth } from "../../plugins/jwt-auth";
@@ -25,17 +26,16 @@ const headerRewrite = (withSecret: boolean): PluginInstance =>
   });
 
 /**
- * The default pipeline as the issue defines it: key-auth (isolate cache), authorize, header
- * rewriting with an injected origin secret. Plugins that land later (audit) join here, so the
- * "default" scenario always measures what a default deploy runs.
+ * The default pipeline as the issue defines it: audit (first, as gateway.config.ts has it),
+ * key-auth (isolate cache), authorize, header rewriting with an injected origin secret.
  */
 export function defaultPlugins(withSecret = true): PluginInstance[] {
-  return [keyAuth(), authorize(), headerRewrite(withSecret)];
+  return [audit(), keyAuth(), authorize(), headerRewrite(withSecret)];
 }
 
 /** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. */
 export function jwtPlugins(): PluginInstance[] {
-  return [jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
+  return [audit(), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
 }
 
 /**
