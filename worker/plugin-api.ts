@@ -18,3 +18,5 @@ export type { ResolvedIdentity } from "./services/identity";
 export { ipAllowed, parseCidr, parseIp } from "./lib/cidr";
 export { grants, isPermitted } from "./lib/permissions";
 export { byteLimit } from "./gateway/forward";
+/** Bag keys a plugin sets to enrich the request's audit event (limit state, refusal reason, refused subject). */
+export { AUDIT_BAG } from "./audit/options";
