@@ -4,7 +4,25 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fmt, fmtRange, median } from "./stats.mjs";
 
-const pick = (rounds, name, mode, f) => rounds.map((r) => r[name]?.[mode]).filter((m) => m && !m.rejected).map(f);
+/**
+ * Values of accepted (undisturbed) measurements; when a scenario has none in a mode, all of them,
+ * and the scenario is listed as disturbed (see `disturbed`), so a busy machine still gives figures.
+ */
+const pick = (rounds, name, mode, f) => {
+  const all = rounds.map((r) => r[name]?.[mode]).filter(Boolean);
+  const ok = all.filter((m) => !m.rejected);
+  return (ok.length ? ok : all).map(f);
+};
+/** Scenario/mode pairs whose figures come from disturbed measurements only. */
+export function disturbed(result) {
+  const out = [];
+  for (const s of result.scenarios)
+    for (const mode of ["sat", "fixed", "seq"]) {
+      const all = result.rounds.map((r) => r[s.name]?.[mode]).filter(Boolean);
+      if (all.length && all.every((m) => m.rejected)) out.push(`${s.name}/${mode}`);
+    }
+  return out;
+}
 const allOf = (rounds, name, mode) => rounds.map((r) => r[name]?.[mode]).filter(Boolean);
 
 /** Medians per scenario, from accepted rounds only. */
@@ -38,10 +56,18 @@ export function summarize(result) {
 
 /** Per-round ratio to bare (paired within a round), then the median of those. */
 function pairedRatio(rounds, name, base) {
-  const v = rounds
-    .map((r) => (r[name]?.sat && r[base]?.sat && !r[name].sat.rejected && !r[base].sat.rejected ? r[name].sat.rps / r[base].sat.rps : NaN))
-    .filter(Number.isFinite);
-  return v;
+  const pairs = rounds.filter((r) => r[name]?.sat && r[base]?.sat);
+  const ok = pairs.filter((r) => !r[name].sat.rejected && !r[base].sat.rejected);
+  // Without an undisturbed pair, disturbed ones (flagged in the header) rather than nothing.
+  return (ok.length ? ok : pairs).map((r) => r[name].sat.rps / r[base].sat.rps).filter(Number.isFinite);
+}
+
+/** D1 statements per request inside the measured windows of a scenario (all modes, all rounds). */
+function d1InWindows(rounds, name) {
+  const ms = rounds.flatMap((r) => ["sat", "fixed", "seq"].map((m) => r[name]?.[m])).filter((m) => m && m.d1Requests);
+  const st = ms.reduce((c, m) => c + m.d1Statements, 0);
+  const rq = ms.reduce((c, m) => c + m.d1Requests, 0);
+  return { st, rq, per: rq ? st / rq : NaN };
 }
 
 const mark = (ok) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ missed");
@@ -90,9 +116,7 @@ export function targetRows(result) {
     // Measured: inside the measured windows (after the sweep). Steady state of a busy isolate at
     // the measured throughput: each key re-read once per TTL, plus one last_used_at write per key
     // per minute — what a window inside the TTL cannot show.
-    const ms = rounds.flatMap((r) => ["sat", "fixed", "seq"].map((m) => r.default?.[m])).filter((m) => m && m.d1Requests);
-    const st = ms.reduce((c, m) => c + m.d1Statements, 0);
-    const rq = ms.reduce((c, m) => c + m.d1Requests, 0);
+    const { st, rq } = d1InWindows(rounds, "default");
     const keys = result.meta.config.loadKeys;
     const ttl = Number(result.meta.config.warmKeyTtlSeconds);
     const rps = median(S.default.rps);
@@ -141,16 +165,18 @@ export function renderMarkdown(result, svgName) {
   const rejected = Object.values(S).reduce((c, s) => c + s.rejected, 0);
   const accepted = Object.values(S).reduce((c, s) => c + s.accepted, 0);
   lines.push(
-    `- foreign CPU load (busy time not ours ÷ machine capacity) per measurement: median ${fmt(100 * median(allForeign), 1)}%, max ${fmt(100 * Math.max(...allForeign), 1)}%; ${rejected} of ${rejected + accepted} measurements were over ${meta.config.maxForeign * 100}% after ${meta.config.retries} retries and are left out of the medians`,
-    "",
+    `- foreign CPU load (busy time not ours ÷ machine capacity) per measurement: median ${fmt(100 * median(allForeign), 1)}%, max ${fmt(100 * Math.max(...allForeign), 1)}%; ${rejected} of ${rejected + accepted} measurements were over ${meta.config.maxForeign * 100}% after up to ${meta.config.retries} retries and are left out of the medians`,
   );
+  const dist = disturbed(result);
+  if (dist.length) lines.push(`- **disturbed:** no undisturbed measurement for ${dist.join(", ")}; those figures are medians of disturbed ones — read them as upper bounds on cost`);
+  lines.push("");
 
   lines.push("## Targets", "", table(["metric", "target", "measured (median, min–max)", ""], targetRows(result)), "");
 
   lines.push("## Closed-loop saturation", "");
   lines.push(
     table(
-      ["scenario", "requests/s", "÷ bare", "server CPU µs/req", "CPU added vs bare", "D1 statements/req (whole run)"],
+      ["scenario", "requests/s", "÷ bare", "server CPU µs/req", "CPU added vs bare", "D1 statements/req (measured windows)"],
       result.scenarios.map((s) => {
         const x = S[s.name];
         const ratios = s.name === "bare" ? [] : pairedRatio(result.rounds, s.name, "bare");
@@ -160,7 +186,7 @@ export function renderMarkdown(result, svgName) {
           s.name === "bare" ? "1" : ratios.length ? fmtRange(ratios, 2) : fmt(median(x.rps) / bareRps, 2),
           fmtRange(x.cpu, 1),
           s.kind === "worker" && s.name !== "bare" ? fmt(median(x.cpu) - bareCpu, 1) : "–",
-          result.d1?.[s.name] ? fmt(result.d1[s.name].perRequest, 4) : "–",
+          s.kind === "worker" ? fmt(d1InWindows(result.rounds, s.name).per, 4) : "–",
         ];
       }),
     ),
