@@ -1,7 +1,7 @@
 // Bundles with esbuild (the version wrangler uses): the benchmark worker for workerd, and the
 // same code for Node (key generation for seeding, the micro-benchmark's in-process apps).
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 import path from "node:path";
 
@@ -75,9 +75,23 @@ function treeWithout(range, scratch) {
   const env = { ...process.env, GIT_INDEX_FILE: path.join(scratch, `index-${sha}`) };
   const git = (args, input) => execFileSync("git", ["-C", root, ...args], { env, input, encoding: "utf8" });
   git(["read-tree", "HEAD"]);
-  git(["apply", "--cached", "-R", "-3"], git(["diff", a, b, "--", "worker"]));
+  // File by file: a file whose reversal conflicts with later merges keeps HEAD's version.
+  const files = git(["diff", "--name-only", a, b, "--", "worker"]).split("\n").filter(Boolean);
+  const kept = [];
+  for (const f of files) {
+    try {
+      git(["apply", "--cached", "-R", "-3"], git(["diff", a, b, "--", f]));
+    } catch {
+      git(["read-tree", "HEAD"]); // drop the failed attempt, then redo the files done so far
+      for (const done of files.slice(0, files.indexOf(f))) if (!kept.includes(done)) git(["apply", "--cached", "-R", "-3"], git(["diff", a, b, "--", done]));
+      kept.push(f);
+    }
+  }
   git(["checkout-index", "-a", `--prefix=${dir}/`]);
   rmSync(env.GIT_INDEX_FILE, { force: true });
+  // worker/app.ts (merged since) may keep calling dbFor: "before" built drizzle per request.
+  const dbFile = path.join(dir, "worker", "db", "index.ts");
+  if (!readFileSync(dbFile, "utf8").includes("dbFor")) appendFileSync(dbFile, "\n// bench before-tree: the drizzle instance as it was, built per request\nexport const dbFor = createDb;\n");
   cpSync(path.join(root, "bench", "worker"), path.join(dir, "bench", "worker"), { recursive: true });
-  return { id: "before", label: `HEAD without ${a}..${b}`, dir };
+  return { id: "before", label: `HEAD without ${a}..${b}${kept.length ? ` (kept: ${kept.join(", ")})` : ""}`, dir };
 }
