@@ -2,7 +2,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { createAdminApp } from "./admin";
 import { createDashboard } from "./dashboard";
 import { auditPreChain } from "./audit/record";
-import { createDb } from "./db";
+import { dbFor } from "./db";
 import { validateEnv, type GatewayEnv } from "./env";
 import { notFound, onError } from "./errors";
 import { canonicalPath, mountGateway } from "./gateway";
@@ -25,10 +25,11 @@ const requestId = (): MiddlewareHandler<GatewayEnv> =>
 const services = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
   async function services(c, next) {
     c.set("gateway", gateway);
-    c.set("services", { db: createDb(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
+    c.set("services", { db: dbFor(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
     c.set("clientIp", c.req.header("cf-connecting-ip") || undefined);
     await next();
   };
+
 
 /**
  * The whole Worker: request id → services → (audit of pre-chain refusals) → canonical-path

@@ -29,8 +29,6 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
     format: "esm",
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
-    // Runtime modules (cloudflare:workers for the limiter Durable Object) come from workerd.
-    external: ["cloudflare:*"],
     mainFields: ["module", "main"],
     outfile: path.join(outdir, "worker.mjs"),
     // Runtime modules (cloudflare:workers for the limiter's Durable Objects) come from workerd.

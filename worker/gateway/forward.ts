@@ -39,12 +39,17 @@ export function upstreamBaseUrl(upstream: CompiledUpstream, env: Record<string, 
  * followed, so the origin credential can only ever go to the configured origin.
  */
 export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Response> {
-  const { route, upstream, identity, requestId, clientIp } = c.var;
+  // c.get, not c.var: Hono builds a fresh object of every variable on each `c.var` access.
+  const route = c.get("route");
+  const upstream = c.get("upstream");
+  const identity = c.get("identity");
+  const requestId = c.get("requestId");
+  const clientIp = c.get("clientIp");
   const url = new URL(c.req.url);
   const remainder = route.wildcard ? url.pathname.slice(route.prefix.length) : "";
   const target = buildUpstreamUrl(upstreamBaseUrl(upstream, c.env), remainder, url.search);
 
-  const headers = c.var.upstreamHeaders;
+  const headers = c.get("upstreamHeaders");
   if (identity) {
     headers.set(`${IDENTITY_HEADER_PREFIX}user-id`, identity.user.id);
     headers.set(`${IDENTITY_HEADER_PREFIX}user-name`, identity.user.name);

@@ -52,21 +52,22 @@ export function identityStoreFailed(err: unknown, msg: string, redact: readonly 
   return new GatewayError("IDENTITY_UNAVAILABLE", "Credentials cannot be checked right now; retry shortly.", { headers: { "retry-after": "1" } });
 }
 
-/** Loads a key's identity from D1 by hash: one query for key+user, one for roles. */
+/**
+ * Loads a key's identity from D1 by hash in one query: key ⋈ user, left-joined to the user's
+ * roles (one row per role, or one row with no role). One round trip per cache miss — this is
+ * the cold path, and each D1 call costs as much as the rest of the request.
+ */
 export async function loadIdentityByHash(db: Database, hash: string): Promise<ResolvedIdentity | null> {
   const rows = await db
-    .select({ key: apiKeys, user: proxyUsers })
+    .select({ key: apiKeys, user: proxyUsers, roleName: roles.name, rolePermissions: roles.permissions })
     .from(apiKeys)
     .innerJoin(proxyUsers, eq(apiKeys.userId, proxyUsers.id))
-    .where(eq(apiKeys.hash, hash))
-    .limit(1);
+    .leftJoin(userRoles, eq(userRoles.userId, proxyUsers.id))
+    .leftJoin(roles, eq(userRoles.roleId, roles.id))
+    .where(eq(apiKeys.hash, hash));
   const row = rows[0];
   if (!row) return null;
-  const roleRows = await db
-    .select({ name: roles.name, permissions: roles.permissions })
-    .from(userRoles)
-    .innerJoin(roles, eq(userRoles.roleId, roles.id))
-    .where(eq(userRoles.userId, row.user.id));
+  const roleRows = rows.filter((r) => r.roleName !== null);
   return {
     authMethod: "api-key",
     user: {
@@ -85,8 +86,8 @@ export async function loadIdentityByHash(db: Database, hash: string): Promise<Re
       revokedAt: row.key.revokedAt?.getTime() ?? null,
       permissions: row.key.permissions ?? null,
     },
-    roles: roleRows.map((r) => r.name),
-    permissions: [...new Set(roleRows.flatMap((r) => r.permissions))],
+    roles: roleRows.map((r) => r.roleName!),
+    permissions: [...new Set(roleRows.flatMap((r) => r.rolePermissions ?? []))],
   };
 }
 
@@ -126,6 +127,22 @@ export function identityFailure(identity: ResolvedIdentity, now: number): AuthFa
   return null;
 }
 
+// Presented key → its SHA-256, so an isolate hashes each key once rather than on every request.
+// This holds plaintext keys, but only in the isolate's memory, which already sees every key it
+// serves: never logged, persisted or sent anywhere. Only well-formed keys get here; FIFO-bounded.
+const keyHashes = new Map<string, string>();
+const KEY_HASHES_MAX = 10_000;
+
+async function keyHashOf(key: string): Promise<string> {
+  let hash = keyHashes.get(key);
+  if (hash === undefined) {
+    hash = await hashApiKey(key);
+    if (keyHashes.size >= KEY_HASHES_MAX) keyHashes.delete(keyHashes.keys().next().value!);
+    keyHashes.set(key, hash);
+  }
+  return hash;
+}
+
 export type ResolveResult = { ok: true; identity: ResolvedIdentity } | { ok: false; reason: AuthFailure; keyId?: string; userId?: string };
 
 /**
@@ -141,7 +158,7 @@ export async function resolveApiKey(
   if (!presented) return { ok: false, reason: "missing" };
   if (!isWellFormedApiKey(presented)) return { ok: false, reason: "malformed" };
   const now = opts.now ?? Date.now();
-  const hash = await hashApiKey(presented);
+  const hash = await keyHashOf(presented);
   let identity = cache.get(hash, now);
   if (identity === undefined) {
     try {

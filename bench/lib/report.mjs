@@ -1,0 +1,315 @@
+// Writes bench/results/<date>.md (tables per load mode, the issue's target table with ratios
+// measured side by side) and <date>.svg (throughput and latency per scenario).
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fmt, fmtRange, median } from "./stats.mjs";
+
+/**
+ * Values of accepted (undisturbed) measurements; when a scenario has none in a mode, all of them,
+ * and the scenario is listed as disturbed (see `disturbed`), so a busy machine still gives figures.
+ */
+const pick = (rounds, name, mode, f) => {
+  const all = rounds.map((r) => r[name]?.[mode]).filter(Boolean);
+  const ok = all.filter((m) => !m.rejected);
+  return (ok.length ? ok : all).map(f);
+};
+/** Scenario/mode pairs whose figures come from disturbed measurements only. */
+export function disturbed(result) {
+  const out = [];
+  for (const s of result.scenarios)
+    for (const mode of ["sat", "fixed", "seq"]) {
+      const all = result.rounds.map((r) => r[s.name]?.[mode]).filter(Boolean);
+      if (all.length && all.every((m) => m.rejected)) out.push(`${s.name}/${mode}`);
+    }
+  return out;
+}
+const allOf = (rounds, name, mode) => rounds.map((r) => r[name]?.[mode]).filter(Boolean);
+
+/** Medians per scenario, from accepted rounds only. */
+export function summarize(result) {
+  const { rounds } = result;
+  const out = {};
+  for (const s of result.scenarios) {
+    const n = s.name;
+    out[n] = {
+      rps: pick(rounds, n, "sat", (m) => m.rps),
+      cpu: pick(rounds, n, "sat", (m) => m.cpuUsPerReq),
+      d1: pick(rounds, n, "sat", (m) => m.d1PerReq).filter((x) => x !== undefined),
+      fixed: {
+        p50: pick(rounds, n, "fixed", (m) => m.latencyMs.p50),
+        p99: pick(rounds, n, "fixed", (m) => m.latencyMs.p99),
+        p999: pick(rounds, n, "fixed", (m) => m.latencyMs.p999),
+        max: pick(rounds, n, "fixed", (m) => m.latencyMs.max),
+        achieved: pick(rounds, n, "fixed", (m) => m.achievedRps),
+      },
+      seq: {
+        p50: pick(rounds, n, "seq", (m) => m.latencyMs.p50),
+        p99: pick(rounds, n, "seq", (m) => m.latencyMs.p99),
+      },
+      foreign: ["sat", "fixed", "seq"].flatMap((mode) => allOf(rounds, n, mode).map((m) => m.foreign)),
+      rejected: ["sat", "fixed", "seq"].reduce((c, mode) => c + allOf(rounds, n, mode).filter((m) => m.rejected).length, 0),
+      accepted: ["sat", "fixed", "seq"].reduce((c, mode) => c + allOf(rounds, n, mode).filter((m) => !m.rejected).length, 0),
+    };
+  }
+  return out;
+}
+
+/** Per-round ratio to bare (paired within a round), then the median of those. */
+function pairedRatio(rounds, name, base) {
+  const pairs = rounds.filter((r) => r[name]?.sat && r[base]?.sat);
+  const ok = pairs.filter((r) => !r[name].sat.rejected && !r[base].sat.rejected);
+  // Without an undisturbed pair, disturbed ones (flagged in the header) rather than nothing.
+  return (ok.length ? ok : pairs).map((r) => r[name].sat.rps / r[base].sat.rps).filter(Number.isFinite);
+}
+
+/** D1 statements per request inside the measured windows of a scenario (all modes, all rounds). */
+function d1InWindows(rounds, name) {
+  const ms = rounds.flatMap((r) => ["sat", "fixed", "seq"].map((m) => r[name]?.[m])).filter((m) => m && m.d1Requests);
+  const st = ms.reduce((c, m) => c + m.d1Statements, 0);
+  const rq = ms.reduce((c, m) => c + m.d1Requests, 0);
+  return { st, rq, per: rq ? st / rq : NaN };
+}
+
+const mark = (ok) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ missed");
+
+export function targetRows(result) {
+  const S = summarize(result);
+  const { rounds, micro, bundle } = result;
+  const rows = [];
+  const has = (n) => S[n] && S[n].rps.length;
+  const ratioRow = (label, name, target) => {
+    if (!has(name) || !has("bare")) return rows.push([label, `≥ ${target}`, "not measured (scenario absent)", "–"]);
+    const v = pairedRatio(rounds, name, "bare");
+    const m = median(v);
+    rows.push([label, `≥ ${target}`, `${fmtRange(v, 2)}`, mark(m >= target)]);
+  };
+  ratioRow("default pipeline throughput ÷ bare Hono pass-through", "default", 0.85);
+  ratioRow("… plus a rate limit on the Durable Object backend", "ratelimit-do", 0.75);
+  ratioRow("… plus a rate limit on the Upstash backend (bridge over local Redis)", "ratelimit-upstash", 0.6);
+  if (has("default") && has("bare")) {
+    const added = median(S.default.cpu) - median(S.bare.cpu);
+    rows.push(["CPU added per request by the default pipeline (workerd, /proc)", "≤ 60 µs", `${fmt(added, 1)} µs (${fmt(median(S.default.cpu), 1)} − ${fmt(median(S.bare.cpu), 1)})`, mark(added <= 60)]);
+  }
+  if (micro) {
+    const steps = micro.rows.filter((r) => r.name.startsWith("+"));
+    const core = micro.rows.find((r) => r.name === "core");
+    let prev = core;
+    const per = steps.map((r) => {
+      const d = r.netCpuUs - prev.netCpuUs;
+      prev = r;
+      return `${r.name.slice(1)} ${fmt(d, 1)}`;
+    });
+    const worst = Math.max(...steps.map((r, i) => r.netCpuUs - (i ? steps[i - 1].netCpuUs : core.netCpuUs)));
+    rows.push(["CPU per plugin (micro-benchmark, Node)", "≤ 15 µs each", `${per.join(", ")} µs`, mark(worst <= 15)]);
+  }
+  if (has("default") && has("bare")) {
+    const d50 = median(S.default.seq.p50) - median(S.bare.seq.p50);
+    const d99 = median(S.default.seq.p99) - median(S.bare.seq.p99);
+    rows.push(["unloaded added latency over bare pass-through (one connection)", "≤ 0.3 ms p50, ≤ 1 ms p99", `p50 +${fmt(d50, 3)} ms, p99 +${fmt(d99, 3)} ms`, mark(d50 <= 0.3 && d99 <= 1)]);
+  }
+  if (has("default") && has("direct")) {
+    const p = median(S.default.fixed.p99);
+    const d = median(S.direct.fixed.p99);
+    rows.push([`p99 at 50% load (${result.rate} rps)`, "≤ direct + 5 ms", `${fmt(p, 2)} ms vs direct ${fmt(d, 2)} ms`, mark(p <= d + 5)]);
+  }
+  if (has("default")) {
+    // Measured: inside the measured windows (after the sweep). Steady state of a busy isolate at
+    // the measured throughput: each key re-read once per TTL — what a window inside the TTL cannot show.
+    const { st, rq } = d1InWindows(rounds, "default");
+    const keys = result.meta.config.loadKeys;
+    const ttl = Number(result.meta.config.warmKeyTtlSeconds);
+    const rps = median(S.default.rps);
+    // With audit in the chain, last_used_at is written by the audit consumer in batches; key-auth
+    // adds no write of its own (without audit it would add one per key per minute).
+    const steady = keys / ttl / rps;
+    rows.push([
+      "D1 queries per request at steady state (warm)",
+      "≤ 0.01",
+      `${fmt(steady, 4)} at ${fmt(rps)} rps with ${fmt(keys)} keys, TTL ${ttl} s (one read per key per TTL; last_used_at goes through the audit batch); measured inside the windows: ${fmt(st / Math.max(1, rq), 4)} (${fmt(st)} over ${fmt(rq)} requests)`,
+      mark(steady <= 0.01),
+    ]);
+  }
+  if (micro) {
+    const bare = micro.rows.find((r) => r.name === "bare");
+    const full = micro.rows[micro.rows.length - 1];
+    const ratio = full.netBytes / bare.netBytes;
+    rows.push(["heap allocated per request (micro, net of the driver) ÷ bare", "≤ 1.3", `${fmt(ratio, 2)} (${fmt(full.netBytes)} B vs ${fmt(bare.netBytes)} B)`, mark(ratio <= 1.3)]);
+    const g = micro.soak.growthBytes;
+    rows.push([`heap growth over the soak (${fmt(micro.soak.requests)} requests)`, "none", `${fmt(g / 1024, 1)} KiB after the first 10% (slope ${fmt(micro.soak.bytesPerRequestSlope, 3)} B/req)`, mark(micro.soak.bytesPerRequestSlope < 1)]);
+  }
+  if (bundle) {
+    rows.push(["deployed bundle (`wrangler deploy --dry-run`), gzip", "≤ 150 KB", `${fmt(bundle.gzipBytes / 1000, 1)} KB (${fmt(bundle.rawBytes / 1000, 1)} KB raw)`, mark(bundle.gzipBytes <= 150_000)]);
+    rows.push(["top-level start-up work (module evaluation)", "≤ 10 ms", `${fmt(bundle.startupMs, 1)} ms (${bundle.startupHow}); zod alone: ${fmt(bundle.zodOnlyMs, 1)} ms`, mark(bundle.startupMs <= 10)]);
+  }
+  return rows;
+}
+
+const table = (head, rows) => [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i ? "---:" : "---")).join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+
+export function renderMarkdown(result, svgName) {
+  const S = summarize(result);
+  const { meta } = result;
+  const bareRps = median(S.bare?.rps ?? []);
+  const bareCpu = median(S.bare?.cpu ?? []);
+  const lines = [];
+  lines.push(`# Benchmark ${meta.date.slice(0, 10)}`, "");
+  lines.push(`Run at ${meta.date} (${fmt(result.seconds / 60, 1)} min), commit \`${meta.versions.commit}\`. Generated by \`npm run bench\`; method in [bench/README.md](../README.md).`, "");
+  lines.push("## Machine and versions", "");
+  lines.push(`- ${meta.host}; load average at start ${meta.loadavg}`);
+  lines.push(`- ${meta.pinning}`);
+  lines.push(`- ${Object.entries(meta.versions).filter(([k]) => k !== "commit").map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  lines.push(
+    `- ${meta.config.rounds} interleaved rounds; per round and scenario: ${meta.config.satMs / 1000} s closed loop (${meta.config.connections} connections, ${result.meta.versions.wrk !== "not installed" ? "wrk" : "Node"}), ${meta.config.fixedMs / 1000} s at a fixed ${result.rate} rps (50% of the bare maximum, Node generator, latency from each request's scheduled send time), ${meta.config.seqMs / 1000} s on one connection`,
+  );
+  lines.push(`- population: ${fmt(meta.config.users)} proxy users with one key each; ${fmt(meta.config.loadKeys)} distinct keys in the load; every scenario receives the same requests`);
+  const allForeign = Object.values(S).flatMap((s) => s.foreign);
+  const rejected = Object.values(S).reduce((c, s) => c + s.rejected, 0);
+  const accepted = Object.values(S).reduce((c, s) => c + s.accepted, 0);
+  lines.push(
+    `- foreign CPU load (busy time not ours ÷ machine capacity) per measurement: median ${fmt(100 * median(allForeign), 1)}%, max ${fmt(100 * Math.max(...allForeign), 1)}%; ${rejected} of ${rejected + accepted} measurements were over ${meta.config.maxForeign * 100}% after up to ${meta.config.retries} retries and are left out of the medians`,
+  );
+  const dist = disturbed(result);
+  if (dist.length) lines.push(`- **disturbed:** no undisturbed measurement for ${dist.join(", ")}; those figures are medians of disturbed ones — read them as upper bounds on cost`);
+  lines.push("");
+
+  lines.push("## Targets", "", table(["metric", "target", "measured (median, min–max)", ""], targetRows(result)), "");
+
+  lines.push("## Closed-loop saturation", "");
+  lines.push(
+    table(
+      ["scenario", "requests/s", "÷ bare", "server CPU µs/req", "CPU added vs bare", "D1 statements/req (measured windows)"],
+      result.scenarios.map((s) => {
+        const x = S[s.name];
+        const ratios = s.name === "bare" ? [] : pairedRatio(result.rounds, s.name, "bare");
+        return [
+          s.label,
+          fmtRange(x.rps),
+          s.name === "bare" ? "1" : ratios.length ? fmtRange(ratios, 2) : fmt(median(x.rps) / bareRps, 2),
+          fmtRange(x.cpu, 1),
+          s.kind === "worker" && s.name !== "bare" ? fmt(median(x.cpu) - bareCpu, 1) : "–",
+          s.kind === "worker" ? fmt(d1InWindows(result.rounds, s.name).per, 4) : "–",
+        ];
+      }),
+    ),
+    "",
+  );
+  lines.push("Server CPU is utime+stime from `/proc` of the process under test (workerd, the nginx proxy, or for *direct* the origin), divided by the requests served.", "");
+
+  lines.push(`## Fixed arrival rate: ${result.rate} requests/s`, "");
+  lines.push(
+    table(
+      ["scenario", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "achieved rps", "failed requests"],
+      result.scenarios.map((s) => {
+        const f = S[s.name].fixed;
+        const errors = result.rounds.reduce((c, r) => c + (r[s.name]?.fixed?.errors ?? 0), 0);
+        const unanswered = result.rounds.reduce((c, r) => c + (r[s.name]?.fixed?.unanswered ?? 0), 0);
+        // Unanswered requests (server overloaded at this rate) make the latencies lower bounds.
+        const lb = unanswered ? "≥ " : "";
+        return [s.label, lb + fmtRange(f.p50, 2), lb + fmtRange(f.p99, 2), lb + fmtRange(f.p999, 2), lb + fmtRange(f.max, 1), fmt(median(f.achieved)), `${fmt(errors)}${unanswered ? ` (+${fmt(unanswered)} unanswered: overloaded)` : ""}`];
+      }),
+    ),
+    "",
+  );
+
+  lines.push("## One connection, sequential (unloaded cost of each hop)", "");
+  lines.push(
+    table(
+      ["scenario", "p50 ms", "p99 ms", "p50 added vs bare"],
+      result.scenarios.map((s) => {
+        const q = S[s.name].seq;
+        return [s.label, fmtRange(q.p50, 3), fmtRange(q.p99, 3), s.kind === "worker" && s.name !== "bare" ? `+${fmt(median(q.p50) - median(S.bare.seq.p50), 3)}` : "–"];
+      }),
+    ),
+    "",
+  );
+
+  if (result.micro) {
+    const m = result.micro;
+    lines.push("## Per-plugin micro-benchmark (Node, `app.fetch` in a loop, origin stubbed, key cache warm)", "");
+    lines.push(
+      `${m.rounds} × ${fmt(m.requestsPerBatch)} requests per chain, interleaved, medians. *Net* subtracts the driver (building the request, consuming the stubbed response). Chains grow by one plugin per row; the step is what that plugin adds. Node's V8 with undici's Request/Response/Headers — use it to compare chains; the workerd figures above are what the targets are judged on.`,
+      "",
+    );
+    lines.push(microTable(m), "");
+    if (m.before) lines.push(`The same, built from the revision before the hot-path fixes (\`${m.before.sha}\`), measured in the same run:`, "", microTable(m.before), "");
+    lines.push(
+      `Soak: ${fmt(m.soak.requests)} requests through \`${m.soak.chain}\`, heap used after a full GC every ${fmt(m.soak.requests / 10)}: ${m.soak.heap.map((h) => fmt(h.heapUsed / 2 ** 20, 2)).join(" → ")} MiB (least-squares slope after the first sample: ${fmt(m.soak.bytesPerRequestSlope, 3)} bytes/request).`,
+      "",
+    );
+  }
+  if (result.notes?.length) lines.push("## Notes", "", ...result.notes.map((n) => `- ${n}`), "");
+  lines.push(`![throughput and latency per scenario](${svgName})`, "");
+  return lines.join("\n");
+}
+
+function microTable(m) {
+  let prev;
+  return table(
+    ["chain", "CPU µs/req", "net µs/req", "step µs", "bytes/req", "net bytes/req", "step bytes"],
+    m.rows.map((r) => {
+      const step = prev && r.name.startsWith("+") ? [fmt(r.netCpuUs - prev.netCpuUs, 1), fmt(r.netBytes - prev.netBytes)] : ["–", "–"];
+      if (r.name !== "driver" && r.name !== "bare") prev = r;
+      return [r.name, fmt(r.cpuUs, 1), fmt(r.netCpuUs, 1), step[0], fmt(r.bytes), fmt(r.netBytes), step[1]];
+    }),
+  );
+}
+
+const esc = (s) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+
+/** Two horizontal bar charts: saturation throughput, and p50/p99 at the fixed rate. */
+export function renderSvg(result) {
+  const S = summarize(result);
+  const sc = result.scenarios;
+  const W = 900;
+  const rowH = 26;
+  const left = 300;
+  const chartW = W - left - 120;
+  const h1 = 40 + sc.length * rowH;
+  const h2 = 40 + sc.length * rowH;
+  const H = h1 + h2 + 50;
+  const maxRps = Math.max(...sc.map((s) => median(S[s.name].rps) || 0));
+  const maxLat = Math.max(...sc.map((s) => median(S[s.name].fixed.p99) || 0));
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="13">`, `<rect width="${W}" height="${H}" fill="#fff"/>`];
+  parts.push(`<text x="10" y="22" font-weight="bold">Closed-loop throughput (requests/s, median of accepted rounds; whiskers min–max)</text>`);
+  sc.forEach((s, i) => {
+    const y = 36 + i * rowH;
+    const v = median(S[s.name].rps) || 0;
+    const lo = Math.min(...S[s.name].rps);
+    const hi = Math.max(...S[s.name].rps);
+    const w = (v / maxRps) * chartW;
+    parts.push(`<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(s.label)}</text>`);
+    parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="18" fill="${s.kind === "worker" ? (s.name === "bare" ? "#7aa6d8" : "#e07b39") : "#999"}"/>`);
+    if (Number.isFinite(lo)) parts.push(`<line x1="${left + (lo / maxRps) * chartW}" x2="${left + (hi / maxRps) * chartW}" y1="${y + 9}" y2="${y + 9}" stroke="#000"/>`);
+    parts.push(`<text x="${left + w + 6}" y="${y + 14}">${fmt(v)}</text>`);
+  });
+  const y0 = h1 + 30;
+  parts.push(`<text x="10" y="${y0 - 8}" font-weight="bold">Latency at ${result.rate} requests/s (ms): p50 dark, p99 light</text>`);
+  sc.forEach((s, i) => {
+    const y = y0 + 6 + i * rowH;
+    const p50 = median(S[s.name].fixed.p50) || 0;
+    const p99 = median(S[s.name].fixed.p99) || 0;
+    parts.push(`<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(s.label)}</text>`);
+    parts.push(`<rect x="${left}" y="${y}" width="${((p99 / maxLat) * chartW).toFixed(1)}" height="18" fill="#f2c09b"/>`);
+    parts.push(`<rect x="${left}" y="${y}" width="${((p50 / maxLat) * chartW).toFixed(1)}" height="18" fill="#b5541c"/>`);
+    parts.push(`<text x="${left + (p99 / maxLat) * chartW + 6}" y="${y + 14}">${fmt(p50, 2)} / ${fmt(p99, 2)}</text>`);
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
+/** Writes <date>.md and <date>.svg (a second run the same day gets a -2, -3… suffix). */
+export function writeReport(result, dir) {
+  const day = result.meta.date.slice(0, 10);
+  let base = day;
+  for (let i = 2; existsSync(path.join(dir, `${base}.md`)); i++) base = `${day}-${i}`;
+  writeFileSync(path.join(dir, `${base}.svg`), renderSvg(result));
+  writeFileSync(path.join(dir, `${base}.md`), renderMarkdown(result, `${base}.svg`));
+  writeFileSync(path.join(dir, `${base}.json`), JSON.stringify(result, null, 2));
+  return path.join(dir, `${base}.md`);
+}
+
+/** Re-renders a saved run (bench/results/<x>.json or bench/scratch/last-run.json). */
+export function rerender(jsonPath, dir) {
+  const result = JSON.parse(readFileSync(jsonPath, "utf8"));
+  return writeReport(result, dir);
+}

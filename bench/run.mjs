@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+// `npm run bench`: measures the gateway against the bare runtime and nginx, side by side.
+//
+//   npm run bench                  full run: ≥5 interleaved rounds, writes bench/results/<date>.md + .svg
+//   npm run bench -- --smoke       a few seconds: tiny population, one short round, no results file;
+//                                  fails on any error so the harness cannot rot (CI runs this)
+//   options: --retries N (default 1)  --retry-budget-minutes M (stop repeating disturbed rounds after M)
+//            --rounds N  --duration MS (per load mode)  --scenarios a,b,c  --no-micro  --no-bundle  --out DIR
+//            --before REV   also run the default and cold scenarios (and the micro-benchmark) built
+//                           from an older revision, side by side in the same workerd: a before/after
+//                           record. REV may be A..B: this HEAD with the worker/ changes A..B reverted.
+//
+// What runs (see bench/README.md): a tiny origin (nginx `return 200`, or Node without nginx), nginx
+// proxy_pass with keep-alive, and one workerd (Miniflare's API, direct sockets, D1 in memory)
+// running a bare Hono pass-through and the gateway in each scenario's configuration. Servers are
+// pinned to one core, load generators to the other.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { buildWorker, treeAt } from "./lib/build.mjs";
+import { measureBundle } from "./lib/bundle.mjs";
+import { hasWrk, nodeLoad, wrkClosed } from "./lib/load.mjs";
+import { ncpu, startCpuWindow } from "./lib/proc.mjs";
+import { writeReport } from "./lib/report.mjs";
+import { seed } from "./lib/seed.mjs";
+import { startNginxProxy, startOrigin, startWorkerd, stopAll, which } from "./lib/servers.mjs";
+import { median } from "./lib/stats.mjs";
+
+const root = path.resolve(import.meta.dirname, "..");
+const { values: args } = parseArgs({
+  options: {
+    smoke: { type: "boolean", default: false },
+    rounds: { type: "string" },
+    duration: { type: "string" },
+    scenarios: { type: "string" },
+    "no-micro": { type: "boolean", default: false },
+    "no-bundle": { type: "boolean", default: false },
+    before: { type: "string" },
+    retries: { type: "string" },
+    "retry-budget-minutes": { type: "string" },
+    out: { type: "string" },
+  },
+});
+const smoke = args.smoke;
+
+// ── configuration ──────────────────────────────────────────────────────────────
+const PORTS = { origin: 8701, nginx: 8702, workerFirst: 8710 };
+const CPUS = ncpu >= 2 ? { server: "1", load: "0" } : { server: "0", load: "0" };
+const cfg = {
+  rounds: Number(args.rounds ?? (smoke ? 1 : 5)),
+  satMs: Number(args.duration ?? (smoke ? 400 : 4000)),
+  fixedMs: Number(args.duration ?? (smoke ? 400 : 4000)),
+  seqMs: smoke ? 200 : Math.min(2000, Number(args.duration ?? 2000)),
+  warmMs: smoke ? 300 : 2000,
+  connections: 32,
+  fixedConnections: 128,
+  users: smoke ? 200 : 10_000,
+  loadKeys: smoke ? 50 : 1_000,
+  maxForeign: 0.1,
+  retries: smoke ? 0 : Number(args.retries ?? 1),
+  // Warm scenarios keep resolved keys for the longest TTL the gateway allows, so "warm" means warm.
+  warmKeyTtlSeconds: "60",
+};
+const scratch = path.join(root, "bench", "scratch");
+mkdirSync(scratch, { recursive: true });
+const useNginx = Boolean(which("nginx"));
+const useWrk = hasWrk && !smoke;
+const ADMIN_TOKEN = "bench-admin-token-not-a-secret-0001";
+const ORIGIN_TOKEN = "bench-origin-secret-0001";
+const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
+const JWT_SECRET = "bench-jwt-hs256-secret-of-at-least-32-bytes";
+
+/**
+ * Scenarios in report order. `worker` ones run in workerd with that BENCH_SCENARIO (see
+ * bench/worker/scenarios.ts); `keys` = the load presents the population's keys.
+ */
+const allScenarios = [
+  { name: "direct", label: "direct origin", kind: "origin" },
+  { name: "nginx", label: "nginx proxy_pass (keep-alive)", kind: "nginx", needs: useNginx },
+  { name: "bare", label: "bare Hono pass-through (workerd)", kind: "worker", scenario: "bare" },
+  { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
+  { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
+  { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
+];
+const only = args.scenarios?.split(",");
+const scenarios = allScenarios.filter((s) => s.needs !== false && (!only || only.includes(s.name)));
+const before = args.before ? treeAt(args.before, path.join(root, "bench", "scratch")) : undefined;
+if (before) {
+  // Twins of the gateway scenarios, built from the older tree, interleaved with the current ones.
+  for (const s of scenarios.filter((x) => x.name === "default" || x.name === "cold")) {
+    scenarios.splice(scenarios.indexOf(s), 0, { ...s, name: `${s.name}@${before.id}`, label: `${s.label} — before (${before.label})`, before: true });
+  }
+}
+
+const startedAt = Date.now();
+const log = (m) => process.stderr.write(`[bench] ${m}\n`);
+const sh = (cmd, argv) => {
+  try {
+    // nginx -v prints to stderr.
+    const r = spawnSync(cmd, argv, { encoding: "utf8" });
+    return `${r.stdout}${r.stderr}`.trim() || "n/a";
+  } catch (e) {
+    return (e.stderr || e.stdout || "").toString().trim() || "n/a";
+  }
+};
+const pkgVersion = (name) => JSON.parse(readFileSync(path.join(root, "node_modules", name, "package.json"), "utf8")).version;
+
+function machineInfo() {
+  const cpu = os.cpus()[0]?.model ?? "unknown";
+  return {
+    date: new Date().toISOString(),
+    host: `${cpu}, ${ncpu} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}`,
+    loadavg: os.loadavg().map((x) => x.toFixed(2)).join(" "),
+    versions: {
+      node: process.version,
+      workerd: pkgVersion("workerd"),
+      miniflare: pkgVersion("miniflare"),
+      wrangler: pkgVersion("wrangler"),
+      hono: pkgVersion("hono"),
+      "drizzle-orm": pkgVersion("drizzle-orm"),
+      nginx: useNginx ? sh("nginx", ["-v"]).replace("nginx version: ", "") : "not installed",
+      wrk: which("wrk") ? sh("wrk", ["-v"]).split("\n")[0].split(" [")[0] : "not installed",
+      commit: sh("git", ["-C", root, "rev-parse", "--short", "HEAD"]),
+    },
+    pinning: which("taskset") ? `servers on CPU ${CPUS.server}, load generators on CPU ${CPUS.load}` : "taskset missing: not pinned",
+    config: cfg,
+  };
+}
+
+// ── servers ────────────────────────────────────────────────────────────────────
+async function startServers() {
+  const origin = await startOrigin({ port: PORTS.origin, dir: scratch, cpus: CPUS.server, useNginx });
+  const nginx = scenarios.some((s) => s.kind === "nginx") ? await startNginxProxy({ port: PORTS.nginx, originPort: PORTS.origin, dir: scratch, cpus: CPUS.server }) : undefined;
+  const workers = scenarios
+    .filter((s) => s.kind === "worker")
+    .map((s, i) => ({ name: s.name, scenario: s.scenario, port: PORTS.workerFirst + i, bindings: s.bindings ?? {}, before: s.before }));
+  const scriptPath = await buildWorker(scratch);
+  if (before) {
+    const beforePath = await buildWorker(scratch, before.dir, `bench-worker-${before.id}`);
+    for (const w of workers) if (w.before) w.scriptPath = beforePath;
+  }
+  const workerd = await startWorkerd({
+    scriptPath,
+    workers,
+    cpus: CPUS.server,
+    compatibilityDate: /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(root, "wrangler.toml"), "utf8"))[1],
+    bindings: { ORIGIN_URL: `http://127.0.0.1:${PORTS.origin}`, ORIGIN_TOKEN, ADMIN_TOKEN, SECRETS_KEY, JWT_SECRET },
+  });
+  for (const s of scenarios) {
+    if (s.kind === "origin") Object.assign(s, { port: PORTS.origin, pids: origin.pids, otherPids: () => [] });
+    if (s.kind === "nginx") Object.assign(s, { port: PORTS.nginx, pids: nginx.pids, otherPids: origin.pids });
+    if (s.kind === "worker") Object.assign(s, { port: workers.find((w) => w.name === s.name).port, pids: workerd.pids, otherPids: origin.pids });
+  }
+  return { origin, workerd };
+}
+
+async function workerStats(s) {
+  if (s.kind !== "worker") return undefined;
+  return (await fetch(`http://127.0.0.1:${s.port}/__bench/stats`)).json();
+}
+
+/** The origin credential goes into the encrypted secret store through the admin API, as an operator would. */
+async function storeOriginSecret() {
+  const w = scenarios.find((s) => s.kind === "worker" && s.name !== "bare");
+  if (!w) return;
+  const res = await fetch(`http://127.0.0.1:${w.port}/admin/v1/secrets/ORIGIN_TOKEN`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ value: ORIGIN_TOKEN }),
+  });
+  if (!res.ok) throw new Error(`storing the origin secret failed: ${res.status} ${await res.text()}`);
+}
+
+/** HS256 JWTs (sub = proxy user id, 2 h expiry) for the same users whose keys are in the load. */
+async function jwtFile(userIds) {
+  const { SignJWT } = await import("jose");
+  const secret = new TextEncoder().encode(JWT_SECRET);
+  const exp = Math.floor(Date.now() / 1000) + 7200;
+  const tokens = await Promise.all(userIds.map((sub) => new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setExpirationTime(exp).sign(secret)));
+  const file = path.join(scratch, "load-jwts.txt");
+  writeFileSync(file, `${tokens.join("\n")}\n`);
+  return file;
+}
+
+// ── one measurement ────────────────────────────────────────────────────────────
+const PATH = "/api/orders/42";
+
+async function loadOnce(s, mode, opts) {
+  const url = `http://127.0.0.1:${s.port}${PATH}`;
+  // Every scenario gets the same requests (with a key, or a JWT for the same users), so only what
+  // serves them differs.
+  const keysFile = s.credentials === "jwt" ? opts.jwtFile : opts.keysFile;
+  if (mode === "sat") {
+    return useWrk
+      ? wrkClosed({ url, connections: cfg.connections, durationMs: opts.durationMs, keysFile, cpus: CPUS.load })
+      : nodeLoad({ mode: "closed", url, connections: cfg.connections, durationMs: opts.durationMs, keysFile }, CPUS.load);
+  }
+  if (mode === "fixed") return nodeLoad({ mode: "fixed", url, connections: cfg.fixedConnections, rate: opts.rate, durationMs: opts.durationMs, keysFile }, CPUS.load);
+  return nodeLoad({ mode: "seq", url, connections: 1, durationMs: opts.durationMs, keysFile }, CPUS.load);
+}
+
+/** Runs one load, with CPU accounting; retries a round disturbed by foreign load. */
+async function measure(s, mode, opts) {
+  for (let attempt = 0; ; attempt++) {
+    const st0 = await workerStats(s);
+    const win = startCpuWindow(s.pids(), s.otherPids());
+    const r = await loadOnce(s, mode, opts);
+    const cpu = win.end();
+    const st1 = await workerStats(s);
+    // A smoke run fails on any error; a full run records them (an overloaded scenario at the fixed
+    // rate may see resets) and the report shows them next to the figures.
+    if (r.errors && smoke) throw new Error(`${s.name}/${mode}: ${r.errors} of ${r.requests} requests failed (${r.firstError})`);
+    if (r.errors) log(`  ${s.name}/${mode}: ${r.errors} of ${r.requests} requests failed (${r.firstError}); recorded`);
+    const result = {
+      ...r,
+      cpuUsPerReq: cpu.serverUs / r.requests,
+      foreign: cpu.foreign,
+      steal: cpu.steal,
+      d1Statements: st0 && st1 ? st1.d1Statements - st0.d1Statements : undefined,
+      d1Requests: st0 && st1 ? st1.requests - st0.requests : undefined,
+      attempt,
+    };
+    // Past the retry budget (a machine that stays busy), disturbed rounds are recorded, not repeated.
+    const overBudget = args["retry-budget-minutes"] && Date.now() - startedAt > Number(args["retry-budget-minutes"]) * 60_000;
+    if (cpu.foreign <= cfg.maxForeign || attempt >= cfg.retries || overBudget) {
+      result.rejected = cpu.foreign > cfg.maxForeign;
+      return result;
+    }
+    log(`  ${s.name}/${mode}: foreign load ${(cpu.foreign * 100).toFixed(0)}% > ${cfg.maxForeign * 100}%, repeating`);
+  }
+}
+
+// ── micro-benchmark (separate process, pinned to the server core) ─────────────
+function runMicro(tree) {
+  return new Promise((resolve, reject) => {
+    const argv = ["--expose-gc", path.join(root, "bench", "micro.mjs"), "--json", ...(smoke ? ["--smoke"] : []), ...(tree ? ["--tree", tree, "--no-soak"] : [])];
+    const child = spawn(which("taskset") ? "taskset" : process.execPath, which("taskset") ? ["-c", CPUS.server, process.execPath, ...argv] : argv, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`micro-benchmark exited ${code}`))));
+  });
+}
+
+/** Caveats the results file states next to the numbers. */
+function notes() {
+  const n = [
+    "Miniflare runs D1 (and Durable Objects) inside the same workerd process as the worker, so the cold-cache figures include both sides of each D1 call; in production each is a network round trip instead.",
+    `The warm scenarios run with KEY_CACHE_TTL_SECONDS=${cfg.warmKeyTtlSeconds} (the maximum the gateway accepts; the shipped default is 5): with ${cfg.loadKeys} keys in rotation, a 5 s TTL re-reads every key from D1 every 5 s, which is the D1 path, not the warm one. Before each warm scenario's turn in a round, every key is presented once (not measured), so the measured windows, well inside the TTL, see a warm cache; the D1 figures count the measured windows only, and the target row computes the steady state of a busy isolate, (keys ÷ TTL) lookups a second (last_used_at is kept by the audit pipeline in batches, not per request).`,
+    "Audit events go to a local Queue without a consumer: the figures are the request path's cost; the consumer's batched D1 writes run in separate invocations in production (bench/audit-load.mjs measures them).",
+    "The micro-benchmark's header step renders an identity header only (no D1 there for the secret store); in workerd the default pipeline injects the origin credential from the encrypted store, cached per user for SECRET_CACHE_TTL_SECONDS=300 in the warm scenarios.",
+    "The cold scenario is the same gateway with KEY_CACHE_TTL_SECONDS=0: nothing is cached, so every request resolves its key in D1 exactly as a never-seen key does.",
+  ];
+  if (!useNginx) n.push("nginx is not installed: the origin is a Node server and the nginx reference is missing.");
+  if (!useWrk) n.push("wrk is not installed: closed-loop runs used the Node generator, which saturates before fast servers do.");
+  return n;
+}
+
+// ── main ───────────────────────────────────────────────────────────────────────
+async function main() {
+  const t0 = Date.now();
+  const meta = machineInfo();
+  log(`${smoke ? "smoke" : "full"} run: ${scenarios.map((s) => s.name).join(", ")}; ${cfg.rounds} round(s); ${meta.pinning}`);
+  const { workerd } = await startServers();
+  const db = await workerd.miniflare.getD1Database("DB", scenarios.find((s) => s.kind === "worker")?.name);
+  const seeded = await seed(db, { users: cfg.users, loadKeys: cfg.loadKeys, permission: "bench:read", scratch });
+  log(`servers up, D1 seeded (${seeded.counts.users} users, ${seeded.counts.keys} keys, ${seeded.keys.length} in the load) in ${Date.now() - t0} ms`);
+  const opts = { keysFile: seeded.keysFile, jwtFile: await jwtFile(seeded.loadUserIds) };
+  await storeOriginSecret();
+
+  // Warm-up (JIT, connection pools, the warm scenarios' key caches), then the bare maximum that
+  // sets the fixed arrival rate.
+  for (const s of scenarios) await loadOnce(s, "sat", { ...opts, durationMs: cfg.warmMs });
+  const bare = scenarios.find((s) => s.name === "bare");
+  const calib = [];
+  if (bare) for (let i = 0; i < (smoke ? 1 : 2); i++) calib.push((await loadOnce(bare, "sat", { ...opts, durationMs: cfg.satMs })).rps);
+  const rate = Math.max(50, Math.round((median(calib) || 1000) * 0.5));
+  log(`bare maximum ≈ ${Math.round(median(calib))} rps → fixed arrival rate ${rate} rps`);
+
+  // D1 statements per request over the whole measured run (all modes), per workerd scenario: the
+  // steady-state figure, which a 5 s window can miss when cached keys expire together.
+  const d1Start = Object.fromEntries(await Promise.all(scenarios.filter((s) => s.kind === "worker").map(async (s) => [s.name, await workerStats(s)])));
+  const rounds = [];
+  for (let r = 0; r < cfg.rounds; r++) {
+    // Interleave: every round runs every scenario, starting at a different one each round.
+    const order = scenarios.map((_, i) => scenarios[(i + r) % scenarios.length]);
+    const round = {};
+    for (const s of order) {
+      // Warm scenarios: present every key once first, so the measured windows (well inside the
+      // key TTL) see the cache as a busy isolate does, not the expiry burst left by an idle minute.
+      if (s.warm) await nodeLoad({ mode: "closed", url: `http://127.0.0.1:${s.port}${PATH}`, connections: 8, durationMs: 60_000, maxRequests: seeded.keys.length, keysFile: s.credentials === "jwt" ? opts.jwtFile : opts.keysFile }, CPUS.load);
+      const sat = await measure(s, "sat", { ...opts, durationMs: cfg.satMs });
+      const fixed = await measure(s, "fixed", { ...opts, durationMs: cfg.fixedMs, rate });
+      const seq = await measure(s, "seq", { ...opts, durationMs: cfg.seqMs });
+      round[s.name] = { sat, fixed, seq };
+      log(
+        `round ${r + 1}/${cfg.rounds} ${s.name.padEnd(8)} ${Math.round(sat.rps)} rps, ${sat.cpuUsPerReq.toFixed(1)} µs CPU/req | ` +
+          `@${rate}/s p99 ${fixed.latencyMs.p99.toFixed(2)} ms | seq p50 ${seq.latencyMs.p50.toFixed(3)} ms | foreign ${(100 * Math.max(sat.foreign, fixed.foreign, seq.foreign)).toFixed(0)}%`,
+      );
+    }
+    rounds.push(round);
+  }
+
+  const d1 = {};
+  for (const [name, st0] of Object.entries(d1Start)) {
+    const st1 = await workerStats(scenarios.find((s) => s.name === name));
+    d1[name] = { statements: st1.d1Statements - st0.d1Statements, requests: st1.requests - st0.requests };
+    d1[name].perRequest = d1[name].statements / Math.max(1, d1[name].requests);
+  }
+
+  let micro;
+  if (!args["no-micro"]) {
+    log("micro-benchmark and soak (app.fetch in a loop, origin stubbed)…");
+    micro = await runMicro();
+    if (before) micro.before = { sha: before.label, ...(await runMicro(before.dir)) };
+  }
+  await stopAll();
+
+  let bundle;
+  if (!smoke && !args["no-bundle"]) {
+    log("deployed bundle: wrangler deploy --dry-run, start-up time…");
+    bundle = measureBundle(scratch, CPUS.server);
+  }
+
+  if (before) meta.before = before.label;
+  const result = { meta, rate, calib, scenarios: scenarios.map(({ name, label, kind }) => ({ name, label, kind })), rounds, d1, micro, bundle, notes: notes(), seconds: (Date.now() - t0) / 1000 };
+  writeFileSync(path.join(scratch, "last-run.json"), JSON.stringify(result, null, 2));
+  if (smoke) {
+    log(`smoke passed in ${result.seconds.toFixed(1)} s (no results file written)`);
+    return;
+  }
+  const out = args.out ?? path.join(root, "bench", "results");
+  const file = writeReport(result, out);
+  log(`wrote ${path.relative(root, file)} in ${result.seconds.toFixed(0)} s`);
+}
+
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => stopAll().finally(() => process.exit(130)));
+main().catch(async (err) => {
+  log(`FAILED: ${err.stack ?? err}`);
+  await stopAll();
+  process.exit(1);
+});

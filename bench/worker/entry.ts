@@ -1,0 +1,74 @@
+import { Hono } from "hono";
+import { createApp } from "../../worker/app";
+import { auditQueueConsumer } from "../../worker/audit/handlers";
+import type { Env } from "../../worker/env";
+import { gatewayScenarios } from "./scenarios";
+
+/**
+ * The benchmark worker: one bundle, many workers in one workerd, told apart by BENCH_SCENARIO.
+ *
+ * - "bare": a bare Hono pass-through to the origin — the runtime's floor.
+ * - any name in `gatewayScenarios`: the real gateway app (createApp) with that configuration.
+ *
+ * GET /__bench/stats answers how many requests and D1 statements this isolate has seen, so the
+ * harness can report D1 queries per request at steady state without instrumenting the core.
+ */
+interface BenchEnv extends Env {
+  BENCH_SCENARIO: string;
+  ORIGIN_URL: string;
+}
+
+type Fetcher = (req: Request, env: BenchEnv, ctx: ExecutionContext) => Response | Promise<Response>;
+
+const stats = { requests: 0, d1Statements: 0 };
+
+/** D1 with a statement counter: every drizzle query goes through prepare(); batches are lists of those. */
+function countingD1(db: D1Database): D1Database {
+  return {
+    prepare(query: string) {
+      stats.d1Statements++;
+      return db.prepare(query);
+    },
+    batch: (statements) => db.batch(statements),
+    exec(query: string) {
+      stats.d1Statements++;
+      return db.exec(query);
+    },
+    dump: () => db.dump(),
+    withSession: (c) => db.withSession(c),
+  } as D1Database;
+}
+
+function bareApp(): Fetcher {
+  const app = new Hono<{ Bindings: BenchEnv }>();
+  app.all("*", async (c) => {
+    const url = new URL(c.req.url);
+    return fetch(c.env.ORIGIN_URL + url.pathname + url.search, { method: c.req.method, headers: c.req.raw.headers, redirect: "manual" });
+  });
+  return app.fetch as Fetcher;
+}
+
+let app: Fetcher | undefined;
+let benchEnv: BenchEnv | undefined;
+
+export default {
+  // The audit consumer is not bound in the benchmark (production runs it in separate
+  // invocations; bench/audit-load.mjs measures it), so this only serves a manual setup.
+  queue: (batch: MessageBatch<unknown>, env: BenchEnv) => auditQueueConsumer(batch, env),
+  fetch(req: Request, env: BenchEnv, ctx: ExecutionContext) {
+    if (req.url.endsWith("/__bench/stats")) return Response.json(stats);
+    stats.requests++;
+    if (!app) {
+      const scenario = env.BENCH_SCENARIO;
+      if (scenario === "bare") app = bareApp();
+      else {
+        const build = gatewayScenarios[scenario];
+        if (!build) throw new Error(`unknown BENCH_SCENARIO "${scenario}"`);
+        app = createApp(build()).fetch as Fetcher;
+      }
+      // One env object for the isolate's life, as the runtime gives; the core caches per env object.
+      benchEnv = env.DB ? { ...env, DB: countingD1(env.DB) } : env;
+    }
+    return app(req, benchEnv!, ctx);
+  },
+} satisfies ExportedHandler<BenchEnv>;

@@ -1,0 +1,49 @@
+import { Hono } from "hono";
+import { createApp } from "../../worker/app";
+import type { Env } from "../../worker/env";
+import { generateApiKey, hashApiKey } from "../../worker/lib/api-key";
+import type { ResolvedIdentity } from "../../worker/services/identity";
+import { isolateKeyCache } from "../../worker/services/key-cache";
+import { BENCH_PERMISSION, gatewayWith, microChains } from "./scenarios";
+
+/**
+ * The micro-benchmark's apps, bundled for Node by bench/micro.mjs: the same createApp the Worker
+ * runs, with plugin chains growing one plugin at a time, and a bare Hono pass-through.
+ */
+export type App = { fetch: (req: Request, env: Env, ctx: ExecutionContext) => Response | Promise<Response> };
+
+export function bareApp(): App {
+  const app = new Hono<{ Bindings: Env }>();
+  app.all("*", async (c) => {
+    const url = new URL(c.req.url);
+    return fetch("http://origin.bench" + url.pathname + url.search, { method: c.req.method, headers: c.req.raw.headers, redirect: "manual" });
+  });
+  return app as unknown as App;
+}
+
+/** Chains by name, in order of growth: "core" (no plugins), then one more plugin each step. */
+export function gatewayApps(): { name: string; app: App }[] {
+  return microChains().map(({ name, plugins }) => ({ name, app: createApp(gatewayWith(plugins, "http://origin.bench", true)) as unknown as App }));
+}
+
+/**
+ * Puts `n` keys in the isolate cache as a warm isolate has them, so the measured loop never
+ * touches D1 (the micro-benchmark has no D1; a read would fail loudly).
+ */
+export async function warmKeys(n: number, ttlMs: number): Promise<string[]> {
+  const keys: string[] = [];
+  const now = Date.now();
+  for (let i = 0; i < n; i++) {
+    const { key, start } = generateApiKey();
+    const identity: ResolvedIdentity = {
+      authMethod: "api-key",
+      user: { id: `usr_micro${i}`, name: `micro-${i}`, group: "internal", status: "active", expiresAt: null, allowedIps: null },
+      key: { id: `key_micro${i}`, name: "micro", start, expiresAt: null, revokedAt: null, permissions: null },
+      roles: ["bench-reader"],
+      permissions: [BENCH_PERMISSION],
+    };
+    isolateKeyCache.set(await hashApiKey(key), identity, ttlMs, now);
+    keys.push(key);
+  }
+  return keys;
+}
