@@ -28,6 +28,19 @@ export async function buildWorker(outDir, tree = root, name = "bench-worker") {
   return outfile;
 }
 
+// Node has no `cloudflare:*` modules (the limiter's Durable Object base class comes from
+// `cloudflare:workers`); the in-process apps never construct one, so a stub is enough.
+const cloudflareStub = {
+  name: "cloudflare-stub",
+  setup(b) {
+    b.onResolve({ filter: /^cloudflare:/ }, (a) => ({ path: a.path, namespace: "cloudflare-stub" }));
+    b.onLoad({ filter: /.*/, namespace: "cloudflare-stub" }, () => ({
+      contents: "export class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } } export class WorkerEntrypoint {} export class RpcTarget {} export const env = {};",
+      loader: "js",
+    }));
+  },
+};
+
 /** A TypeScript module of the project bundled for Node, then imported. */
 export async function importForNode(outDir, entry, name, tree = root) {
   const outfile = path.join(outDir, `${name}.node.mjs`);
@@ -38,6 +51,7 @@ export async function importForNode(outDir, entry, name, tree = root) {
     format: "esm",
     platform: "node",
     target: "node20",
+    plugins: [cloudflareStub],
     logLevel: "error",
     // No keepNames: its __name() wrappers would run per request and show up in the profile.
   });
