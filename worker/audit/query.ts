@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gt, gte, lt, or, type SQL } from "drizzle-orm";
 import type { Database } from "../db";
 import { adminAudit, requestEvents, usageRollups, type AdminAuditRow, type RequestEventRow } from "../db/schema";
 import { GatewayError } from "../errors";
+import type { RequestEvent } from "./event";
 import { GRANULARITIES, HISTOGRAM_COLUMNS, histogramQuantile, type Dimension, type Granularity } from "./rollups";
 
 // ── cursors: base64url of "<time>.<id>", for keyset pagination on (time, id) ──────────────
@@ -18,33 +19,14 @@ export function decodeTimeCursor(cursor: string): { t: number; id: string } {
 }
 
 // ── request events ─────────────────────────────────────────────────────────────
-export interface RequestEventView {
-  id: string;
+/** A stored request event as the admin API returns it: the event's fields plus its place in the chain. */
+export type RequestEventView = Omit<RequestEvent, "ts" | "limitState" | "keyUsed"> & {
   timestamp: string;
-  userId: string | null;
-  keyId: string | null;
-  group: string | null;
-  route: string | null;
-  method: string;
-  path: string;
-  clientIp: string | null;
-  country: string | null;
-  colo: string | null;
-  decision: "allowed" | "refused" | "error";
-  decidedBy: string | null;
-  code: string | null;
-  reason: string | null;
-  status: number;
-  originStatus: number | null;
-  bytesIn: number | null;
-  bytesOut: number | null;
-  latencyMs: number;
-  originLatencyMs: number | null;
   limitState: unknown;
   chain: string;
   seq: number;
   hash: string | null;
-}
+};
 
 export const requestEventView = (r: RequestEventRow): RequestEventView => ({
   id: r.id,
