@@ -165,7 +165,8 @@ async function workerStats(s) {
 
 /** The origin credential goes into the encrypted secret store through the admin API, as an operator would. */
 async function storeOriginSecret() {
-  const w = scenarios.find((s) => s.kind === "worker" && s.name !== "bare");
+  // Any worker running the gateway app (bare and floor are hand-written pass-throughs).
+  const w = scenarios.find((s) => s.kind === "worker" && s.name !== "bare" && s.name !== "floor");
   if (!w) return;
   const res = await fetch(`http://127.0.0.1:${w.port}/admin/v1/secrets/ORIGIN_TOKEN`, {
     method: "PUT",
