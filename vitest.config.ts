@@ -9,6 +9,8 @@ export default defineConfig({
     projects: [
       {
         // Most tests: the gateway inside workerd (the Workers pool), against real local services.
+        // The same zod as the deployed bundle (wrangler.toml [alias]: English locale only).
+        resolve: { alias: [{ find: /^zod$/, replacement: path.join(import.meta.dirname, "worker/vendor/zod.js") }] },
         plugins: [
           cloudflareTest(({ inject }) => ({
             main: "./test/fixtures/worker.ts",

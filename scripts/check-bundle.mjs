@@ -7,6 +7,8 @@
 import { register } from "node:module";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
+import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 
 // The bundle imports the runtime's own modules (`cloudflare:workers`, for the limiter's Durable
 // Object base class). Node has none: stub them, since only the bundle's top level runs here.
@@ -18,10 +20,21 @@ const HOOKS = `export async function resolve(specifier, context, next) {
 register(`data:text/javascript,${encodeURIComponent(HOOKS)}`);
 
 const bundle = path.resolve(process.argv[2] ?? "dist/index.js");
+
+// A size budget, so a dependency change that regrows the bundle (zod's locales coming back
+// through a new import path, say) fails the build instead of slowing every isolate's start.
+// The benchmark reports the size against its 150 KB target (bench/results/).
+const BUDGET_GZIP_KIB = 175;
+const gzipKiB = gzipSync(readFileSync(bundle)).length / 1024;
+if (gzipKiB > BUDGET_GZIP_KIB) {
+  console.error(`bundle check failed: ${gzipKiB.toFixed(1)} KiB gzip is over the ${BUDGET_GZIP_KIB} KiB budget (scripts/check-bundle.mjs)`);
+  process.exit(1);
+}
+
 try {
   const mod = await import(pathToFileURL(bundle).href);
   if (typeof mod.default?.fetch !== "function") throw new Error(`${bundle} has no default export with fetch()`);
-  console.log(`bundle ok: ${path.relative(process.cwd(), bundle)} loads and gateway.config.ts compiles`);
+  console.log(`bundle ok: ${path.relative(process.cwd(), bundle)} loads and gateway.config.ts compiles; ${gzipKiB.toFixed(1)} KiB gzip`);
 } catch (err) {
   console.error(`bundle check failed: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
