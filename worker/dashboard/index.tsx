@@ -8,6 +8,8 @@ import { APP_JS, STYLE_CSS } from "./assets";
 import type { DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
 import { constantTimeEqual, createSession, readSession, SESSION_TTL_MS } from "./session";
+// Order matters: each feature adds its section to the user page as it loads (limits, then usage).
+import { limitsPages } from "./limits";
 import { auditPages } from "./audit";
 import { rolesPages } from "./roles";
 import { secretsPages } from "./secrets";
@@ -98,6 +100,7 @@ export function createDashboard() {
   });
   ui.get("/", (c) => c.redirect(`${BASE}/users`, 303));
   ui.route("/", usersPages);
+  ui.route("/", limitsPages);
   ui.route("/", rolesPages);
   ui.route("/", secretsPages);
   ui.route("/", auditPages);
