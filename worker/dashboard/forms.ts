@@ -2,9 +2,9 @@ import type { Context } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError, type ErrorCode } from "../errors";
 import type { AdminActor } from "../services/admin-audit";
-import type { Session } from "./session";
+import type { StoredSession } from "./session";
 
-export type DashboardEnv = { Bindings: GatewayEnv["Bindings"]; Variables: GatewayEnv["Variables"] & { session: Session } };
+export type DashboardEnv = { Bindings: GatewayEnv["Bindings"]; Variables: GatewayEnv["Variables"] & { session: StoredSession } };
 export type DashboardContext = Context<DashboardEnv>;
 
 /** Dashboard mutations are audited under their own actor name, with the request id. */
