@@ -40,11 +40,12 @@ describe("dashboard: a user's limits", () => {
 
     let html = await userPage(user.id, cookie);
     expect(html).toContain('<h2 id="limits">Limits</h2>');
-    expect(limitRows(html, "api")[0]).toMatch(/^api \| rate limit, sliding-window, per 60s \| user \| 3 \| 9 \(.+\) \| — \| 9 \(role .+\) \| 0 \| 9 \|/);
-    expect(limitRows(html, "monthly")[0]).toMatch(/^monthly \| quota per month \(UTC\) \| user \| 5 \| — \| — \| 5 \(route default\) \| 0 \| 5 \|/);
+    expect(limitRows(html, "api")[0]).toMatch(/^api \| rate, sliding window, per 1 min \| user \| 3 \| 9 \(.+\) \| — \| 9 \(role .+\) \| 0 \| 9 \|/);
+    expect(limitRows(html, "monthly")[0]).toMatch(/^monthly \| quota, per month \(UTC\) \| user \| 5 \| — \| — \| 5 \(route default\) \| 0 \| 5 \|/);
     // Counted per user and route: one row per route; per client IP: no per-user usage.
-    expect(limitRows(html, "per-route").map((r) => r.split(" | ")[0])).toEqual(["per-route (route rl-route-a)", "per-route (route rl-route-b)"]);
+    expect(limitRows(html, "per-route").map((r) => r.split(" | ")[0])).toEqual(["per-route (rl-route-a)", "per-route (rl-route-b)"]);
     expect(limitRows(html, "rl-ip")[0]).toContain("not counted per user");
+    expect(limitRows(html, "rl-do")[0]).toMatch(/^rl-do \| rate, fixed window, per 1 h \| user \| 20 \|/);
     // Every control of the form is labelled.
     expect(html).toMatch(/<label for="lim-monthly">monthly <span class="muted">\(per month, default 5\)<\/span><\/label><input id="lim-monthly" name="limit.monthly" type="number"/);
 
@@ -58,7 +59,7 @@ describe("dashboard: a user's limits", () => {
     for (let i = 0; i < 2; i++) expect((await gw(`/quota-do/${unique("q")}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     html = await userPage(`${user.id}?notice=limits`, cookie);
     expect(html).toContain("Limit overrides saved.");
-    expect(limitRows(html, "monthly")[0]).toMatch(/^monthly \| quota per month \(UTC\) \| user \| 5 \| — \| 4 \| 4 \(user override\) \| 2 \| 2 \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \|/);
+    expect(limitRows(html, "monthly")[0]).toMatch(/^monthly \| quota, per month \(UTC\) \| user \| 5 \| — \| 4 \| 4 \(user override\) \| 2 \| 2 \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \|/);
     expect(html).toMatch(/<input id="lim-monthly" name="limit.monthly" type="number" min="0" max="1000000000" step="1" inputmode="numeric" value="4"/);
 
     // Reset quota usage: back to zero, and the key can use the whole quota again.

@@ -32,7 +32,16 @@ interface Draft {
 }
 const drafts = new WeakMap<Request, Draft>();
 
-const kindText = (l: UserLimitOverview) => (l.kind === "rate" ? `rate limit, ${l.algorithm}, per ${l.window}` : `quota per ${l.period} (UTC)`);
+/** "3600s" → "1 h", "60s" → "1 min", "90s" → "90 s": windows as an operator says them. */
+function span(window: string | null): string {
+  const sec = Number(/^(\d+(?:\.\d+)?)s$/.exec(window ?? "")?.[1]);
+  if (!Number.isFinite(sec)) return window ?? "?";
+  if (sec >= 3600 && sec % 3600 === 0) return `${sec / 3600} h`;
+  if (sec >= 60 && sec % 60 === 0) return `${sec / 60} min`;
+  return `${sec} s`;
+}
+const per = (l: UserLimitOverview) => (l.kind === "rate" ? `per ${span(l.window)}` : `per ${l.period}`);
+const kindText = (l: UserLimitOverview) => (l.kind === "rate" ? `rate, ${l.algorithm.replace("-", " ")}, ${per(l)}` : `quota, ${per(l)} (UTC)`);
 const sourceText = (s: string) => (s === "user" ? "user override" : s === "config" ? "route default" : `role ${s.slice("role:".length)}`);
 
 userSections.push(async (c: DashboardContext, user: UserView): Promise<Child> => {
@@ -66,7 +75,7 @@ userSections.push(async (c: DashboardContext, user: UserView): Promise<Child> =>
                 return (
                   <div class="field">
                     <label for={id}>
-                      {l.name} <span class="muted">({l.kind === "rate" ? `per ${l.window}` : `per ${l.period}`}, default {l.limit})</span>
+                      {l.name} <span class="muted">({per(l)}, default {l.limit})</span>
                     </label>
                     <input
                       id={id}
@@ -111,7 +120,7 @@ userSections.push(async (c: DashboardContext, user: UserView): Promise<Child> =>
 });
 
 const LimitsTable = ({ user, rows, csrf }: { user: UserView; rows: UserLimitOverview[]; csrf: string }) => (
-  <table aria-label="Limits">
+  <table class="limits" aria-label="Limits">
     <thead>
       <tr>
         <th scope="col">Limit</th>
@@ -133,9 +142,9 @@ const LimitsTable = ({ user, rows, csrf }: { user: UserView; rows: UserLimitOver
         const counters = l.counters.length ? l.counters : [null];
         return counters.map((s, i) => (
           <tr data-limit={l.name}>
-            <th scope="row">
+            <th scope="row" class="nowrap">
               {l.name}
-              {s?.route ? <span class="muted"> (route {s.route})</span> : null}
+              {s?.route ? <span class="muted"> ({s.route})</span> : null}
               {l.dryRun ? <span class="badge expired"> dry run</span> : null}
             </th>
             <td>{kindText(l)}</td>
