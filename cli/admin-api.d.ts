@@ -598,6 +598,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the limits the gateway config declares
+         * @description One entry per limit name, with its configured default. Role and user overrides can name only these.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Limit definitions */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LimitDefinitions"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/roles": {
         parameters: {
             query?: never;
@@ -2202,6 +2250,30 @@ export interface components {
              * @example pcl_Ab3x…
              */
             key: string;
+        };
+        LimitDefinitions: {
+            data: {
+                algorithm: string;
+                /** @description What one counter is shared by */
+                by: string[];
+                dryRun: boolean;
+                /** @enum {string} */
+                failMode: "open" | "closed";
+                /** @enum {string} */
+                kind: "rate" | "quota";
+                /** @description The default from gateway.config.ts, before role and user overrides */
+                limit: number;
+                /** @description The `name` of a rate-limit or quota plugin: what overrides name */
+                name: string;
+                /** @description Quotas: `day`, `week` or `month` (UTC) */
+                period: string | null;
+                /** @description Counted per user, so `/users/{id}/limits/status` reports it */
+                perUser: boolean;
+                /** @description Routes whose chain runs this limit */
+                routes: string[];
+                /** @description Rate limits: the window, e.g. `60s` */
+                window: string | null;
+            }[];
         };
         LimitOverrides: {
             /** @description Limit name → override */

@@ -11,16 +11,21 @@ import { color, printJson } from "./output.js";
 /**
  * The file format (YAML or JSON). Only the fields a file lists are managed: leave one out and
  * `apply` leaves it as it is on the gateway. Keys are listed by label only — a missing one is
- * issued and printed once; the file never holds (and apply never writes) a key.
+ * issued and printed once; the file never holds (and apply never writes) a key. `limits` is the
+ * role's or user's whole set of limit overrides (`{ <limit name>: <number> }`; `{}` removes them
+ * all); leave it out and the overrides are left alone.
  */
-const ROLE_FIELDS = new Set(["name", "description", "permissions"]);
-const USER_FIELDS = new Set(["name", "description", "group", "status", "roles", "metadata", "expiresAt", "allowedIps", "keys"]);
+const ROLE_FIELDS = new Set(["name", "description", "permissions", "limits"]);
+const USER_FIELDS = new Set(["name", "description", "group", "status", "roles", "metadata", "expiresAt", "allowedIps", "keys", "limits"]);
+const LIMIT_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const MAX_LIMIT = 1_000_000_000;
 const KEY_FIELDS = new Set(["name", "permissions", "expiresAt"]);
 
 /**
- * @typedef {{ name: string, description?: string | null, permissions: string[] }} RoleSpec
+ * @typedef {Record<string, number>} LimitsSpec limit name → override
+ * @typedef {{ name: string, description?: string | null, permissions: string[], limits?: LimitsSpec }} RoleSpec
  * @typedef {{ name: string, permissions?: string[] | null, expiresAt?: string | null }} KeySpec
- * @typedef {{ name: string, description?: string | null, group?: string | null, status?: "active" | "disabled", roles?: string[], metadata?: Record<string, unknown>, expiresAt?: string | null, allowedIps?: string[] | null, keys?: KeySpec[] }} UserSpec
+ * @typedef {{ name: string, description?: string | null, group?: string | null, status?: "active" | "disabled", roles?: string[], metadata?: Record<string, unknown>, expiresAt?: string | null, allowedIps?: string[] | null, keys?: KeySpec[], limits?: LimitsSpec }} UserSpec
  * @typedef {{ kind: "role" | "user" | "key", op: "create" | "update" | "delete", name: string, changes: Array<[string, unknown, unknown]>, run: () => Promise<unknown> }} Change
  */
 
@@ -37,6 +42,16 @@ function checkFields(obj, allowed, where) {
     if (!allowed.has(k)) throw usageError(`${where}: unknown field "${k}" (allowed: ${[...allowed].join(", ")}).`);
   }
   if (typeof obj.name !== "string" || !obj.name) throw usageError(`${where}: "name" is required.`);
+}
+
+/** `limits` must be a map of limit names to whole numbers. @param {Record<string, unknown>} obj @param {string} where */
+function checkLimits(obj, where) {
+  if (!("limits" in obj)) return;
+  const limits = objectAt(obj.limits, `${where}.limits`);
+  for (const [name, v] of Object.entries(limits)) {
+    if (!LIMIT_NAME.test(name)) throw usageError(`${where}.limits: "${name}" is not a limit name (lower-case letters, digits, _ and -).`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > MAX_LIMIT) throw usageError(`${where}.limits.${name}: must be a whole number from 0 to ${MAX_LIMIT}.`);
+  }
 }
 
 /** @param {string} file @returns {{ roles: RoleSpec[], users: UserSpec[] }} */
@@ -64,6 +79,7 @@ export function readApplyFile(file) {
       const o = objectAt(r, `roles[${i}]`);
       checkFields(o, ROLE_FIELDS, `roles[${i}]`);
       if (!Array.isArray(o.permissions)) throw usageError(`roles[${i}] (${o.name}): "permissions" must be a list.`);
+      checkLimits(o, `roles[${i}] (${o.name})`);
       if (seen.has(`r:${o.name}`)) throw usageError(`roles: "${o.name}" is listed twice.`);
       seen.add(`r:${o.name}`);
       return /** @type {RoleSpec} */ (o);
@@ -76,6 +92,7 @@ export function readApplyFile(file) {
       const keys = /** @type {unknown[]} */ (o.keys ?? []);
       if (!Array.isArray(keys)) throw usageError(`users[${i}] (${o.name}): "keys" must be a list of {name}.`);
       keys.forEach((k, j) => checkFields(objectAt(k, `users[${i}].keys[${j}]`), KEY_FIELDS, `users[${i}].keys[${j}]`));
+      checkLimits(o, `users[${i}] (${o.name})`);
       return /** @type {UserSpec} */ (o);
     }),
   };
@@ -109,6 +126,45 @@ function diffFields(spec, current, fields) {
 const USER_DIFF_FIELDS = ["description", "group", "status", "roles", "metadata", "expiresAt", "allowedIps"];
 
 /**
+ * Per-limit differences between the overrides a file wants and those the gateway holds, as
+ * [`limits.<name>`, before, after] (null = no override), in name order.
+ * @param {LimitsSpec} want @param {LimitsSpec} have
+ */
+function diffLimits(want, have) {
+  /** @type {Array<[string, unknown, unknown]>} */
+  const out = [];
+  for (const name of [...new Set([...Object.keys(have), ...Object.keys(want)])].sort()) {
+    const from = have[name] ?? null;
+    const to = want[name] ?? null;
+    if (from !== to) out.push([`limits.${name}`, from, to]);
+  }
+  return out;
+}
+
+/** The admin API's overrides view as `{ name: limit }`. @param {{ limits: Record<string, { limit: number }> }} view */
+const limitsOf = (view) => Object.fromEntries(Object.entries(view.limits).map(([k, v]) => [k, v.limit]));
+
+/** The admin API's body for a whole override set. @param {LimitsSpec} limits */
+const limitsBody = (limits) => ({ limits: Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, { limit: v }])) });
+
+/**
+ * Every limit name a file uses must be one the gateway declares: refused here, before anything
+ * is sent, rather than halfway through applying.
+ * @param {AdminClient} api @param {{ roles: RoleSpec[], users: UserSpec[] }} desired
+ */
+async function checkLimitNames(api, desired) {
+  const users = desired.users.map((u, i) => /** @type {const} */ ([`users[${i}] (${u.name})`, u.limits]));
+  const roles = desired.roles.map((r, i) => /** @type {const} */ ([`roles[${i}] (${r.name})`, r.limits]));
+  const used = [...roles, ...users].filter(([, l]) => l && Object.keys(l).length);
+  if (!used.length) return;
+  const known = new Set((await ok(api.GET("/limits"))).data.map((d) => d.name));
+  for (const [where, limits] of used) {
+    const unknown = Object.keys(/** @type {LimitsSpec} */ (limits)).filter((n) => !known.has(n));
+    if (unknown.length) throw usageError(`${where}.limits: unknown limit ${unknown.map((n) => `"${n}"`).join(", ")}; this gateway declares: ${[...known].sort().join(", ") || "(none)"}.`);
+  }
+}
+
+/**
  * Compares the file with the gateway and returns the changes (nothing is sent yet).
  * @param {AdminClient} api
  * @param {{ roles: RoleSpec[], users: UserSpec[] }} desired
@@ -126,41 +182,77 @@ export async function plan(api, desired, opts, issuedKeys) {
   const changes = [];
   let unchanged = 0;
 
+  await checkLimitNames(api, desired);
+
   for (const spec of desired.roles) {
+    const { limits, ...fields } = spec;
     const cur = roleByName.get(spec.name);
     if (!cur) {
-      changes.push({ kind: "role", op: "create", name: spec.name, changes: [["permissions", null, spec.permissions]], run: () => ok(api.POST("/roles", { body: spec })) });
+      const limitChanges = limits ? diffLimits(limits, {}) : [];
+      changes.push({
+        kind: "role",
+        op: "create",
+        name: spec.name,
+        changes: [["permissions", null, spec.permissions], ...limitChanges],
+        run: async () => {
+          const role = await ok(api.POST("/roles", { body: fields }));
+          if (limitChanges.length) await putLimits(api, "role", role.id, /** @type {LimitsSpec} */ (limits));
+        },
+      });
       continue;
     }
-    const d = diffFields(/** @type {any} */ (spec), /** @type {any} */ (cur), ["description", "permissions"]);
-    if (d.length === 0) unchanged++;
+    const d = diffFields(/** @type {any} */ (fields), /** @type {any} */ (cur), ["description", "permissions"]);
+    const path = { params: { path: { id: cur.id } } };
+    const dl = limits ? diffLimits(limits, limitsOf(await ok(api.GET("/roles/{id}/limits", path)))) : [];
+    if (d.length === 0 && dl.length === 0) unchanged++;
     else {
       const body = Object.fromEntries(d.map(([f, , to]) => [f, to]));
-      changes.push({ kind: "role", op: "update", name: spec.name, changes: d, run: () => ok(api.PATCH("/roles/{id}", { params: { path: { id: cur.id } }, body })) });
+      changes.push({
+        kind: "role",
+        op: "update",
+        name: spec.name,
+        changes: [...d, ...dl],
+        run: async () => {
+          if (d.length) await ok(api.PATCH("/roles/{id}", { ...path, body }));
+          if (dl.length) await putLimits(api, "role", cur.id, /** @type {LimitsSpec} */ (limits));
+        },
+      });
     }
   }
 
   for (const spec of desired.users) {
-    const { keys: keySpecs = [], ...fields } = spec;
+    const { keys: keySpecs = [], limits, ...fields } = spec;
     const cur = userByName.get(spec.name);
     /** @type {{ id?: string }} */
     const ref = { id: cur?.id };
     if (!cur) {
+      const limitChanges = limits ? diffLimits(limits, {}) : [];
       changes.push({
         kind: "user",
         op: "create",
         name: spec.name,
-        changes: diffFields(fields, {}, USER_DIFF_FIELDS),
+        changes: [...diffFields(fields, {}, USER_DIFF_FIELDS), ...limitChanges],
         run: async () => {
           ref.id = (await ok(api.POST("/users", { body: /** @type {any} */ (fields) }))).id;
+          if (limitChanges.length) await putLimits(api, "user", ref.id, /** @type {LimitsSpec} */ (limits));
         },
       });
     } else {
       const d = diffFields(fields, /** @type {any} */ (cur), USER_DIFF_FIELDS);
-      if (d.length === 0) unchanged++;
+      const dl = limits ? diffLimits(limits, limitsOf(await ok(api.GET("/users/{id}/limits", { params: { path: { id: cur.id } } })))) : [];
+      if (d.length === 0 && dl.length === 0) unchanged++;
       else {
         const body = Object.fromEntries(d.map(([f, , to]) => [f, to]));
-        changes.push({ kind: "user", op: "update", name: spec.name, changes: d, run: () => ok(api.PATCH("/users/{id}", { params: { path: { id: cur.id } }, body })) });
+        changes.push({
+          kind: "user",
+          op: "update",
+          name: spec.name,
+          changes: [...d, ...dl],
+          run: async () => {
+            if (d.length) await ok(api.PATCH("/users/{id}", { params: { path: { id: cur.id } }, body }));
+            if (dl.length) await putLimits(api, "user", cur.id, /** @type {LimitsSpec} */ (limits));
+          },
+        });
       }
     }
     // A declared key exists when the user has an active key with that label.
@@ -194,6 +286,20 @@ export async function plan(api, desired, opts, issuedKeys) {
     for (const r of roles) if (!wantRoles.has(r.name)) changes.push({ kind: "role", op: "delete", name: r.name, changes: [], run: () => ok(api.DELETE("/roles/{id}", { params: { path: { id: r.id } } })) });
   }
   return { changes, unchanged };
+}
+
+/**
+ * Makes a role's or user's overrides exactly `limits`: one PUT (it replaces the whole set), or a
+ * DELETE when the file asks for none.
+ * @param {AdminClient} api @param {"role" | "user"} kind @param {string} id @param {LimitsSpec} limits
+ */
+async function putLimits(api, kind, id, limits) {
+  const path = { params: { path: { id } } };
+  if (Object.keys(limits).length === 0) {
+    await ok(kind === "role" ? api.DELETE("/roles/{id}/limits", path) : api.DELETE("/users/{id}/limits", path));
+  } else {
+    await ok(kind === "role" ? api.PUT("/roles/{id}/limits", { ...path, body: limitsBody(limits) }) : api.PUT("/users/{id}/limits", { ...path, body: limitsBody(limits) }));
+  }
 }
 
 /** @param {unknown} v */

@@ -19,6 +19,21 @@ function parsePairs(pairs) {
 export function registerLimits(program, { apiFor, globals }) {
   const limits = program.command("limits").description("rate limits and quotas: overrides per user or role, current usage, resets");
   limits
+    .command("list")
+    .description("the limits gateway.config.ts declares: what overrides can name, with their defaults")
+    .action(async (_o, cmd) => {
+      const api = apiFor(cmd);
+      const { data } = await ok(api.GET("/limits"));
+      if (globals(cmd).json) return printJson(data);
+      if (!data.length) return console.log(color.dim("No rate limits or quotas are configured."));
+      console.log(
+        table(
+          ["LIMIT", "KIND", "DEFAULT", "COUNTED PER", "ROUTES", "FAILS"],
+          data.map((d) => [d.name, d.kind === "rate" ? `rate (${d.algorithm})` : "quota", `${d.limit}/${d.window ?? d.period ?? "?"}`, d.by.join("+"), d.routes.join(", "), `${d.failMode}${d.dryRun ? ", dry-run" : ""}`]),
+        ),
+      );
+    });
+  limits
     .command("show <user>")
     .description("effective limits of a proxy user, with current usage and remaining")
     .action(async (ref, _o, cmd) => {

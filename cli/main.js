@@ -361,7 +361,7 @@ export function buildProgram() {
   // ── apply ────────────────────────────────────────────────────────────────
   program
     .command("apply <file>")
-    .description("make roles and proxy users match a YAML/JSON file: shows the diff, then applies it")
+    .description("make roles and proxy users (and their limit overrides) match a YAML/JSON file: shows the diff, then applies it")
     .option("--dry-run", "only show the diff")
     .option("-y, --yes", "apply without asking (required when not on a terminal)")
     .option("--prune", "also delete users and roles the file does not list")

@@ -32,6 +32,10 @@ export interface Env {
   SECRETS_KEY?: string;
   /** How long a decrypted origin secret stays cached in an isolate, seconds (default 10, max 300). */
   SECRET_CACHE_TTL_SECONDS?: string;
+  /** Failed dashboard sign-ins allowed per client address per window before 429 (default 5). */
+  ADMIN_SIGNIN_MAX_FAILURES?: string;
+  /** The window of that count, seconds (default 900 = 15 minutes). */
+  ADMIN_SIGNIN_WINDOW_SECONDS?: string;
   /** Durable Object namespace of LimiterDurableObject: the default rate-limit / quota backend. */
   LIMITER?: DurableObjectNamespace;
   /** When both are set, limits use the Upstash backend instead (see README "Rate limits and quotas"). */
@@ -53,6 +57,8 @@ const envSchema = z.object({
     .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s.trim()), "SECRETS_KEY must be 32 bytes, base64 (openssl rand -base64 32)")
     .optional(),
   SECRET_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(300).default(10),
+  ADMIN_SIGNIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
+  ADMIN_SIGNIN_WINDOW_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
 });
 export type ValidatedEnv = z.output<typeof envSchema>;
 

@@ -1,5 +1,8 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { cli, cliJson, uniqueName } from "./cli";
+import { cli, cliJson, proxy, uniqueName } from "./cli";
 
 describe("portcullis limits", () => {
   it("overrides a user's limit, shows effective limits with their source, removes and resets", async () => {
@@ -26,5 +29,105 @@ describe("portcullis limits", () => {
 
     expect((await cli(["limits", "reset", name, "rl-do"])).code).toBe(0);
     expect((await cli(["limits", "set", name, "not a pair"])).code).toBe(2);
+  });
+});
+
+describe("portcullis apply: limits of roles and users", () => {
+  async function fileWith(text: string) {
+    const dir = await mkdtemp(path.join(tmpdir(), "pcl-apply-limits-"));
+    const file = path.join(dir, "access.yaml");
+    await writeFile(file, text);
+    return file;
+  }
+
+  it("shows limit changes per name, applies them, is idempotent, and removes them with {}", async () => {
+    const role = uniqueName("apply-lim-role");
+    const user = uniqueName("apply-lim-user");
+    const spec = (roleLimits: string, userLimits: string) => `
+roles:
+  - name: ${role}
+    permissions: [echo:read]
+    limits: ${roleLimits}
+users:
+  - name: ${user}
+    roles: [${role}]
+    limits: ${userLimits}
+    keys:
+      - name: prod
+`;
+    const file = await fileWith(spec("{ api: 7, monthly: 100 }", "{ monthly: 2 }"));
+
+    const dry = await cli(["apply", file, "--dry-run"]);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain(`+ role ${role}  permissions: [echo:read], limits.api: 7, limits.monthly: 100`);
+    expect(dry.stdout).toContain(`+ user ${user}  roles: [${role}], limits.monthly: 2`);
+    expect(dry.stdout).toContain("Plan: 3 to create, 0 to change, 0 to delete, 0 unchanged.");
+
+    const applied = await cli(["apply", file, "--yes"]);
+    expect(applied.code).toBe(0);
+    const key = /^\s+\S+\/prod\s+key_\S+\s+(pcl_\S+)$/m.exec(applied.stdout)![1]!;
+    const status = await cliJson(["limits", "show", user]);
+    expect(status.limits.find((l: any) => l.name === "monthly")).toMatchObject({ limit: 2, source: "user" });
+    expect(status.limits.find((l: any) => l.name === "api")).toMatchObject({ limit: 7, source: `role:${role}` });
+    // The override is in force: two requests, then the quota is spent.
+    expect((await proxy("/quota-do/apply-1", key)).status).toBe(200);
+    expect((await proxy("/quota-do/apply-2", key)).status).toBe(200);
+    expect((await proxy("/quota-do/apply-3", key)).status).toBe(429);
+
+    const again = await cli(["apply", file, "--yes"]);
+    expect(again.stdout).toContain("Plan: 0 to create, 0 to change, 0 to delete, 3 unchanged.");
+
+    // Change the role's set and drop the user's: each limit shows as its own line.
+    await writeFile(file, spec("{ api: 9 }", "{}"));
+    const plan = await cli(["apply", file, "--dry-run"]);
+    expect(plan.stdout).toContain(`~ role ${role}\n    limits.api: 7 → 9\n    limits.monthly: 100 → ∅\n`);
+    expect(plan.stdout).toContain(`~ user ${user}\n    limits.monthly: 2 → ∅\n`);
+    const changed = await cliJson(["apply", file, "--yes"]);
+    expect(changed.summary).toEqual({ create: 0, update: 2, delete: 0, unchanged: 1 });
+    expect(changed.changes).toContainEqual({ kind: "user", op: "update", name: user, changes: [{ field: "limits.monthly", from: 2, to: null }] });
+    const after = (await cliJson(["limits", "show", user])).limits;
+    expect(after.find((l: any) => l.name === "api")).toMatchObject({ limit: 9, source: `role:${role}` });
+    // Neither the user's nor the role's monthly override is left: the route default applies.
+    expect(after.find((l: any) => l.name === "monthly")).toMatchObject({ limit: 5, source: "config" });
+    expect((await cli(["apply", file, "--yes"])).stdout).toContain("Plan: 0 to create, 0 to change, 0 to delete, 3 unchanged.");
+
+    // A file that does not list `limits` leaves the overrides alone.
+    await cliJson(["limits", "set", user, "monthly=4"]);
+    await writeFile(file, `users:\n  - name: ${user}\n    roles: [${role}]\n`);
+    expect((await cli(["apply", file, "--yes"])).stdout).toContain("Plan: 0 to create, 0 to change, 0 to delete, 1 unchanged.");
+    expect((await cliJson(["limits", "show", user])).limits.find((l: any) => l.name === "monthly")).toMatchObject({ limit: 4, source: "user" });
+  });
+
+  it("refuses unknown limit names and bad values before sending anything, naming the field", async () => {
+    const role = uniqueName("apply-lim-bad");
+    const unknown = await cli(["apply", await fileWith(`roles:\n  - name: ${role}\n    permissions: []\n    limits: { api: 3, nope: 1 }\n`), "--yes"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain(`roles[0] (${role}).limits: unknown limit "nope"; this gateway declares: `);
+    expect((await cli(["roles", "show", role])).code).toBe(4);
+
+    for (const [value, message] of [
+      ["-1", "must be a whole number from 0 to 1000000000"],
+      ["1.5", "must be a whole number"],
+      ["ten", "must be a whole number"],
+    ]) {
+      const r = await cli(["apply", await fileWith(`users:\n  - name: x\n    limits: { monthly: ${value} }\n`), "--dry-run"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`users[0] (x).limits.monthly: ${message}`);
+    }
+    const notAMap = await cli(["apply", await fileWith(`users:\n  - name: x\n    limits: [monthly]\n`), "--dry-run"]);
+    expect(notAMap.code).toBe(2);
+    expect(notAMap.stderr).toContain("users[0] (x).limits must be a map.");
+  });
+});
+
+describe("portcullis limits list", () => {
+  it("lists the gateway's limit definitions with their defaults", async () => {
+    const r = await cli(["limits", "list"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^LIMIT\s+KIND\s+DEFAULT\s+COUNTED PER\s+ROUTES\s+FAILS$/m);
+    expect(r.stdout).toMatch(/^monthly\s+quota\s+5\/month\s+user\s+quota-do\s+closed$/m);
+    expect(r.stdout).toMatch(/^per-route\s+rate \(sliding-window\)\s+2\/60s\s+user\+route\s+rl-route-a, rl-route-b\s+open$/m);
+    const json = await cliJson(["limits", "list"]);
+    expect(json.find((d: any) => d.name === "api")).toMatchObject({ kind: "rate", limit: 3, perUser: true });
   });
 });

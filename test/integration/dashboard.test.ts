@@ -1,33 +1,7 @@
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { get, post, signIn } from "../dashboard-helpers";
 import { admin, expectProblem, gw, json, unique } from "../helpers";
-
-const ORIGIN = "https://gateway.test";
-const UI = `${ORIGIN}/admin/ui`;
-
-/** A browser-like form POST from the dashboard's own origin. */
-function post(path: string, fields: Record<string, string | string[]>, cookie?: string, origin = ORIGIN) {
-  const body = new URLSearchParams();
-  for (const [k, v] of Object.entries(fields)) for (const x of Array.isArray(v) ? v : [v]) body.append(k, x);
-  return SELF.fetch(`${UI}${path}`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin, ...(cookie ? { cookie } : {}) },
-    body,
-  });
-}
-const get = (path: string, cookie?: string) => SELF.fetch(`${UI}${path}`, { redirect: "manual", headers: cookie ? { cookie } : {} });
-
-async function signIn(): Promise<{ cookie: string; csrf: string }> {
-  const res = await post("/login", { token: env.ADMIN_TOKEN });
-  expect(res.status).toBe(303);
-  const setCookie = res.headers.get("set-cookie") ?? "";
-  const cookie = setCookie.split(";")[0]!;
-  const page = await (await get("/users", cookie)).text();
-  const csrf = /name="_csrf" value="([^"]+)"/.exec(page)?.[1];
-  expect(csrf).toBeTruthy();
-  return { cookie, csrf: csrf! };
-}
 
 describe("dashboard sign-in and session", () => {
   it("sends a browser without a session to the sign-in page, which asks for the token in a password field", async () => {

@@ -68,4 +68,29 @@ describe("overrides through the admin API", () => {
     await expectProblem(await admin("POST", `/users/${user.id}/limits/reset`, { names: ["rl-ip"] }), 400, "VALIDATION_FAILED");
     await expectProblem(await gw(`/admin/v1/users/${user.id}/limits`), 401, "ADMIN_UNAUTHORIZED");
   });
+
+  it("lists the limits the gateway config declares, with their defaults and whether they count per user", async () => {
+    const res = await admin("GET", "/limits");
+    expect(res.status).toBe(200);
+    const { data } = await json(res);
+    expect(data.find((d: { name: string }) => d.name === "api")).toEqual({
+      name: "api",
+      kind: "rate",
+      algorithm: "sliding-window",
+      limit: 3,
+      window: "60s",
+      period: null,
+      by: ["user"],
+      routes: ["rl-override"],
+      perUser: true,
+      dryRun: false,
+      failMode: "open",
+    });
+    expect(data.find((d: { name: string }) => d.name === "monthly")).toMatchObject({ kind: "quota", period: "month", limit: 5, failMode: "closed", perUser: true });
+    expect(data.find((d: { name: string }) => d.name === "per-route")).toMatchObject({ by: ["user", "route"], routes: ["rl-route-a", "rl-route-b"], perUser: true });
+    expect(data.find((d: { name: string }) => d.name === "rl-ip")).toMatchObject({ by: ["ip"], perUser: false });
+    // One entry per name.
+    expect(new Set(data.map((d: { name: string }) => d.name)).size).toBe(data.length);
+    await expectProblem(await gw("/admin/v1/limits"), 401, "ADMIN_UNAUTHORIZED");
+  });
 });

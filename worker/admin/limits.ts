@@ -9,7 +9,8 @@ const userParams = idParam("usr", "proxy user");
 const roleParams = idParam("rol", "role");
 const LIMIT_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
-const overridesInput = z
+/** The body of `PUT …/limits`; the dashboard's override form is checked with it too. */
+export const overridesInput = z
   .strictObject({
     limits: z
       .record(
@@ -53,6 +54,26 @@ const statusView = z
   })
   .openapi("UserLimitStatus");
 
+const definitionsView = z
+  .object({
+    data: z.array(
+      z.object({
+        name: z.string().describe("The `name` of a rate-limit or quota plugin: what overrides name"),
+        kind: z.enum(["rate", "quota"]),
+        algorithm: z.string(),
+        limit: z.number().int().describe("The default from gateway.config.ts, before role and user overrides"),
+        window: z.string().nullable().describe("Rate limits: the window, e.g. `60s`"),
+        period: z.string().nullable().describe("Quotas: `day`, `week` or `month` (UTC)"),
+        by: z.array(z.string()).describe("What one counter is shared by"),
+        routes: z.array(z.string()).describe("Routes whose chain runs this limit"),
+        perUser: z.boolean().describe("Counted per user, so `/users/{id}/limits/status` reports it"),
+        dryRun: z.boolean(),
+        failMode: z.enum(["open", "closed"]),
+      }),
+    ),
+  })
+  .openapi("LimitDefinitions");
+
 const resetInput = z
   .strictObject({
     names: z.array(z.string().regex(LIMIT_NAME)).min(1).max(100).optional().describe("Limits to reset (rate or quota); default: all of the user's quotas"),
@@ -62,6 +83,17 @@ const resetInput = z
 const unavailable = { 503: { description: "The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`)", content: { "application/problem+json": { schema: z.any() } } } };
 
 export const limitsRouter = createAdminRouter()
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/limits",
+      tags,
+      summary: "List the limits the gateway config declares",
+      description: "One entry per limit name, with its configured default. Role and user overrides can name only these.",
+      responses: { 200: json(definitionsView, "Limit definitions"), ...problems() },
+    }),
+    async (c) => c.json({ data: limits.listLimitDefinitions(c.var.gateway) }, 200),
+  )
   .openapi(
     createRoute({ method: "get", path: "/users/{id}/limits", tags, summary: "Get a proxy user's limit overrides", request: { params: userParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
     async (c) => c.json({ limits: await limits.getUserOverrides(c.var.services.db, c.req.valid("param").id) }, 200),

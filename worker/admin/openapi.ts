@@ -1,4 +1,4 @@
-import { OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
+import { OpenAPIHono, type RouteConfig, type z } from "@hono/zod-openapi";
 import type { GatewayEnv } from "../env";
 import { GatewayError, problemSchema } from "../errors";
 
@@ -27,20 +27,26 @@ export const jsonBody = <T>(schema: T, description: string) => ({
 export const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 
 /**
+ * A VALIDATION_FAILED problem listing each field of a failed zod parse. The admin API and the
+ * dashboard (which validates forms with the same schemas) report bad input the same way.
+ */
+export function validationFailed(issues: readonly z.core.$ZodIssue[]): GatewayError {
+  // Unknown fields come as one issue at the object's path listing the keys; name each key instead.
+  const errors = issues.flatMap((i) =>
+    i.code === "unrecognized_keys"
+      ? i.keys.map((k) => ({ path: [...i.path, k].join("."), message: "unknown field" }))
+      : [{ path: i.path.join(".") || "(body)", message: i.message }],
+  );
+  return new GatewayError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
+}
+
+/**
  * An OpenAPIHono whose validation failures become VALIDATION_FAILED problems listing each
  * field, instead of the library's default JSON shape.
  */
 export const createAdminRouter = () =>
   new OpenAPIHono<GatewayEnv>({
     defaultHook: (result) => {
-      if (!result.success) {
-        // Unknown fields come as one issue at the object's path listing the keys; name each key instead.
-        const errors = result.error.issues.flatMap((i) =>
-          i.code === "unrecognized_keys"
-            ? i.keys.map((k) => ({ path: [...i.path, k].join("."), message: "unknown field" }))
-            : [{ path: i.path.join(".") || "(body)", message: i.message }],
-        );
-        throw new GatewayError("VALIDATION_FAILED", errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
-      }
+      if (!result.success) throw validationFailed(result.error.issues);
     },
   });

@@ -22,6 +22,10 @@ table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #d1d5
 th,td{text-align:left;padding:8px 10px;border-bottom:1px solid #e5e7eb;vertical-align:top}
 th{background:#f3f4f6;font-weight:600;font-size:13px;text-transform:uppercase;letter-spacing:.03em;color:#374151}
 td form{display:inline}
+tbody th{background:#fff;text-transform:none;letter-spacing:normal;font-size:inherit;color:#1f2937}
+.field-error{font-size:13px;color:#991b1b}
+table.limits{font-size:14px}table.limits .nowrap{white-space:nowrap}
+input[aria-invalid=true]{border-color:#b91c1c;border-width:2px}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;border:1px solid}
 .badge.active{background:#ecfdf5;color:#065f46;border-color:#6ee7b7}

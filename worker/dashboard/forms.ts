@@ -1,10 +1,10 @@
 import type { Context } from "hono";
 import type { GatewayEnv } from "../env";
-import { GatewayError } from "../errors";
+import { GatewayError, type ErrorCode } from "../errors";
 import type { AdminActor } from "../services/admin-audit";
-import type { Session } from "./session";
+import type { StoredSession } from "./session";
 
-export type DashboardEnv = { Bindings: GatewayEnv["Bindings"]; Variables: GatewayEnv["Variables"] & { session: Session } };
+export type DashboardEnv = { Bindings: GatewayEnv["Bindings"]; Variables: GatewayEnv["Variables"] & { session: StoredSession } };
 export type DashboardContext = Context<DashboardEnv>;
 
 /** Dashboard mutations are audited under their own actor name, with the request id. */
@@ -24,14 +24,15 @@ export const str = (v: string | string[] | undefined) => (Array.isArray(v) ? (v[
 export const list = (v: string | string[] | undefined) => (Array.isArray(v) ? v : v ? [v] : []).map((s) => s.trim()).filter(Boolean);
 
 /**
- * Runs a form's action; a GatewayError (validation, conflict, not found) sends the browser back
- * to `back` with the problem's detail shown on the page. Details never hold secrets.
+ * Runs a form's action; a GatewayError (validation, conflict, not found — and the server-side
+ * codes in `alsoShow`, e.g. an unreachable limiter) sends the browser back to `back` with the
+ * problem's detail shown on the page. Details never hold secrets.
  */
-export async function formAction(c: DashboardContext, back: string, action: () => Promise<string>): Promise<Response> {
+export async function formAction(c: DashboardContext, back: string, action: () => Promise<string>, alsoShow: readonly ErrorCode[] = []): Promise<Response> {
   try {
     return c.redirect(await action(), 303);
   } catch (err) {
-    if (err instanceof GatewayError && err.status < 500) {
+    if (err instanceof GatewayError && (err.status < 500 || alsoShow.includes(err.code))) {
       const sep = back.includes("?") ? "&" : "?";
       return c.redirect(`${back}${sep}error=${encodeURIComponent(err.detail)}`, 303);
     }

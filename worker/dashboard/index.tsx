@@ -2,12 +2,17 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { csrf as originCheck } from "hono/csrf";
 import { secureHeaders } from "hono/secure-headers";
+import { dbFor } from "../db";
+import { validateEnv, type Env } from "../env";
 import { GatewayError } from "../errors";
 import { isAdminToken, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "../admin/auth";
 import { APP_JS, STYLE_CSS } from "./assets";
-import type { DashboardEnv } from "./forms";
+import { uiActor, type DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
-import { constantTimeEqual, createSession, readSession, SESSION_TTL_MS } from "./session";
+import { constantTimeEqual, endSession, pruneSessions, resolveSession, SESSION_TTL_MS, startSession } from "./session";
+import { pruneSignInFailures, releaseSignInAttempt, reserveSignInAttempt } from "./sign-in-throttle";
+// Order matters: each feature adds its section to the user page as it loads (limits, then usage).
+import { limitsPages } from "./limits";
 import { auditPages } from "./audit";
 import { rolesPages } from "./roles";
 import { secretsPages } from "./secrets";
@@ -21,7 +26,7 @@ const isLocalDev = (url: string) => ["localhost", "127.0.0.1", "[::1]"].includes
 /** Signed in or sent to the sign-in page; every POST must also carry the session's CSRF token. */
 const requireSession = (): MiddlewareHandler<DashboardEnv> =>
   async function requireSession(c, next) {
-    const session = await readSession(c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE));
+    const session = await resolveSession(c.var.services.db, c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE));
     if (!session) return c.redirect(`${BASE}/login`, 303);
     if (c.req.method === "POST") {
       // `all: true` here too: Hono caches the first parse, and checkbox groups need arrays.
@@ -73,18 +78,29 @@ export function createDashboard() {
   ui.get("/assets/app.js", (c) => c.body(APP_JS, 200, { "content-type": "text/javascript; charset=utf-8" }));
 
   ui.get("/login", async (c) => {
-    if (await readSession(c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE))) return c.redirect(`${BASE}/users`, 303);
+    if (await resolveSession(c.var.services.db, c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE))) return c.redirect(`${BASE}/users`, 303);
     return c.html(<SignIn />);
   });
 
-  ui.post("/login", async (c) => {
+  // Sealed like every other mutation: a sign-in writes a session row and its admin audit event.
+  ui.post("/login", sealAdminAuditOnMutation(), async (c) => {
+    const { db, env } = c.var.services;
     const form = await c.req.parseBody();
     const token = typeof form["token"] === "string" ? form["token"] : "";
-    const adminToken = c.var.services.env.ADMIN_TOKEN;
-    if (!token || !(await isAdminToken(token, adminToken))) {
+    // The attempt takes a slot before the token is looked at (see ./sign-in-throttle.ts); a
+    // throttled address gets 429 whatever it sent, so the answer says nothing about the token.
+    const slot = await reserveSignInAttempt(db, c.var.clientIp, { maxFailures: env.ADMIN_SIGNIN_MAX_FAILURES, windowMs: env.ADMIN_SIGNIN_WINDOW_SECONDS * 1000 });
+    if (!slot.allowed) {
+      console.warn(JSON.stringify({ level: "warn", msg: "dashboard sign-in throttled", requestId: c.var.requestId, client: slot.client, retryAfterSeconds: slot.retryAfterSeconds }));
+      const minutes = Math.ceil(slot.retryAfterSeconds / 60);
+      c.header("retry-after", String(slot.retryAfterSeconds));
+      return c.html(<SignIn error={`Too many failed sign-ins from your network address. Try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`} />, 429);
+    }
+    if (!token || !(await isAdminToken(token, env.ADMIN_TOKEN))) {
       return c.html(<SignIn error="That is not the admin token." />, 401);
     }
-    const { cookie } = await createSession(adminToken);
+    await releaseSignInAttempt(db, slot);
+    const { cookie } = await startSession(db, { actor: "admin-ui", requestId: c.var.requestId }, env.ADMIN_TOKEN, c.var.clientIp);
     setCookie(c, COOKIE, cookie, { path: BASE, httpOnly: true, secure: !isLocalDev(c.req.url), sameSite: "Strict", maxAge: SESSION_TTL_MS / 1000 });
     return c.redirect(`${BASE}/users`, 303);
   });
@@ -92,16 +108,32 @@ export function createDashboard() {
   // Same rules as the admin API: a change made here is in force at once in this isolate, and
   // its admin audit row is sealed into the hash chain before the response goes out.
   ui.use("*", requireSession(), purgeKeyCacheOnMutation(), sealAdminAuditOnMutation());
-  ui.post("/logout", (c) => {
+  // Sign-out ends the session server-side (its row is deleted), so a copy of the cookie is dead too.
+  ui.post("/logout", async (c) => {
+    await endSession(c.var.services.db, uiActor(c), c.var.session);
     deleteCookie(c, COOKIE, { path: BASE, secure: !isLocalDev(c.req.url), httpOnly: true, sameSite: "Strict" });
     return c.redirect(`${BASE}/login`, 303);
   });
   ui.get("/", (c) => c.redirect(`${BASE}/users`, 303));
   ui.route("/", usersPages);
+  ui.route("/", limitsPages);
   ui.route("/", rolesPages);
   ui.route("/", secretsPages);
   ui.route("/", auditPages);
   return ui;
+}
+
+/**
+ * The dashboard's share of the hourly cron: deletes expired session rows and sign-in throttle
+ * rows whose window has passed (both are dead weight by then; nothing reads them).
+ */
+export async function dashboardScheduled(controller: Pick<ScheduledController, "scheduledTime">, env: Env): Promise<void> {
+  const cfg = validateEnv(env);
+  const db = dbFor(env.DB);
+  const now = controller.scheduledTime;
+  const sessions = await pruneSessions(db, now);
+  const throttle = await pruneSignInFailures(db, { maxFailures: cfg.ADMIN_SIGNIN_MAX_FAILURES, windowMs: cfg.ADMIN_SIGNIN_WINDOW_SECONDS * 1000 }, now);
+  console.log(JSON.stringify({ level: "info", msg: "dashboard maintenance", expiredSessions: sessions, expiredSignInWindows: throttle }));
 }
 
 const SignIn = ({ error }: { error?: string }) => (

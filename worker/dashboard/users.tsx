@@ -18,6 +18,9 @@ const NOTICES: Record<string, string> = {
   deleted: "Proxy user deleted; its keys were revoked.",
   revoked: "Key revoked.",
   roles: "Roles updated.",
+  limits: "Limit overrides saved.",
+  "limits-cleared": "Limit overrides removed: the role and route defaults apply.",
+  "limits-reset": "Usage reset.",
 };
 
 const EXPIRY_CHOICES: Array<[string, string]> = [
@@ -247,7 +250,11 @@ async function ownKey(c: DashboardContext, userId: string, keyId: string): Promi
   return k.id;
 }
 
-async function renderUser(c: DashboardContext, id: string, msg: { notice?: string | undefined; error?: string | undefined; issued?: IssuedKeyView }) {
+/**
+ * The user page. Handlers that answer with the page itself (a new key, a form with errors) call
+ * it directly; `status` is the response status (e.g. 400 for a form that did not validate).
+ */
+export async function renderUser(c: DashboardContext, id: string, msg: { notice?: string | undefined; error?: string | undefined; issued?: IssuedKeyView }, status: 200 | 400 = 200) {
   const { db } = c.var.services;
   let user: UserView;
   try {
@@ -340,6 +347,7 @@ async function renderUser(c: DashboardContext, id: string, msg: { notice?: strin
       </form>
       {extras}
     </Layout>,
+    status,
   );
 }
 

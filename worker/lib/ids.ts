@@ -1,7 +1,7 @@
 import { randomBase62 } from "./base62";
 
 /** Type prefixes make an id say what it names (`usr_…` can never be passed where `key_…` is meant). */
-export const idPrefixes = { user: "usr", role: "rol", key: "key", adminEvent: "aev", secret: "sec" } as const;
+export const idPrefixes = { user: "usr", role: "rol", key: "key", adminEvent: "aev", secret: "sec", session: "ses" } as const;
 export type IdKind = keyof typeof idPrefixes;
 
 /**

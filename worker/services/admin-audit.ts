@@ -14,7 +14,7 @@ export interface AdminActor {
  * What an admin audit row can be about. Features that add mutable state (limits, secrets, …)
  * extend this list and use `adminAuditInsert` in the same `db.batch` as their change.
  */
-export type AdminTargetType = "user" | "role" | "key" | "limit" | "secret" | "config";
+export type AdminTargetType = "user" | "role" | "key" | "limit" | "secret" | "config" | "session";
 
 export interface AdminEvent {
   /** `<target>.<verb>`, e.g. `user.update`, `key.revoke`, `limit.set`, `secret.rotate`. */

@@ -40,6 +40,45 @@ export function limitDefinitions(gateway: CompiledGateway): { def: LimitDefiniti
   return [...byName.values()];
 }
 
+/** Whether a limit keeps one counter per proxy user (optionally also per group / route), so a user's usage can be shown. */
+const countsPerUser = (def: LimitDefinition) => def.by.includes("user") && !def.by.some((p) => p === "key" || p === "ip");
+const windowOf = (def: LimitDefinition) => (def.kind === "rate" ? `${def.windowMs / 1000}s` : null);
+
+/** A configured limit as admins see it: its route-config default and how it counts. */
+export interface LimitDefinitionView {
+  name: string;
+  kind: "rate" | "quota";
+  algorithm: string;
+  /** The default from gateway.config.ts (before role and user overrides). */
+  limit: number;
+  window: string | null;
+  period: string | null;
+  by: string[];
+  /** Routes whose chain runs this limit. */
+  routes: string[];
+  /** Counted per user: `…/limits/status` reports this user's usage of it. */
+  perUser: boolean;
+  dryRun: boolean;
+  failMode: "open" | "closed";
+}
+
+/** Every limit the gateway config declares, by name: what role and user overrides can name. */
+export function listLimitDefinitions(gateway: CompiledGateway): LimitDefinitionView[] {
+  return limitDefinitions(gateway).map(({ def, routes }) => ({
+    name: def.name,
+    kind: def.kind,
+    algorithm: def.algorithm,
+    limit: def.limit,
+    window: windowOf(def),
+    period: def.period ?? null,
+    by: def.by,
+    routes,
+    perUser: countsPerUser(def),
+    dryRun: def.dryRun,
+    failMode: def.failMode,
+  }));
+}
+
 /** Only names the gateway config declares can be overridden: a typo must not silently do nothing. */
 function checkNames(gateway: CompiledGateway, input: OverridesInput): void {
   const known = new Set(limitDefinitions(gateway).map((d) => d.def.name));
@@ -141,7 +180,7 @@ export interface LimitStatus {
 function userCounters(gateway: CompiledGateway, user: { id: string; group: string | null }) {
   const out: { def: LimitDefinition; route: string | null; key: string }[] = [];
   for (const { def, routes } of limitDefinitions(gateway)) {
-    if (!def.by.includes("user") || def.by.some((p) => p === "key" || p === "ip")) continue;
+    if (!countsPerUser(def)) continue;
     const perRoute = def.by.includes("route");
     for (const route of perRoute ? routes : [routes[0]!]) {
       out.push({ def, route: perRoute ? route : null, key: subjectKey(def, { userId: user.id, keyId: undefined, group: user.group, clientIp: undefined, route }) });
@@ -167,7 +206,7 @@ export async function userLimitStatus(db: Database, gateway: CompiledGateway, en
         algorithm: def.algorithm,
         by: def.by,
         route,
-        window: def.kind === "rate" ? `${def.windowMs / 1000}s` : null,
+        window: windowOf(def),
         period: def.period ?? null,
         limit,
         source,
@@ -215,4 +254,29 @@ export async function resetUserLimits(db: Database, gateway: CompiledGateway, en
   const at = new Date(now);
   await db.batch([adminAuditInsert(db, who, { action: "user.limits.reset", targetType: "user", targetId: userId, after: { reset: chosen.map((c) => ({ name: c.def.name, route: c.route })) } }, at)]);
   return userLimitStatus(db, gateway, env, userId);
+}
+
+/** One limit on a user's page: its default, the overrides that apply, the result and the user's counters. */
+export interface UserLimitOverview extends LimitDefinitionView {
+  userOverride: number | null;
+  /** The most generous override among the user's roles. */
+  roleOverride: { limit: number; role: string } | null;
+  effective: { limit: number; source: LimitSource };
+  /** This user's counters (one per route when the limit also counts by route); empty when not counted per user. */
+  counters: LimitStatus[];
+}
+
+/**
+ * Everything the dashboard shows about a user's limits, composed from the same services as the
+ * admin API (`GET …/limits`, `…/limits/status`) and the same precedence rule (effectiveLimit).
+ */
+export async function userLimitsOverview(db: Database, gateway: CompiledGateway, env: Env, userId: string): Promise<UserLimitOverview[]> {
+  const [status, overrides] = await Promise.all([userLimitStatus(db, gateway, env, userId), loadUserOverrides(db, userId)]);
+  return listLimitDefinitions(gateway).map((def) => ({
+    ...def,
+    userOverride: overrides.user.get(def.name) ?? null,
+    roleOverride: overrides.role.get(def.name) ?? null,
+    effective: effectiveLimit(overrides, def.name, def.limit),
+    counters: status.limits.filter((s) => s.name === def.name),
+  }));
 }

@@ -5,3 +5,4 @@ export * from "./admin-audit";
 export * from "./audit";
 export * from "./origin-secrets";
 export * from "./limits";
+export * from "./admin-sessions";
