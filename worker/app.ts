@@ -7,6 +7,7 @@ import { validateEnv, type GatewayEnv } from "./env";
 import { notFound, onError } from "./errors";
 import { canonicalPath, mountGateway } from "./gateway";
 import type { CompiledGateway } from "./gateway/types";
+import { clientIpOf } from "./lib/client-ip";
 import { isolateKeyCache } from "./services/key-cache";
 
 /**
@@ -26,7 +27,7 @@ const services = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
   async function services(c, next) {
     c.set("gateway", gateway);
     c.set("services", { db: dbFor(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
-    c.set("clientIp", c.req.header("cf-connecting-ip") || undefined);
+    c.set("clientIp", clientIpOf(c.req.raw.headers));
     await next();
   };
 

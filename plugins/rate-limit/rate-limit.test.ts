@@ -112,6 +112,15 @@ describe("counting rules", () => {
     expect(ipBucket("203.0.113.7")).toBe("ip:203.0.113.7");
     expect(ipBucket(undefined)).toBe("ip:unknown");
   });
+
+  it("builds the bucket from the parsed address, so no other spelling of an address is another subject", () => {
+    for (const same of ["::ffff:203.0.113.7", "::FFFF:cb00:7107", "0:0:0:0:0:ffff:203.0.113.7", "[::ffff:203.0.113.7]"]) {
+      expect(ipBucket(same), same).toBe("ip:203.0.113.7");
+    }
+    const v6 = ipBucket("2001:db8:a:b::1");
+    for (const same of ["2001:0DB8:000A:000B:0:0:0:2", "[2001:db8:a:b::3]", "2001:db8:a:b::4%eth0", "2001:db8:a:b::192.0.2.1"]) expect(ipBucket(same), same).toBe(v6);
+    expect(ipBucket("not an ip")).toBe("ip:invalid");
+  });
 });
 
 describe("lease book (one isolate)", () => {
