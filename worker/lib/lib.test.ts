@@ -51,6 +51,15 @@ describe("ids", () => {
     expect(a < b).toBe(true);
     expect(newId("key")).toMatch(/^key_/);
   });
+
+  it("cannot be guessed from a neighbour: ≥ 64 random bits after the timestamp, spread over the whole alphabet", () => {
+    expect(12 * Math.log2(62)).toBeGreaterThanOrEqual(64);
+    // Ids minted in the same millisecond share only the timestamp.
+    const tails = Array.from({ length: 5000 }, () => newId("user", 1_700_000_000_000).slice(13));
+    expect(new Set(tails).size).toBe(tails.length);
+    // Every character position uses (close to) all 62 symbols: no fixed or counter-like part.
+    for (let i = 0; i < 12; i++) expect(new Set(tails.map((t) => t[i])).size).toBeGreaterThan(55);
+  });
 });
 
 describe("permissions", () => {
