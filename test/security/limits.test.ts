@@ -3,6 +3,7 @@
 // (in one isolate and across simulated isolates) and a quota reset racing requests.
 // Backend outages (the declared fail modes) are covered by test/integration/limits-fail.test.ts.
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { keyAuth } from "../../plugins/key-auth";
 import { authorize } from "../../plugins/authorize";
@@ -209,6 +210,22 @@ describe("the limited subject cannot be spoofed", () => {
     // Cloudflare hashes each IPv6 address to its own 240.0.0.0/4 address: per-address pseudo IPs would escape the /64 bucket.
     for (let i = 0; i < 8; i++) out.push(await call(`/preauth/${m}`, { "cf-connecting-ip": `240.${i}.${i + 7}.${i + 1}`, "cf-connecting-ipv6": `${net}::${i + 1}` }));
     expect(statuses(out)).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+  });
+});
+
+describe("fuzz: client-IP headers", () => {
+  it("any CF-Connecting-IP / CF-Connecting-IPv6 value: never a 500, never forwarded without a key", async () => {
+    const ascii = fc.string({ unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 45 });
+    const ipish = fc.oneof(fc.ipV4(), fc.ipV4Extended(), fc.ipV6(), ascii, fc.constantFrom("240.0.0.1", "255.255.255.255", "::", "::ffff:240.1.2.3", "[::1]", "1.2.3.4, 5.6.7.8", "999.1.1.1", "fe80::1%"));
+    const m = unique("fzip");
+    await fc.assert(
+      fc.asyncProperty(ipish, fc.option(ipish, { nil: undefined }), async (ip, v6) => {
+        const res = await call(`/preauth/${m}`, { "cf-connecting-ip": ip, ...(v6 === undefined ? {} : { "cf-connecting-ipv6": v6 }) });
+        expect([401, 429]).toContain(res.status);
+      }),
+      { numRuns: 30 },
+    );
+    expect(await originRecords(m)).toHaveLength(0);
   });
 });
 
