@@ -80,6 +80,8 @@ const allScenarios = [
   { name: "direct", label: "direct origin", kind: "origin" },
   { name: "nginx", label: "nginx proxy_pass (keep-alive)", kind: "nginx", needs: useNginx },
   { name: "bare", label: "bare Hono pass-through (workerd)", kind: "worker", scenario: "bare" },
+  { name: "floor", label: "safe pass-through floor (header hygiene, timeout; workerd)", kind: "worker", scenario: "floor" },
+  { name: "core", label: "gateway core, no plugins (workerd)", kind: "worker", scenario: "core" },
   { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },

@@ -3,12 +3,23 @@ import { createAdminApp } from "./admin";
 import { createDashboard } from "./dashboard";
 import { auditPreChain } from "./audit/record";
 import { dbFor } from "./db";
-import { validateEnv, type GatewayEnv } from "./env";
+import { validateEnv, type Env, type GatewayEnv, type Services } from "./env";
 import { notFound, onError } from "./errors";
 import { canonicalPath, mountGateway } from "./gateway";
 import type { CompiledGateway } from "./gateway/types";
 import { clientIpOf } from "./lib/client-ip";
 import { isolateKeyCache } from "./services/key-cache";
+
+// 64 random bits per isolate (drawn on its first request: Workers refuse random values at global
+// scope) followed by a per-isolate counter: unique across isolates without a random draw per
+// request. Request ids are identifiers, not secrets: nothing trusts them for access.
+let isolateIdPrefix: string | undefined;
+let requestCounter = 0;
+function newRequestId(): string {
+  isolateIdPrefix ??= Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+  requestCounter = (requestCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `req_${isolateIdPrefix}${requestCounter.toString(16).padStart(16, "0")}`;
+}
 
 /**
  * Always our own id: a client-chosen request id could collide with another request's in logs
@@ -16,17 +27,25 @@ import { isolateKeyCache } from "./services/key-cache";
  */
 const requestId = (): MiddlewareHandler<GatewayEnv> =>
   async function requestId(c, next) {
-    const id = `req_${crypto.randomUUID().replaceAll("-", "")}`;
+    const id = newRequestId();
     c.set("requestId", id);
     await next();
     c.res.headers.set("x-request-id", id);
   };
 
-/** Builds the per-request services from validated bindings (D1 via drizzle, the isolate key cache). */
+// Bindings are one object for the life of an isolate, so its services are built once, not per request.
+const servicesByEnv = new WeakMap<object, Services>();
+function servicesFor(env: Env): Services {
+  let s = servicesByEnv.get(env);
+  if (!s) servicesByEnv.set(env, (s = { db: dbFor(env.DB), keyCache: isolateKeyCache, env: validateEnv(env) }));
+  return s;
+}
+
+/** Puts the services (D1 via drizzle, the isolate key cache, validated bindings) in the context. */
 const services = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
   async function services(c, next) {
     c.set("gateway", gateway);
-    c.set("services", { db: dbFor(c.env.DB), keyCache: isolateKeyCache, env: validateEnv(c.env) });
+    c.set("services", servicesFor(c.env));
     c.set("clientIp", clientIpOf(c.req.raw.headers));
     await next();
   };

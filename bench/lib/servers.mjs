@@ -127,9 +127,11 @@ export async function startNginxProxy({ port, originPort, dir, cpus }) {
  * One workerd (Miniflare's API, never `wrangler dev`) running each benchmark worker on its own
  * direct socket, D1 in memory (no persistence) and shared by every worker.
  */
-export async function startWorkerd({ scriptPath, workers, cpus, bindings, compatibilityDate }) {
+export async function startWorkerd({ scriptPath, workers, cpus, bindings, compatibilityDate, inspectorPort }) {
   const { Miniflare, Log, LogLevel } = await import("miniflare");
   miniflare = new Miniflare({
+    // Only bench/profile.mjs sets it: the inspector is how it takes workerd's CPU profile.
+    ...(inspectorPort ? { inspectorPort } : {}),
     log: new Log(LogLevel.WARN),
     // No Request.cf lookup (offline machine); a placeholder object is fine for the gateway.
     cf: false,

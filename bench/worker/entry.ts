@@ -2,6 +2,8 @@ import { Hono } from "hono";
 import { createApp } from "../../worker/app";
 import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
+import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
+import { rawPathOf, rawSearchOf } from "../../worker/gateway/upstream-url";
 import { gatewayScenarios } from "./scenarios";
 
 /**
@@ -48,6 +50,28 @@ function bareApp(): Fetcher {
   return app.fetch as Fetcher;
 }
 
+/**
+ * "floor": the bare pass-through plus only what any safe proxy must do per request, by hand with
+ * the gateway's own helpers: strip hop-by-hop and spoofable request headers, bound the origin
+ * call with a timeout, strip hop-by-hop response headers into a new Response, tag the request id.
+ * No routing table, plugins or audit. floor ÷ bare is the runtime's price of safety; the gateway's
+ * own overhead is what it adds on top of floor.
+ */
+function floorApp(): Fetcher {
+  const app = new Hono<{ Bindings: BenchEnv }>();
+  app.all("*", async (c) => {
+    const url = c.req.url;
+    const headers = sanitizeRequestHeaders(c.req.raw.headers);
+    headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+    headers.set("x-forwarded-proto", "http");
+    const res = await fetch(c.env.ORIGIN_URL + rawPathOf(url) + rawSearchOf(url), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
+    const out = sanitizeResponseHeaders(res.headers);
+    out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
+  });
+  return app.fetch as Fetcher;
+}
+
 let app: Fetcher | undefined;
 let benchEnv: BenchEnv | undefined;
 
@@ -61,6 +85,7 @@ export default {
     if (!app) {
       const scenario = env.BENCH_SCENARIO;
       if (scenario === "bare") app = bareApp();
+      else if (scenario === "floor") app = floorApp();
       else {
         const build = gatewayScenarios[scenario];
         if (!build) throw new Error(`unknown BENCH_SCENARIO "${scenario}"`);

@@ -75,6 +75,8 @@ export function gatewayWith(plugins: PluginInstance[], originUrl: string, forwar
  */
 export const gatewayScenarios: Record<string, () => CompiledGateway> = {
   default: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
+  // The gateway with no plugins: request id, path guard, routing, route binding, forwarder.
+  core: () => gatewayWith([], "http://127.0.0.1:9", false),
   cold: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
   jwt: () => gatewayWith(jwtPlugins(), "http://127.0.0.1:9", false),
 };

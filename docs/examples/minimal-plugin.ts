@@ -16,8 +16,8 @@ export const requireHeader = definePlugin({
       // Rejecting = throwing a GatewayError: problem+json, nothing behind this plugin runs,
       // nothing reaches the origin.
       if (!value) throw new GatewayError("BAD_REQUEST", `The ${header} header is required.`);
-      // Edit what the origin will receive through c.var.upstreamHeaders, not c.req.
-      if (!forward) c.var.upstreamHeaders.delete(header);
+      // Edit what the origin will receive through the upstreamHeaders variable, not c.req.
+      if (!forward) c.get("upstreamHeaders").delete(header);
       await next();
     },
 });

@@ -17,7 +17,7 @@ export const responseTiming = definePlugin({
       // c.res is the origin's response, or the problem a later plugin threw.
       c.res.headers.set("server-timing", `gateway;dur=${ms}`);
       if (reportUrl) {
-        const body = JSON.stringify({ requestId: c.var.requestId, route: c.var.route.name, user: c.var.identity?.user.id ?? null, status: c.res.status, ms });
+        const body = JSON.stringify({ requestId: c.get("requestId"), route: c.get("route").name, user: c.get("identity")?.user.id ?? null, status: c.res.status, ms });
         // After the response: the client does not wait for this.
         waitUntil(c, fetch(reportUrl, { method: "POST", body, headers: { "content-type": "application/json" } }));
       }

@@ -22,7 +22,7 @@ export const audit = definePlugin({
     async function audit(c, next) {
       const startedAt = Date.now();
       // Tells key-auth that last_used_at will come from this trail (no per-key D1 write).
-      c.var.bag.set(AUDIT_BAG.active, true);
+      c.get("bag").set(AUDIT_BAG.active, true);
       try {
         await next();
       } finally {

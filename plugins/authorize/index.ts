@@ -39,7 +39,9 @@ export const authorize = definePlugin({
   config: authorizeOptions,
   create: ({ groups, allowedIps, enforceIpAllowlist }) =>
     async function authorize(c, next) {
-      const { identity, route, clientIp } = c.var;
+      const identity = c.get("identity");
+      const route = c.get("route");
+      const clientIp = c.get("clientIp");
       if (!identity) throw new GatewayError("KEY_INVALID", credentialRequiredDetail(c), { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
       if (!route.access) throw new GatewayError("FORBIDDEN", "This route has no permission configured.");
       const missing = missingPermissions(identity, route.access);

@@ -69,7 +69,7 @@ export const cors = definePlugin({
       const preflight = c.req.method === "OPTIONS" && c.req.header("access-control-request-method") !== undefined;
       if (preflight) {
         if (!listed) throw denied(`Origin ${requestOrigin} may not call this route.`);
-        const methods = (o.methods ?? [...c.var.route.methods]).filter((m) => c.var.route.methods.has(m));
+        const methods = (o.methods ?? [...c.get("route").methods]).filter((m) => c.get("route").methods.has(m));
         const wanted = c.req.header("access-control-request-method")!.toUpperCase();
         if (!methods.includes(wanted)) throw denied(`Method ${wanted} is not allowed from browsers on this route.`);
         const asked = (c.req.header("access-control-request-headers") ?? "")

@@ -1,6 +1,6 @@
 import { definePlugin, GatewayError, z } from "../../worker/plugin-api";
 import type { GatewayContext } from "../../worker/plugin-api";
-import { resolveSecret, SECRET_NAME, UNSAFE_HEADER_CHARS } from "../../worker/services/secrets";
+import { cachedSecret, resolveSecret, SECRET_NAME, UNSAFE_HEADER_CHARS } from "../../worker/services/secrets";
 
 // RFC 9110 token: what a header name may be.
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -104,57 +104,102 @@ export const headersOptions = z.strictObject({
 export type HeadersOptions = z.input<typeof headersOptions>;
 type Operations = z.output<typeof headersOptions>["request"];
 
-async function render(c: GatewayContext, header: string, parts: Part[], injected: string[]): Promise<string | null> {
+/** Operations compiled once at load into arrays, so a request walks no objects and builds no entries. */
+interface CompiledOps {
+  remove: string[];
+  rename: [from: string, to: string][];
+  set: [header: string, parts: Part[]][];
+  add: [header: string, parts: Part[]][];
+  /** Every `{secret:NAME}` the templates use, resolved once per request before rendering. */
+  secrets: string[];
+  empty: boolean;
+}
+
+function compileOps(ops: Operations): CompiledOps {
+  const set = Object.entries(ops.set);
+  const add = Object.entries(ops.add);
+  const secrets = [...new Set([...set, ...add].flatMap(([, parts]) => parts.flatMap((p) => ("secret" in p ? [p.secret] : []))))];
+  const rename = Object.entries(ops.rename);
+  return { remove: ops.remove, rename, set, add, secrets, empty: ops.remove.length + rename.length + set.length + add.length === 0 };
+}
+
+function variableValue(c: GatewayContext, v: Variable): string | undefined {
+  switch (v) {
+    case "proxyUser.id":
+      return c.get("identity")?.user.id;
+    case "proxyUser.name":
+      return c.get("identity")?.user.name;
+    case "proxyUser.group":
+      return c.get("identity")?.user.group ?? undefined;
+    case "requestId":
+      return c.get("requestId");
+    case "route.name":
+      return c.get("route").name;
+    case "upstream.name":
+      return c.get("upstream").name;
+  }
+}
+
+/** Resolves the secrets the templates name (cached per isolate by the store); a missing one refuses the request. */
+async function resolveSecrets(c: GatewayContext, names: string[], injected: string[]): Promise<Map<string, string>> {
+  const id = c.get("identity");
+  const caller = { userId: id?.user.id, group: id?.user.group };
+  const out = new Map<string, string>();
+  for (const name of names) {
+    // Warm cache: no await (and no microtask) per secret.
+    let secret = cachedSecret(name, caller);
+    if (secret === undefined) {
+      const { db, env } = c.get("services");
+      secret = await resolveSecret(db, env, name, caller);
+    }
+    if (secret === null) {
+      console.error(JSON.stringify({ level: "error", msg: "origin secret missing", requestId: c.get("requestId"), route: c.get("route").name, secret: name }));
+      // Forwarding without the credential would send the origin an unauthenticated request.
+      throw new GatewayError("GATEWAY_MISCONFIGURED", `The origin secret this route needs (${name}) is not configured.`);
+    }
+    injected.push(secret);
+    out.set(name, secret);
+  }
+  return out;
+}
+
+function render(c: GatewayContext, header: string, parts: Part[], secrets: Map<string, string> | undefined): string | null {
   let out = "";
   for (const part of parts) {
     if ("text" in part) out += part.text;
     else if ("variable" in part) {
-      const id = c.var.identity;
-      const v = {
-        "proxyUser.id": id?.user.id,
-        "proxyUser.name": id?.user.name,
-        "proxyUser.group": id?.user.group ?? undefined,
-        requestId: c.var.requestId,
-        "route.name": c.var.route.name,
-        "upstream.name": c.var.upstream.name,
-      }[part.variable];
+      const v = variableValue(c, part.variable);
       // An absent value (no identity yet, a user without a group) omits the header rather than send half of it.
       if (v === undefined) return null;
       out += v;
-    } else {
-      const id = c.var.identity;
-      const secret = await resolveSecret(c.var.services.db, c.var.services.env, part.secret, { userId: id?.user.id, group: id?.user.group });
-      if (secret === null) {
-        console.error(JSON.stringify({ level: "error", msg: "origin secret missing", requestId: c.var.requestId, route: c.var.route.name, secret: part.secret }));
-        // Forwarding without the credential would send the origin an unauthenticated request.
-        throw new GatewayError("GATEWAY_MISCONFIGURED", `The origin secret this route needs (${part.secret}) is not configured.`);
-      }
-      injected.push(secret);
-      out += secret;
-    }
+    } else out += secrets!.get(part.secret)!;
   }
   if (UNSAFE_HEADER_CHARS.test(out)) {
-    console.error(JSON.stringify({ level: "warn", msg: "header value refused", requestId: c.var.requestId, route: c.var.route.name, header }));
+    console.error(JSON.stringify({ level: "warn", msg: "header value refused", requestId: c.get("requestId"), route: c.get("route").name, header }));
     throw new GatewayError("HEADER_INVALID", `The value for header "${header}" contains a forbidden character (CR, LF or NUL).`);
   }
   return out;
 }
 
-async function apply(c: GatewayContext, headers: Headers, ops: Operations, injected: string[]): Promise<void> {
+function apply(c: GatewayContext, headers: Headers, ops: CompiledOps, secrets: Map<string, string> | undefined): void {
   // Render everything before touching the headers: a refused value leaves nothing half-applied.
-  const setValues = await Promise.all(Object.entries(ops.set).map(async ([h, t]) => [h, await render(c, h, t, injected)] as const));
-  const addValues = await Promise.all(Object.entries(ops.add).map(async ([h, t]) => [h, await render(c, h, t, injected)] as const));
+  const setValues = ops.set.map(([h, t]) => render(c, h, t, secrets));
+  const addValues = ops.add.map(([h, t]) => render(c, h, t, secrets));
   for (const h of ops.remove) headers.delete(h);
-  for (const [from, to] of Object.entries(ops.rename)) {
+  for (const [from, to] of ops.rename) {
     const v = headers.get(from);
     headers.delete(from);
     if (v !== null) headers.set(to, v);
   }
-  for (const [h, v] of setValues) {
-    if (v === null) headers.delete(h);
+  ops.set.forEach(([h], i) => {
+    const v = setValues[i];
+    if (v === null || v === undefined) headers.delete(h);
     else headers.set(h, v);
-  }
-  for (const [h, v] of addValues) if (v !== null) headers.append(h, v);
+  });
+  ops.add.forEach(([h], i) => {
+    const v = addValues[i];
+    if (v !== null && v !== undefined) headers.append(h, v);
+  });
 }
 
 /**
@@ -175,22 +220,29 @@ async function apply(c: GatewayContext, headers: Headers, ops: Operations, injec
 export const headers = definePlugin({
   name: "headers",
   config: headersOptions,
-  create: ({ request, response }) =>
-    async function headers(c, next) {
-      await apply(c, c.var.upstreamHeaders, request, c.var.forward.injectedSecrets);
+  create: (options) => {
+    const request = compileOps(options.request);
+    const response = compileOps(options.response);
+    return async function headers(c, next) {
+      if (!request.empty) {
+        const secrets = request.secrets.length > 0 ? await resolveSecrets(c, request.secrets, c.get("forward").injectedSecrets) : undefined;
+        apply(c, c.get("upstreamHeaders"), request, secrets);
+      }
       await next();
+      if (response.empty) return;
       // The response may be the origin's or a problem from a later plugin; both get the edits.
       const res = c.res;
       try {
-        await apply(c, res.headers, response, []);
+        apply(c, res.headers, response, undefined);
       } catch (err) {
         if (err instanceof TypeError) {
           // Immutable headers (a Response this chain did not build): copy once, then edit.
           const copy = new Response(res.body, res);
-          await apply(c, copy.headers, response, []);
+          apply(c, copy.headers, response, undefined);
           c.res = undefined;
           c.res = copy;
         } else throw err;
       }
-    },
+    };
+  },
 });

@@ -81,10 +81,10 @@ function scopeOf(payload: JWTPayload, claim: string | undefined): string[] | nul
 }
 
 function refuse(c: GatewayContext, reason: string, detail = TOKEN_INVALID_DETAIL, userId?: string): never {
-  console.log(JSON.stringify({ level: "info", msg: "token refused", requestId: c.var.requestId, route: c.var.route?.name, reason, ...(userId ? { userId } : {}) }));
+  console.log(JSON.stringify({ level: "info", msg: "token refused", requestId: c.get("requestId"), route: c.get("route")?.name, reason, ...(userId ? { userId } : {}) }));
   // For the audit trail (if the audit plugin runs): why, and who when the token named a real user.
-  c.var.bag.set(AUDIT_BAG.reason, reason);
-  if (userId) c.var.bag.set(AUDIT_BAG.subject, { userId });
+  c.get("bag").set(AUDIT_BAG.reason, reason);
+  if (userId) c.get("bag").set(AUDIT_BAG.subject, { userId });
   throw new GatewayError("TOKEN_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis", error="invalid_token"' } });
 }
 
@@ -144,7 +144,7 @@ export const jwtAuth = definePlugin({
       const auth = c.req.header("authorization")?.trim();
       const m = auth ? /^Bearer (\S+)$/i.exec(auth) : null;
       const token = m && JWS_COMPACT.test(m[1]!) ? m[1]! : undefined;
-      if (o.hideCredentials && (token || last || alreadyAuthenticated(c))) c.var.upstreamHeaders.delete("authorization");
+      if (o.hideCredentials && (token || last || alreadyAuthenticated(c))) c.get("upstreamHeaders").delete("authorization");
       if (alreadyAuthenticated(c)) return next();
       if (!token) {
         if (!last) return next();
@@ -164,7 +164,7 @@ export const jwtAuth = definePlugin({
       } catch (err) {
         if (err instanceof GatewayError) throw err;
         if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && o.jwksUrl)) {
-          console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", requestId: c.var.requestId, error: String(err) }));
+          console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", requestId: c.get("requestId"), error: String(err) }));
         }
         refuse(c, err instanceof joseErrors.JOSEError ? err.code : "verify_failed");
       }
@@ -175,7 +175,7 @@ export const jwtAuth = definePlugin({
       let user = userCache.get(cacheKey);
       if (user === undefined) {
         try {
-          user = await loadUserIdentity(c.var.services.db, o.userLookup, subject);
+          user = await loadUserIdentity(c.get("services").db, o.userLookup, subject);
         } catch (err) {
           // Fail closed, as key-auth does: a verified token whose user cannot be loaded is refused.
           throw identityStoreFailed(err, "jwt user lookup failed", [subject]);

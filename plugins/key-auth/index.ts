@@ -21,23 +21,29 @@ export type KeyAuthOptions = z.input<typeof keyAuthOptions>;
  * malformed. With `onlyOurs` (another authenticator follows), an `Authorization: Bearer` value
  * that is not key-shaped (no `pcl_` prefix, e.g. a JWT) is left for that authenticator.
  */
-function presentedKey(headers: Headers, sources: readonly string[], onlyOurs: boolean): string | undefined | null {
-  const found: string[] = [];
-  if (sources.includes("authorization")) {
+function presentedKey(headers: Headers, fromAuthorization: boolean, fromXApiKey: boolean, onlyOurs: boolean): string | undefined | null {
+  let found: string | undefined;
+  if (fromAuthorization) {
     const auth = headers.get("authorization");
     if (auth !== null) {
-      const m = /^Bearer ([^\s,]+)$/i.exec(auth.trim());
-      if (m && m[1]!.startsWith(KEY_PREFIX)) found.push(m[1]!);
+      const m = BEARER.exec(auth.trim());
+      if (m && m[1]!.startsWith(KEY_PREFIX)) found = m[1]!;
       else if (!onlyOurs) return null;
     }
   }
-  if (sources.includes("x-api-key")) {
+  if (fromXApiKey) {
     const k = headers.get("x-api-key");
-    if (k !== null) found.push(k.trim());
+    if (k !== null) {
+      const key = k.trim();
+      if (found !== undefined && found !== key) return null;
+      found = key;
+    }
   }
-  if (found.length === 0) return undefined;
-  return found.every((k) => k === found[0]) ? found[0] : null;
+  return found;
 }
+
+const BEARER = /^Bearer ([^\s,]+)$/i;
+const BEARER_KEY = /^Bearer pcl_/i;
 
 /**
  * Authenticates the caller by proxy-user API key. The key is checked for shape and checksum
@@ -52,18 +58,22 @@ export const keyAuth = definePlugin({
   name: "key-auth",
   config: keyAuthOptions,
   traits: { authenticator: true },
-  create: ({ headers: sources, hideCredentials }) =>
-    async function keyAuth(c, next) {
+  create: ({ headers: sources, hideCredentials }) => {
+    const fromAuthorization = sources.includes("authorization");
+    const fromXApiKey = sources.includes("x-api-key");
+    return async function keyAuth(c, next) {
       const last = isLastAuthenticator(c, "key-auth");
-      const key = alreadyAuthenticated(c) ? undefined : presentedKey(c.req.raw.headers, sources, !last);
+      const authenticated = alreadyAuthenticated(c);
+      const requestHeaders = c.req.raw.headers;
+      const key = authenticated ? undefined : presentedKey(requestHeaders, fromAuthorization, fromXApiKey, !last);
       // Strip before anything can fail or pass: the origin never sees a client key either way.
       if (hideCredentials) {
-        if (sources.includes("x-api-key")) c.var.upstreamHeaders.delete("x-api-key");
-        const auth = c.req.header("authorization");
-        if (sources.includes("authorization") && (last || key !== undefined || /^Bearer pcl_/i.test(auth?.trim() ?? ""))) c.var.upstreamHeaders.delete("authorization");
+        const upstreamHeaders = c.get("upstreamHeaders");
+        if (fromXApiKey) upstreamHeaders.delete("x-api-key");
+        if (fromAuthorization && (last || key !== undefined || BEARER_KEY.test(requestHeaders.get("authorization")?.trim() ?? ""))) upstreamHeaders.delete("authorization");
       }
-      if (alreadyAuthenticated(c) || (key === undefined && !last)) return next();
-      const { db, keyCache, env } = c.var.services;
+      if (authenticated || (key === undefined && !last)) return next();
+      const { db, keyCache, env } = c.get("services");
       const result =
         key === null
           ? ({ ok: false, reason: "malformed" } as const)
@@ -73,24 +83,25 @@ export const keyAuth = definePlugin({
           JSON.stringify({
             level: "info",
             msg: "key refused",
-            requestId: c.var.requestId,
-            route: c.var.route.name,
+            requestId: c.get("requestId"),
+            route: c.get("route").name,
             reason: result.reason,
             ...("keyId" in result ? { keyId: result.keyId, userId: result.userId } : {}),
           }),
         );
-        c.var.bag.set(AUDIT_BAG.reason, result.reason);
-        if ("keyId" in result) c.var.bag.set(AUDIT_BAG.subject, { keyId: result.keyId, userId: result.userId });
+        c.get("bag").set(AUDIT_BAG.reason, result.reason);
+        if ("keyId" in result) c.get("bag").set(AUDIT_BAG.subject, { keyId: result.keyId, userId: result.userId });
         const detail = result.reason === "missing" ? credentialRequiredDetail(c) : KEY_INVALID_DETAIL;
         throw new GatewayError("KEY_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
       }
       c.set("identity", result.identity);
       // With the audit plugin in the chain, last_used_at comes from the audit trail (batched);
       // without it, a throttled direct write (at most once a minute per key per isolate).
-      if (!c.var.bag.get(AUDIT_BAG.active)) {
+      if (!c.get("bag").get(AUDIT_BAG.active)) {
         const write = recordKeyUse(db, result.identity.key.id);
         if (write) waitUntil(c, write);
       }
       await next();
-    },
+    };
+  },
 });

@@ -81,10 +81,10 @@ export const requestLimits = definePlugin({
     return async function requestLimits(c, next) {
       const method = c.req.method;
       if (allowed && !allowed.has(method)) {
-        const allow = [...c.var.route.methods].filter((m) => allowed.has(m));
+        const allow = [...c.get("route").methods].filter((m) => allowed.has(m));
         throw new GatewayError("METHOD_NOT_ALLOWED", `${method} is not allowed on this route.`, { headers: { allow: allow.join(", ") } });
       }
-      if (stripMethodOverride) for (const h of METHOD_OVERRIDE_HEADERS) c.var.upstreamHeaders.delete(h);
+      if (stripMethodOverride) for (const h of METHOD_OVERRIDE_HEADERS) c.get("upstreamHeaders").delete(h);
       const body = c.req.raw.body;
       const hasBody = body !== null && method !== "GET" && method !== "HEAD";
       if (contentTypes && hasBody) {
@@ -100,10 +100,10 @@ export const requestLimits = definePlugin({
         if (declared !== undefined && !(/^\d+$/.test(declared) && Number(declared) <= maxBodyBytes)) throw tooLarge(maxBodyBytes);
         // Content-Length can lie or be absent (chunked): count what actually arrives.
         const buffered = await readBounded(body, maxBodyBytes);
-        c.var.forward.body = buffered;
+        c.get("forward").body = buffered;
       }
-      if (timeoutMs !== undefined) c.var.forward.timeoutMs = Math.min(c.var.forward.timeoutMs, timeoutMs);
-      if (maxResponseBytes !== undefined) c.var.forward.maxResponseBytes = Math.min(c.var.forward.maxResponseBytes ?? Infinity, maxResponseBytes);
+      if (timeoutMs !== undefined) c.get("forward").timeoutMs = Math.min(c.get("forward").timeoutMs, timeoutMs);
+      if (maxResponseBytes !== undefined) c.get("forward").maxResponseBytes = Math.min(c.get("forward").maxResponseBytes ?? Infinity, maxResponseBytes);
       await next();
     };
   },

@@ -56,7 +56,7 @@ export const requireIdempotencyKey = definePlugin({
     const methodSet = new Set<string>(methods);
     const keyPattern = new RegExp(`^[\\x21-\\x7e]{1,${maxLength}}$`);
     return async function requireIdempotencyKey(c, next) {
-      const group = c.var.identity?.user.group ?? null;
+      const group = c.get("identity")?.user.group ?? null;
       const applies = methodSet.has(c.req.method) && (!groups || (group !== null && groups.includes(group)));
       if (!applies) return next();
 
@@ -65,7 +65,7 @@ export const requireIdempotencyKey = definePlugin({
       if (key === undefined) throw idempotencyErrors.error("IDEMPOTENCY_KEY_REQUIRED", `${c.req.method} on this route needs an ${header} header.`);
       if (!keyPattern.test(key)) throw idempotencyErrors.error("IDEMPOTENCY_KEY_INVALID", `${header} must be 1–${maxLength} visible ASCII characters.`);
       idempotencyKeySlot.set(c, key);
-      c.var.upstreamHeaders.set(header, key);
+      c.get("upstreamHeaders").set(header, key);
 
       await next();
 
@@ -74,7 +74,7 @@ export const requireIdempotencyKey = definePlugin({
 
       // 3. After the response: never delays the client.
       if (logAccepted) {
-        const entry = { level: "info", msg: "idempotent request", requestId: c.var.requestId, route: c.var.route.name, key, status: c.res.status };
+        const entry = { level: "info", msg: "idempotent request", requestId: c.get("requestId"), route: c.get("route").name, key, status: c.res.status };
         waitUntil(c, Promise.resolve().then(() => console.log(JSON.stringify(entry))));
       }
     };

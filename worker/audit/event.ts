@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { deciderOf } from "../gateway/decider";
+import { rawPathOf, rawSearchOf } from "../gateway/upstream-url";
 import { KEY_PREFIX } from "../lib/api-key";
 import { AUDIT_BAG, type AuditOptions } from "./options";
 
@@ -67,10 +68,14 @@ function holdsKey(raw: string): boolean {
  * @example redactTarget("/a", "?token=x&q=1", opts) // "/a?token=REDACTED&q=1"
  */
 export function redactTarget(pathname: string, search: string, opts: Pick<AuditOptions, "redactQueryParams" | "keepQueryParams">): string {
-  const path = pathname
-    .split("/")
-    .map((s) => (holdsKey(s) ? REDACTED : s))
-    .join("/");
+  // Most paths hold neither a key nor an escape: nothing to split.
+  const path =
+    !pathname.includes(KEY_PREFIX) && !pathname.includes("%")
+      ? pathname
+      : pathname
+          .split("/")
+          .map((s) => (holdsKey(s) ? REDACTED : s))
+          .join("/");
   if (!search || search === "?") return path;
   const parts = search
     .slice(1)
@@ -104,12 +109,14 @@ function limitStateOf(c: Context<GatewayEnv>, bag: Map<string, unknown> | undefi
   const fromBag = bag?.get(AUDIT_BAG.limitState);
   if (fromBag !== undefined) return JSON.stringify(fromBag).slice(0, 1000);
   const h = c.res.headers;
-  const state: Record<string, number | string> = {};
   const limit = intHeader(h, "ratelimit-limit") ?? intHeader(h, "x-ratelimit-limit");
-  const remaining = intHeader(h, "ratelimit-remaining") ?? intHeader(h, "x-ratelimit-remaining");
-  const reset = intHeader(h, "ratelimit-reset") ?? intHeader(h, "x-ratelimit-reset");
   const retryAfter = intHeader(h, "retry-after");
   const combined = h.get("ratelimit");
+  // Most responses carry no limit headers: four lookups, not nine.
+  if (limit === null && retryAfter === null && !combined) return null;
+  const state: Record<string, number | string> = {};
+  const remaining = intHeader(h, "ratelimit-remaining") ?? intHeader(h, "x-ratelimit-remaining");
+  const reset = intHeader(h, "ratelimit-reset") ?? intHeader(h, "x-ratelimit-reset");
   if (limit !== null) state.limit = limit;
   if (remaining !== null) state.remaining = remaining;
   if (reset !== null) state.reset = reset;
@@ -132,7 +139,7 @@ function codeOf(err: Error | undefined, status: number, routed: boolean): string
  * what the context already holds: no I/O, no awaits.
  */
 export function buildRequestEvent(c: Context<GatewayEnv>, opts: AuditOptions, startedAt: number): RequestEvent {
-  const url = new URL(c.req.url);
+  const url = c.req.url;
   const route = c.get("route");
   const bag = c.get("bag");
   const identity = c.get("identity");
@@ -165,7 +172,7 @@ export function buildRequestEvent(c: Context<GatewayEnv>, opts: AuditOptions, st
     group: identity?.user.group ?? null,
     route: route?.name ?? null,
     method: c.req.method,
-    path: redactTarget(url.pathname, url.search, opts).slice(0, 2048),
+    path: redactTarget(rawPathOf(url), rawSearchOf(url), opts).slice(0, 2048),
     clientIp: c.get("clientIp") ?? null,
     country: typeof cf?.country === "string" ? cf.country : null,
     colo: typeof cf?.colo === "string" ? cf.colo : null,

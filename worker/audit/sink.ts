@@ -21,12 +21,23 @@ function log(level: "warn" | "error", msg: string, extra: Record<string, unknown
 const QUEUE_BATCH = 100;
 const QUEUE_BATCH_BYTES = 200_000;
 
+/**
+ * An upper bound of an event's JSON size without serializing it: its free-text fields are
+ * capped (path 2048, limit state 1000, reason 100 characters; ids and names are short), the
+ * rest is a fixed shape. Overestimating only makes a chunk smaller.
+ */
+function approxSize(e: RequestEvent): number {
+  let n = 1000; // field names, numbers, ids, per-message overhead
+  for (const v of [e.path, e.limitState, e.reason, e.userId, e.keyId, e.group, e.route, e.decidedBy, e.code, e.clientIp]) if (v) n += 2 * v.length;
+  return n;
+}
+
 function queueChunks(events: readonly RequestEvent[]): RequestEvent[][] {
   const out: RequestEvent[][] = [];
   let cur: RequestEvent[] = [];
   let bytes = 0;
   for (const e of events) {
-    const n = JSON.stringify(e).length + 100; // + per-message overhead
+    const n = approxSize(e);
     if (cur.length > 0 && (cur.length >= QUEUE_BATCH || bytes + n > QUEUE_BATCH_BYTES)) {
       out.push(cur);
       cur = [];

@@ -5,7 +5,7 @@ import type { GatewayEnv } from "../env";
  * How an authenticator plugin (key-auth, jwt-auth, or your own with `traits.authenticator`)
  * takes part when a route runs more than one of them. The rule, in chain order:
  *
- * 1. An earlier authenticator already set `c.var.identity` → this one only strips its own
+ * 1. An earlier authenticator already set `c.get("identity")` → this one only strips its own
  *    credential headers and passes (`alreadyAuthenticated`).
  * 2. The request carries a credential of this authenticator's kind → it verifies it; a bad
  *    credential is refused at once (never handed on to the next authenticator).
@@ -15,18 +15,18 @@ import type { GatewayEnv } from "../env";
  * So either credential satisfies the route, an invalid one never falls through, and a route
  * with authenticators can never be reached anonymously.
  */
-export const alreadyAuthenticated = (c: Context<GatewayEnv>): boolean => c.var.identity !== undefined;
+export const alreadyAuthenticated = (c: Context<GatewayEnv>): boolean => c.get("identity") !== undefined;
 
 /** True when no authenticator follows `name` in this route's chain (or the route lists none, e.g. a bare test app). */
 export function isLastAuthenticator(c: Context<GatewayEnv>, name: string): boolean {
-  const list = c.var.route?.authenticators ?? [];
+  const list = c.get("route")?.authenticators ?? [];
   const at = list.indexOf(name);
   return at === -1 || at === list.length - 1;
 }
 
 /** The detail every refused caller gets: it names what the route accepts, nothing about why. */
 export function credentialRequiredDetail(c: Context<GatewayEnv>): string {
-  const list = c.var.route?.authenticators ?? [];
+  const list = c.get("route")?.authenticators ?? [];
   const kinds = list.map((n) => (n === "key-auth" ? "API key" : n === "jwt-auth" ? "bearer token (JWT)" : `${n} credential`));
   return kinds.length > 1 ? `A valid ${kinds.join(" or ")} is required.` : kinds.length === 1 ? `A valid ${kinds[0]} is required.` : "Valid credentials are required.";
 }

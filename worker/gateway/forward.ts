@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { IDENTITY_HEADER_PREFIX, sanitizeResponseHeaders } from "./headers";
-import { buildUpstreamUrl } from "./upstream-url";
+import { buildUpstreamUrl, rawPathOf, rawSearchOf } from "./upstream-url";
 import type { CompiledUpstream } from "./types";
 
 // Resolved per isolate: env vars do not change while an isolate lives.
@@ -45,9 +45,11 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const identity = c.get("identity");
   const requestId = c.get("requestId");
   const clientIp = c.get("clientIp");
-  const url = new URL(c.req.url);
-  const remainder = route.wildcard ? url.pathname.slice(route.prefix.length) : "";
-  const target = buildUpstreamUrl(upstreamBaseUrl(upstream, c.env), remainder, url.search);
+  const forward = c.get("forward");
+  // The raw URL's parts, without parsing it again: the path guard already proved it canonical.
+  const url = c.req.url;
+  const remainder = route.wildcard ? rawPathOf(url).slice(route.prefix.length) : "";
+  const target = buildUpstreamUrl(upstreamBaseUrl(upstream, c.env), remainder, rawSearchOf(url));
 
   const headers = c.get("upstreamHeaders");
   if (identity) {
@@ -59,7 +61,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   headers.set(`${IDENTITY_HEADER_PREFIX}route`, route.name);
   headers.set("x-request-id", requestId);
   if (clientIp) headers.set("x-forwarded-for", clientIp);
-  headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
+  headers.set("x-forwarded-proto", url.startsWith("https:") ? "https" : "http");
   if (upstream.credential) {
     const secret = c.env[upstream.credential.fromEnv];
     if (typeof secret !== "string" || secret === "") {
@@ -67,12 +69,12 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
       throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}" has no credential configured.`);
     }
     headers.set(upstream.credential.header, upstream.credential.prefix + secret);
-    c.var.forward.injectedSecrets.push(secret);
+    forward.injectedSecrets.push(secret);
   }
-  const { timeoutMs, maxResponseBytes, injectedSecrets } = c.var.forward;
+  const { timeoutMs, maxResponseBytes, injectedSecrets } = forward;
 
   const method = c.req.method;
-  const replaced = c.var.forward.body;
+  const replaced = forward.body;
   const body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
   let res: Response;
   const sentAt = Date.now();
@@ -93,8 +95,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
   c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
-  const outHeaders = sanitizeResponseHeaders(res.headers);
-  dropLeakingHeaders(outHeaders, injectedSecrets);
+  const outHeaders = sanitizeResponseHeaders(res.headers, injectedSecrets);
   outHeaders.set("x-request-id", requestId);
   let resBody = res.body;
   if (maxResponseBytes !== undefined && resBody) {
@@ -108,18 +109,6 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     resBody = resBody.pipeThrough(byteLimit(maxResponseBytes, () => new GatewayError("UPSTREAM_RESPONSE_TOO_LARGE")));
   }
   return new Response(resBody, { status: res.status, statusText: res.statusText, headers: outHeaders });
-}
-
-/**
- * Removes response headers that carry (part of) a credential the gateway injected, e.g. an
- * origin that echoes `Authorization` in a debug header. Secrets shorter than 8 characters are
- * matched whole-value only, so a short secret does not knock out unrelated headers.
- */
-export function dropLeakingHeaders(headers: Headers, secrets: readonly string[]): void {
-  if (secrets.length === 0) return;
-  for (const [name, value] of [...headers]) {
-    if (secrets.some((s) => s !== "" && (s.length >= 8 ? value.includes(s) : value.trim() === s))) headers.delete(name);
-  }
 }
 
 /** A pass-through stream that errors once more than `max` bytes have flowed through it. */

@@ -31,16 +31,57 @@ export const IDENTITY_HEADER_PREFIX = "x-portcullis-";
 // RFC 9110 token: what a header name may be. Anything else in Connection names no header.
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
-function stripHopByHop(headers: Headers): void {
-  // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Read them before deleting.
-  // A client (or origin) can put anything in Connection: non-token entries are skipped, since
-  // Headers.delete throws on them and that would turn a junk header into a 500.
-  const named = (headers.get("connection") ?? "")
-    .split(",")
-    .map((t) => t.trim().toLowerCase())
-    .filter((t) => HEADER_NAME.test(t));
-  for (const h of [...HOP_BY_HOP, ...named]) headers.delete(h);
+const HOP = new Set(HOP_BY_HOP);
+const DROP_FROM_REQUEST = new Set([...HOP_BY_HOP, ...SPOOFABLE, "host"]);
+
+/**
+ * Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1). A client (or origin) can put
+ * anything there: non-token entries name no header and are ignored (Headers.delete throws on
+ * them, which would turn a junk header into a 500).
+ */
+function connectionNamed(headers: Headers): Set<string> | undefined {
+  const connection = headers.get("connection");
+  if (connection === null) return undefined;
+  const named = new Set<string>();
+  for (const t of connection.split(",")) {
+    const name = t.trim().toLowerCase();
+    if (HEADER_NAME.test(name)) named.add(name);
+  }
+  return named;
 }
+
+/**
+ * Copies `incoming` without the headers `drop` picks, and without those its Connection header
+ * names. One copy and one pass over the names, then a delete only for what is actually there: a
+ * typical message carries none of the ~30 names we drop, and each delete is a call into the
+ * runtime. Copying (rather than rebuilding from the iterator) keeps repeated fields as sent.
+ * With `secrets`, a header whose value carries one is dropped too (values are read only then).
+ */
+function copyWithout(incoming: Headers, drop: (name: string) => boolean, leaks?: (value: string) => boolean): Headers {
+  const headers = new Headers(incoming);
+  let doomed: string[] | undefined;
+  let hasConnection = false;
+  if (leaks) {
+    for (const [name, value] of incoming) {
+      if (name === "connection") hasConnection = true;
+      if (drop(name) || leaks(value)) (doomed ??= []).push(name);
+    }
+  } else {
+    for (const name of incoming.keys()) {
+      if (name === "connection") hasConnection = true;
+      if (drop(name)) (doomed ??= []).push(name);
+    }
+  }
+  if (hasConnection) {
+    const named = connectionNamed(incoming)!;
+    for (const name of incoming.keys()) if (named.has(name)) (doomed ??= []).push(name);
+  }
+  if (doomed) for (const name of doomed) headers.delete(name);
+  return headers;
+}
+
+const dropFromRequest = (name: string) => DROP_FROM_REQUEST.has(name) || name.startsWith(IDENTITY_HEADER_PREFIX) || name.startsWith("cf-");
+const dropFromResponse = (name: string) => HOP.has(name);
 
 /**
  * The headers a forwarded request starts from: the client's, minus hop-by-hop headers,
@@ -49,19 +90,17 @@ function stripHopByHop(headers: Headers): void {
  * sends (including `Connection: <our header>`) can remove or replace them.
  */
 export function sanitizeRequestHeaders(incoming: Headers): Headers {
-  const headers = new Headers(incoming);
-  stripHopByHop(headers);
-  for (const h of SPOOFABLE) headers.delete(h);
-  for (const name of [...headers.keys()]) {
-    if (name.startsWith(IDENTITY_HEADER_PREFIX) || name.startsWith("cf-")) headers.delete(name);
-  }
-  headers.delete("host");
-  return headers;
+  return copyWithout(incoming, dropFromRequest);
 }
 
-/** Response headers passed back to the client: the origin's, minus hop-by-hop ones. */
-export function sanitizeResponseHeaders(incoming: Headers): Headers {
-  const headers = new Headers(incoming);
-  stripHopByHop(headers);
-  return headers;
+/**
+ * Response headers passed back to the client: the origin's, minus hop-by-hop ones and any
+ * header that carries (part of) a credential the gateway injected (an origin echoing
+ * `Authorization` in a debug header). Secrets shorter than 8 characters are matched whole-value
+ * only, so a short secret does not knock out unrelated headers.
+ */
+export function sanitizeResponseHeaders(incoming: Headers, injectedSecrets: readonly string[] = []): Headers {
+  const secrets = injectedSecrets.filter((s) => s !== "");
+  if (secrets.length === 0) return copyWithout(incoming, dropFromResponse);
+  return copyWithout(incoming, dropFromResponse, (value) => secrets.some((s) => (s.length >= 8 ? value.includes(s) : value.trim() === s)));
 }

@@ -46,8 +46,8 @@ const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): Middleware
 
 /** Defence in depth: a preflight let through by bindRoute must have been answered by now. */
 const refuseUnansweredPreflight: MiddlewareHandler<GatewayEnv> = async function refuseUnansweredPreflight(c, next) {
-  if (!c.var.route.methods.has(c.req.method)) {
-    throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, { headers: { allow: [...c.var.route.methods].join(", ") } });
+  if (!c.get("route").methods.has(c.req.method)) {
+    throw new GatewayError("METHOD_NOT_ALLOWED", `${c.req.method} is not allowed on this route.`, { headers: { allow: [...c.get("route").methods].join(", ") } });
   }
   await next();
 };

@@ -6,7 +6,11 @@ import type { PluginInstance, PluginTraits } from "./types";
 
 /** The middleware a plugin's `create` returns: an ordinary Hono middleware over the gateway's context. */
 export type GatewayMiddleware = MiddlewareHandler<GatewayEnv>;
-/** The context a plugin sees: `c.var` holds requestId, clientIp, route, upstream, identity, bag, … */
+/**
+ * The context a plugin sees: `c.get("requestId")`, clientIp, route, upstream, identity, bag, …
+ * Prefer `c.get(name)` to `c.var.name` on the request path: Hono builds a fresh object of every
+ * variable on each `c.var` access.
+ */
 export type GatewayContext = Context<GatewayEnv>;
 
 export interface PluginDefinition<S extends z.ZodType> {
@@ -103,7 +107,7 @@ export function fromMiddleware(name: string, handler: MiddlewareHandler, traits?
 export function bagSlot<T>(name: string) {
   return {
     name,
-    get: (c: GatewayContext): T | undefined => c.var.bag.get(name) as T | undefined,
-    set: (c: GatewayContext, value: T): void => void c.var.bag.set(name, value),
+    get: (c: GatewayContext): T | undefined => c.get("bag").get(name) as T | undefined,
+    set: (c: GatewayContext, value: T): void => void c.get("bag").set(name, value),
   };
 }

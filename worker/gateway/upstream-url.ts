@@ -14,12 +14,15 @@ import { GatewayError } from "../errors";
  */
 const FORBIDDEN_IN_PATH = /%2f|%5c|%2e|%25|%00|%c[01]|%e0%[89]|%f0%8|\\|;|[\x00-\x1f\x7f]/i;
 
+/** A segment that is exactly "." or "..". */
+const DOT_SEGMENT = /\/\.{1,2}(?=\/|$)/;
+
 /** Why a raw path is not canonical, or null when it is. */
 export function nonCanonicalReason(rawPath: string): string | null {
   if (!rawPath.startsWith("/")) return "path must start with /";
   if (FORBIDDEN_IN_PATH.test(rawPath)) return "path contains an encoded separator, dot, percent, overlong UTF-8, backslash, ';' or control character";
   if (rawPath.includes("//")) return "path contains an empty segment (//)";
-  if (rawPath.split("/").some((s) => s === "." || s === "..")) return "path contains a dot segment";
+  if (DOT_SEGMENT.test(rawPath)) return "path contains a dot segment";
   return null;
 }
 
@@ -28,8 +31,31 @@ export function rawPathOf(url: string): string {
   const afterScheme = url.indexOf("//") + 2;
   const start = url.indexOf("/", afterScheme);
   if (start === -1) return "/";
-  const end = url.slice(start).search(/[?#]/);
-  return end === -1 ? url.slice(start) : url.slice(start, start + end);
+  let end = url.indexOf("?", start);
+  const hash = url.indexOf("#", start);
+  if (end === -1 || (hash !== -1 && hash < end)) end = hash;
+  return end === -1 ? url.slice(start) : url.slice(start, end);
+}
+
+/** The query of a request URL, `?…` or "" (a request URL has no fragment; one is dropped anyway). */
+export function rawSearchOf(url: string): string {
+  const q = url.indexOf("?");
+  if (q === -1) return "";
+  const hash = url.indexOf("#", q);
+  const search = hash === -1 ? url.slice(q) : url.slice(q, hash);
+  return search === "?" ? "" : search;
+}
+
+// Base URLs are few and fixed per isolate: parse each once.
+const parsedBases = new Map<string, { origin: string; basePath: string }>();
+function parseBase(base: string): { origin: string; basePath: string } {
+  let parsed = parsedBases.get(base);
+  if (!parsed) {
+    const u = new URL(base);
+    parsed = { origin: u.origin, basePath: u.pathname.replace(/\/+$/, "") };
+    parsedBases.set(base, parsed);
+  }
+  return parsed;
 }
 
 /**
@@ -39,17 +65,16 @@ export function rawPathOf(url: string): string {
  * @example buildUpstreamUrl("https://api.example/v2", "/orders/7", "?x=1") // https://api.example/v2/orders/7?x=1
  */
 export function buildUpstreamUrl(base: string, remainder: string, search: string): URL {
-  const baseUrl = new URL(base);
-  const basePath = baseUrl.pathname.replace(/\/+$/, "");
+  const { origin, basePath } = parseBase(base);
   if (remainder !== "" && !remainder.startsWith("/")) throw new GatewayError("PATH_INVALID", "The path remainder is not a path.");
   const reason = remainder === "" ? null : nonCanonicalReason(remainder);
   if (reason) throw new GatewayError("PATH_INVALID", `The request path is not canonical: ${reason}.`);
   const path = basePath + remainder || "/";
-  const target = new URL(baseUrl.origin);
-  target.pathname = path;
-  target.search = search;
+  // The remainder is canonical (no "//", "\\", dot segments or encoded separators), so it cannot
+  // reach the authority; the checks below prove it anyway, on what the URL parser made of it.
+  const target = new URL(origin + path + (search === "?" ? "" : search));
   const underPrefix = basePath === "" || target.pathname === basePath || target.pathname.startsWith(basePath + "/");
-  if (target.origin !== baseUrl.origin || target.pathname !== path || !underPrefix || target.username || target.password) {
+  if (target.origin !== origin || target.pathname !== path || !underPrefix || target.username || target.password) {
     throw new GatewayError("PATH_INVALID", "The request path would leave the upstream.");
   }
   return target;

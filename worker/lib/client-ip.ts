@@ -1,7 +1,11 @@
 import { parseIp } from "./cidr";
 
+/** First octet 240–255 (or its IPv4-mapped form): a cheap test before the full parse, on every request. */
+const MAYBE_CLASS_E = /^(?:::ffff:)?2(?:4\d|5[0-5])\./i;
+
 /** Class E (240.0.0.0/4): reserved, never a real client's address. */
 const isClassE = (ip: string): boolean => {
+  if (!MAYBE_CLASS_E.test(ip)) return false;
   const p = parseIp(ip);
   return p?.family === 4 && p.value >> 28n === 0xfn;
 };
