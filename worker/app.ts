@@ -7,6 +7,7 @@ import { validateEnv, type Env, type GatewayEnv, type Services } from "./env";
 import { notFound, onError } from "./errors";
 import { canonicalPath, mountGateway } from "./gateway";
 import type { CompiledGateway } from "./gateway/types";
+import { clientIpOf } from "./lib/client-ip";
 import { isolateKeyCache } from "./services/key-cache";
 
 // 64 random bits per isolate (drawn on its first request: Workers refuse random values at global
@@ -45,7 +46,7 @@ const services = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
   async function services(c, next) {
     c.set("gateway", gateway);
     c.set("services", servicesFor(c.env));
-    c.set("clientIp", c.req.header("cf-connecting-ip") || undefined);
+    c.set("clientIp", clientIpOf(c.req.raw.headers));
     await next();
   };
 

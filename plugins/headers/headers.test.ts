@@ -107,14 +107,16 @@ describe("headers", () => {
     expect(await originRecords(marker)).toEqual([]);
   });
 
-  it("a rendered value with CR/LF (a secret stored around the admin API's checks) is a 400 and nothing is forwarded", async () => {
+  it("a rendered value with CR, LF or NUL (a secret stored around the admin API's checks) is a 400 and nothing is forwarded", async () => {
     const db = createDb(env.DB);
-    await putSecret(db, env, { actor: "test", requestId: "req_test" }, BAD, { value: "ok\r\nx-injected: yes" });
     const { key } = await seedCaller();
-    const marker = unique("hdr-crlf");
-    const body = await expectProblem(await fetchGw(`/hdr-bad/${marker}`, { headers: { "x-api-key": key } }), 400, "HEADER_INVALID");
-    expect(JSON.stringify(body)).not.toContain("x-injected");
-    expect(await originRecords(marker)).toEqual([]);
+    for (const value of ["ok\r\nx-injected: yes", "ok\nx-injected: yes", "ok\rx-injected: yes", "ok\u0000x-injected: yes"]) {
+      await putSecret(db, env, { actor: "test", requestId: "req_test" }, BAD, { value });
+      const marker = unique("hdr-crlf");
+      const body = await expectProblem(await fetchGw(`/hdr-bad/${marker}`, { headers: { "x-api-key": key } }), 400, "HEADER_INVALID");
+      expect(JSON.stringify(body)).not.toContain("x-injected");
+      expect(await originRecords(marker)).toEqual([]);
+    }
   });
 
   it("drops origin response headers that would leak an injected credential", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
-import { leasePeriod, usagePeriod } from "../../worker/limits/algorithms";
+import { leaseBucket, leasePeriod, resetBucket, resetPeriod, usagePeriod } from "../../worker/limits/algorithms";
 import { limitRegistry } from "../../worker/limits/engine";
 import type { LimitSpec } from "../../worker/limits/types";
 import { quota } from ".";
@@ -33,5 +33,33 @@ describe("period counting", () => {
     expect(state.count).toBe(1);
     expect(usagePeriod(state, spec(0), 30)).toEqual({ used: 1, remaining: 9, resetMs: 970 });
     expect(usagePeriod(state, spec(1000), 1010)).toEqual({ used: 0, remaining: 10, resetMs: 990 });
+  });
+
+  it("an admin reset starts a new generation: units leased before it are not credited to the new count", () => {
+    let { state, reply } = leasePeriod(undefined, { spec: spec(0), want: 2, give: 0, giveWindow: 0 }, 10);
+    const before = reply.window;
+    state = resetPeriod(state, spec(0), 20);
+    expect(state.count).toBe(0);
+    ({ state, reply } = leasePeriod(state, { spec: spec(0), want: 100, give: 0, giveWindow: 0 }, 21));
+    expect(reply.window).not.toBe(before);
+    // Handed back under the old generation: ignored. Under the current one: taken back.
+    expect(leasePeriod(state, { spec: spec(0), want: 0, give: 2, giveWindow: before }, 22).state.count).toBe(state.count);
+    expect(leasePeriod(state, { spec: spec(0), want: 0, give: 2, giveWindow: reply.window }, 22).state.count).toBe(state.count - 2);
+    // Two resets in the same millisecond are still two generations.
+    expect(resetPeriod(resetPeriod(state, spec(0), 23), spec(0), 23).gen).toBeGreaterThan(resetPeriod(state, spec(0), 23).gen!);
+  });
+});
+
+describe("token bucket reset", () => {
+  it("refills the bucket as a new generation: tokens leased before the reset are not credited back", () => {
+    const spec: LimitSpec = { algorithm: "token-bucket", limit: 10, windowMs: 3_600_000 };
+    let { state, reply } = leaseBucket(undefined, { spec, want: 2, give: 0, giveWindow: 0 }, 1_000);
+    const before = reply.window;
+    state = resetBucket(state, spec, 2_000);
+    expect(state.tokens).toBe(10);
+    for (let i = 0; i < 10; i++) ({ state, reply } = leaseBucket(state, { spec, want: 1, give: 0, giveWindow: 0 }, 2_000));
+    expect(Math.floor(state.tokens)).toBe(0);
+    expect(leaseBucket(state, { spec, want: 1, give: 2, giveWindow: before }, 2_000).reply.granted).toBe(0);
+    expect(leaseBucket(state, { spec, want: 1, give: 2, giveWindow: reply.window }, 2_000).reply.granted).toBe(1);
   });
 });

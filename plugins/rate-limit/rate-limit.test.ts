@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
@@ -111,6 +112,36 @@ describe("counting rules", () => {
     expect(ipBucket("2001:db8:1:2::1")).not.toBe(ipBucket("2001:db8:1:3::1"));
     expect(ipBucket("203.0.113.7")).toBe("ip:203.0.113.7");
     expect(ipBucket(undefined)).toBe("ip:unknown");
+  });
+
+  it("builds the bucket from the parsed address, so no other spelling of an address is another subject", () => {
+    for (const same of ["::ffff:203.0.113.7", "::FFFF:cb00:7107", "0:0:0:0:0:ffff:203.0.113.7", "[::ffff:203.0.113.7]"]) {
+      expect(ipBucket(same), same).toBe("ip:203.0.113.7");
+    }
+    const v6 = ipBucket("2001:db8:a:b::1");
+    for (const same of ["2001:0DB8:000A:000B:0:0:0:2", "[2001:db8:a:b::3]", "2001:db8:a:b::4%eth0", "2001:db8:a:b::192.0.2.1"]) expect(ipBucket(same), same).toBe(v6);
+    expect(ipBucket("not an ip")).toBe("ip:invalid");
+  });
+
+  it("property: any IPv4 or IPv6 address, however written, lands in one bucket", () => {
+    fc.assert(
+      fc.property(fc.ipV4(), (ip) => {
+        for (const same of [`::ffff:${ip}`, `::FFFF:${ip}`, `[::ffff:${ip}]`, ` ${ip}`.trim()]) expect(ipBucket(same)).toBe(ipBucket(ip));
+        expect(ipBucket(ip)).toMatch(/^ip:\d+\.\d+\.\d+\.\d+$/);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.ipV6(), fc.integer({ min: 0, max: 0xffff }), (ip, low) => {
+        for (const same of [ip.toUpperCase(), `[${ip}]`, `${ip}%eth0`]) expect(ipBucket(same)).toBe(ipBucket(ip));
+        expect(ipBucket(ip)).not.toBe("ip:invalid");
+        // Changing the last group stays inside the /64 (unless it is an IPv4-mapped address, counted whole).
+        const bucket = ipBucket(ip);
+        if (bucket.startsWith("ip6:")) {
+          const expanded = ip.includes("::") || ip.includes(".") ? null : ip.split(":");
+          if (expanded) expect(ipBucket([...expanded.slice(0, 7), low.toString(16)].join(":"))).toBe(bucket);
+        }
+      }),
+    );
   });
 });
 

@@ -15,10 +15,20 @@ const brokenQueue = {
   sendBatch: () => Promise.reject(new Error("Queue sendBatch failed: service unavailable")),
 } as unknown as Queue;
 
+/** A Queue binding whose calls throw synchronously, before returning any promise. */
+const throwingQueue = {
+  send: () => {
+    throw new Error("Queue binding is broken");
+  },
+  sendBatch: () => {
+    throw new Error("Queue binding is broken");
+  },
+} as unknown as Queue;
+
 const app = createApp(gateway);
-async function call(path: string, headers: Record<string, string> = {}) {
+async function call(path: string, headers: Record<string, string> = {}, queue: Queue = brokenQueue) {
   const ctx = createExecutionContext();
-  const res = await app.fetch(new Request(`https://gateway.test${path}`, { headers }), { ...env, AUDIT_QUEUE: brokenQueue }, ctx);
+  const res = await app.fetch(new Request(`https://gateway.test${path}`, { headers }), { ...env, AUDIT_QUEUE: queue }, ctx);
   const body = await res.text();
   await waitOnExecutionContext(ctx);
   return { res, body };
@@ -47,6 +57,52 @@ describe("audit queue down", () => {
     } finally {
       quiet.mockRestore();
       warn.mockRestore();
+    }
+  });
+
+  it.each([
+    ["rejecting", brokenQueue],
+    ["throwing", throwingQueue],
+  ] as const)("limit refusals with the queue %s: the same answers as with a working queue, and every event stored with its limit state", async (_n, queue) => {
+    const quiet = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      /** Everything a client sees, minus what differs per request or per second. */
+      const shape = (r: { res: Response; body: string }) =>
+        JSON.stringify({
+          status: r.res.status,
+          headers: [...r.res.headers].filter(([k]) => !["x-request-id", "ratelimit-reset", "retry-after", "date"].includes(k)),
+          // The two callers differ in ids, names and marker only.
+          body: r.body
+            .replace(/req_[0-9a-f]{32}/g, "req_ID")
+            .replace(/\b(usr|key)_[0-9A-Za-z]+/g, "$1_ID")
+            .replace(/user-[a-z0-9]+-[a-z0-9]+/g, "user-NAME")
+            .replace(/"url":"[^"]*"/, '"url":"…"'),
+          retryAfter: r.res.headers.has("retry-after"),
+        });
+      // The `both` route: a quota of 3 a day (and a loose rate limit); the broken-limiter route fails closed.
+      const sequence = async (key: string, m: string, q?: Queue) => {
+        const out = [];
+        for (let i = 0; i < 4; i++) out.push(await call(`/both/${m}/${i}`, { authorization: `Bearer ${key}` }, q));
+        out.push(await call(`/fail-do-broken-closed/${m}/x`, { authorization: `Bearer ${key}` }, q));
+        return out;
+      };
+      const down = await seedCaller({ permissions: ["echo:read"] });
+      const up = await seedCaller({ permissions: ["echo:read"] });
+      const m = unique("auditq-lim");
+      const withQueueDown = await sequence(down.key, m, queue);
+      const withQueueUp = await sequence(up.key, unique("auditq-lim-up"), env.AUDIT_QUEUE);
+      expect(withQueueDown.map((r) => r.res.status)).toEqual([200, 200, 200, 429, 503]);
+      expect(withQueueDown.map(shape)).toEqual(withQueueUp.map(shape));
+      expect(await originRecords(m)).toHaveLength(3);
+
+      const rows = await eventsFor(m, 5);
+      const byPath = new Map(rows.map((r) => [r.path as string, r]));
+      expect(byPath.get(`/both/${m}/3`)).toMatchObject({ status: 429, code: "QUOTA_EXCEEDED", decision: "refused", user_id: down.user.id });
+      expect(JSON.parse(byPath.get(`/both/${m}/3`)!.limit_state)).toEqual(expect.arrayContaining([expect.objectContaining({ name: "both-quota", outcome: "refused" })]));
+      expect(byPath.get(`/fail-do-broken-closed/${m}/x`)).toMatchObject({ status: 503, code: "LIMITER_UNAVAILABLE", decision: "refused" });
+      expect(JSON.stringify(rows)).not.toContain(down.key);
+    } finally {
+      quiet.mockRestore();
     }
   });
 });

@@ -134,6 +134,21 @@ describe("where a key may (not) be presented", () => {
   });
 });
 
+describe("admin ids", () => {
+  it("404 is the same for an id that never existed and one that was deleted (only the id in `detail` differs)", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    expect((await admin("DELETE", `/users/${user.id}`)).status).toBe(200);
+    const never = `usr_${user.id.slice(4, 13)}${"A".repeat(12)}`;
+    const shape = async (id: string) => {
+      const res = await gw(`/admin/v1/users/${id}`, { headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` } });
+      return refusalShape(new Response((await res.text()).replaceAll(id, "ID"), res));
+    };
+    const deleted = await shape(user.id);
+    expect(deleted).toContain("USER_NOT_FOUND");
+    expect(await shape(never)).toBe(deleted);
+  });
+});
+
 describe("duplicate credentials on the wire (raw socket)", () => {
   let key: string;
   beforeAll(async () => {

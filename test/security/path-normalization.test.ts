@@ -64,6 +64,16 @@ describe("path normalization over a real socket: refused, or authorized on the c
     ["/api/v2/x/../../../y", "canonical", "canonical"],
     ["/api/v2/%2e%2e/%2e%2e/x", "refused", "canonical"],
     ["/echo/@evil.example/a", "canonical", "canonical"],
+    // Remainders shaped like another authority (SSRF): refused, or forwarded as a path on the origin's host.
+    ["/echo//evil.example/x", "refused", "refused"],
+    ["/echo/\\evil.example/x", "refused", "refused"],
+    ["/echo/%2f%2fevil.example/x", "refused", "refused"],
+    ["/echo/%5cevil.example/x", "refused", "refused"],
+    ["/echo/http://evil.example/x", "refused", "refused"],
+    ["/echo/..//evil.example/x", "refused", "refused"],
+    ["/api/v2/@evil.example/x", "canonical", "canonical"],
+    ["/api/v2//evil.example", "refused", "refused"],
+    ["/echo/evil.example:443/x", "canonical", "canonical"],
     ["/echo/a/%c0%ae%c0%ae/b", "refused", "refused"],
     ["/echo/a/%e0%80%ae%e0%80%ae/b", "refused", "refused"],
     ["/echo/a/%c0%af", "refused", "refused"],
@@ -107,6 +117,22 @@ describe("path normalization over a real socket: refused, or authorized on the c
     expect(await rawOriginRecords(`${m}x`)).toHaveLength(0);
     expect(await rawOriginRecords(`${m}y`)).toHaveLength(0);
     expect((await rawOriginRecords("#")).length).toBe(0);
+  });
+
+  it.each(ports())("%s: authority-shaped remainders (@host, host:port) stay paths on the configured origin's host", async (_n, port) => {
+    for (const [target, path] of [
+      ["/echo/@evil.example/M", "/@evil.example/M"],
+      ["/echo/evil.example:443/M", "/evil.example:443/M"],
+      ["/api/v2/@evil.example/M", "/base/v1/@evil.example/M"],
+    ]) {
+      const m = `ssrf${seq++}`;
+      const res = await sendRaw(port, { target: target!.replace("M", m), headers: [["Authorization", `Bearer ${key}`]] });
+      expect(res.status, target).toBe(200);
+      const recs = await rawOriginRecords(m);
+      expect(recs.map((r) => r.url)).toEqual([path!.replace("M", m)]);
+      // The recording origin got it, on its own host: the remainder never became an authority.
+      expect(recs[0]!.headers.host).toBe(new URL(raw.origin).host);
+    }
   });
 
   it.each(ports())("%s: the prefixed upstream only ever receives paths under /base/v1", async (_n, port) => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { generateApiKey, hashApiKey, isWellFormedApiKey, KEY_PREFIX } from "./api-key";
 import { ipAllowed, parseCidr, parseIp } from "./cidr";
+import { clientIpOf } from "./client-ip";
 import { crc32 } from "./crc32";
 import { newId } from "./ids";
 import { grants, isPermitted } from "./permissions";
@@ -50,6 +51,15 @@ describe("ids", () => {
     expect(a < b).toBe(true);
     expect(newId("key")).toMatch(/^key_/);
   });
+
+  it("cannot be guessed from a neighbour: ≥ 64 random bits after the timestamp, spread over the whole alphabet", () => {
+    expect(12 * Math.log2(62)).toBeGreaterThanOrEqual(64);
+    // Ids minted in the same millisecond share only the timestamp.
+    const tails = Array.from({ length: 5000 }, () => newId("user", 1_700_000_000_000).slice(13));
+    expect(new Set(tails).size).toBe(tails.length);
+    // Every character position uses (close to) all 62 symbols: no fixed or counter-like part.
+    for (let i = 0; i < 12; i++) expect(new Set(tails.map((t) => t[i])).size).toBeGreaterThan(55);
+  });
 });
 
 describe("permissions", () => {
@@ -94,5 +104,21 @@ describe("CIDR", () => {
     expect(parseCidr("10.0.0.0/33")).toBeNull();
     expect(parseCidr("2001:db8::/129")).toBeNull();
     expect(parseCidr("10.0.0.0/8/1")).toBeNull();
+  });
+});
+
+describe("client IP", () => {
+  const of = (h: Record<string, string>) => clientIpOf(new Headers(h));
+  it("is CF-Connecting-IP alone: forwarding headers a client writes are never read", () => {
+    expect(of({ "cf-connecting-ip": "203.0.113.7", "x-forwarded-for": "10.0.0.1", "x-real-ip": "10.0.0.2", "true-client-ip": "10.0.0.3", forwarded: "for=10.0.0.4" })).toBe("203.0.113.7");
+    expect(of({ "x-forwarded-for": "10.0.0.1", "x-real-ip": "10.0.0.2" })).toBeUndefined();
+    expect(of({ "cf-connecting-ip": "" })).toBeUndefined();
+  });
+
+  it("takes CF-Connecting-IPv6 only when CF-Connecting-IP is a Class E (Pseudo IPv4) address", () => {
+    expect(of({ "cf-connecting-ip": "240.16.0.9", "cf-connecting-ipv6": "2001:db8::1" })).toBe("2001:db8::1");
+    expect(of({ "cf-connecting-ip": "203.0.113.7", "cf-connecting-ipv6": "2001:db8::1" })).toBe("203.0.113.7");
+    expect(of({ "cf-connecting-ip": "240.16.0.9", "cf-connecting-ipv6": "203.0.113.7" })).toBe("240.16.0.9");
+    expect(of({ "cf-connecting-ip": "240.16.0.9" })).toBe("240.16.0.9");
   });
 });

@@ -27,14 +27,27 @@ export interface WindowState {
   cur: number;
   prev: number;
 }
+/**
+ * `gen` names one life of a bucket or a quota counter: set when it is created and changed by every
+ * admin reset. Leases report it as their `window`, and unspent tokens handed back are credited only
+ * to the same life — tokens leased before a reset were counted by the old counter, so crediting
+ * them to the new one would admit more than the limit. (States stored before `gen` existed read
+ * as generation 0 for buckets and as the period start for quotas, which is what leases they
+ * granted carry.)
+ */
 export interface BucketState {
   tokens: number;
   at: number;
+  gen?: number;
 }
 export interface PeriodState {
   start: number;
   count: number;
+  gen?: number;
 }
+
+/** A new generation: later than any before it (even if the clock went back), normally the reset time. */
+const nextGen = (previous: number, now: number): number => Math.max(now, previous + 1);
 
 /** Rolls window counters forward to the window containing `now`. */
 export function rollWindow(s: WindowState | undefined, windowMs: number, now: number): WindowState {
@@ -90,15 +103,20 @@ export function usageWindow(s0: WindowState | undefined, spec: LimitSpec, now: n
 
 /** Continuous refill: `limit` tokens per `windowMs`, capped at `limit`. A new bucket starts full. */
 function refill(s: BucketState | undefined, spec: LimitSpec, now: number): BucketState {
-  if (!s) return { tokens: spec.limit, at: now };
+  if (!s) return { tokens: spec.limit, at: now, gen: now };
   const elapsed = Math.max(0, now - s.at);
-  return { tokens: Math.min(spec.limit, s.tokens + (elapsed * spec.limit) / spec.windowMs), at: Math.max(now, s.at) };
+  return { tokens: Math.min(spec.limit, s.tokens + (elapsed * spec.limit) / spec.windowMs), at: Math.max(now, s.at), gen: s.gen ?? 0 };
+}
+
+/** An admin reset: a full bucket of a new generation (tokens leased from the old one are not credited back). */
+export function resetBucket(s0: BucketState | undefined, spec: LimitSpec, now: number): BucketState {
+  return { tokens: spec.limit, at: now, gen: nextGen(refill(s0, spec, now).gen!, now) };
 }
 
 export function leaseBucket(s0: BucketState | undefined, req: LeaseRequest, now: number): { state: BucketState; reply: LeaseReply } {
   const { spec } = req;
   const s = refill(s0, spec, now);
-  if (req.give > 0) s.tokens = Math.min(spec.limit, s.tokens + req.give);
+  if (req.give > 0 && req.giveWindow === s.gen) s.tokens = Math.min(spec.limit, s.tokens + req.give);
   const granted = grantSize(req.want, Math.floor(s.tokens));
   s.tokens -= granted;
   // A bucket of 0 never refills: report the window as the wait rather than infinity.
@@ -112,7 +130,7 @@ export function leaseBucket(s0: BucketState | undefined, req: LeaseRequest, now:
       retryMs: remaining >= 1 ? 0 : Math.max(1, Math.ceil((1 - s.tokens) * perTokenMs)),
       resetMs: Math.ceil(Math.max(0, spec.limit - s.tokens) * perTokenMs),
       ttlMs: Math.min(spec.windowMs, BUCKET_LEASE_TTL_MS),
-      window: 0,
+      window: s.gen!,
     },
   };
 }
@@ -130,10 +148,19 @@ function rollPeriod(s: PeriodState | undefined, spec: LimitSpec): PeriodState {
   return { ...s };
 }
 
+/** The identity leases of this counter carry: its generation, or (never reset) its period start. */
+const periodGen = (s: PeriodState): number => s.gen ?? s.start;
+
+/** An admin reset: the period's count back to 0, as a new generation (see BucketState). */
+export function resetPeriod(s0: PeriodState | undefined, spec: LimitSpec, now: number): PeriodState {
+  const s = rollPeriod(s0, spec);
+  return { start: s.start, count: 0, gen: nextGen(periodGen(s), now) };
+}
+
 export function leasePeriod(s0: PeriodState | undefined, req: LeaseRequest, now: number): { state: PeriodState; reply: LeaseReply } {
   const { spec } = req;
   const s = rollPeriod(s0, spec);
-  if (req.give > 0 && req.giveWindow === s.start) s.count = Math.max(0, s.count - req.give);
+  if (req.give > 0 && req.giveWindow === periodGen(s)) s.count = Math.max(0, s.count - req.give);
   const avail = spec.limit - s.count;
   const granted = grantSize(req.want, avail);
   s.count += granted;
@@ -141,7 +168,7 @@ export function leasePeriod(s0: PeriodState | undefined, req: LeaseRequest, now:
   const untilEnd = Math.max(1, spec.periodEnd! - now);
   return {
     state: s,
-    reply: { granted, remaining, retryMs: remaining > 0 ? 0 : untilEnd, resetMs: untilEnd, ttlMs: Math.min(untilEnd, PERIOD_LEASE_TTL_MS), window: s.start },
+    reply: { granted, remaining, retryMs: remaining > 0 ? 0 : untilEnd, resetMs: untilEnd, ttlMs: Math.min(untilEnd, PERIOD_LEASE_TTL_MS), window: periodGen(s) },
   };
 }
 

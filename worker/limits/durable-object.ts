@@ -3,6 +3,8 @@ import {
   leaseBucket,
   leasePeriod,
   leaseWindow,
+  resetBucket,
+  resetPeriod,
   stateSlot,
   usageBucket,
   usagePeriod,
@@ -45,8 +47,17 @@ export class LimiterDurableObject extends DurableObject {
     return usageWindow(kv.get<WindowState>(slot), spec, now);
   }
 
+  /**
+   * Forgets usage. Buckets and quotas keep a record of the reset (a new generation), so tokens an
+   * isolate leased before it and hands back after it are not credited to the new count.
+   */
   reset(spec: LimitSpec): void {
-    this.ctx.storage.kv.delete(stateSlot(spec));
+    const kv = this.ctx.storage.kv;
+    const slot = stateSlot(spec);
+    const now = Date.now();
+    if (spec.algorithm === "token-bucket") kv.put(slot, resetBucket(kv.get<BucketState>(slot), spec, now));
+    else if (spec.algorithm === "period") kv.put(slot, resetPeriod(kv.get<PeriodState>(slot), spec, now));
+    else kv.delete(slot);
   }
 }
 

@@ -103,12 +103,17 @@ export function backendFor(def: LimitDefinition, env: Env): LimiterBackend {
 }
 
 // ── subjects ──────────────────────────────────────────────────────────────────────────────────
-/** The client IP as a counter key: IPv4 as is, IPv6 by its /64 (one customer's whole network). */
+/**
+ * The client IP as a counter key: IPv4 whole, IPv6 by its /64 (one customer's whole network).
+ * Built from the parsed address, never the text, so other spellings of one address
+ * (`::ffff:203.0.113.7`, `[2001:DB8::1]`, zero-padded groups) are the same subject. Missing or
+ * unparsable addresses share one bucket each: never a way out of a limit.
+ */
 export function ipBucket(ip: string | undefined): string {
   if (!ip) return "ip:unknown";
   const p = parseIp(ip);
   if (!p) return "ip:invalid";
-  if (p.family === 4) return `ip:${ip}`;
+  if (p.family === 4) return `ip:${[24n, 16n, 8n, 0n].map((shift) => (p.value >> shift) & 0xffn).join(".")}`;
   return `ip6:${(p.value >> 64n).toString(16)}::/64`;
 }
 

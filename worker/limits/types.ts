@@ -45,7 +45,11 @@ export interface LeaseReply {
   resetMs: number;
   /** ms the granted tokens may be spent for. */
   ttlMs: number;
-  /** Identifies the window / period the grant was counted in (echoed back as `giveWindow`). */
+  /**
+   * Identifies the counter the grant was counted in (echoed back as `giveWindow`): the window
+   * start for fixed/sliding windows; for buckets and quotas the counter's generation, which an
+   * admin reset changes, so tokens leased before a reset are never credited to the new count.
+   */
   window: number;
 }
 

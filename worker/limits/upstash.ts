@@ -78,62 +78,72 @@ if alg == 'fixed-window' or alg == 'sliding-window' then
   return {g, remaining, retry, reset, untilEnd, ws, math.ceil(used + g)}
 end
 
+-- gen: one life of a bucket or quota counter (its creation time, or the time of the last admin
+-- reset). Leases carry it as their window; handed-back tokens count only in the same life.
 if alg == 'token-bucket' then
   local key = base .. ':b:' .. w
-  if mode == 'reset' then
-    redis.call('DEL', key)
-    return {0, limit, 0, 0, 0, 0, 0}
-  end
-  local h = redis.call('HMGET', key, 'tokens', 'at')
+  local h = redis.call('HMGET', key, 'tokens', 'at', 'gen')
   local tokens = limit
   local at = now
+  local gen = now
   if h[1] then
     tokens = tonumber(h[1])
     at = tonumber(h[2])
+    gen = tonumber(h[3] or '0')
+  end
+  if mode == 'reset' then
+    gen = math.max(now, gen + 1)
+    redis.call('HSET', key, 'tokens', string.format('%d', limit), 'at', string.format('%d', now), 'gen', string.format('%d', gen))
+    redis.call('PEXPIRE', key, 1000)
+    return {0, limit, 0, 0, 0, gen, 0}
   end
   tokens = math.min(limit, tokens + math.max(0, now - at) * limit / w)
   at = math.max(now, at)
-  if give > 0 and mode == 'lease' then tokens = math.min(limit, tokens + give) end
+  if give > 0 and giveWindow == gen and mode == 'lease' then tokens = math.min(limit, tokens + give) end
   local g = grant(math.floor(tokens))
   tokens = tokens - g
   local perToken = w
   if limit >= 1 then perToken = w / limit end
   if mode == 'lease' then
-    redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', string.format('%d', at))
+    redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', string.format('%d', at), 'gen', string.format('%d', gen))
     redis.call('PEXPIRE', key, math.ceil(math.max(0, limit - tokens) * perToken) + 1000)
   end
   local remaining = math.floor(tokens)
   local retry = 0
   if remaining < 1 then retry = math.max(1, math.ceil((1 - tokens) * perToken)) end
-  return {g, remaining, retry, math.ceil(math.max(0, limit - tokens) * perToken), math.min(w, bucketTtl), 0, math.ceil(limit - tokens)}
+  return {g, remaining, retry, math.ceil(math.max(0, limit - tokens) * perToken), math.min(w, bucketTtl), gen, math.ceil(limit - tokens)}
 end
 
--- period (quota): a hash {start, count}; a newer period replaces an older one.
+-- period (quota): a hash {start, count, gen}; a newer period replaces an older one.
 local key = base .. ':p'
-if mode == 'reset' then
-  redis.call('DEL', key)
-  return {0, limit, 0, 0, 0, pstart, 0}
-end
-local h = redis.call('HMGET', key, 'start', 'count')
+local h = redis.call('HMGET', key, 'start', 'count', 'gen')
 local start = pstart
 local count = 0
+local gen = pstart
 if h[1] and tonumber(h[1]) >= pstart then
   start = tonumber(h[1])
   count = tonumber(h[2])
+  gen = tonumber(h[3] or h[1])
 end
-if give > 0 and giveWindow == start and mode == 'lease' then count = math.max(0, count - give) end
+if mode == 'reset' then
+  gen = math.max(now, gen + 1)
+  redis.call('HSET', key, 'start', string.format('%d', start), 'count', 0, 'gen', string.format('%d', gen))
+  redis.call('PEXPIRE', key, math.max(0, pend - now) + 86400000)
+  return {0, limit, 0, 0, 0, gen, 0}
+end
+if give > 0 and giveWindow == gen and mode == 'lease' then count = math.max(0, count - give) end
 local avail = limit - count
 local g = grant(avail)
 count = count + g
 if mode == 'lease' then
-  redis.call('HSET', key, 'start', string.format('%d', start), 'count', count)
+  redis.call('HSET', key, 'start', string.format('%d', start), 'count', count, 'gen', string.format('%d', gen))
   redis.call('PEXPIRE', key, math.max(0, pend - now) + 86400000)
 end
 local remaining = math.max(0, avail - g)
 local untilEnd = math.max(1, pend - now)
 local retry = 0
 if remaining <= 0 then retry = untilEnd end
-return {g, remaining, retry, untilEnd, math.min(untilEnd, periodTtl), start, count}
+return {g, remaining, retry, untilEnd, math.min(untilEnd, periodTtl), gen, count}
 `;
 
 type ScriptReply = [number, number, number, number, number, number, number];

@@ -226,7 +226,9 @@ export async function userLimitStatus(db: Database, gateway: CompiledGateway, en
 /**
  * Resets a user's counters (by default its quotas; `names` picks limits, rate or quota). Tokens
  * isolates leased before the reset stay spendable (at most one lease per isolate): a reset
- * forgives usage, it does not revoke what is already handed out.
+ * forgives usage, it does not revoke what is already handed out. Those tokens belong to the old
+ * count: handed back after the reset, they are not credited to the new one (the backend starts a
+ * new generation of the counter), so the new count never exceeds the limit.
  */
 export async function resetUserLimits(db: Database, gateway: CompiledGateway, env: Env, who: AdminActor, userId: string, names: string[] | undefined) {
   const user = await findUser(db, userId);
