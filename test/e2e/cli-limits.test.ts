@@ -1,7 +1,8 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
+import { clearOfHourEdge } from "../window-edges";
 import { cli, cliJson, proxy, uniqueName } from "./cli";
 
 describe("portcullis limits", () => {
@@ -33,6 +34,9 @@ describe("portcullis limits", () => {
 });
 
 describe("portcullis apply: limits of roles and users", () => {
+  // Spends a monthly quota through the proxy: never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(60_000), 70_000);
+
   async function fileWith(text: string) {
     const dir = await mkdtemp(path.join(tmpdir(), "pcl-apply-limits-"));
     const file = path.join(dir, "access.yaml");
@@ -126,7 +130,8 @@ describe("portcullis limits list", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^LIMIT\s+KIND\s+DEFAULT\s+COUNTED PER\s+ROUTES\s+FAILS$/m);
     expect(r.stdout).toMatch(/^monthly\s+quota\s+5\/month\s+user\s+quota-do\s+closed$/m);
-    expect(r.stdout).toMatch(/^per-route\s+rate \(sliding-window\)\s+2\/60s\s+user\+route\s+rl-route-a, rl-route-b\s+open$/m);
+    expect(r.stdout).toMatch(/^fail-up-down-open\s+rate \(sliding-window\)\s+5\/60s\s+key\s+fail-up-down-open\s+open$/m);
+    expect(r.stdout).toMatch(/^per-route\s+rate \(sliding-window\)\s+2\/3600s\s+user\+route\s+rl-route-a, rl-route-b\s+open$/m);
     const json = await cliJson(["limits", "list"]);
     expect(json.find((d: any) => d.name === "api")).toMatchObject({ kind: "rate", limit: 3, perUser: true });
   });

@@ -1,6 +1,7 @@
 /// <reference lib="dom" />
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { clearOfHourEdge } from "../window-edges";
 import { launchChromium, screenshot } from "./browser";
 import { proxy, uniqueName } from "./cli";
 
@@ -122,54 +123,59 @@ describe("dashboard in a real browser", () => {
     await screenshot(page, "dashboard-users");
   });
 
-  it("sets a user's quota on its page, shows the usage of requests through the proxy, and resets it to zero", async () => {
-    // A caller to limit (set up through the admin API: this test is about the limits section).
-    const api = async (method: string, p: string, body?: unknown) => {
-      const res = await fetch(`${gatewayUrl}/admin/v1${p}`, { method, headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
-      expect(res.status, `${method} ${p}`).toBeLessThan(300);
-      return res.json() as Promise<any>;
-    };
-    const role = await api("POST", "/roles", { name: uniqueName("web-quota-role"), permissions: ["echo:read"] });
-    const user = await api("POST", "/users", { name: uniqueName("web-quota-user"), group: "partner", roles: [role.name] });
-    const { key } = await api("POST", `/users/${user.id}/keys`, { name: "quota-e2e" });
+  describe("limits", () => {
+    // Spends a monthly quota through the proxy: never across an hour edge (test/window-edges.ts).
+    beforeEach(() => clearOfHourEdge(60_000), 70_000);
 
-    await page.goto(`${gatewayUrl}/admin/ui/users/${user.id}`);
-    const section = page.locator('section[aria-labelledby="limits"]');
-    const monthly = section.locator('tr[data-limit="monthly"]');
-    await expect(monthly.textContent()).resolves.toMatch(/5\s*\(route default\)\s*0\s*5/);
+    it("sets a user's quota on its page, shows the usage of requests through the proxy, and resets it to zero", async () => {
+      // A caller to limit (set up through the admin API: this test is about the limits section).
+      const api = async (method: string, p: string, body?: unknown) => {
+        const res = await fetch(`${gatewayUrl}/admin/v1${p}`, { method, headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+        expect(res.status, `${method} ${p}`).toBeLessThan(300);
+        return res.json() as Promise<any>;
+      };
+      const role = await api("POST", "/roles", { name: uniqueName("web-quota-role"), permissions: ["echo:read"] });
+      const user = await api("POST", "/users", { name: uniqueName("web-quota-user"), group: "partner", roles: [role.name] });
+      const { key } = await api("POST", `/users/${user.id}/keys`, { name: "quota-e2e" });
 
-    // The operator lowers this user's monthly quota to 3 — a labelled field, found by its label.
-    await page.getByLabel(/^monthly \(per month, default 5\)$/).fill("3");
-    await page.getByRole("button", { name: "Save overrides" }).click();
-    await page.waitForURL(/notice=limits#limits$/);
-    await page.getByRole("status").filter({ hasText: "Limit overrides saved." }).waitFor();
-    await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*0\s*3/);
+      await page.goto(`${gatewayUrl}/admin/ui/users/${user.id}`);
+      const section = page.locator('section[aria-labelledby="limits"]');
+      const monthly = section.locator('tr[data-limit="monthly"]');
+      await expect(monthly.textContent()).resolves.toMatch(/5\s*\(route default\)\s*0\s*5/);
 
-    // Requests through the proxy with the user's key spend it; the page shows what is left.
-    for (let i = 0; i < 3; i++) expect((await proxy(`/quota-do/web-${i}`, key)).status).toBe(200);
-    const refused = await proxy("/quota-do/web-over", key);
-    expect(refused.status).toBe(429);
-    expect(await refused.json()).toMatchObject({ code: "QUOTA_EXCEEDED" });
-    await page.reload();
-    await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*3\s*0 — spent/);
-    await screenshot(section, "dashboard-user-limits");
+      // The operator lowers this user's monthly quota to 3 — a labelled field, found by its label.
+      await page.getByLabel(/^monthly \(per month, default 5\)$/).fill("3");
+      await page.getByRole("button", { name: "Save overrides" }).click();
+      await page.waitForURL(/notice=limits#limits$/);
+      await page.getByRole("status").filter({ hasText: "Limit overrides saved." }).waitFor();
+      await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*0\s*3/);
 
-    // Reset: usage back to zero, and the key gets through again.
-    await page.getByRole("button", { name: "Reset usage of monthly", exact: true }).click();
-    await page.waitForURL(/notice=limits-reset#limits$/);
-    await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*0\s*3/);
-    expect((await proxy("/quota-do/web-after-reset", key)).status).toBe(200);
+      // Requests through the proxy with the user's key spend it; the page shows what is left.
+      for (let i = 0; i < 3; i++) expect((await proxy(`/quota-do/web-${i}`, key)).status).toBe(200);
+      const refused = await proxy("/quota-do/web-over", key);
+      expect(refused.status).toBe(429);
+      expect(await refused.json()).toMatchObject({ code: "QUOTA_EXCEEDED" });
+      await page.reload();
+      await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*3\s*0 — spent/);
+      await screenshot(section, "dashboard-user-limits");
 
-    // Both changes are in the admin audit, made by the dashboard.
-    const events = await api("GET", `/audit/admin?targetId=${user.id}`);
-    expect(events.data.filter((e: any) => e.actor === "admin-ui").map((e: any) => e.action)).toEqual(["user.limits.reset", "user.limits.set"]);
+      // Reset: usage back to zero, and the key gets through again.
+      await page.getByRole("button", { name: "Reset usage of monthly", exact: true }).click();
+      await page.waitForURL(/notice=limits-reset#limits$/);
+      await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*0\s*3/);
+      expect((await proxy("/quota-do/web-after-reset", key)).status).toBe(200);
 
-    // This gateway's Upstash-backed quota points at a closed port: resetting every quota says so
-    // on the page (its row already reads "unavailable") instead of failing.
-    await expect(section.locator('tr[data-limit="monthly-up"]').textContent()).resolves.toContain("unavailable");
-    await page.getByRole("button", { name: "Reset quota usage" }).click();
-    await page.waitForURL(/\?error=/);
-    await expect(page.getByRole("alert").textContent()).resolves.toBe('The limiter backend for "monthly-up" cannot be reached.');
+      // Both changes are in the admin audit, made by the dashboard.
+      const events = await api("GET", `/audit/admin?targetId=${user.id}`);
+      expect(events.data.filter((e: any) => e.actor === "admin-ui").map((e: any) => e.action)).toEqual(["user.limits.reset", "user.limits.set"]);
+
+      // This gateway's Upstash-backed quota points at a closed port: resetting every quota says so
+      // on the page (its row already reads "unavailable") instead of failing.
+      await expect(section.locator('tr[data-limit="monthly-up"]').textContent()).resolves.toContain("unavailable");
+      await page.getByRole("button", { name: "Reset quota usage" }).click();
+      await page.waitForURL(/\?error=/);
+      await expect(page.getByRole("alert").textContent()).resolves.toBe('The limiter backend for "monthly-up" cannot be reached.');
+    });
   });
 
   it("signs out server-side: a copy of the session cookie no longer works", async () => {

@@ -1,9 +1,10 @@
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
-import { describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../worker/app";
 import { eventsFor } from "../audit-helpers";
 import gateway from "../fixtures/gateway.test.config";
 import { originRecords, seedCaller, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
 
 /**
  * The audit queue throwing on every send: a real Queue binding wrapped so `send`/`sendBatch`
@@ -35,6 +36,9 @@ async function call(path: string, headers: Record<string, string> = {}, queue: Q
 }
 
 describe("audit queue down", () => {
+  // The limit case counts against a daily quota: never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
   it("allowed and refused requests answer exactly as usual, and every event is still recorded (D1 fallback)", async () => {
     const quiet = vi.spyOn(console, "error").mockImplementation(() => {});
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});

@@ -1,9 +1,10 @@
 // The limits section of a proxy user's dashboard page, in workerd: what it shows, its forms, CSRF,
 // bad input, and the admin audit rows its changes leave.
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { get, post, signIn } from "../dashboard-helpers";
 import { admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
 
 const userPath = (id: string) => `/users/${id}`;
 
@@ -32,20 +33,26 @@ async function auditOf(userId: string) {
 }
 
 describe("dashboard: a user's limits", () => {
+  // The usage shown is counted in 1 h windows and a monthly quota: never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
   it("shows route defaults, role and user overrides, the effective limit and current usage; sets, resets and removes, each audited", async () => {
     const { cookie, csrf } = await signIn();
     const { user, role, key } = await seedCaller({ permissions: ["echo:read"] });
-    // A role override of the rate limit "api" (route default 3 per minute).
+    // A role override of the rate limit "api" (route default 3 per hour).
     expect((await admin("PUT", `/roles/${role.id}/limits`, { limits: { api: { limit: 9 } } })).status).toBe(200);
 
     let html = await userPage(user.id, cookie);
     expect(html).toContain('<h2 id="limits">Limits</h2>');
-    expect(limitRows(html, "api")[0]).toMatch(/^api \| rate, sliding window, per 1 min \| user \| 3 \| 9 \(.+\) \| — \| 9 \(role .+\) \| 0 \| 9 \|/);
+    expect(limitRows(html, "api")[0]).toMatch(/^api \| rate, sliding window, per 1 h \| user \| 3 \| 9 \(.+\) \| — \| 9 \(role .+\) \| 0 \| 9 \|/);
     expect(limitRows(html, "monthly")[0]).toMatch(/^monthly \| quota, per month \(UTC\) \| user \| 5 \| — \| — \| 5 \(route default\) \| 0 \| 5 \|/);
     // Counted per user and route: one row per route; per client IP: no per-user usage.
     expect(limitRows(html, "per-route").map((r) => r.split(" | ")[0])).toEqual(["per-route (rl-route-a)", "per-route (rl-route-b)"]);
     expect(limitRows(html, "rl-ip")[0]).toContain("not counted per user");
     expect(limitRows(html, "rl-do")[0]).toMatch(/^rl-do \| rate, fixed window, per 1 h \| user \| 20 \|/);
+    // Windows as an operator says them: the default "1m", and seconds.
+    expect(limitRows(html, "fail-up-down-open")[0]).toMatch(/^fail-up-down-open \| rate, sliding window, per 1 min \| key \| 5 \|/);
+    expect(limitRows(html, "rl-expiry")[0]).toMatch(/^rl-expiry \| rate, fixed window, per 2 s \| user \| 1 \|/);
     // Every control of the form is labelled.
     expect(html).toMatch(/<label for="lim-monthly">monthly <span class="muted">\(per month, default 5\)<\/span><\/label><input id="lim-monthly" name="limit.monthly" type="number"/);
 

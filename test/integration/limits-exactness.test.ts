@@ -1,6 +1,7 @@
 // Rate limits: exactness under concurrency and token leasing, on both backends.
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { admin, gw, json, originRecords, seedCaller, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
 
 const auth = (key: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${key}`, ...extra } });
 
@@ -21,6 +22,8 @@ async function status(userId: string) {
 }
 
 describe("exactness under concurrency", () => {
+  // Counting against 1 h windows: never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(60_000), 70_000);
   it.each([
     ["rl-do", 20, "durable-object"],
     ["rl-up", 20, "upstash"],
@@ -46,6 +49,7 @@ describe("exactness under concurrency", () => {
 });
 
 describe("leasing", () => {
+  beforeEach(() => clearOfHourEdge(20_000), 30_000);
   it.each(["rl-do-lease", "rl-up-lease"])("%s: a warm subject spends leased tokens without a backend call per request", async (route) => {
     const { key, user } = await seedCaller({ permissions: ["echo:read"] });
     const first = await gw(`/${route}/${unique("lease")}`, auth(key));

@@ -1,7 +1,8 @@
 // Limit overrides per role and per user through the admin API.
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
 
 const auth = (key: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${key}`, ...extra } });
 
@@ -12,6 +13,9 @@ async function status(userId: string) {
 }
 
 describe("overrides through the admin API", () => {
+  // Counting against a 1 h window: never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
   /** How many of `count` sequential requests were admitted (every other answer must be a 429). */
   async function admitted(key: string, count: number) {
     const statuses: number[] = [];
@@ -78,7 +82,7 @@ describe("overrides through the admin API", () => {
       kind: "rate",
       algorithm: "sliding-window",
       limit: 3,
-      window: "60s",
+      window: "3600s",
       period: null,
       by: ["user"],
       routes: ["rl-override"],
@@ -89,6 +93,9 @@ describe("overrides through the admin API", () => {
     expect(data.find((d: { name: string }) => d.name === "monthly")).toMatchObject({ kind: "quota", period: "month", limit: 5, failMode: "closed", perUser: true });
     expect(data.find((d: { name: string }) => d.name === "per-route")).toMatchObject({ by: ["user", "route"], routes: ["rl-route-a", "rl-route-b"], perUser: true });
     expect(data.find((d: { name: string }) => d.name === "rl-ip")).toMatchObject({ by: ["ip"], perUser: false });
+    // Windows are shown in seconds, however the config wrote them ("1m" by default, "2s").
+    expect(data.find((d: { name: string }) => d.name === "fail-up-down-open")).toMatchObject({ kind: "rate", window: "60s", by: ["key"], perUser: false });
+    expect(data.find((d: { name: string }) => d.name === "rl-expiry")).toMatchObject({ algorithm: "fixed-window", limit: 1, window: "2s" });
     // One entry per name.
     expect(new Set(data.map((d: { name: string }) => d.name)).size).toBe(data.length);
     await expectProblem(await gw("/admin/v1/limits"), 401, "ADMIN_UNAUTHORIZED");

@@ -1,8 +1,12 @@
 // Rate limits and quotas: headers, algorithms, subjects, dry-run, quota sharing and reset.
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { admin, expectProblem, gw, json, originRecords, seedCaller, unique } from "../helpers";
+import { clearOfHourEdge, startOfFreshWindow } from "../window-edges";
 
 const auth = (key: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${key}`, ...extra } });
+
+// These tests count against 1 h windows and quota periods: never across an hour edge (test/window-edges.ts).
+beforeEach(() => clearOfHourEdge(20_000), 30_000);
 
 async function status(userId: string) {
   const res = await admin("GET", `/users/${userId}/limits/status`);
@@ -102,6 +106,42 @@ describe("responses", () => {
     expect(flags[2]).toBe('would-refuse; limit="rl-dry"; code=RATE_LIMITED');
     expect(flags[3]).toBe('would-refuse; limit="rl-dry"; code=RATE_LIMITED');
     expect((await originRecords(marker)).length).toBe(4);
+  });
+});
+
+describe("window expiry", () => {
+  it("a spent window refuses with Retry-After until it ends, and the next window admits again", async () => {
+    // Expiry is the point here, so the route has a short window (fixed, 1 per 2 s). The first two
+    // requests must fall in one window: each attempt starts at a fresh window's start, and an
+    // attempt that a stalled machine let run past that window's end proves nothing and is
+    // discarded. A fresh user (so a fresh counter) and marker per attempt.
+    let seen: { key: string; marker: string; first: Response; second: Response; body: string } | undefined;
+    for (let attempt = 0; attempt < 3 && !seen; attempt++) {
+      const { key } = await seedCaller({ permissions: ["echo:read"] });
+      await (await gw(`/echo/${unique("warm")}`, auth(key))).text();
+      const marker = unique("expiry");
+      const end = await startOfFreshWindow(2_000);
+      const first = await gw(`/rl-expiry/${marker}/1`, auth(key));
+      await first.text();
+      const second = await gw(`/rl-expiry/${marker}/2`, auth(key));
+      const body = await second.text();
+      if (Date.now() < end) seen = { key, marker, first, second, body };
+    }
+    expect(seen, "every attempt ran past the end of its 2 s window").toBeDefined();
+    const { key, marker, first, second, body } = seen!;
+    expect(first.status).toBe(200);
+    expect(first.headers.get("ratelimit-policy")).toBe("1;w=2");
+    expect(second.status).toBe(429);
+    expect(JSON.parse(body).code).toBe("RATE_LIMITED");
+    const retry = Number(second.headers.get("retry-after"));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(2);
+
+    await startOfFreshWindow(2_000);
+    const third = await gw(`/rl-expiry/${marker}/3`, auth(key));
+    expect(third.status).toBe(200);
+    await third.text();
+    expect((await originRecords(marker)).map((r) => r.url.split("/").at(-1))).toEqual(["1", "3"]);
   });
 });
 

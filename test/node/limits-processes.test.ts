@@ -1,9 +1,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { unstable_startWorker } from "wrangler";
 import { startUpstashBridge } from "../../scripts/upstash-bridge.mjs";
+import { clearOfHourEdge } from "../window-edges";
 import { startRecordingOrigin } from "./origin";
 
 /**
@@ -91,6 +92,9 @@ describe("limits across gateway processes", () => {
     env = { originUrl: `http://127.0.0.1:${origin.port}`, upstashUrl: bridge.url };
     dirs = [mkdtempSync(path.join(os.tmpdir(), "pcl-a-")), mkdtempSync(path.join(os.tmpdir(), "pcl-b-"))];
   });
+
+  // Both tests count (a 1 h window, monthly quotas): never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(120_000), 130_000);
 
   afterAll(async () => {
     for (const g of running) await g.dispose().catch(() => {});

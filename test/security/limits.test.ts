@@ -4,7 +4,7 @@
 // Backend outages (the declared fail modes) are covered by test/integration/limits-fail.test.ts.
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { keyAuth } from "../../plugins/key-auth";
 import { authorize } from "../../plugins/authorize";
 import { quota } from "../../plugins/quota";
@@ -20,6 +20,7 @@ import type { LimiterBackend, LimitSpec } from "../../worker/limits/types";
 import { upstashBackend } from "../../worker/limits/upstash";
 import { testUpstreams } from "../fixtures/upstreams";
 import { ADMIN, json, originRecords, seedCaller, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
 
 // The Upstash backend under test: the bridge over the local Redis (test/node/global-setup.ts).
 const viaBridge = { backend: "upstash", upstash: { urlFromEnv: "UPSTASH_TEST_URL", tokenFromEnv: "UPSTASH_TEST_TOKEN", prefix: "pcsec" } } as const;
@@ -47,8 +48,9 @@ const gateway = defineGateway({
   routes: [
     route("warm", []),
     // A per-client-IP limit placed BEFORE key-auth: the way to throttle key enumeration. Hour
-    // windows (here and below), so a test never straddles a window boundary, where a lease granted
-    // in the last milliseconds of a window expires unspent (under-admission by design).
+    // windows (here and below), and no test starts near an hour edge (where the day quotas end
+    // too), so a test never straddles a window boundary, where a lease granted in the last
+    // milliseconds of a window expires unspent (under-admission by design).
     route("preauth", [rateLimit({ name: lim("preauth"), by: ["ip"], limit: 5, window: "1h" }), keyAuth(), authorize()], { disablePlugins: ["key-auth", "authorize"] }),
     route("peruser", [rateLimit({ name: lim("peruser"), limit: 6, window: "1h" })]),
     route("peruser-lease", [rateLimit({ name: lim("peruser-lease"), algorithm: "sliding-window", limit: 20, window: "1h", leaseMax: 5 })]),
@@ -67,6 +69,9 @@ const gateway = defineGateway({
   ],
 });
 const app = createApp(gateway);
+
+// Every test here counts against 1 h windows or daily quotas (the longest has a 30 s timeout).
+beforeEach(() => clearOfHourEdge(30_000), 40_000);
 
 /** The real D1 binding, counting every statement prepared through it (batches included). */
 function countingDb() {
