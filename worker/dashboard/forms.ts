@@ -1,4 +1,6 @@
+import type { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { validationFailed } from "../admin/openapi";
 import type { GatewayEnv } from "../env";
 import { GatewayError, type ErrorCode } from "../errors";
 import type { AdminActor } from "../services/admin-audit";
@@ -22,6 +24,42 @@ export async function formOf(c: DashboardContext): Promise<Record<string, string
 }
 export const str = (v: string | string[] | undefined) => (Array.isArray(v) ? (v[0] ?? "") : (v ?? "")).trim();
 export const list = (v: string | string[] | undefined) => (Array.isArray(v) ? v : v ? [v] : []).map((s) => s.trim()).filter(Boolean);
+
+/**
+ * A form's input checked with the admin API's own zod schema (imported from worker/admin, never
+ * copied), so the dashboard accepts exactly what the API accepts; bad input is the same
+ * VALIDATION_FAILED problem, field by field.
+ */
+export function parseForm<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw validationFailed(parsed.error.issues);
+  return parsed.data;
+}
+
+/** A rejected form, kept for the page that answers it: what the operator typed and each field's problem. */
+export interface FormDraft<V = Record<string, string>> {
+  values: V;
+  /** Field name → the problem shown beside that field. */
+  errors: Map<string, string>;
+}
+
+/** Problems a form answers with the page itself (400 / 409), its fields marked: bad input and taken names. */
+export const isFieldProblem = (err: unknown): err is GatewayError => err instanceof GatewayError && (err.code === "VALIDATION_FAILED" || err.code === "CONFLICT");
+
+/**
+ * Field name → message from a VALIDATION_FAILED's `errors` (a path names its field by its first
+ * segment: `permissions.2` → `permissions`; the first problem of a field wins) or a CONFLICT
+ * (a taken name: `conflictField`). `describe` can reword a message, e.g. to quote the bad item of a list.
+ */
+export function fieldErrors(err: GatewayError, opts: { conflictField?: string; describe?: (path: string, message: string) => string } = {}): Map<string, string> {
+  const out = new Map<string, string>();
+  if (err.code === "CONFLICT" && opts.conflictField) out.set(opts.conflictField, err.detail);
+  for (const e of err.extra.errors ?? []) {
+    const field = e.path.split(".")[0]!;
+    if (!out.has(field)) out.set(field, opts.describe ? opts.describe(e.path, e.message) : e.message);
+  }
+  return out;
+}
 
 /**
  * Runs a form's action; a GatewayError (validation, conflict, not found — and the server-side

@@ -95,12 +95,25 @@ export const PostButton: FC<{ action: string; csrf: string; label: string; class
 export const Badge: FC<{ status: string }> = ({ status }) => <span class={`badge ${status}`}>{status}</span>;
 
 /** A labelled input: every control on every page has a visible label tied to it. */
-export const Field: FC<{ id: string; label: string; children: Child }> = ({ id, label, children }) => (
+/** A labelled control; with `error`, the problem is shown beside it (the control carries `invalid(id, error)`). */
+export const Field: FC<{ id: string; label: string; error?: string | undefined; children: Child }> = ({ id, label, error, children }) => (
   <div class="field">
     <label for={id}>{label}</label>
     {children}
+    <FieldError id={id} error={error} />
   </div>
 );
+
+/** The problem with a form field, next to it; `id` is the field's (the message's id is `<id>-error`). */
+export const FieldError: FC<{ id: string; error: string | undefined }> = ({ id, error }) =>
+  error ? (
+    <span id={`${id}-error`} class="field-error">
+      {error}
+    </span>
+  ) : null;
+
+/** Attributes that mark a control as invalid and point screen readers at its FieldError. */
+export const invalid = (id: string, error: string | undefined) => (error ? { "aria-invalid": "true" as const, "aria-describedby": `${id}-error` } : {});
 
 /** "2026-11-30 06:47 UTC", or a dash for none. Always UTC, so every operator reads the same time. */
 export const when = (iso: string | null | undefined) => (iso ? `${iso.slice(0, 16).replace("T", " ")} UTC` : "—");

@@ -1,12 +1,11 @@
 import { Hono } from "hono";
 import type { Child } from "hono/jsx";
 import { overridesInput } from "../admin/limits";
-import { validationFailed } from "../admin/openapi";
 import { GatewayError } from "../errors";
 import * as limits from "../services/limits";
 import type { UserLimitOverview } from "../services/limits";
 import type { UserView } from "../services/users";
-import { formAction, formOf, str, uiActor, type DashboardContext, type DashboardEnv } from "./forms";
+import { formAction, formOf, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
 import { BASE, Csrf, PostButton, when } from "./layout";
 import { renderUser, userSections } from "./users";
 
@@ -25,12 +24,8 @@ const userHref = (id: string) => `${BASE}/users/${encodeURIComponent(id)}`;
 /** Form fields are `limit.<name>`: limit names are `[a-z0-9][a-z0-9_-]*`, so the dot is unambiguous. */
 const FIELD = "limit.";
 
-/** A rejected override form, kept for the page that answers it (the operator's input is not lost). */
-interface Draft {
-  values: Record<string, string>;
-  errors: Map<string, string>;
-}
-const drafts = new WeakMap<Request, Draft>();
+/** A rejected override form (limit name → typed value), kept for the page that answers it (the operator's input is not lost). */
+const drafts = new WeakMap<Request, FormDraft>();
 
 /** "3600s" → "1 h", "60s" → "1 min", "90s" → "90 s": windows as an operator says them. */
 function span(window: string | null): string {
@@ -200,9 +195,7 @@ function overridesFrom(values: Record<string, string>): limits.OverridesInput {
     input[name] = { limit: Number(v) };
   }
   if (notNumbers.length) throw new GatewayError("VALIDATION_FAILED", notNumbers.map((e) => `${e.path}: ${e.message}`).join("; "), { errors: notNumbers });
-  const parsed = overridesInput.safeParse({ limits: input });
-  if (!parsed.success) throw validationFailed(parsed.error.issues);
-  return parsed.data.limits;
+  return parseForm(overridesInput, { limits: input }).limits;
 }
 
 /** limit name → message, from a VALIDATION_FAILED's `limits.<name>…` paths. */

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { Child } from "hono/jsx";
+import { userCreateSchema, userPatchSchema } from "../admin/schemas";
 import { userStatuses } from "../db/schema";
 import * as keys from "../services/keys";
 import * as roles from "../services/roles";
@@ -7,8 +8,8 @@ import * as users from "../services/users";
 import type { IssuedKeyView, KeyView } from "../services/keys";
 import type { UserView } from "../services/users";
 import { GatewayError } from "../errors";
-import { formAction, formOf, list, str, uiActor, type DashboardContext, type DashboardEnv } from "./forms";
-import { Badge, BASE, Csrf, Field, Layout, PostButton, when } from "./layout";
+import { fieldErrors, formAction, formOf, isFieldProblem, list, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
+import { Badge, BASE, Csrf, Field, FieldError, invalid, Layout, PostButton, when } from "./layout";
 
 const NOTICES: Record<string, string> = {
   created: "Proxy user created.",
@@ -42,7 +43,24 @@ const messages = (c: DashboardContext) => ({ notice: NOTICES[c.req.query("notice
 
 export const usersPages = new Hono<DashboardEnv>();
 
-usersPages.get("/users", async (c) => {
+/** A refused roles form of a user's page, kept for the page that answers it (per request: nothing outlives the response). */
+const drafts = new WeakMap<Request, FormDraft<{ roles: string[] }>>();
+
+/** What the create-user form holds: kept when the form is refused, so nothing typed is lost. */
+interface NewUserValues {
+  name: string;
+  group: string;
+  description: string;
+  roles: string[];
+}
+
+usersPages.get("/users", async (c) => renderUsers(c, messages(c)));
+
+/**
+ * The proxy users page. The create form's handler answers with it directly when the input is
+ * refused (`status` 400 or 409), with `draft` holding the typed values and each field's problem.
+ */
+async function renderUsers(c: DashboardContext, msg: { notice?: string | undefined; error?: string | undefined }, httpStatus: 200 | 400 | 409 = 200, draft?: FormDraft<NewUserValues>) {
   const { db } = c.var.services;
   const q = { search: c.req.query("search")?.trim() || undefined, group: c.req.query("group")?.trim() || undefined, status: c.req.query("status") || undefined };
   const status = userStatuses.find((s) => s === q.status);
@@ -53,8 +71,10 @@ usersPages.get("/users", async (c) => {
   ]);
   const filterQs = new URLSearchParams(Object.entries({ search: q.search, group: q.group, status }).filter((e): e is [string, string] => !!e[1]));
   const csrf = c.var.session.csrfToken;
+  const typed = draft?.values;
+  const problem = (field: string) => draft?.errors.get(field);
   return c.html(
-    <Layout title="Proxy users" nav="users" csrf={csrf} {...messages(c)}>
+    <Layout title="Proxy users" nav="users" csrf={csrf} {...msg}>
       <form class="card row" method="get" action={`${BASE}/users`} role="search" aria-label="Filter proxy users">
         <Field id="f-search" label="Name contains">
           <input id="f-search" name="search" type="search" value={q.search ?? ""} />
@@ -84,24 +104,34 @@ usersPages.get("/users", async (c) => {
       <form class="card" method="post" action={`${BASE}/users`} aria-labelledby="create-user">
         <Csrf token={csrf} />
         <div class="row">
-          <Field id="u-name" label="Name (required)">
-            <input id="u-name" name="name" type="text" required pattern="[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}" title="1–64 characters: letters, digits, _ . @ : -" />
+          <Field id="u-name" label="Name (required)" error={problem("name")}>
+            <input
+              id="u-name"
+              name="name"
+              type="text"
+              required
+              pattern="[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}"
+              title="1–64 characters: letters, digits, _ . @ : -"
+              value={typed?.name ?? ""}
+              {...invalid("u-name", problem("name"))}
+            />
           </Field>
-          <Field id="u-group" label="Group">
-            <input id="u-group" name="group" type="text" placeholder="internal" />
+          <Field id="u-group" label="Group" error={problem("group")}>
+            <input id="u-group" name="group" type="text" placeholder="internal" value={typed?.group ?? ""} {...invalid("u-group", problem("group"))} />
           </Field>
-          <Field id="u-desc" label="Description">
-            <input id="u-desc" name="description" type="text" />
+          <Field id="u-desc" label="Description" error={problem("description")}>
+            <input id="u-desc" name="description" type="text" value={typed?.description ?? ""} {...invalid("u-desc", problem("description"))} />
           </Field>
         </div>
         {allRoles.data.length ? (
-          <fieldset style="margin-top:10px">
+          <fieldset style="margin-top:10px" aria-describedby={problem("roles") ? "u-roles-error" : undefined}>
             <legend class="legend">Roles</legend>
             {allRoles.data.map((r) => (
               <label>
-                <input type="checkbox" name="roles" value={r.name} /> {r.name}
+                <input type="checkbox" name="roles" value={r.name} checked={typed?.roles.includes(r.name)} /> {r.name}
               </label>
             ))}
+            <FieldError id="u-roles" error={problem("roles")} />
           </fieldset>
         ) : (
           <p class="muted">
@@ -113,8 +143,9 @@ usersPages.get("/users", async (c) => {
         </p>
       </form>
     </Layout>,
+    httpStatus,
   );
-});
+}
 
 const UsersTable = ({ rows, csrf }: { rows: UserView[]; csrf: string }) =>
   rows.length === 0 ? (
@@ -161,15 +192,19 @@ const UsersTable = ({ rows, csrf }: { rows: UserView[]; csrf: string }) =>
 
 usersPages.post("/users", async (c) => {
   const f = await formOf(c);
-  return formAction(c, `${BASE}/users`, async () => {
-    const user = await users.createUser(c.var.services.db, uiActor(c), {
-      name: str(f.name),
-      group: str(f.group) || null,
-      description: str(f.description) || null,
-      roles: list(f.roles),
-    });
-    return `${userHref(user.id)}?notice=created`;
-  });
+  const values: NewUserValues = { name: str(f.name), group: str(f.group), description: str(f.description), roles: list(f.roles) };
+  try {
+    // The admin API's body schema: the same name, group and role-name rules as POST /admin/v1/users.
+    const input = parseForm(userCreateSchema, { name: values.name, group: values.group || null, description: values.description || null, roles: values.roles });
+    const user = await users.createUser(c.var.services.db, uiActor(c), input);
+    return c.redirect(`${userHref(user.id)}?notice=created`, 303);
+  } catch (err) {
+    // Bad input or a taken name: the page itself (400 / 409), what was typed kept, each problem beside its field.
+    if (isFieldProblem(err)) {
+      return renderUsers(c, { error: `The proxy user was not created. ${err.detail}` }, err.status as 400 | 409, { values, errors: fieldErrors(err, { conflictField: "name" }) });
+    }
+    return formAction(c, `${BASE}/users`, () => Promise.reject(err));
+  }
 });
 
 usersPages.post("/users/:id/status", async (c) => {
@@ -186,10 +221,18 @@ usersPages.post("/users/:id/status", async (c) => {
 usersPages.post("/users/:id/roles", async (c) => {
   const id = c.req.param("id");
   const f = await formOf(c);
-  return formAction(c, userHref(id), async () => {
-    await users.updateUser(c.var.services.db, uiActor(c), id, { roles: list(f.roles) });
-    return `${userHref(id)}?notice=roles`;
-  });
+  const roles = list(f.roles);
+  try {
+    // The admin API's PATCH schema, as for PATCH /admin/v1/users/{id} with `roles`.
+    await users.updateUser(c.var.services.db, uiActor(c), id, parseForm(userPatchSchema, { roles }));
+    return c.redirect(`${userHref(id)}?notice=roles`, 303);
+  } catch (err) {
+    if (isFieldProblem(err)) {
+      drafts.set(c.req.raw, { values: { roles }, errors: fieldErrors(err) });
+      return renderUser(c, id, { error: `The roles were not saved. ${err.detail}` }, err.status as 400 | 409);
+    }
+    return formAction(c, userHref(id), () => Promise.reject(err));
+  }
 });
 
 usersPages.post("/users/:id/delete", async (c) => {
@@ -254,7 +297,7 @@ async function ownKey(c: DashboardContext, userId: string, keyId: string): Promi
  * The user page. Handlers that answer with the page itself (a new key, a form with errors) call
  * it directly; `status` is the response status (e.g. 400 for a form that did not validate).
  */
-export async function renderUser(c: DashboardContext, id: string, msg: { notice?: string | undefined; error?: string | undefined; issued?: IssuedKeyView }, status: 200 | 400 = 200) {
+export async function renderUser(c: DashboardContext, id: string, msg: { notice?: string | undefined; error?: string | undefined; issued?: IssuedKeyView }, status: 200 | 400 | 409 = 200) {
   const { db } = c.var.services;
   let user: UserView;
   try {
@@ -272,6 +315,9 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
   const [userKeys, allRoles] = await Promise.all([keys.listKeys(db, id, { limit: 100 }), roles.listRoles(db, { limit: 100 })]);
   const csrf = c.var.session.csrfToken;
   const extras = await Promise.all(userSections.map((s) => s(c, user)));
+  const rolesDraft = drafts.get(c.req.raw);
+  const rolesError = rolesDraft?.errors.get("roles");
+  const held = rolesDraft?.values.roles ?? user.roles;
   return c.html(
     <Layout title={user.name} nav="users" csrf={csrf} notice={msg.notice} error={msg.error}>
       <p>
@@ -309,13 +355,14 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
       <form class="card" method="post" action={`${userHref(id)}/roles`} aria-labelledby="roles">
         <Csrf token={csrf} />
         {allRoles.data.length ? (
-          <fieldset>
+          <fieldset aria-describedby={rolesError ? "user-roles-error" : undefined}>
             <legend class="legend">Roles held</legend>
             {allRoles.data.map((r) => (
               <label>
-                <input type="checkbox" name="roles" value={r.name} checked={user.roles.includes(r.name)} /> {r.name} <span class="muted mono">({r.permissions.join(", ")})</span>
+                <input type="checkbox" name="roles" value={r.name} checked={held.includes(r.name)} /> {r.name} <span class="muted mono">({r.permissions.join(", ")})</span>
               </label>
             ))}
+            <FieldError id="user-roles" error={rolesError} />
           </fieldset>
         ) : (
           <p class="muted">No roles exist yet.</p>
