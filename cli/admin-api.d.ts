@@ -1978,7 +1978,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reset a proxy user's quota (or named limits) */
+        /**
+         * Reset a proxy user's quota (or named limits)
+         * @description Each chosen counter is reset on its own, so one unreachable backend does not stop the others: `200` when every one was reset, `207` when some were and others' backends did not answer (`results` says which; repeat the call for those), `503 LIMITER_UNAVAILABLE` when none could be reset (nothing changed).
+         */
         post: {
             parameters: {
                 query?: never;
@@ -1995,13 +1998,22 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Usage after the reset */
+                /** @description Every chosen counter was reset; usage after the reset */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["UserLimitStatus"];
+                        "application/json": components["schemas"]["UserLimitReset"];
+                    };
+                };
+                /** @description Some counters were reset and some were not (`results[].outcome`); usage after the reset */
+                207: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["UserLimitReset"];
                     };
                 };
                 /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
@@ -2031,13 +2043,13 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`) */
+                /** @description No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`) */
                 503: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/problem+json": unknown;
+                        "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
             };
@@ -2576,6 +2588,54 @@ export interface components {
             /** @enum {string} */
             granularity: "minute" | "hour" | "day";
             to: string;
+        };
+        /** @description What the reset did to each chosen counter (`results`), and the user's usage afterwards (`limits`, as `…/limits/status`) */
+        UserLimitReset: {
+            limits: {
+                algorithm: string;
+                /** @enum {string} */
+                backend: "durable-object" | "upstash";
+                by: string[];
+                dryRun: boolean;
+                /**
+                 * @description Set when this limit's backend could not be read (figures are then null)
+                 * @enum {string|null}
+                 */
+                error: "LIMITER_UNAVAILABLE" | null;
+                /** @enum {string} */
+                failMode: "open" | "closed";
+                /** @enum {string} */
+                kind: "rate" | "quota";
+                /** @description Effective limit for this user */
+                limit: number;
+                name: string;
+                period: string | null;
+                remaining: number | null;
+                resetAt: string | null;
+                /** @description Set when the limit counts per route */
+                route: string | null;
+                /** @description `config`, `role:<name>` or `user` */
+                source: string;
+                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                used: number | null;
+                window: string | null;
+            }[];
+            /** @description One entry per counter the reset chose (a limit counted per route has one per route) */
+            results: {
+                /** @enum {string} */
+                backend: "durable-object" | "upstash";
+                /** @enum {string|null} */
+                error: "LIMITER_UNAVAILABLE" | null;
+                name: string;
+                /**
+                 * @description `reset`: the backend confirmed the counter is back to zero. `unavailable`: its backend failed or did not answer in time; the reset is not confirmed (safe to repeat)
+                 * @enum {string}
+                 */
+                outcome: "reset" | "unavailable";
+                /** @description Set when the limit counts per route */
+                route: string | null;
+            }[];
+            userId: string;
         };
         UserLimitStatus: {
             limits: {

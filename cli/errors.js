@@ -19,6 +19,8 @@ export const EXIT = Object.freeze({
   SERVER: 6,
   /** `audit verify` found a broken hash chain link. */
   VERIFY_FAILED: 7,
+  /** Done in part: some items succeeded, others failed (e.g. `limits reset`: a limit's backend did not answer); the output says which. */
+  PARTIAL: 8,
 });
 
 /** An error the CLI reports and exits on, with its exit code and, from the gateway, the problem. */

@@ -1,6 +1,6 @@
 // @ts-check
 import { ok, resolveRole, resolveUser } from "./client.js";
-import { usageError } from "./errors.js";
+import { CliError, EXIT, usageError } from "./errors.js";
 import { color, printJson, table, when } from "./output.js";
 
 /** `name=123` pairs → { name: { limit: 123 } }. @param {string[]} pairs */
@@ -102,12 +102,35 @@ export function registerLimits(program, { apiFor, globals }) {
     });
   limits
     .command("reset <user> [names...]")
-    .description("reset a proxy user's usage (default: all its quotas)")
+    .description("reset a proxy user's usage (default: all its quotas); prints what happened to each limit")
     .action(async (ref, names, _o, cmd) => {
       const api = apiFor(cmd);
       const user = await resolveUser(api, ref);
-      const status = await ok(api.POST("/users/{id}/limits/reset", { params: { path: { id: user.id } }, body: names.length ? { names } : {} }));
-      if (globals(cmd).json) return printJson(status);
-      console.log(`${color.green("Reset")} ${names.length ? names.join(", ") : "all quotas"} of ${user.name}`);
+      // The gateway resets each limit on its own: 200 all, 207 some (others' backends did not
+      // answer), 503 none (a CliError from ok(), exit 6).
+      const call = api.POST("/users/{id}/limits/reset", { params: { path: { id: user.id } }, body: names.length ? { names } : {} });
+      const report = await ok(call);
+      const { response } = await call;
+      if (globals(cmd).json) printJson(report);
+      else if (!report.results.length) console.log(color.dim(`Nothing to reset: ${user.name} has no ${names.length ? "such" : "quota"} counters.`));
+      else
+        console.log(
+          table(
+            ["LIMIT", "ROUTE", "OUTCOME", "USED", "REMAINING"],
+            report.results.map((r) => {
+              const now = report.limits.find((l) => l.name === r.name && l.route === r.route);
+              return [r.name, r.route, r.outcome === "reset" ? color.green("reset") : color.red(`not reset (${r.error ?? "failed"})`), now?.used, now?.remaining];
+            }),
+          ),
+        );
+      const failed = report.results.filter((r) => r.outcome !== "reset");
+      if (failed.length) {
+        const which = failed.map((r) => (r.route ? `${r.name} (route ${r.route})` : r.name)).join(", ");
+        throw new CliError(`${failed.length} of ${report.results.length} limits not reset: the limiter backend of ${which} did not answer. Try again shortly.`, EXIT.PARTIAL, {
+          code: failed[0]?.error ?? undefined,
+          status: response.status,
+          requestId: response.headers.get("x-request-id") ?? undefined,
+        });
+      }
     });
 }

@@ -33,6 +33,45 @@ describe("portcullis limits", () => {
   });
 });
 
+describe("portcullis limits reset", () => {
+  // This gateway's Upstash-backed limits point at a closed port: monthly-up can never be reset.
+  it("prints each limit's outcome; exits 0 when all were reset, 8 when some were not, 6 when none could be", async () => {
+    const name = uniqueName("reset-user");
+    await cliJson(["users", "create", name]);
+
+    const all = await cli(["limits", "reset", name, "rl-do", "per-route"]);
+    expect(all.code).toBe(0);
+    expect(all.stderr).toBe("");
+    expect(all.stdout).toMatch(/^LIMIT\s+ROUTE\s+OUTCOME\s+USED\s+REMAINING$/m);
+    expect(all.stdout).toMatch(/^rl-do\s+—\s+reset\s+0\s+20$/m);
+    expect(all.stdout).toMatch(/^per-route\s+rl-route-a\s+reset\s+0\s+2$/m);
+    expect(all.stdout).toMatch(/^per-route\s+rl-route-b\s+reset\s+0\s+2$/m);
+
+    // Every quota (the default): two are reset, one is not — the command says which, and exits 8.
+    const some = await cli(["limits", "reset", name]);
+    expect(some.code).toBe(8);
+    expect(some.stdout).toMatch(/^monthly\s+—\s+reset\s+0\s+5$/m);
+    expect(some.stdout).toMatch(/^monthly-up\s+—\s+not reset \(LIMITER_UNAVAILABLE\)\s+—\s+—$/m);
+    expect(some.stdout).toMatch(/^both-quota\s+—\s+reset\s+0\s+3$/m);
+    expect(some.stderr).toContain("error: 1 of 3 limits not reset: the limiter backend of monthly-up did not answer. Try again shortly.");
+    expect(some.stderr).toMatch(/\(code LIMITER_UNAVAILABLE, HTTP 207, requestId req_[0-9a-f]{32}\)/);
+    const asJson = await cli(["limits", "reset", name, "--json"]);
+    expect(asJson.code).toBe(8);
+    expect(JSON.parse(asJson.stdout).results.map((r: any) => [r.name, r.outcome])).toEqual([
+      ["monthly", "reset"],
+      ["monthly-up", "unavailable"],
+      ["both-quota", "reset"],
+    ]);
+
+    // Only the unreachable one: nothing was reset, the gateway answers 503 — exit 6.
+    const none = await cli(["limits", "reset", name, "monthly-up"]);
+    expect(none.code).toBe(6);
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toContain('error: No limit was reset: the limiter backend of "monthly-up" did not answer. Try again shortly.');
+    expect(none.stderr).toMatch(/\(code LIMITER_UNAVAILABLE, HTTP 503, requestId req_[0-9a-f]{32}\)/);
+  });
+});
+
 describe("portcullis apply: limits of roles and users", () => {
   // Spends a monthly quota through the proxy: never across an hour edge (test/window-edges.ts).
   beforeEach(() => clearOfHourEdge(60_000), 70_000);

@@ -161,7 +161,8 @@ describe("dashboard in a real browser", () => {
 
       // Reset: usage back to zero, and the key gets through again.
       await page.getByRole("button", { name: "Reset usage of monthly", exact: true }).click();
-      await page.waitForURL(/notice=limits-reset#limits$/);
+      await page.waitForURL(/\?notice=limits-reset&reset=monthly#limits$/);
+      await expect(page.locator("p.notice").textContent()).resolves.toBe("Usage reset: monthly.");
       await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*0\s*3/);
       expect((await proxy("/quota-do/web-after-reset", key)).status).toBe(200);
 
@@ -169,12 +170,15 @@ describe("dashboard in a real browser", () => {
       const events = await api("GET", `/audit/admin?targetId=${user.id}`);
       expect(events.data.filter((e: any) => e.actor === "admin-ui").map((e: any) => e.action)).toEqual(["user.limits.reset", "user.limits.set"]);
 
-      // This gateway's Upstash-backed quota points at a closed port: resetting every quota says so
-      // on the page (its row already reads "unavailable") instead of failing.
+      // This gateway's Upstash-backed quota points at a closed port (its row already reads
+      // "unavailable"): resetting every quota resets the others and says which one it could not.
       await expect(section.locator('tr[data-limit="monthly-up"]').textContent()).resolves.toContain("unavailable");
+      for (let i = 0; i < 2; i++) expect((await proxy(`/quota-do/web-again-${i}`, key)).status).toBe(200);
       await page.getByRole("button", { name: "Reset quota usage" }).click();
-      await page.waitForURL(/\?error=/);
-      await expect(page.getByRole("alert").textContent()).resolves.toBe('The limiter backend for "monthly-up" cannot be reached.');
+      await page.waitForURL(/\?notice=limits-reset&reset=monthly&unavailable=monthly-up&reset=both-quota#limits$/);
+      await expect(page.locator("p.notice").textContent()).resolves.toBe("Usage reset: monthly, both-quota.");
+      await expect(page.getByRole("alert").textContent()).resolves.toBe("Not reset: monthly-up — the limiter backend did not answer. Try again shortly.");
+      await expect(monthly.textContent()).resolves.toMatch(/3\s*\(user override\)\s*0\s*3/);
     });
   });
 

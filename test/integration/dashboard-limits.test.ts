@@ -71,8 +71,11 @@ describe("dashboard: a user's limits", () => {
 
     // Reset quota usage: back to zero, and the key can use the whole quota again.
     const reset = await post(`${userPath(user.id)}/limits/reset`, { _csrf: csrf }, cookie);
-    expect(reset.headers.get("location")).toBe(`/admin/ui/users/${user.id}?notice=limits-reset#limits`);
-    html = await userPage(user.id, cookie);
+    // The redirect carries each quota counter's outcome; the page names what was reset.
+    expect(reset.headers.get("location")).toBe(`/admin/ui/users/${user.id}?notice=limits-reset&reset=monthly&reset=monthly-up&reset=both-quota#limits`);
+    html = await userPage(`${user.id}?notice=limits-reset&reset=monthly&reset=monthly-up&reset=both-quota`, cookie);
+    expect(html).toContain('<p class="notice" role="status">Usage reset: monthly, monthly-up, both-quota.</p>');
+    expect(html).not.toContain('role="alert"');
     expect(limitRows(html, "monthly")[0]).toContain("| 4 (user override) | 0 | 4 |");
 
     // One row's Reset button resets that limit (a rate limit too).

@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { problemSchema } from "../errors";
 import * as limits from "../services/limits";
 import { actorOf } from "./auth";
 import { createAdminRouter, json, jsonBody, problems } from "./openapi";
@@ -28,31 +29,49 @@ const overridesView = z
   })
   .openapi("LimitOverrides");
 
-const statusView = z
+const statusFields = {
+  userId: z.string(),
+  limits: z.array(
+    z.object({
+      name: z.string(),
+      kind: z.enum(["rate", "quota"]),
+      algorithm: z.string(),
+      by: z.array(z.string()),
+      route: z.string().nullable().describe("Set when the limit counts per route"),
+      window: z.string().nullable(),
+      period: z.string().nullable(),
+      limit: z.number().int().describe("Effective limit for this user"),
+      source: z.string().describe("`config`, `role:<name>` or `user`"),
+      backend: z.enum(["durable-object", "upstash"]),
+      dryRun: z.boolean(),
+      failMode: z.enum(["open", "closed"]),
+      used: z.number().int().nullable().describe("Counted by the backend, including tokens leased to isolates but not yet spent"),
+      remaining: z.number().int().nullable(),
+      resetAt: z.string().nullable(),
+      error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),
+    }),
+  ),
+};
+const statusView = z.object(statusFields).openapi("UserLimitStatus");
+
+const resetView = z
   .object({
-    userId: z.string(),
-    limits: z.array(
-      z.object({
-        name: z.string(),
-        kind: z.enum(["rate", "quota"]),
-        algorithm: z.string(),
-        by: z.array(z.string()),
-        route: z.string().nullable().describe("Set when the limit counts per route"),
-        window: z.string().nullable(),
-        period: z.string().nullable(),
-        limit: z.number().int().describe("Effective limit for this user"),
-        source: z.string().describe("`config`, `role:<name>` or `user`"),
-        backend: z.enum(["durable-object", "upstash"]),
-        dryRun: z.boolean(),
-        failMode: z.enum(["open", "closed"]),
-        used: z.number().int().nullable().describe("Counted by the backend, including tokens leased to isolates but not yet spent"),
-        remaining: z.number().int().nullable(),
-        resetAt: z.string().nullable(),
-        error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),
-      }),
-    ),
+    ...statusFields,
+    results: z
+      .array(
+        z.object({
+          name: z.string(),
+          route: z.string().nullable().describe("Set when the limit counts per route"),
+          backend: z.enum(["durable-object", "upstash"]),
+          outcome: z
+            .enum(["reset", "unavailable"])
+            .describe("`reset`: the backend confirmed the counter is back to zero. `unavailable`: its backend failed or did not answer in time; the reset is not confirmed (safe to repeat)"),
+          error: z.enum(["LIMITER_UNAVAILABLE"]).nullable(),
+        }),
+      )
+      .describe("One entry per counter the reset chose (a limit counted per route has one per route)"),
   })
-  .openapi("UserLimitStatus");
+  .openapi("UserLimitReset", { description: "What the reset did to each chosen counter (`results`), and the user's usage afterwards (`limits`, as `…/limits/status`)" });
 
 const definitionsView = z
   .object({
@@ -135,10 +154,25 @@ export const limitsRouter = createAdminRouter()
       path: "/users/{id}/limits/reset",
       tags,
       summary: "Reset a proxy user's quota (or named limits)",
+      description:
+        "Each chosen counter is reset on its own, so one unreachable backend does not stop the others: `200` when every one was reset, `207` when some were and others' backends did not answer (`results` says which; repeat the call for those), `503 LIMITER_UNAVAILABLE` when none could be reset (nothing changed).",
       request: { params: userParams, body: { ...jsonBody(resetInput, "Which limits (send `{}` for all quotas)"), required: false } },
-      responses: { 200: json(statusView, "Usage after the reset"), ...problems(400, 404), ...unavailable },
+      responses: {
+        200: json(resetView, "Every chosen counter was reset; usage after the reset"),
+        207: json(resetView, "Some counters were reset and some were not (`results[].outcome`); usage after the reset"),
+        ...problems(400, 404),
+        503: { description: "No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`)", content: { "application/problem+json": { schema: problemSchema } } },
+      },
     }),
-    async (c) => c.json(await limits.resetUserLimits(c.var.services.db, c.var.gateway, c.env, actorOf(c), c.req.valid("param").id, c.req.valid("json")?.names), 200),
+    async (c) => {
+      const { db } = c.var.services;
+      const id = c.req.valid("param").id;
+      const { results } = await limits.resetUserLimits(db, c.var.gateway, c.env, actorOf(c), id, c.req.valid("json")?.names);
+      const notReset = results.filter((r) => r.outcome !== "reset");
+      if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
+      const status = await limits.userLimitStatus(db, c.var.gateway, c.env, id);
+      return c.json({ ...status, results }, notReset.length ? 207 : 200);
+    },
   )
   .openapi(
     createRoute({ method: "get", path: "/roles/{id}/limits", tags, summary: "Get a role's limit overrides", request: { params: roleParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),

@@ -238,14 +238,14 @@ limitsPages.post("/users/:id/limits/reset", async (c) => {
   const id = c.req.param("id");
   const f = await formOf(c);
   const names = typeof f.names === "string" ? [str(f.names)] : Array.isArray(f.names) ? f.names.map((n) => n.trim()) : [];
-  // An unreachable limiter is an operational fact to show on the page, not a crash.
-  return formAction(
-    c,
-    userHref(id),
-    async () => {
-      await limits.resetUserLimits(c.var.services.db, c.var.gateway, c.env, uiActor(c), id, names.length ? names : undefined);
-      return `${userHref(id)}?notice=limits-reset#limits`;
-    },
-    ["LIMITER_UNAVAILABLE"],
-  );
+  try {
+    const { results } = await limits.resetUserLimits(c.var.services.db, c.var.gateway, c.env, uiActor(c), id, names.length ? names : undefined);
+    // Each counter's outcome travels in the redirect (names only), so the page can say what was
+    // reset and what was not; an unreachable limiter is an operational fact to show, not a crash.
+    const q = new URLSearchParams({ notice: "limits-reset" });
+    for (const r of results) q.append(r.outcome === "reset" ? "reset" : "unavailable", limits.counterLabel(r));
+    return c.redirect(`${userHref(id)}?${q}#limits`, 303);
+  } catch (err) {
+    return formAction(c, userHref(id), () => Promise.reject(err));
+  }
 });

@@ -21,7 +21,6 @@ const NOTICES: Record<string, string> = {
   roles: "Roles updated.",
   limits: "Limit overrides saved.",
   "limits-cleared": "Limit overrides removed: the role and route defaults apply.",
-  "limits-reset": "Usage reset.",
 };
 
 const EXPIRY_CHOICES: Array<[string, string]> = [
@@ -39,7 +38,18 @@ const GRACE_CHOICES: Array<[string, string]> = [
 ];
 
 const userHref = (id: string) => `${BASE}/users/${encodeURIComponent(id)}`;
-const messages = (c: DashboardContext) => ({ notice: NOTICES[c.req.query("notice") ?? ""], error: c.req.query("error") });
+const messages = (c: DashboardContext) => (c.req.query("notice") === "limits-reset" ? resetMessages(c) : { notice: NOTICES[c.req.query("notice") ?? ""], error: c.req.query("error") });
+
+/** After "Reset": which counters were reset (a notice) and which were not because their limiter did not answer (an alert). */
+function resetMessages(c: DashboardContext): { notice: string | undefined; error: string | undefined } {
+  const reset = c.req.queries("reset") ?? [];
+  const unavailable = c.req.queries("unavailable") ?? [];
+  const notice = reset.length ? `Usage reset: ${reset.join(", ")}.` : unavailable.length ? undefined : "Usage reset.";
+  const error = unavailable.length
+    ? `${reset.length ? "Not reset" : "Nothing was reset"}: ${unavailable.join(", ")} — the limiter backend did not answer. Try again shortly.`
+    : undefined;
+  return { notice, error };
+}
 
 export const usersPages = new Hono<DashboardEnv>();
 

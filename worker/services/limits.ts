@@ -223,14 +223,52 @@ export async function userLimitStatus(db: Database, gateway: CompiledGateway, en
   return { userId, limits };
 }
 
+/** What a reset did to one of the user's counters. */
+export interface LimitResetResult {
+  name: string;
+  /** The route of this counter, when the limit counts per route. */
+  route: string | null;
+  backend: "durable-object" | "upstash";
+  /**
+   * `reset`: the backend confirmed the counter is back to zero. `unavailable`: the backend failed
+   * or did not answer within the limit's `timeoutMs`, so the reset is not confirmed (a reset is
+   * safe to repeat).
+   */
+  outcome: "reset" | "unavailable";
+  error: "LIMITER_UNAVAILABLE" | null;
+}
+
+/** "monthly", or "per-route (route orders)" for a counter of a limit counted per route. */
+export const counterLabel = (r: Pick<LimitResetResult, "name" | "route">): string => (r.route ? `${r.name} (route ${r.route})` : r.name);
+
+/** The answer when not one of the chosen counters could be reset: nothing changed, try again. */
+export function nothingResetError(results: LimitResetResult[]): GatewayError {
+  const which = results.map((r) => `"${counterLabel(r)}"`).join(", ");
+  return new GatewayError("LIMITER_UNAVAILABLE", `No limit was reset: the limiter backend of ${which} did not answer. Try again shortly.`, { headers: { "retry-after": "1" } });
+}
+
 /**
- * Resets a user's counters (by default its quotas; `names` picks limits, rate or quota). Tokens
- * isolates leased before the reset stay spendable (at most one lease per isolate): a reset
+ * Resets a user's counters (by default its quotas; `names` picks limits, rate or quota), each on
+ * its own: one unreachable backend does not stop the others, and the report says per counter
+ * what happened. The admin audit row lists the counters reset (and those whose backend did not
+ * answer); when none could be reset, nothing changed and no row is written.
+ *
+ * Every counter's backend is looked up before any is reset, so a missing binding or credential
+ * (a configuration error) fails the call before it changes anything.
+ *
+ * Tokens isolates leased before the reset stay spendable (at most one lease per isolate): a reset
  * forgives usage, it does not revoke what is already handed out. Those tokens belong to the old
  * count: handed back after the reset, they are not credited to the new one (the backend starts a
  * new generation of the counter), so the new count never exceeds the limit.
  */
-export async function resetUserLimits(db: Database, gateway: CompiledGateway, env: Env, who: AdminActor, userId: string, names: string[] | undefined) {
+export async function resetUserLimits(
+  db: Database,
+  gateway: CompiledGateway,
+  env: Env,
+  who: AdminActor,
+  userId: string,
+  names: string[] | undefined,
+): Promise<{ userId: string; results: LimitResetResult[] }> {
   const user = await findUser(db, userId);
   const counters = userCounters(gateway, user);
   if (names) {
@@ -240,22 +278,32 @@ export async function resetUserLimits(db: Database, gateway: CompiledGateway, en
       throw new GatewayError("VALIDATION_FAILED", `No per-user limit named: ${unknown.join(", ")}.`, { errors: unknown.map((n) => ({ path: "names", message: `unknown limit "${n}"` })) });
     }
   }
-  const chosen = counters.filter((c) => (names ? names.includes(c.def.name) : c.def.kind === "quota"));
   const overrides = await loadUserOverrides(db, userId);
   const now = Date.now();
-  await Promise.all(
-    chosen.map(async ({ def, key }) => {
-      const backend = backendFor(def, env);
-      const spec = specFor(def, effectiveLimit(overrides, def.name, def.limit).limit, now);
-      await withinBudget(backend, def.timeoutMs, () => backend.reset(key, spec)).catch(() => {
-        throw new GatewayError("LIMITER_UNAVAILABLE", `The limiter backend for "${def.name}" cannot be reached.`, { headers: { "retry-after": "1" } });
-      });
+  const chosen = counters
+    .filter((c) => (names ? names.includes(c.def.name) : c.def.kind === "quota"))
+    .map((c) => ({ ...c, backend: backendFor(c.def, env), spec: specFor(c.def, effectiveLimit(overrides, c.def.name, c.def.limit).limit, now) }));
+  const results = await Promise.all(
+    chosen.map(async ({ def, route, key, backend, spec }): Promise<LimitResetResult> => {
+      const result = { name: def.name, route, backend: backend.kind };
+      try {
+        await withinBudget(backend, def.timeoutMs, () => backend.reset(key, spec));
+      } catch (err) {
+        // Down, slow or broken: this counter's outcome, never the whole call's.
+        console.error(JSON.stringify({ level: "warn", msg: "limit reset failed", userId, limit: def.name, route, backend: backend.kind, error: String(err) }));
+        return { ...result, outcome: "unavailable", error: "LIMITER_UNAVAILABLE" };
+      }
       isolateLeaseBook.forget(`${backend.kind}|${key}|${stateSlot(spec)}`);
+      return { ...result, outcome: "reset", error: null };
     }),
   );
-  const at = new Date(now);
-  await db.batch([adminAuditInsert(db, who, { action: "user.limits.reset", targetType: "user", targetId: userId, after: { reset: chosen.map((c) => ({ name: c.def.name, route: c.route })) } }, at)]);
-  return userLimitStatus(db, gateway, env, userId);
+  const reset = results.filter((r) => r.outcome === "reset");
+  const unavailable = results.filter((r) => r.outcome !== "reset");
+  if (reset.length || !results.length) {
+    const after = { reset: reset.map(({ name, route }) => ({ name, route })), ...(unavailable.length ? { unavailable: unavailable.map(({ name, route }) => ({ name, route })) } : {}) };
+    await db.batch([adminAuditInsert(db, who, { action: "user.limits.reset", targetType: "user", targetId: userId, after }, new Date(now))]);
+  }
+  return { userId, results };
 }
 
 /** One limit on a user's page: its default, the overrides that apply, the result and the user's counters. */

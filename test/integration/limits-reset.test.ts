@@ -1,0 +1,197 @@
+// Resetting a user's limits when some limiter backends are down: every reachable counter is reset,
+// each counter's outcome is reported (admin API 200 / 207 / 503, dashboard message), and the audit
+// row says what was done. Real backends: the LIMITER Durable Object, the Upstash bridge over the
+// local Redis, an Upstash URL nobody listens on, and a Durable Object that never answers.
+import { env } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import { authorize } from "../../plugins/authorize";
+import { keyAuth } from "../../plugins/key-auth";
+import { quota } from "../../plugins/quota";
+import { rateLimit } from "../../plugins/rate-limit";
+import type { PluginInstance } from "../../worker/gateway/types";
+import { ORIGIN, signIn } from "../dashboard-helpers";
+import { ADMIN, expectProblem, seedCaller, testGateway, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
+
+// Redis outlives a test run: this file's counters live under a per-run prefix.
+const run = Math.random().toString(36).slice(2, 8);
+const upstash = (urlFromEnv: string) => ({ backend: "upstash", upstash: { urlFromEnv, tokenFromEnv: "UPSTASH_TEST_TOKEN", prefix: `pcreset-${run}` } }) as const;
+const route = (name: string, plugins: PluginInstance[]) => ({ name, path: `/${name}/*`, methods: ["GET" as const], upstream: "echo", permission: "echo:read", plugins });
+
+/** A gateway of this file's own, with per-user limits on healthy and broken backends. */
+const call = testGateway({
+  plugins: [keyAuth(), authorize()],
+  routes: [
+    route("q-do", [quota({ name: "q-do", limit: 3, period: "month" })]),
+    route("q-up", [quota({ name: "q-up", limit: 3, period: "month", ...upstash("UPSTASH_TEST_URL") })]),
+    // Nothing listens on this Upstash URL: refused at once.
+    route("q-down", [quota({ name: "q-down", limit: 3, period: "month", ...upstash("UPSTASH_DOWN_URL") })]),
+    // A Durable Object that never answers: given up after 300 ms.
+    route("q-stall", [quota({ name: "q-stall", limit: 3, period: "month", durableObjectBinding: "LIMITER_STALLED", timeoutMs: 300 })]),
+    // Counted per user and route: one counter per route.
+    route("pr-a", [rateLimit({ name: "per-route", limit: 2, window: "1h", by: ["user", "route"] })]),
+    route("pr-b", [rateLimit({ name: "per-route", limit: 2, window: "1h", by: ["user", "route"] })]),
+  ],
+});
+
+const reset = (userId: string, body: unknown = {}) =>
+  call(`/admin/v1/users/${userId}/limits/reset`, { method: "POST", headers: { ...ADMIN, "content-type": "application/json" }, body: JSON.stringify(body) });
+const status = async (userId: string) => ((await (await call(`/admin/v1/users/${userId}/limits/status`, { headers: ADMIN })).json()) as any).limits as any[];
+const spend = async (path: string, key: string, n: number) => {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const res = await call(`/${path}/${unique("r")}`, { headers: { authorization: `Bearer ${key}` } });
+    out.push(res.status);
+    await res.arrayBuffer();
+  }
+  return out;
+};
+async function resetAudit(userId: string) {
+  const rows = await env.DB.prepare("SELECT actor, after FROM admin_audit WHERE target_id = ? AND action = 'user.limits.reset' ORDER BY created_at, seq").bind(userId).all<{ actor: string; after: string }>();
+  return rows.results.map((r) => ({ actor: r.actor, after: JSON.parse(r.after) }));
+}
+const resultOf = (name: string, route: string | null, backend: string, outcome: "reset" | "unavailable") => ({
+  name,
+  route,
+  backend,
+  outcome,
+  error: outcome === "reset" ? null : "LIMITER_UNAVAILABLE",
+});
+
+// The counters here are monthly quotas and 1 h windows: never across an hour edge (test/window-edges.ts).
+beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
+describe("admin API: resetting a user's limits, counter by counter", () => {
+  it("200 when every chosen counter is reset, with each counter's outcome and the usage after", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    expect(await spend("q-do", key, 3)).toEqual([200, 200, 200]);
+    expect(await spend("q-up", key, 3)).toEqual([200, 200, 200]);
+    expect(await spend("pr-a", key, 2)).toEqual([200, 200]);
+    expect(await spend("pr-b", key, 1)).toEqual([200]);
+
+    const res = await reset(user.id, { names: ["q-do", "q-up", "per-route"] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.results).toEqual([
+      resultOf("q-do", null, "durable-object", "reset"),
+      resultOf("q-up", null, "upstash", "reset"),
+      resultOf("per-route", "pr-a", "durable-object", "reset"),
+      resultOf("per-route", "pr-b", "durable-object", "reset"),
+    ]);
+    const used = (name: string, r: string | null = null) => body.limits.find((l: any) => l.name === name && l.route === r)?.used;
+    expect([used("q-do"), used("q-up"), used("per-route", "pr-a"), used("per-route", "pr-b")]).toEqual([0, 0, 0, 0]);
+    expect(await spend("q-do", key, 4)).toEqual([200, 200, 200, 429]);
+    expect(await spend("pr-a", key, 3)).toEqual([200, 200, 429]);
+    expect(await resetAudit(user.id)).toEqual([
+      {
+        actor: "admin-token",
+        after: {
+          reset: [
+            { name: "q-do", route: null },
+            { name: "q-up", route: null },
+            { name: "per-route", route: "pr-a" },
+            { name: "per-route", route: "pr-b" },
+          ],
+        },
+      },
+    ]);
+  });
+
+  it("207 when some backends do not answer: every reachable counter is still reset, and the answer says which were not", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    expect(await spend("q-do", key, 4)).toEqual([200, 200, 200, 429]);
+    expect(await spend("q-up", key, 4)).toEqual([200, 200, 200, 429]);
+    // The broken quotas fail closed.
+    expect(await spend("q-down", key, 1)).toEqual([503]);
+
+    const started = Date.now();
+    const res = await reset(user.id); // {}: all of the user's quotas
+    expect(res.status).toBe(207);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    // The stalled backend is given up after its 300 ms budget, not waited for.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const body = (await res.json()) as any;
+    expect(body.userId).toBe(user.id);
+    expect(body.results).toEqual([
+      resultOf("q-do", null, "durable-object", "reset"),
+      resultOf("q-up", null, "upstash", "reset"),
+      resultOf("q-down", null, "upstash", "unavailable"),
+      resultOf("q-stall", null, "durable-object", "unavailable"),
+    ]);
+    expect(body.limits.find((l: any) => l.name === "q-do")).toMatchObject({ used: 0, remaining: 3, error: null });
+    expect(body.limits.find((l: any) => l.name === "q-up")).toMatchObject({ used: 0, remaining: 3, error: null });
+    expect(body.limits.find((l: any) => l.name === "q-down")).toMatchObject({ used: null, error: "LIMITER_UNAVAILABLE" });
+    // The reset counters really are back to zero.
+    expect(await spend("q-do", key, 1)).toEqual([200]);
+    expect(await spend("q-up", key, 1)).toEqual([200]);
+    expect((await status(user.id)).find((l) => l.name === "q-do")).toMatchObject({ used: 1 });
+    // The audit row says what was done and what was not.
+    expect(await resetAudit(user.id)).toEqual([
+      {
+        actor: "admin-token",
+        after: {
+          reset: [
+            { name: "q-do", route: null },
+            { name: "q-up", route: null },
+          ],
+          unavailable: [
+            { name: "q-down", route: null },
+            { name: "q-stall", route: null },
+          ],
+        },
+      },
+    ]);
+  });
+
+  it("503 LIMITER_UNAVAILABLE when none of the chosen counters can be reset: nothing changed, nothing audited", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    expect(await spend("q-do", key, 2)).toEqual([200, 200]);
+    const res = await reset(user.id, { names: ["q-down", "q-stall"] });
+    const problem = await expectProblem(res, 503, "LIMITER_UNAVAILABLE");
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(problem.detail).toBe('No limit was reset: the limiter backend of "q-down", "q-stall" did not answer. Try again shortly.');
+    expect(await resetAudit(user.id)).toEqual([]);
+    expect((await status(user.id)).find((l) => l.name === "q-do")).toMatchObject({ used: 2 });
+  });
+});
+
+describe("dashboard: a reset says per limit what happened", () => {
+  const resetForm = async (userId: string, fields: Record<string, string>) => {
+    const { cookie, csrf } = await signIn();
+    const res = await call(`/admin/ui/users/${userId}/limits/reset`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, cookie },
+      body: new URLSearchParams({ ...fields, _csrf: csrf }),
+    });
+    expect(res.status).toBe(303);
+    const location = res.headers.get("location")!;
+    const page = await call(location, { headers: { cookie } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const text = (re: RegExp) => re.exec(html)?.[1]?.replaceAll("&quot;", '"');
+    return { location, notice: text(/<p class="notice" role="status">([^<]*)<\/p>/), alert: text(/<p class="error" role="alert">([^<]*)<\/p>/) };
+  };
+
+  it("some reset, some not: a notice names those reset and an alert those whose backend did not answer", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    expect(await spend("q-do", key, 3)).toEqual([200, 200, 200]);
+    const page = await resetForm(user.id, {});
+    expect(page.location).toBe(`/admin/ui/users/${user.id}?notice=limits-reset&reset=q-do&reset=q-up&unavailable=q-down&unavailable=q-stall#limits`);
+    expect(page.notice).toBe("Usage reset: q-do, q-up.");
+    expect(page.alert).toBe("Not reset: q-down, q-stall — the limiter backend did not answer. Try again shortly.");
+    expect((await status(user.id)).find((l) => l.name === "q-do")).toMatchObject({ used: 0 });
+    expect((await resetAudit(user.id)).map((r) => r.actor)).toEqual(["admin-ui"]);
+  });
+
+  it("nothing reset: only the alert; everything reset: only the notice, per-route counters named by route", async () => {
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const none = await resetForm(user.id, { names: "q-stall" });
+    expect(none.notice).toBeUndefined();
+    expect(none.alert).toBe("Nothing was reset: q-stall — the limiter backend did not answer. Try again shortly.");
+    expect(await resetAudit(user.id)).toEqual([]);
+
+    const all = await resetForm(user.id, { names: "per-route" });
+    expect(all.notice).toBe("Usage reset: per-route (route pr-a), per-route (route pr-b).");
+    expect(all.alert).toBeUndefined();
+  });
+});
