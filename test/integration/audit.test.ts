@@ -25,10 +25,11 @@ describe("request audit events", () => {
       [`/echo/${m}/revoked`, { headers: auth(revoked.key) }, 401],
     ];
     const ids: string[] = [];
+    const sizes: number[] = [];
     for (const [path, init, status] of calls) {
       const res = await gw(path, init);
       expect(res.status, path).toBe(status);
-      await res.arrayBuffer();
+      sizes.push((await res.arrayBuffer()).byteLength);
       ids.push(res.headers.get("x-request-id")!);
     }
     const rows = await eventsFor(m, calls.length);
@@ -61,6 +62,8 @@ describe("request audit events", () => {
     expect(ev(6)).toMatchObject({ route: null, decision: "refused", decided_by: "gateway", code: "NOT_FOUND", status: 404 });
     expect(ev(7)).toMatchObject({ route: null, decision: "refused", decided_by: "gateway", code: "PATH_INVALID", status: 400 });
     expect(ev(8)).toMatchObject({ key_id: revoked.keyId, user_id: revoked.user.id, decided_by: "key-auth", code: "KEY_INVALID", reason: "key_revoked" });
+    // Bytes sent to the client, streamed origin answers and the gateway's own problems alike.
+    expect(ids.map((_, i) => ev(i).bytes_out)).toEqual(sizes);
   });
 
   it("does not audit admin calls, /healthz or routes that disable the plugin", async () => {
