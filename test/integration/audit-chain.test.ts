@@ -69,6 +69,48 @@ describe("tamper evidence", () => {
   });
 });
 
+describe("admin rows from before the chain (migration 0002)", () => {
+  it("are reported by verify as unchained — not broken, not silently skipped, never adopted", async () => {
+    const before = await json(await admin("GET", "/audit/verify?log=admin"));
+    expect(before.ok).toBe(true);
+    // What 0002 leaves of a row written before it: the new seq / prev_hash / hash columns are NULL.
+    const old = Date.UTC(2025, 0, 15, 12, 0, 0);
+    const id = `aev_pre0002${unique("x").replaceAll("-", "")}`;
+    await env.DB.prepare(
+      `INSERT INTO admin_audit (id, created_at, actor, action, target_type, target_id, request_id, "before", "after") VALUES (?, ?, 'admin-token', 'user.create', 'user', 'usr_legacy', 'req_legacy', NULL, '{"name":"legacy"}')`,
+    )
+      .bind(id, old)
+      .run();
+    try {
+      const report = await json(await admin("GET", "/audit/verify?log=admin"));
+      expect(report).toMatchObject({ ok: true, firstBroken: null, unchainedRows: before.unchainedRows + 1 });
+      expect(report.chains[0]).toMatchObject({ status: "ok", unchained: before.chains[0].unchained + 1 });
+      expect(Date.parse(report.chains[0].unchainedRange.from)).toBeLessThanOrEqual(old);
+      expect(Date.parse(report.chains[0].unchainedRange.to)).toBeGreaterThanOrEqual(old);
+      // The chained rows are still all verified.
+      expect(report.checkedRows).toBeGreaterThanOrEqual(before.checkedRows);
+
+      // A later mutation seals the chain; the old row stays outside it (adopting seq-less rows
+      // would also seal one slipped into D1 behind the gateway's back).
+      await seedCaller();
+      const row = await env.DB.prepare("SELECT seq, prev_hash, hash FROM admin_audit WHERE id = ?").bind(id).first();
+      expect(row).toEqual({ seq: null, prev_hash: null, hash: null });
+      const after = await json(await admin("GET", "/audit/verify?log=admin"));
+      expect(after).toMatchObject({ ok: true, unchainedRows: before.unchainedRows + 1 });
+      // Queries still list it, with no chain position.
+      const listed = await json(await admin("GET", "/audit/admin?targetId=usr_legacy"));
+      expect(listed.data).toEqual([expect.objectContaining({ id, seq: null, hash: null, action: "user.create" })]);
+      // The request log has no such rows.
+      const requests = await json(await admin("GET", "/audit/verify?log=requests"));
+      expect(requests.unchainedRows).toBe(0);
+      expect(requests.chains.every((c: any) => c.unchained === 0 && c.unchainedRange === null)).toBe(true);
+    } finally {
+      await env.DB.prepare("DELETE FROM admin_audit WHERE id = ?").bind(id).run();
+    }
+    expect((await json(await admin("GET", "/audit/verify?log=admin"))).unchainedRows).toBe(before.unchainedRows);
+  });
+});
+
 describe("usage analytics", () => {
   it("matches the events: counts by status class and decision, latency percentiles, per minute/hour/day", async () => {
     const { key, user } = await seedCaller({ permissions: ["echo:read"], group: unique("grp") });
