@@ -84,6 +84,9 @@ describe("bytes in and out are recorded whether or not a length was declared", (
     }
     expect(rows.get(sent[1]!.id)).toMatchObject({ code: "FORBIDDEN", bytes_in: 3 });
     expect(rows.get(sent[8]!.id)).toMatchObject({ decided_by: "rate-limit", code: "RATE_LIMITED" });
+    // The limit state the rate-limit plugin reported, per request.
+    expect(JSON.parse(rows.get(sent[6]!.id)!.limit_state)).toEqual([expect.objectContaining({ name: "rl-ip", kind: "rate", outcome: "allowed", limit: 2, remaining: 1 })]);
+    expect(JSON.parse(rows.get(sent[8]!.id)!.limit_state)).toEqual([expect.objectContaining({ name: "rl-ip", outcome: "refused", remaining: 0 })]);
   });
 
   it("HEAD sends no body, whatever the length says", async () => {

@@ -122,22 +122,41 @@ describe("usage analytics", () => {
     const events = await eventsFor(m, 6);
 
     const expected = { requests: 6, status: { "1xx": 0, "2xx": 3, "3xx": 0, "4xx": 2, "5xx": 1 }, decisions: { allowed: 4, "authorize:FORBIDDEN": 2 } };
+    // The same figures, derived from the stored events themselves.
+    const derived = { requests: events.length, status: { "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 } as Record<string, number>, decisions: {} as Record<string, number> };
+    for (const e of events) {
+      derived.status[`${Math.floor(e.status / 100)}xx`]! += 1;
+      const d = e.decision === "allowed" ? "allowed" : `${e.decided_by}:${e.code}`;
+      derived.decisions[d] = (derived.decisions[d] ?? 0) + 1;
+    }
+    expect(derived).toEqual(expected);
+    const bytes = { in: events.reduce((n, e) => n + e.bytes_in, 0), out: events.reduce((n, e) => n + e.bytes_out, 0) };
+    expect(bytes.out).toBeGreaterThan(0);
     const from = new Date(Math.min(...events.map((e) => e.ts)) - DAY).toISOString();
     for (const granularity of ["minute", "hour", "day"]) {
       const usage = await json(await admin("GET", `/usage?by=user&value=${user.id}&granularity=${granularity}&from=${from}`));
       const sum = { requests: 0, status: { "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 } as Record<string, number>, decisions: {} as Record<string, number> };
+      const sumBytes = { in: 0, out: 0 };
       for (const b of usage.data) {
         expect(b.value).toBe(user.id);
         sum.requests += b.requests;
+        sumBytes.in += b.bytesIn;
+        sumBytes.out += b.bytesOut;
         for (const [k, v] of Object.entries(b.status)) sum.status[k]! += v as number;
         for (const [k, v] of Object.entries(b.decisions)) sum.decisions[k] = (sum.decisions[k] ?? 0) + (v as number);
         expect(b.latencyMs.p50).toBeGreaterThan(0);
         expect(b.latencyMs.p99).toBeGreaterThanOrEqual(b.latencyMs.p50);
       }
       expect(sum, granularity).toEqual(expected);
+      expect(sumBytes, granularity).toEqual(bytes);
     }
     const byGroup = await json(await admin("GET", `/usage?by=group&value=${user.group}&granularity=day&from=${from}`));
     expect(byGroup.data.reduce((n: number, b: any) => n + b.requests, 0)).toBe(6);
+    // Per route: other tests share these routes, so only check that these events are all counted.
+    for (const route of ["echo-read", "echo-write"]) {
+      const byRoute = await json(await admin("GET", `/usage?by=route&value=${route}&granularity=day&from=${from}`));
+      expect(byRoute.data.reduce((n: number, b: any) => n + b.requests, 0)).toBeGreaterThanOrEqual(events.filter((e) => e.route === route).length);
+    }
     const maxLatency = Math.max(...events.map((e) => e.latency_ms));
     const day = (await json(await admin("GET", `/usage?by=user&value=${user.id}&granularity=day&from=${from}`))).data;
     // p100 bound: the histogram bucket's upper bound is never below the slowest request.
