@@ -27,12 +27,14 @@ export const audit = definePlugin({
       // A request body without Content-Length (chunked) is counted as whoever reads it (a plugin,
       // the forwarder) reads it; a body with a length, or none, costs nothing here.
       // (GET/HEAD bodies are never forwarded, and a Request cannot be rebuilt with one.)
-      const body = c.req.raw.body;
       const method = c.req.method;
-      if (body !== null && method !== "GET" && method !== "HEAD" && !c.req.raw.headers.has("content-length")) {
-        const { stream, meter } = meterBody(body);
-        c.req.raw = new Request(c.req.raw, { body: stream });
-        c.set("auditBodyIn", meter);
+      if (method !== "GET" && method !== "HEAD") {
+        const body = c.req.raw.body;
+        if (body !== null && !c.req.raw.headers.has("content-length")) {
+          const { stream, meter } = meterBody(body);
+          c.req.raw = new Request(c.req.raw, { body: stream });
+          c.set("auditBodyIn", meter);
+        }
       }
       try {
         await next();
