@@ -153,6 +153,15 @@ const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
  * never reach a client.
  */
 export const onError: ErrorHandler = (err, c) => {
+  // A problem replaces whatever response an earlier step produced (an error thrown after the
+  // origin answered). Left in place, Hono would copy that response's headers onto the problem —
+  // the origin's Content-Length (no longer the body's), its cookies, its caching headers. Its
+  // body is released too: nobody will read it.
+  if (c.finalized) {
+    const previous = c.res;
+    c.res = undefined;
+    previous.body?.cancel().catch(() => {});
+  }
   if (err instanceof GatewayError) return problemResponse(c, err);
   if (err instanceof HTTPException) {
     const code = httpExceptionCodes[err.status] ?? "INTERNAL";
