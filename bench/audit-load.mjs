@@ -14,7 +14,11 @@
 //   5. repeats the highest step on the route that writes to D1 directly (no queue); then restarts
 //      the gateway WITHOUT the queue consumer and measures, in 3 interleaved rounds, what auditing
 //      costs the request path alone (in production the consumer runs in separate invocations);
-//   6. writes bench/results/audit-load-<date>.json and appends a line to bench/results/README.md.
+//   6. writes bench/results/audit-load-<date>.json and appends a line to bench/results/README.md
+//      (not with WRITE_RESULTS=0, for a smoke run).
+// ORIGIN_CHUNKED=1: the origin answers without Content-Length, so every audited response goes
+// through the audit's counting stream and its event is recorded when the body ends; the check
+// then also counts stored events whose bytes_out is not the body's size (`badBytes`).
 import { execFileSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -28,6 +32,8 @@ const GATEWAY_PORT = 8950;
 const ORIGIN_PORT = 8951;
 const STEP_SECONDS = Number(process.env.STEP_SECONDS ?? 4);
 const LEVELS = (process.env.LEVELS ?? "2,8,32,64,128").split(",").map(Number);
+const ORIGIN_CHUNKED = process.env.ORIGIN_CHUNKED === "1";
+const WRITE_RESULTS = process.env.WRITE_RESULTS !== "0";
 const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";
 const offlineEnv = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_HIDE_BANNER: "true" };
 
@@ -42,7 +48,8 @@ execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrang
 // ── 2. origin ─────────────────────────────────────────────────────────────────
 const body = JSON.stringify({ ok: true, data: "x".repeat(200) });
 const origin = http.createServer((req, res) => {
-  res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  // writeHead without a length makes Node answer chunked.
+  res.writeHead(200, ORIGIN_CHUNKED ? { "content-type": "application/json" } : { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
 });
 origin.keepAliveTimeout = 60_000;
@@ -162,7 +169,16 @@ async function drained(ids) {
     await new Promise((r) => setTimeout(r, 250));
   }
   const dup = [...found.values()].reduce((a, n) => a + (n - 1), 0);
-  return { stored: found.size, lost: want.size - found.size, dup };
+  let badBytes = 0;
+  for (let i = 0; i < ids.length; i += 5_000) {
+    const part = ids.slice(i, i + 5_000);
+    const row = await db
+      .prepare(`SELECT COUNT(*) AS n FROM request_events WHERE id IN (SELECT value FROM json_each(?1)) AND bytes_out IS NOT ?2`)
+      .bind(JSON.stringify(part), Buffer.byteLength(body))
+      .first();
+    badBytes += row.n;
+  }
+  return { stored: found.size, lost: want.size - found.size, dup, badBytes };
 }
 
 const steps = [];
@@ -237,22 +253,31 @@ const result = {
   highestSustained: { concurrency: best.concurrency, rps: best.auditedRps, lost: best.lost, dup: best.dup },
   direct,
   hotPath,
+  originChunked: ORIGIN_CHUNKED,
   zeroLoss: steps.every((s) => s.lost === 0 && s.dup === 0) && direct.lost === 0 && direct.dup === 0,
+  bytesRight: steps.every((s) => s.badBytes === 0) && direct.badBytes === 0,
 };
+const passed = result.zeroLoss && result.bytesRight;
+if (!WRITE_RESULTS) {
+  console.log(`zero loss: ${result.zeroLoss}, bytes right: ${result.bytesRight} (WRITE_RESULTS=0: nothing written)`);
+  await mf.dispose();
+  await new Promise((r) => origin.close(r));
+  process.exit(passed ? 0 : 1);
+}
 const outDir = path.join(root, "bench", "results");
 mkdirSync(outDir, { recursive: true });
-const file = path.join(outDir, `audit-load-${date.slice(0, 10)}.json`);
+const file = path.join(outDir, `audit-load${ORIGIN_CHUNKED ? "-chunked" : ""}-${date.slice(0, 10)}.json`);
 writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
 const readme = path.join(outDir, "README.md");
 if (!existsSync(readme)) writeFileSync(readme, "# Benchmark results\n\nOne line per run of a bench/ script; the JSON files hold the details.\n\n");
 appendFileSync(
   readme,
-  `- ${date} audit-load (${result.machine.cores}× ${result.machine.cpu}): highest sustained ${best.auditedRps} req/s at concurrency ${best.concurrency}, ` +
+  `- ${date} audit-load${ORIGIN_CHUNKED ? " (chunked origin)" : ""} (${result.machine.cores}× ${result.machine.cpu}): highest sustained ${best.auditedRps} req/s at concurrency ${best.concurrency}, ` +
     `lost ${best.lost}, dup ${best.dup}; audited/unaudited throughput ${best.costRatio}, workerd CPU ${best.cpuUsPerReqAudited}/${best.cpuUsPerReqUnaudited} µs per request (incl. consumer); direct-D1 sink ${direct.rps} req/s lost ${direct.lost}; ` +
     `hot path only (no consumer, median of 3): throughput ×${hotPath.medianThroughputRatio}, CPU ${hotPath.medianCpuUsAudited}/${hotPath.medianCpuUsUnaudited} µs — ${path.basename(file)}\n`,
 );
-console.log(`zero loss: ${result.zeroLoss} → ${path.relative(root, file)}`);
+console.log(`zero loss: ${result.zeroLoss}, bytes right: ${result.bytesRight} → ${path.relative(root, file)}`);
 
 await mf.dispose();
 await new Promise((r) => origin.close(r));
-process.exit(result.zeroLoss ? 0 : 1);
+process.exit(passed ? 0 : 1);

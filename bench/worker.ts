@@ -20,3 +20,7 @@ export default createWorker(
     ],
   }),
 );
+
+// wrangler.toml (which the dry-run bundle reads) binds the limiter Durable Object: its class must
+// be exported by the entry, even though these routes use no limits.
+export { LimiterDurableObject } from "../worker/limits/durable-object";

@@ -2236,6 +2236,13 @@ export interface components {
                 rows: number;
                 /** @enum {string} */
                 status: "ok" | "broken" | "retired" | "empty";
+                /** @description Admin chain: rows without a chain position (written before migration 0002) — not verified, not broken; should never grow. 0 for request chains */
+                unchained: number;
+                /** @description Oldest and newest timestamp of those rows */
+                unchainedRange: {
+                    from: string;
+                    to: string;
+                } | null;
                 unsealed: number;
             }[];
             checkedRows: number;
@@ -2254,6 +2261,8 @@ export interface components {
             log: "requests" | "admin";
             ok: boolean;
             truncated: boolean;
+            /** @description Admin rows outside the chain (written before migration 0002): reported, not verified, not a failure */
+            unchainedRows: number;
             unsealedRows: number;
         };
         IssuedApiKey: components["schemas"]["ApiKey"] & {

@@ -144,6 +144,10 @@ export function registerAudit(program, { apiFor, globals }) {
       if (globals(cmd).json) printJson(report);
       else {
         console.log(table(["CHAIN", "STATUS", "ROWS", "SEQ", "UNSEALED"], report.chains.map((c) => [c.chain ?? o.log, c.status === "ok" ? color.green(c.status) : c.status === "broken" ? color.red(c.status) : c.status, c.rows, `${c.firstSeq ?? "—"}..${c.lastSeq ?? "—"}`, c.unsealed])));
+        if (report.unchainedRows > 0) {
+          const range = report.chains.find((c) => c.unchainedRange)?.unchainedRange;
+          console.log(`${report.unchainedRows} admin rows predate the chain (migration 0002) and are not verified${range ? ` (${range.from} … ${range.to})` : ""}.`);
+        }
         if (report.firstBroken) console.log(color.red(`First broken link: ${report.firstBroken.chain ?? o.log} seq ${report.firstBroken.seq} (${report.firstBroken.id}): ${report.firstBroken.reason}`));
         else console.log(color.green(`Verified ${report.checkedRows} rows${report.truncated ? " (truncated: raise maxRows or narrow the range)" : ""}.`));
       }

@@ -6,9 +6,34 @@ import { testUpstreams } from "./fixtures/upstreams";
 
 export const ADMIN = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
 
-/** A request to the worker under test (workerd), as a client would send it. */
-export function gw(path: string, init: RequestInit = {}): Promise<Response> {
+/**
+ * A request to the worker under test (workerd), as a client would send it, with the response
+ * body read to the end as a client would (see `readToEnd`). Use `gwStream` to hold the body open.
+ */
+export async function gw(path: string, init: RequestInit = {}): Promise<Response> {
+  return readToEnd(await gwStream(path, init));
+}
+
+/** Like `gw`, but the response body is left unread: the test decides how much of it to take. */
+export function gwStream(path: string, init: RequestInit = {}): Promise<Response> {
   return SELF.fetch(`https://gateway.test${path}`, { redirect: "manual", ...init });
+}
+
+/**
+ * The response with its body read to the end (or to the error that broke it, handed back as a
+ * body that fails the same way). A streamed (length-less) response's audit event is recorded
+ * when its body ends, as it is for a real client, which always reads or drops the body.
+ */
+export async function readToEnd(res: Response): Promise<Response> {
+  let body: BodyInit | null = null;
+  if (res.body) {
+    try {
+      body = await res.arrayBuffer();
+    } catch (err) {
+      body = new ReadableStream({ start: (controller) => controller.error(err) });
+    }
+  }
+  return new Response(body, res);
 }
 
 /** An admin API call with the admin token and a JSON body. */
@@ -67,7 +92,8 @@ export async function originRecords(marker: string): Promise<Array<{ method: str
 /**
  * A gateway of its own for one test file, run in workerd against the same bindings (D1, the
  * recording origin) as the main test worker. `upstreams` defaults to the recording origin's
- * `echo` and `prefixed`. Returns a fetch that waits for the request's `waitUntil` work.
+ * `echo` and `prefixed`. Returns a fetch that reads the response body, then waits for the
+ * request's `waitUntil` work.
  */
 export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "upstreams"> & { upstreams?: Parameters<typeof defineGateway>[0]["upstreams"] }) {
   const app = createApp(defineGateway({ upstreams: testUpstreams, ...config }));
@@ -76,7 +102,9 @@ export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "u
     const req = new Request(`https://gateway.test${path}`, { redirect: "manual", ...rest });
     if (ip) req.headers.set("cf-connecting-ip", ip);
     const ctx = createExecutionContext();
-    const res = await app.fetch(req, env, ctx);
+    // Read the body first, as a client would: the audit event of a streamed (length-less) body is
+    // recorded when that body ends, in a waitUntil that would otherwise never settle.
+    const res = await readToEnd(await app.fetch(req, env, ctx));
     await waitOnExecutionContext(ctx);
     return res;
   };

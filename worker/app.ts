@@ -21,18 +21,6 @@ function newRequestId(): string {
   return `req_${isolateIdPrefix}${requestCounter.toString(16).padStart(16, "0")}`;
 }
 
-/**
- * Always our own id: a client-chosen request id could collide with another request's in logs
- * and audit, so the incoming X-Request-Id is ignored (and not forwarded).
- */
-const requestId = (): MiddlewareHandler<GatewayEnv> =>
-  async function requestId(c, next) {
-    const id = newRequestId();
-    c.set("requestId", id);
-    await next();
-    c.res.headers.set("x-request-id", id);
-  };
-
 // Bindings are one object for the life of an isolate, so its services are built once, not per request.
 const servicesByEnv = new WeakMap<object, Services>();
 function servicesFor(env: Env): Services {
@@ -41,18 +29,28 @@ function servicesFor(env: Env): Services {
   return s;
 }
 
-/** Puts the services (D1 via drizzle, the isolate key cache, validated bindings) in the context. */
-const services = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
-  async function services(c, next) {
+/**
+ * The request's context: its id, the gateway, the services (D1 via drizzle, the isolate key
+ * cache, validated bindings) and the client IP. One middleware, not one per variable: each step
+ * of a Hono chain costs a dispatch on every request.
+ *
+ * The id is always our own: a client-chosen request id could collide with another request's in
+ * logs and audit, so the incoming X-Request-Id is ignored (and not forwarded). If the bindings
+ * are invalid, the error handler still tags the problem with the id.
+ */
+const requestContext = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
+  async function requestContext(c, next) {
+    const id = newRequestId();
+    c.set("requestId", id);
     c.set("gateway", gateway);
     c.set("services", servicesFor(c.env));
     c.set("clientIp", clientIpOf(c.req.raw.headers));
     await next();
+    c.res.headers.set("x-request-id", id);
   };
 
-
 /**
- * The whole Worker: request id → services → (audit of pre-chain refusals) → canonical-path
+ * The whole Worker: request context (id, services, client IP) → (audit of pre-chain refusals) → canonical-path
  * guard → admin API or a configured route's plugin chain → origin. Anything unmatched is a 404
  * problem and never forwarded.
  *
@@ -62,7 +60,7 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.onError(onError);
   app.notFound(notFound);
-  app.use("*", requestId(), services(gateway), auditPreChain(gateway), canonicalPath());
+  app.use("*", requestContext(gateway), auditPreChain(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.route("/admin/v1", createAdminApp());
   app.route("/admin/ui", createDashboard());

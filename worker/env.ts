@@ -3,6 +3,7 @@ import type { Database } from "./db";
 import type { KeyCache } from "./services/key-cache";
 import type { CompiledGateway, CompiledRoute, CompiledUpstream, ForwardOptions } from "./gateway/types";
 import type { ResolvedIdentity } from "./services/identity";
+import type { BodyMeter } from "./audit/meter";
 import { GatewayError } from "./errors";
 
 /**
@@ -108,6 +109,8 @@ export interface GatewayVariables {
   origin: { status: number; latencyMs: number } | undefined;
   /** Set by the audit plugin (or its pre-chain fallback) once this request's event is queued. */
   auditRecorded: boolean | undefined;
+  /** Set by the audit plugin when the request body has no Content-Length: counts what is read of it. */
+  auditBodyIn: BodyMeter | undefined;
   /** How the forwarder calls the origin: timeout, body replacement, response cap, injected secrets. */
   forward: ForwardOptions;
 }

@@ -116,6 +116,8 @@ export class GatewayError extends Error {
   }
 }
 
+const encoder = new TextEncoder();
+
 export function problemResponse(c: Context, err: GatewayError): Response {
   const body: Problem = {
     type: `urn:portcullis:problem:${err.code.toLowerCase().replaceAll("_", "-")}`,
@@ -126,9 +128,11 @@ export function problemResponse(c: Context, err: GatewayError): Response {
     requestId: c.get("requestId") ?? "unknown",
     ...(err.extra.errors ? { errors: err.extra.errors } : {}),
   };
-  const headers = new Headers({ "content-type": "application/problem+json", ...err.extra.headers });
+  const bytes = encoder.encode(JSON.stringify(body));
+  // The length is known: declaring it lets the audit trail record the size without counting a stream.
+  const headers = new Headers({ "content-type": "application/problem+json", ...err.extra.headers, "content-length": String(bytes.byteLength) });
   if (body.requestId !== "unknown") headers.set("x-request-id", body.requestId);
-  return new Response(JSON.stringify(body), { status: err.status, headers });
+  return new Response(bytes, { status: err.status, headers });
 }
 
 const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
@@ -149,6 +153,15 @@ const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
  * never reach a client.
  */
 export const onError: ErrorHandler = (err, c) => {
+  // A problem replaces whatever response an earlier step produced (an error thrown after the
+  // origin answered). Left in place, Hono would copy that response's headers onto the problem —
+  // the origin's Content-Length (no longer the body's), its cookies, its caching headers. Its
+  // body is released too: nobody will read it.
+  if (c.finalized) {
+    const previous = c.res;
+    c.res = undefined;
+    previous.body?.cancel().catch(() => {});
+  }
   if (err instanceof GatewayError) return problemResponse(c, err);
   if (err instanceof HTTPException) {
     const code = httpExceptionCodes[err.status] ?? "INTERNAL";

@@ -70,6 +70,22 @@ function d1InWindows(rounds, name) {
   return { st, rq, per: rq ? st / rq : NaN };
 }
 
+/** The cost ladder bare → floor → core → default → default + a limit, where those scenarios ran. */
+function costSteps(result) {
+  const S = summarize(result);
+  const has = (n) => S[n] && S[n].rps.length;
+  const ladder = [
+    ["bare", "floor", "safe pass-through floor over bare Hono (header hygiene, timeout, response copy)"],
+    ["floor", "core", "gateway core over the floor (request id, path guard, routing, chain, audit hook)"],
+    ["core", "default", "default plugins over the core (audit, key-auth, authorize, headers + secret)"],
+    ["default", "ratelimit-do", "a rate limit (Durable Object backend) over the default pipeline"],
+    ["default", "ratelimit-upstash", "a rate limit (Upstash backend) over the default pipeline"],
+  ];
+  return ladder
+    .filter(([a, b]) => has(a) && has(b))
+    .map(([a, b, label]) => [label, fmtRange(pairedRatio(result.rounds, b, a), 2), fmt(median(S[b].cpu) - median(S[a].cpu), 1)]);
+}
+
 const mark = (ok) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ missed");
 
 export function targetRows(result) {
@@ -173,6 +189,16 @@ export function renderMarkdown(result, svgName) {
   lines.push("");
 
   lines.push("## Targets", "", table(["metric", "target", "measured (median, min–max)", ""], targetRows(result)), "");
+  const steps = costSteps(result);
+  if (steps.length) {
+    lines.push("## Where the cost goes", "");
+    lines.push(
+      "Each row is one scenario over the one before it, paired within rounds (throughput ratio) and as server CPU per request. *floor* is the bare pass-through plus only what any safe proxy must do (strip hop-by-hop and spoofable headers, bound the origin call with a timeout, copy the response headers into a new Response); *core* is the gateway with no plugins (request id, path guard, routing, route binding, forwarder).",
+      "",
+      table(["step", "throughput ratio", "CPU µs/req added"], steps),
+      "",
+    );
+  }
 
   lines.push("## Closed-loop saturation", "");
   lines.push(

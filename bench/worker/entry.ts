@@ -3,7 +3,7 @@ import { createApp } from "../../worker/app";
 import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
-import { rawPathOf, rawSearchOf } from "../../worker/gateway/upstream-url";
+import { rawPathOf } from "../../worker/gateway/upstream-url";
 import { gatewayScenarios } from "./scenarios";
 
 /**
@@ -64,7 +64,8 @@ function floorApp(): Fetcher {
     const headers = sanitizeRequestHeaders(c.req.raw.headers);
     headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
     headers.set("x-forwarded-proto", "http");
-    const res = await fetch(c.env.ORIGIN_URL + rawPathOf(url) + rawSearchOf(url), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
+    const q = url.indexOf("?");
+    const res = await fetch(c.env.ORIGIN_URL + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
     const out = sanitizeResponseHeaders(res.headers);
     out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
     return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });

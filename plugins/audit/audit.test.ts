@@ -36,6 +36,8 @@ describe("query redaction", () => {
       defineGateway({ upstreams: { echo: { url: "http://127.0.0.1:9" } }, plugins: [plugin], routes: [{ name: "r", path: "/r/*", upstream: "echo" }] });
     expect(() => load(audit({ maxBatch: 500 }))).toThrow(/maxBatch \(plugin "audit"\)/);
     expect(() => load(audit({ sink: "kafka" as never }))).toThrow(/sink \(plugin "audit"\)/);
+    // The idle wait and the flush after it must fit in the runtime's ~30 s of waitUntil grace.
+    expect(() => load(audit({ streamIdleMs: 20_000, flushIntervalMs: 10_000 }))).toThrow(/streamIdleMs \(plugin "audit"\).*at most 25000/);
   });
 });
 
@@ -89,11 +91,15 @@ describe("decisions of any plugin", () => {
     expect(await answered.text()).toBe("from cache");
     const forwarded = await app.request(`https://gw.test/custom/${m}/3`, {}, env);
     expect(forwarded.status).toBe(200);
+    // Read as a client would: a streamed answer's event is recorded when its body ends.
+    const forwardedBytes = (await forwarded.arrayBuffer()).byteLength;
     const rows = await waitForEvents("path LIKE ?", [`%${m}%`], 3);
     const byPath = Object.fromEntries(rows.map((r) => [r.path.split("/").at(-1), r]));
     expect(byPath["1"]).toMatchObject({ decision: "refused", decided_by: "deny-teapots", code: "FORBIDDEN", status: 403, origin_status: null });
-    expect(byPath["2"]).toMatchObject({ decision: "allowed", decided_by: null, status: 200, origin_status: null });
-    expect(byPath["3"]).toMatchObject({ decision: "allowed", status: 200, origin_status: 200 });
+    expect(byPath["1"].bytes_out).toBe(Number(refused.headers.get("content-length")));
+    // A plugin's own answer has no declared length: its bytes are counted as they are sent.
+    expect(byPath["2"]).toMatchObject({ decision: "allowed", decided_by: null, status: 200, origin_status: null, bytes_out: "from cache".length });
+    expect(byPath["3"]).toMatchObject({ decision: "allowed", status: 200, origin_status: 200, bytes_out: forwardedBytes });
     expect(JSON.parse(byPath["3"].limit_state)).toEqual({ limit: 10, remaining: 3 });
   });
 

@@ -26,6 +26,12 @@ const throwingQueue = {
   },
 } as unknown as Queue;
 
+/** A Queue binding whose sends never settle (a hung connection). */
+const hangingQueue = {
+  send: () => new Promise(() => {}),
+  sendBatch: () => new Promise(() => {}),
+} as unknown as Queue;
+
 const app = createApp(gateway);
 async function call(path: string, headers: Record<string, string> = {}, queue: Queue = brokenQueue) {
   const ctx = createExecutionContext();
@@ -105,6 +111,25 @@ describe("audit queue down", () => {
       expect(JSON.parse(byPath.get(`/both/${m}/3`)!.limit_state)).toEqual(expect.arrayContaining([expect.objectContaining({ name: "both-quota", outcome: "refused" })]));
       expect(byPath.get(`/fail-do-broken-closed/${m}/x`)).toMatchObject({ status: 503, code: "LIMITER_UNAVAILABLE", decision: "refused" });
       expect(JSON.stringify(rows)).not.toContain(down.key);
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
+  it("a queue send that hangs: the answer is unchanged and the event reaches D1 once the send times out", async () => {
+    const quiet = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const { key } = await seedCaller({ permissions: ["echo:read"] });
+      const m = unique("auditq-hang");
+      const started = Date.now();
+      const ok = await call(`/echo/${m}`, { authorization: `Bearer ${key}` }, hangingQueue);
+      expect(ok.res.status).toBe(200);
+      expect(JSON.parse(ok.body).url).toBe(`/${m}`);
+      // waitOnExecutionContext returned: the flush gave up on the queue instead of hanging.
+      expect(Date.now() - started).toBeLessThan(15_000);
+      const rows = await eventsFor(m, 1);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.status).toBe(200);
     } finally {
       quiet.mockRestore();
     }

@@ -69,6 +69,48 @@ describe("tamper evidence", () => {
   });
 });
 
+describe("admin rows from before the chain (migration 0002)", () => {
+  it("are reported by verify as unchained — not broken, not silently skipped, never adopted", async () => {
+    const before = await json(await admin("GET", "/audit/verify?log=admin"));
+    expect(before.ok).toBe(true);
+    // What 0002 leaves of a row written before it: the new seq / prev_hash / hash columns are NULL.
+    const old = Date.UTC(2025, 0, 15, 12, 0, 0);
+    const id = `aev_pre0002${unique("x").replaceAll("-", "")}`;
+    await env.DB.prepare(
+      `INSERT INTO admin_audit (id, created_at, actor, action, target_type, target_id, request_id, "before", "after") VALUES (?, ?, 'admin-token', 'user.create', 'user', 'usr_legacy', 'req_legacy', NULL, '{"name":"legacy"}')`,
+    )
+      .bind(id, old)
+      .run();
+    try {
+      const report = await json(await admin("GET", "/audit/verify?log=admin"));
+      expect(report).toMatchObject({ ok: true, firstBroken: null, unchainedRows: before.unchainedRows + 1 });
+      expect(report.chains[0]).toMatchObject({ status: "ok", unchained: before.chains[0].unchained + 1 });
+      expect(Date.parse(report.chains[0].unchainedRange.from)).toBeLessThanOrEqual(old);
+      expect(Date.parse(report.chains[0].unchainedRange.to)).toBeGreaterThanOrEqual(old);
+      // The chained rows are still all verified.
+      expect(report.checkedRows).toBeGreaterThanOrEqual(before.checkedRows);
+
+      // A later mutation seals the chain; the old row stays outside it (adopting seq-less rows
+      // would also seal one slipped into D1 behind the gateway's back).
+      await seedCaller();
+      const row = await env.DB.prepare("SELECT seq, prev_hash, hash FROM admin_audit WHERE id = ?").bind(id).first();
+      expect(row).toEqual({ seq: null, prev_hash: null, hash: null });
+      const after = await json(await admin("GET", "/audit/verify?log=admin"));
+      expect(after).toMatchObject({ ok: true, unchainedRows: before.unchainedRows + 1 });
+      // Queries still list it, with no chain position.
+      const listed = await json(await admin("GET", "/audit/admin?targetId=usr_legacy"));
+      expect(listed.data).toEqual([expect.objectContaining({ id, seq: null, hash: null, action: "user.create" })]);
+      // The request log has no such rows.
+      const requests = await json(await admin("GET", "/audit/verify?log=requests"));
+      expect(requests.unchainedRows).toBe(0);
+      expect(requests.chains.every((c: any) => c.unchained === 0 && c.unchainedRange === null)).toBe(true);
+    } finally {
+      await env.DB.prepare("DELETE FROM admin_audit WHERE id = ?").bind(id).run();
+    }
+    expect((await json(await admin("GET", "/audit/verify?log=admin"))).unchainedRows).toBe(before.unchainedRows);
+  });
+});
+
 describe("usage analytics", () => {
   it("matches the events: counts by status class and decision, latency percentiles, per minute/hour/day", async () => {
     const { key, user } = await seedCaller({ permissions: ["echo:read"], group: unique("grp") });
@@ -80,22 +122,41 @@ describe("usage analytics", () => {
     const events = await eventsFor(m, 6);
 
     const expected = { requests: 6, status: { "1xx": 0, "2xx": 3, "3xx": 0, "4xx": 2, "5xx": 1 }, decisions: { allowed: 4, "authorize:FORBIDDEN": 2 } };
+    // The same figures, derived from the stored events themselves.
+    const derived = { requests: events.length, status: { "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 } as Record<string, number>, decisions: {} as Record<string, number> };
+    for (const e of events) {
+      derived.status[`${Math.floor(e.status / 100)}xx`]! += 1;
+      const d = e.decision === "allowed" ? "allowed" : `${e.decided_by}:${e.code}`;
+      derived.decisions[d] = (derived.decisions[d] ?? 0) + 1;
+    }
+    expect(derived).toEqual(expected);
+    const bytes = { in: events.reduce((n, e) => n + e.bytes_in, 0), out: events.reduce((n, e) => n + e.bytes_out, 0) };
+    expect(bytes.out).toBeGreaterThan(0);
     const from = new Date(Math.min(...events.map((e) => e.ts)) - DAY).toISOString();
     for (const granularity of ["minute", "hour", "day"]) {
       const usage = await json(await admin("GET", `/usage?by=user&value=${user.id}&granularity=${granularity}&from=${from}`));
       const sum = { requests: 0, status: { "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0 } as Record<string, number>, decisions: {} as Record<string, number> };
+      const sumBytes = { in: 0, out: 0 };
       for (const b of usage.data) {
         expect(b.value).toBe(user.id);
         sum.requests += b.requests;
+        sumBytes.in += b.bytesIn;
+        sumBytes.out += b.bytesOut;
         for (const [k, v] of Object.entries(b.status)) sum.status[k]! += v as number;
         for (const [k, v] of Object.entries(b.decisions)) sum.decisions[k] = (sum.decisions[k] ?? 0) + (v as number);
         expect(b.latencyMs.p50).toBeGreaterThan(0);
         expect(b.latencyMs.p99).toBeGreaterThanOrEqual(b.latencyMs.p50);
       }
       expect(sum, granularity).toEqual(expected);
+      expect(sumBytes, granularity).toEqual(bytes);
     }
     const byGroup = await json(await admin("GET", `/usage?by=group&value=${user.group}&granularity=day&from=${from}`));
     expect(byGroup.data.reduce((n: number, b: any) => n + b.requests, 0)).toBe(6);
+    // Per route: other tests share these routes, so only check that these events are all counted.
+    for (const route of ["echo-read", "echo-write"]) {
+      const byRoute = await json(await admin("GET", `/usage?by=route&value=${route}&granularity=day&from=${from}`));
+      expect(byRoute.data.reduce((n: number, b: any) => n + b.requests, 0)).toBeGreaterThanOrEqual(events.filter((e) => e.route === route).length);
+    }
     const maxLatency = Math.max(...events.map((e) => e.latency_ms));
     const day = (await json(await admin("GET", `/usage?by=user&value=${user.id}&granularity=day&from=${from}`))).data;
     // p100 bound: the histogram bucket's upper bound is never below the slowest request.

@@ -1,5 +1,5 @@
 import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { redact } from "../../worker/services/admin-audit";
 import worker from "../fixtures/worker";
 import { admin, gw, json, seedCaller, unique } from "../helpers";
@@ -25,10 +25,11 @@ describe("request audit events", () => {
       [`/echo/${m}/revoked`, { headers: auth(revoked.key) }, 401],
     ];
     const ids: string[] = [];
+    const sizes: number[] = [];
     for (const [path, init, status] of calls) {
       const res = await gw(path, init);
       expect(res.status, path).toBe(status);
-      await res.arrayBuffer();
+      sizes.push((await res.arrayBuffer()).byteLength);
       ids.push(res.headers.get("x-request-id")!);
     }
     const rows = await eventsFor(m, calls.length);
@@ -61,6 +62,8 @@ describe("request audit events", () => {
     expect(ev(6)).toMatchObject({ route: null, decision: "refused", decided_by: "gateway", code: "NOT_FOUND", status: 404 });
     expect(ev(7)).toMatchObject({ route: null, decision: "refused", decided_by: "gateway", code: "PATH_INVALID", status: 400 });
     expect(ev(8)).toMatchObject({ key_id: revoked.keyId, user_id: revoked.user.id, decided_by: "key-auth", code: "KEY_INVALID", reason: "key_revoked" });
+    // Bytes sent to the client, streamed origin answers and the gateway's own problems alike.
+    expect(ids.map((_, i) => ev(i).bytes_out)).toEqual(sizes);
   });
 
   it("does not audit admin calls, /healthz or routes that disable the plugin", async () => {
@@ -121,6 +124,34 @@ describe("queue consumer", () => {
     expect(rows.map((r) => r.id).sort()).toEqual([...stored.map((r) => r.id), extra.id].sort());
     // Usage counted the never-flushed event once, and the redelivered ones not again.
     expect(await userRequests(user.id)).toBe(usageBefore + 1);
+  });
+
+  it("asks the queue to retry a batch D1 refused, and the redelivery stores each event once", async () => {
+    const m = unique("retry");
+    const events = [0, 1, 2].map((i) => fakeEvent({ path: `/echo/${m}/${i}` }));
+    const deliver = async (attempts: number, e: typeof env) => {
+      const batch = createMessageBatch("portcullis-audit", events.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts, body })));
+      const ctx = createExecutionContext();
+      await worker.queue(batch, e as never);
+      return getQueueResult(batch, ctx);
+    };
+    const brokenDb = { prepare: () => { throw new Error("d1 down"); }, batch: () => Promise.reject(new Error("d1 down")) };
+    const quiet = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const failed = await deliver(1, { ...env, DB: brokenDb } as never);
+      expect(failed.explicitAcks).toEqual([]);
+      expect(failed.retryMessages.map((r: { msgId: string }) => r.msgId).sort()).toEqual(["msg-0", "msg-1", "msg-2"]);
+    } finally {
+      quiet.mockRestore();
+    }
+    expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM request_events WHERE path LIKE ?").bind(`%${m}%`).first<{ n: number }>())!.n).toBe(0);
+    for (const attempt of [2, 3]) {
+      const ok = await deliver(attempt, env);
+      expect(ok.retryMessages).toEqual([]);
+      expect(ok.explicitAcks.sort()).toEqual(["msg-0", "msg-1", "msg-2"]);
+    }
+    const rows = await eventsFor(m, 3);
+    expect(rows.map((r) => r.id).sort()).toEqual(events.map((e) => e.id).sort());
   });
 
   it("is bound to a real queue in the test worker (the gateway's default path)", () => {
@@ -188,7 +219,7 @@ describe("admin audit", () => {
 
 describe("query API", () => {
   it("lists request events newest first with filters and cursor pagination, and exports NDJSON oldest first", async () => {
-    const { key, user } = await seedCaller({ permissions: ["echo:read"] });
+    const { key, keyId, user } = await seedCaller({ permissions: ["echo:read"], group: unique("qgrp") });
     const m = unique("query");
     const ids: string[] = [];
     for (const p of ["a", "b", "c", "d"]) ids.push((await gw(`/echo/${m}/${p}`, { headers: auth(key) })).headers.get("x-request-id")!);
@@ -213,6 +244,14 @@ describe("query API", () => {
     expect(refused.data[0]).toMatchObject({ decidedBy: "authorize", route: "echo-write" });
     expect((await json(await admin("GET", `/audit/requests?userId=${user.id}&statusClass=2xx`))).data.length).toBe(4);
     expect((await json(await admin("GET", `/audit/requests?userId=${user.id}&from=${new Date(Date.now() + 60_000).toISOString()}`))).data).toEqual([]);
+    // Every other filter: key, route, group, who decided, and the end of the range.
+    const ids0 = async (q: string) => (await json(await admin("GET", `/audit/requests?${q}`))).data.map((e: any) => e.id).sort();
+    expect(await ids0(`keyId=${keyId}`)).toEqual([...ids].sort());
+    expect(await ids0(`userId=${user.id}&route=echo-write`)).toEqual([ids[4]]);
+    expect(await ids0(`group=${user.group}&route=echo-read`)).toEqual(ids.slice(0, 4).sort());
+    expect(await ids0(`keyId=${keyId}&decidedBy=authorize`)).toEqual([ids[4]]);
+    expect(await ids0(`keyId=${keyId}&to=${new Date(all.data.at(-1).timestamp).toISOString()}`)).toEqual([]);
+    expect(await ids0(`keyId=${keyId}&to=${new Date(Date.now() + 60_000).toISOString()}`)).toEqual([...ids].sort());
 
     const res = await admin("GET", `/audit/export?log=requests&userId=${user.id}`);
     expect(res.headers.get("content-type")).toContain("application/x-ndjson");

@@ -190,3 +190,28 @@ describe("plugin API: the main test gateway", () => {
     await expectProblem(await gw(`/any-of/${unique("m")}`, { headers: { "x-api-key": other.key } }), 403, "FORBIDDEN");
   });
 });
+
+describe("plugin API: a plugin that refuses after the origin answered", () => {
+  const refuseAfter = definePlugin({
+    name: "refuse-after",
+    config: z.strictObject({}),
+    create: () =>
+      async function refuseAfter(_c, next) {
+        await next();
+        throw new GatewayError("FORBIDDEN", "Refused on the way back.");
+      },
+  });
+  const fetchGw = testGateway({ plugins: [], routes: [{ name: "refuse-after", path: "/refuse-after/*", upstream: "echo", plugins: [refuseAfter()] }] });
+
+  it("answers a clean problem: its own length and type, none of the origin's headers", async () => {
+    const res = await fetchGw("/refuse-after/x", { headers: { "x-test-marker": unique("refuse-after") } });
+    const body = await res.text();
+    expect(res.status).toBe(403);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect(res.headers.get("content-length")).toBe(String(new TextEncoder().encode(body).byteLength));
+    // The echo origin tags its answers with x-origin; the problem must not carry it.
+    expect(res.headers.get("x-origin")).toBeNull();
+    expect(JSON.parse(body)).toMatchObject({ code: "FORBIDDEN", detail: "Refused on the way back." });
+  });
+});
+

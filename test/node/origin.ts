@@ -27,7 +27,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
  * `/__status/<code>` answers that status; `/__reflect` copies every request header into the
  * response as `x-reflected-<name>` (an origin that leaks what it was sent);
- * `/__bytes/<n>` answers n bytes (`?chunked=1`: without Content-Length);
+ * `/__bytes/<n>` answers n bytes (`?chunked=1`: without Content-Length); `/__trickle/<n>` answers
+ * n KiB without Content-Length, 1 KiB every 100 ms;
  * `PUT /__jwks/<name>` stores a JWKS that `GET /__jwks/<name>` then serves (fetches are recorded,
  * so tests can count them).
  */
@@ -54,6 +55,20 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       } else if (jwks.has(jwksName)) {
         res.writeHead(200, { "content-type": "application/json" }).end(jwks.get(jwksName));
       } else res.writeHead(404).end();
+      return;
+    }
+    const trickle = /\/__trickle\/(\d+)/.exec(url);
+    if (trickle) {
+      // n chunks of 1 KiB, one every 100 ms, without Content-Length: a long download a client can abandon.
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      let left = Number(trickle[1]);
+      const tick = () => {
+        if (res.destroyed) return;
+        if (left-- <= 0) return void res.end();
+        res.write(Buffer.alloc(1024, "t"));
+        setTimeout(tick, 100);
+      };
+      tick();
       return;
     }
     const bytes = /\/__bytes\/(\d+)/.exec(url);

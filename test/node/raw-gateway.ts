@@ -97,9 +97,9 @@ function responseComplete(buf: Buffer, method: string): boolean {
 /**
  * Writes `raw` to 127.0.0.1:port and returns the bytes of the response: until one response is
  * complete (workerd keeps connections open even after `Connection: close`), the peer closes,
- * or `timeoutMs` passes.
+ * `timeoutMs` passes, or — a client that gives up mid-download — `closeAfter` bytes arrived.
  */
-export function sendRaw(port: number, raw: Buffer, timeoutMs = 5_000): Promise<Buffer> {
+export function sendRaw(port: number, raw: Buffer, timeoutMs = 5_000, closeAfter = Infinity): Promise<Buffer> {
   const method = raw.subarray(0, 8).toString("latin1").split(" ")[0] ?? "";
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -112,7 +112,8 @@ export function sendRaw(port: number, raw: Buffer, timeoutMs = 5_000): Promise<B
     const timer = setTimeout(done, timeoutMs);
     socket.on("data", (c) => {
       chunks.push(c);
-      if (responseComplete(Buffer.concat(chunks), method)) done();
+      const got = Buffer.concat(chunks);
+      if (got.length >= closeAfter || responseComplete(got, method)) done();
     });
     socket.on("end", done);
     socket.on("error", done);
@@ -122,7 +123,8 @@ export function sendRaw(port: number, raw: Buffer, timeoutMs = 5_000): Promise<B
 
 /**
  * An HTTP service for tests running inside workerd, which have no raw TCP client of their own:
- * `POST /send?port=N` with the raw request bytes as body answers with the raw response bytes.
+ * `POST /send?port=N` with the raw request bytes as body answers with the raw response bytes;
+ * `&closeAfter=B` closes the connection once B bytes arrived (a client aborting a download).
  * Only the ports given here may be targeted.
  */
 export async function startRawDriver(allowedPorts: number[]): Promise<{ server: Server; port: number }> {
@@ -134,7 +136,8 @@ export async function startRawDriver(allowedPorts: number[]): Promise<{ server: 
     }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const out = await sendRaw(port, Buffer.concat(chunks));
+    const closeAfter = Number(new URL(req.url ?? "/", "http://x").searchParams.get("closeAfter") ?? Infinity) || Infinity;
+    const out = await sendRaw(port, Buffer.concat(chunks), 5_000, closeAfter);
     res.writeHead(200, { "content-type": "application/octet-stream" }).end(out);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));

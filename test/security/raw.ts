@@ -69,11 +69,11 @@ export function parseResponse(bytes: Uint8Array): RawResponse {
 /**
  * Sends a request byte for byte. `target` goes on the request line as-is; `Host` and
  * `Connection: close` are added unless `headers` already has them (pass a full `rawRequest` to
- * control every byte).
+ * control every byte). `closeAfter`: drop the connection once that many bytes came back.
  */
 export async function sendRaw(
   port: number,
-  opts: { method?: string; target?: string; headers?: Array<[string, string]>; body?: string; rawRequest?: string | Uint8Array },
+  opts: { method?: string; target?: string; headers?: Array<[string, string]>; body?: string; rawRequest?: string | Uint8Array; closeAfter?: number },
 ): Promise<RawResponse> {
   let bytes: string | Uint8Array;
   if (opts.rawRequest !== undefined) bytes = opts.rawRequest;
@@ -85,7 +85,8 @@ export async function sendRaw(
     if (opts.body !== undefined && !has("content-length") && !has("transfer-encoding")) headers.push(["Content-Length", String(new TextEncoder().encode(opts.body).length)]);
     bytes = `${opts.method ?? "GET"} ${opts.target ?? "/"} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n${opts.body ?? ""}`;
   }
-  const res = await fetch(`http://127.0.0.1:${inject("rawDriverPort")}/send?port=${port}`, { method: "POST", body: bytes });
+  const closeAfter = opts.closeAfter !== undefined ? `&closeAfter=${opts.closeAfter}` : "";
+  const res = await fetch(`http://127.0.0.1:${inject("rawDriverPort")}/send?port=${port}${closeAfter}`, { method: "POST", body: bytes });
   expect(res.status).toBe(200);
   return parseResponse(new Uint8Array(await res.arrayBuffer()));
 }

@@ -95,6 +95,11 @@ const chainReportSchema = z.object({
   headHash: z.string().nullable(),
   unsealed: z.number().int(),
   retiredThroughSeq: z.number().int().nullable(),
+  unchained: z
+    .number()
+    .int()
+    .describe("Admin chain: rows without a chain position (written before migration 0002) — not verified, not broken; should never grow. 0 for request chains"),
+  unchainedRange: z.object({ from: z.string(), to: z.string() }).nullable().describe("Oldest and newest timestamp of those rows"),
 });
 const verifySchema = z
   .object({
@@ -102,6 +107,7 @@ const verifySchema = z
     log: z.enum(AUDIT_LOG_NAMES),
     checkedRows: z.number().int(),
     unsealedRows: z.number().int(),
+    unchainedRows: z.number().int().describe("Admin rows outside the chain (written before migration 0002): reported, not verified, not a failure"),
     truncated: z.boolean(),
     chains: z.array(chainReportSchema),
     firstBroken: z

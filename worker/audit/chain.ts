@@ -4,7 +4,9 @@
  * - `request_events`: one chain per UTC day of writing (`chain` = `YYYY-MM-DD`). Day chains keep
  *   appends independent of retention: retention removes whole old chains, never the middle of
  *   a live one, so what remains always verifies.
- * - `admin_audit`: one chain over the whole table (mutations are few).
+ * - `admin_audit`: one chain over the whole table (mutations are few). Rows written before
+ *   migration 0002 have no `seq`: they stay outside the chain and `verifyChain` reports their
+ *   count (`unchained`) instead of adopting them (see `unchainedAdminRows`).
  *
  * `seq` is dense within a chain and assigned inside the writing transaction (D1 serializes
  * writes, so `max(seq) + n` cannot race). Sealing — computing
@@ -166,6 +168,14 @@ export interface ChainReport {
   unsealed: number;
   /** Rows removed by retention before this chain's first remaining row (from the checkpoint). */
   retiredThroughSeq: number | null;
+  /**
+   * Admin chain only (0 for request chains): admin rows without a chain position — written before
+   * migration 0002 added the chain. They are neither verified nor counted as broken; the count is
+   * reported so they are never skipped silently (see `unchainedRows`).
+   */
+  unchained: number;
+  /** Oldest and newest `created_at` of those rows (ISO), or null when there are none. */
+  unchainedRange: { from: string; to: string } | null;
 }
 
 export interface BrokenLink {
@@ -179,6 +189,20 @@ export interface BrokenLink {
 }
 
 const VERIFY_PAGE = 500;
+
+/**
+ * Admin rows outside the chain: `seq` is null only for rows written before migration 0002 (every
+ * later insert takes a seq in its own transaction). They are reported, not adopted: giving a
+ * position to any seq-less row found later would also seal a row slipped into D1 behind the
+ * gateway's back. The count should never grow; anchor it with `headHash`.
+ */
+async function unchainedAdminRows(d1: D1Database): Promise<Pick<ChainReport, "unchained" | "unchainedRange">> {
+  const row = await d1
+    .prepare(`SELECT COUNT(*) AS n, MIN("created_at") AS first, MAX("created_at") AS last FROM ${LOGS.admin.table} WHERE "seq" IS NULL`)
+    .first<{ n: number; first: number | null; last: number | null }>();
+  if (!row || row.n === 0 || row.first === null || row.last === null) return { unchained: 0, unchainedRange: null };
+  return { unchained: row.n, unchainedRange: { from: new Date(row.first).toISOString(), to: new Date(row.last).toISOString() } };
+}
 
 /**
  * Recomputes one chain from `fromSeq` (default: its start, or its checkpoint) and reports the
@@ -212,7 +236,10 @@ export async function verifyChain(
     headHash: null,
     unsealed: 0,
     retiredThroughSeq: checkpoint?.seq ?? null,
+    unchained: 0,
+    unchainedRange: null,
   };
+  if (log === "admin") Object.assign(report, await unchainedAdminRows(d1));
   const toSeq = opts.toSeq ?? Number.MAX_SAFE_INTEGER;
   const maxRows = opts.maxRows ?? 200_000;
   let prev = anchor;

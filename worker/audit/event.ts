@@ -30,8 +30,11 @@ export interface RequestEvent {
   reason: string | null;
   status: number;
   originStatus: number | null;
+  /** Request body bytes: Content-Length, or counted as read when the body has no length. */
   bytesIn: number | null;
+  /** Response body bytes sent: Content-Length, or counted as streamed when it has none. */
   bytesOut: number | null;
+  /** Until the response (headers) was ready; a streamed body's transfer time is not included. */
   latencyMs: number;
   originLatencyMs: number | null;
   limitState: string | null;
@@ -125,6 +128,19 @@ function limitStateOf(c: Context<GatewayEnv>, bag: Map<string, unknown> | undefi
   return Object.keys(state).length ? JSON.stringify(state) : null;
 }
 
+/**
+ * Request body size: the declared Content-Length, 0 for no body, else the bytes the gateway read
+ * of it so far (counted by the audit plugin); null for a length-less body nobody read (refused
+ * before it was needed), whose size the gateway never learned.
+ */
+export function bytesInOf(c: Context<GatewayEnv>): number | null {
+  const declared = intHeader(c.req.raw.headers, "content-length");
+  if (declared !== null) return declared;
+  if (c.req.raw.body === null) return 0;
+  const meter = c.get("auditBodyIn");
+  return meter?.read ? meter.bytes : null;
+}
+
 function codeOf(err: Error | undefined, status: number, routed: boolean): string | null {
   if (err instanceof GatewayError) return err.code;
   if (err instanceof HTTPException) return `HTTP_${err.status}`;
@@ -182,8 +198,10 @@ export function buildRequestEvent(c: Context<GatewayEnv>, opts: AuditOptions, st
     reason: typeof reason === "string" ? reason.slice(0, 100) : null,
     status,
     originStatus: origin?.status ?? null,
-    bytesIn: intHeader(c.req.raw.headers, "content-length") ?? (c.req.raw.body === null ? 0 : null),
-    bytesOut: intHeader(c.res.headers, "content-length") ?? (c.res.body === null ? 0 : null),
+    bytesIn: bytesInOf(c),
+    // HEAD: Hono drops whatever body the chain built, so nothing is sent. Without a length the
+    // size is counted while the body streams (recordRequest) and filled in when it ends.
+    bytesOut: c.req.method === "HEAD" ? 0 : (intHeader(c.res.headers, "content-length") ?? (c.res.body === null ? 0 : null)),
     latencyMs: Math.max(0, Date.now() - startedAt),
     originLatencyMs: origin?.latencyMs ?? null,
     limitState: limitStateOf(c, bag),

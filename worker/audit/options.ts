@@ -47,7 +47,19 @@ export const auditOptions = z.strictObject({
     .describe("`auto`: the AUDIT_QUEUE binding when bound, else D1 directly; `queue`/`d1` force one (a forced queue falls back to D1 when unbound or failing)"),
   flushIntervalMs: z.number().int().min(10).max(10_000).default(1000).describe("A batch is flushed at most this long after its first event"),
   maxBatch: z.number().int().min(1).max(100).default(100).describe("…or as soon as it holds this many events (Queue sendBatch takes at most 100)"),
-});
+  streamIdleMs: z
+    .number()
+    .int()
+    .min(100)
+    .max(20_000)
+    .default(10_000)
+    .describe(
+      "A response streamed without Content-Length is recorded when it ends; if no byte moves for this long it is recorded then (`reason: stream_idle`, bytes counted so far), because a client that goes away mid-stream is not always reported to the Worker",
+    ),
+})
+  // After a client is gone the runtime keeps waitUntil work for ~30 s: the idle wait and the
+  // flush that follows must fit in it, with room for the sink's retries.
+  .refine((o) => o.streamIdleMs + o.flushIntervalMs <= 25_000, { path: ["streamIdleMs"], message: "streamIdleMs + flushIntervalMs must be at most 25000" });
 export type AuditOptions = z.output<typeof auditOptions>;
 export type AuditOptionsInput = z.input<typeof auditOptions>;
 

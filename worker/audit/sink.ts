@@ -17,6 +17,22 @@ function log(level: "warn" | "error", msg: string, extra: Record<string, unknown
   console.error(JSON.stringify({ level, msg, ...extra }));
 }
 
+/**
+ * A Queue send that neither resolves nor fails would hold its batch until the runtime ends the
+ * waitUntil (~30 s after the response) and lose it. Past this, the batch goes to D1 directly.
+ */
+export const QUEUE_SEND_TIMEOUT_MS = 3000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => {
+    if (timer !== undefined) clearTimeout(timer);
+  });
+}
+
 /** Queue sendBatch takes at most 100 messages and 256 KB; stay under both. */
 const QUEUE_BATCH = 100;
 const QUEUE_BATCH_BYTES = 200_000;
@@ -60,7 +76,7 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
   if (mode === "queue" && env.AUDIT_QUEUE) {
     try {
       for (const chunk of queueChunks(events)) {
-        await env.AUDIT_QUEUE.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const })));
+        await withTimeout(env.AUDIT_QUEUE.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const }))), QUEUE_SEND_TIMEOUT_MS);
       }
       return;
     } catch (err) {

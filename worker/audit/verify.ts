@@ -5,6 +5,11 @@ export interface VerifyResult {
   log: AuditLog;
   checkedRows: number;
   unsealedRows: number;
+  /**
+   * Admin rows outside the chain (written before migration 0002): not verified, not broken —
+   * reported so they are never skipped silently. Always 0 for the request log.
+   */
+  unchainedRows: number;
   /** True when the row budget ran out: continue with `chain` + `fromSeq` from the last report. */
   truncated: boolean;
   chains: ChainReport[];
@@ -20,7 +25,7 @@ export async function verifyAudit(
   d1: D1Database,
   q: { log: AuditLog; from?: Date | undefined; to?: Date | undefined; chain?: string | undefined; fromSeq?: number | undefined; toSeq?: number | undefined; maxRows: number },
 ): Promise<VerifyResult> {
-  const result: VerifyResult = { ok: true, log: q.log, checkedRows: 0, unsealedRows: 0, truncated: false, chains: [], firstBroken: null };
+  const result: VerifyResult = { ok: true, log: q.log, checkedRows: 0, unsealedRows: 0, unchainedRows: 0, truncated: false, chains: [], firstBroken: null };
   let chains: (string | null)[];
   if (q.log === "admin") chains = [null];
   else if (q.chain) chains = [q.chain];
@@ -47,6 +52,7 @@ export async function verifyAudit(
     result.chains.push(report);
     result.checkedRows += report.rows;
     result.unsealedRows += report.unsealed;
+    result.unchainedRows += report.unchained;
     budget -= report.rows + report.unsealed;
     if (broken) {
       result.ok = false;

@@ -17,14 +17,20 @@ export function deciderOf(err: unknown): string | undefined {
  * refused.
  */
 export function tagDecisions(name: string, handler: MiddlewareHandler<GatewayEnv> | Handler<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
-  const wrapped: MiddlewareHandler<GatewayEnv> = async (c, next) => {
-    try {
-      return await (handler as MiddlewareHandler<GatewayEnv>)(c, next);
-    } catch (err) {
-      if (typeof err === "object" && err !== null && !deciders.has(err)) deciders.set(err, name);
-      throw err;
-    }
+  const tag = (err: unknown): never => {
+    if (typeof err === "object" && err !== null && !deciders.has(err)) deciders.set(err, name);
+    throw err;
   };
+  // Not an async function: that would add a promise and a tick per step on every request.
+  const wrapped = ((c, next) => {
+    let result: unknown;
+    try {
+      result = (handler as MiddlewareHandler<GatewayEnv>)(c, next);
+    } catch (err) {
+      tag(err);
+    }
+    return result instanceof Promise ? result.catch(tag) : result;
+  }) as MiddlewareHandler<GatewayEnv>;
   // Keep the step's own name in stack traces and debuggers.
   Object.defineProperty(wrapped, "name", { value: handler.name || name });
   return wrapped;

@@ -60,21 +60,19 @@ function connectionNamed(headers: Headers): Set<string> | undefined {
 function copyWithout(incoming: Headers, drop: (name: string) => boolean, leaks?: (value: string) => boolean): Headers {
   const headers = new Headers(incoming);
   let doomed: string[] | undefined;
+  let kept: string[] | undefined;
   let hasConnection = false;
-  if (leaks) {
-    for (const [name, value] of incoming) {
-      if (name === "connection") hasConnection = true;
-      if (drop(name) || leaks(value)) (doomed ??= []).push(name);
-    }
-  } else {
-    for (const name of incoming.keys()) {
-      if (name === "connection") hasConnection = true;
-      if (drop(name)) (doomed ??= []).push(name);
-    }
-  }
-  if (hasConnection) {
+  const visit = (name: string, value?: string) => {
+    if (name === "connection") hasConnection = true;
+    if (drop(name) || (value !== undefined && leaks!(value))) (doomed ??= []).push(name);
+    else (kept ??= []).push(name);
+  };
+  if (leaks) for (const [name, value] of incoming) visit(name, value);
+  else for (const name of incoming.keys()) visit(name);
+  // Names listed in Connection, among those still kept (no second pass over the headers).
+  if (hasConnection && kept) {
     const named = connectionNamed(incoming)!;
-    for (const name of incoming.keys()) if (named.has(name)) (doomed ??= []).push(name);
+    for (const name of kept) if (named.has(name)) (doomed ??= []).push(name);
   }
   if (doomed) for (const name of doomed) headers.delete(name);
   return headers;

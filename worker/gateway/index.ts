@@ -65,7 +65,8 @@ export function mountGateway(app: Hono<GatewayEnv>, gateway: CompiledGateway): v
     const handlers = [
       tagDecisions("gateway", bindRoute(route, upstream)),
       ...route.plugins.map((p) => tagDecisions(p.name, p.handler)),
-      tagDecisions("gateway", refuseUnansweredPreflight),
+      // Only a route whose chain may let a preflight through needs the check behind it.
+      ...(route.answersPreflight ? [tagDecisions("gateway", refuseUnansweredPreflight)] : []),
       tagDecisions("upstream", forwardToUpstream),
     ] as Handler<GatewayEnv>[];
     const patterns = route.wildcard ? [route.prefix || "/", `${route.prefix}/*`] : [route.path];

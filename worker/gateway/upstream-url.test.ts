@@ -4,11 +4,25 @@ import { buildUpstreamUrl, nonCanonicalReason, rawPathOf } from "./upstream-url"
 
 describe("buildUpstreamUrl", () => {
   it("joins base path, remainder and query", () => {
-    expect(buildUpstreamUrl("https://api.example/v2", "/orders/7", "?x=1").href).toBe("https://api.example/v2/orders/7?x=1");
-    expect(buildUpstreamUrl("https://api.example/v2/", "/orders", "").href).toBe("https://api.example/v2/orders");
-    expect(buildUpstreamUrl("https://api.example", "", "").href).toBe("https://api.example/");
-    expect(buildUpstreamUrl("https://api.example/v2", "", "?q").href).toBe("https://api.example/v2?q");
-    expect(buildUpstreamUrl("http://127.0.0.1:8788", "/@evil.example/x", "").href).toBe("http://127.0.0.1:8788/@evil.example/x");
+    expect(buildUpstreamUrl("https://api.example/v2", "/orders/7", "?x=1").toString()).toBe("https://api.example/v2/orders/7?x=1");
+    expect(buildUpstreamUrl("https://api.example/v2/", "/orders", "").toString()).toBe("https://api.example/v2/orders");
+    expect(buildUpstreamUrl("https://api.example", "", "").toString()).toBe("https://api.example/");
+    expect(buildUpstreamUrl("https://api.example/v2", "", "?q").toString()).toBe("https://api.example/v2?q");
+    expect(buildUpstreamUrl("http://127.0.0.1:8788", "/@evil.example/x", "").toString()).toBe("http://127.0.0.1:8788/@evil.example/x");
+  });
+
+  it("gives the same URL as the parser would, with or without the plain-path shortcut", () => {
+    for (const [remainder, search] of [["/orders/7", "?x=1&y=%20"], ["/a:b@c/d!$&'()*+,=~_.-", ""], ["/caf%C3%A9", "?q=%E2%82%AC"], ["", "?q"], ["/x", "?"]]) {
+      const built = buildUpstreamUrl("https://api.example/v2", remainder!, search!);
+      expect(built).toBe(new URL(built).href);
+      expect(new URL(built).origin).toBe("https://api.example");
+    }
+  });
+
+  it("refuses a remainder the URL parser would rewrite (characters outside RFC 3986 paths)", () => {
+    for (const remainder of ["/a b", "/caf\u00e9", "/a\"b", "/a<b>", "/a{b}", "/a`b"]) {
+      expect(() => buildUpstreamUrl("https://api.example/v2", remainder, ""), remainder).toThrow(GatewayError);
+    }
   });
 
   it.each(["@evil.example/x", "//evil.example/x", "/\\evil.example", "/..", "/a/../../b", "/%2e%2e/x", "/a%2fb", "/a;b", "/./x", "/a/%00", "/%c0%ae%c0%ae/x", "/%C0%AF", "/%c1%9c", "/%e0%80%ae", "/%f0%80%80%af"])(
