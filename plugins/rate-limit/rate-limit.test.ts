@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
 import { ipBucket, limitRegistry } from "../../worker/limits/engine";
-import { LeaseBook } from "../../worker/limits/lease-book";
+import { LeaseBook, spendLeased } from "../../worker/limits/lease-book";
 import type { LeaseReply, LimitSpec } from "../../worker/limits/types";
 import { rateLimit } from ".";
 
@@ -187,5 +187,27 @@ describe("lease book (one isolate)", () => {
     expect(results.every((r) => r.status === "rejected")).toBe(true);
     fail = false;
     expect((await book.acquire("s", spec, { leaseMax: 1, call })).allowed).toBe(true);
+  });
+
+  it("a kept state spends leased tokens synchronously, and is re-fetched once the book drops it", async () => {
+    const spec: LimitSpec = { algorithm: "fixed-window", limit: 100, windowMs: 3_600_000 };
+    const backend = memoryBackend(spec);
+    const book = new LeaseBook();
+    const kept = book.stateFor("s", spec);
+    const gen = book.generation;
+    // Nothing held yet: the hot path declines and the lease path asks the backend once.
+    expect(spendLeased(kept, Date.now())).toBe(false);
+    expect((await book.acquireFrom(kept, { leaseMax: 10, call: backend.call })).allowed).toBe(true);
+    for (let i = 0; i < 9; i++) expect(spendLeased(kept, Date.now())).toBe(true);
+    expect(spendLeased(kept, Date.now())).toBe(false);
+    expect(backend.calls.n).toBe(1);
+    // Tokens are never spent past their lease's expiry.
+    await book.acquireFrom(kept, { leaseMax: 10, call: backend.call });
+    expect(spendLeased(kept, kept.expiresAt)).toBe(false);
+    // An admin reset (forget) moves the generation: a caller holding the state must look it up again.
+    expect(book.generation).toBe(gen);
+    book.forget("s");
+    expect(book.generation).not.toBe(gen);
+    expect(book.stateFor("s", spec)).not.toBe(kept);
   });
 });

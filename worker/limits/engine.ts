@@ -7,7 +7,7 @@ import { parseIp } from "../lib/cidr";
 import type { ResolvedIdentity } from "../services/identity";
 import { periodBounds, stateSlot, type Period } from "./algorithms";
 import { durableObjectBackend } from "./durable-object";
-import { isolateLeaseBook, type Decision } from "./lease-book";
+import { isolateLeaseBook, spendLeased, type LeaseState } from "./lease-book";
 import { effectiveLimit, isolateOverrideCache, type LimitSource } from "./overrides";
 import { LimiterUnavailableError, type LimiterBackend, type LimitSpec } from "./types";
 import { upstashBackend } from "./upstash";
@@ -184,28 +184,50 @@ export const limiterFailures = new Map<string, number>();
 // ── headers ───────────────────────────────────────────────────────────────────────────────────
 const secs = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
 
-/** IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers, -07 field names). */
-function rateLimitHeaders(def: LimitDefinition, limit: number, d: Decision): Record<string, string> {
+/** IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers, -07 field names), for a 429's own headers. */
+function rateLimitHeaders(t: LimitTexts, remaining: number, resetMs: number): Record<string, string> {
   return {
-    "ratelimit-limit": String(limit),
-    "ratelimit-remaining": String(Math.max(0, d.remaining)),
-    "ratelimit-reset": String(secs(d.resetMs)),
-    "ratelimit-policy": `${limit};w=${secs(def.windowMs)}`,
+    "ratelimit-limit": t.limit,
+    "ratelimit-remaining": String(Math.max(0, remaining)),
+    "ratelimit-reset": String(secs(resetMs)),
+    "ratelimit-policy": t.policy,
   };
 }
 
-/** Sets `headers` on the response unless a tighter limit already reported fewer remaining. */
-function applyHeaders(c: Context<GatewayEnv>, headers: Record<string, string>): void {
+/**
+ * Sets the RateLimit headers on the response unless a tighter limit (or the origin) already
+ * reported fewer remaining. Four `set`s, no intermediate object: this runs on every request.
+ */
+function applyLimitHeaders(c: Context<GatewayEnv>, t: LimitTexts, remaining: number, resetMs: number): void {
   let res = c.res;
   const existing = res.headers.get("ratelimit-remaining");
-  const mine = headers["ratelimit-remaining"];
-  if (mine !== undefined && existing !== null && Number(existing) < Number(mine)) return;
+  const mine = Math.max(0, remaining);
+  if (existing !== null && Number(existing) < mine) return;
+  const reset = String(secs(resetMs));
   try {
-    for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+    setLimitHeaders(res.headers, t, mine, reset);
   } catch {
     // Immutable headers (a fetch() response passed through): copy once.
     res = new Response(res.body, res);
-    for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+    setLimitHeaders(res.headers, t, mine, reset);
+    c.res = res;
+  }
+}
+
+function setLimitHeaders(h: Headers, t: LimitTexts, remaining: number, reset: string): void {
+  h.set("ratelimit-limit", t.limit);
+  h.set("ratelimit-remaining", String(remaining));
+  h.set("ratelimit-reset", reset);
+  h.set("ratelimit-policy", t.policy);
+}
+
+/** Sets one header, copying an immutable response once (see applyLimitHeaders). */
+function applyHeader(c: Context<GatewayEnv>, name: string, value: string): void {
+  try {
+    c.res.headers.set(name, value);
+  } catch {
+    const res = new Response(c.res.body, c.res);
+    res.headers.set(name, value);
     c.res = res;
   }
 }
@@ -221,14 +243,49 @@ export interface LimitOutcome {
 }
 
 function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): void {
-  const bag = c.var.bag;
+  // c.get, not c.var: c.var builds an object of every variable on each access.
+  const bag = c.get("bag");
   if (!bag) return;
-  const list = (bag.get("limits") as LimitOutcome[] | undefined) ?? [];
+  let list = bag.get("limits") as LimitOutcome[] | undefined;
+  if (list === undefined) {
+    list = [];
+    bag.set("limits", list);
+    // The audit event's limit state: every limit's decision, dry-run refusals included (the same list).
+    bag.set(AUDIT_BAG.limitState, list);
+  }
   list.push(o);
-  bag.set("limits", list);
-  // The audit event's limit state: every limit's decision, dry-run refusals included.
-  bag.set(AUDIT_BAG.limitState, list);
 }
+
+// ── per-handler caches (built once per plugin instance, not per request) ──────────────────────
+/** Header texts that depend only on the effective limit (and the window). */
+interface LimitTexts {
+  limit: string;
+  policy: string;
+}
+
+/**
+ * Builds a subject's key in the cache of one handler: for the common single-part subjects the
+ * identity's own id string (no allocation per request), else the full counter key.
+ */
+type LocalKey = (identity: ResolvedIdentity | undefined, c: Context<GatewayEnv>) => string;
+
+function localKeyBuilder(def: LimitDefinition): LocalKey {
+  const full: LocalKey = (identity, c) => subjectKey(def, subjectPartsOf(identity, c.get("clientIp"), c.get("route").name));
+  if (def.by.length === 1 && def.by[0] === "user") return (identity, c) => (identity ? identity.user.id : full(identity, c));
+  if (def.by.length === 1 && def.by[0] === "key") return (identity, c) => (identity ? identity.key.id : full(identity, c));
+  return full;
+}
+
+/** One counter as this handler knows it: its backend key, lease-book id and lease state. */
+interface Subject {
+  key: string;
+  bookId: string;
+  state: LeaseState;
+  /** The lease book's generation when `state` was looked up (see LeaseBook.generation). */
+  gen: number;
+}
+
+const MAX_SUBJECTS = 20_000;
 
 // ── the middleware ────────────────────────────────────────────────────────────────────────────
 /** Definitions by handler, so the admin status endpoint can find the limits in a compiled gateway. */
@@ -238,27 +295,102 @@ export const limitRegistry = new WeakMap<MiddlewareHandler<GatewayEnv>, LimitDef
  * The per-request limit check shared by the rate-limit and quota plugins: resolve the effective
  * limit (user override > best role override > config), spend a leased token (leasing from the
  * backend only when none is held), then answer 429 or pass on and add the RateLimit headers.
+ *
+ * Hot path (a warm subject holding leased tokens): no backend call and no await before `next()`
+ * — a Map lookup for the subject, a synchronous read of the cached overrides, one token spent,
+ * one small outcome object for the audit event, four response headers. Everything that depends
+ * only on the options (key builder, header texts, the backend for the bindings) is built here,
+ * once per plugin instance.
  */
 export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<GatewayEnv> {
   const code = def.kind === "quota" ? "QUOTA_EXCEEDED" : "RATE_LIMITED";
+  const localKey = localKeyBuilder(def);
+  const windowS = secs(def.windowMs);
+
+  const configTexts: LimitTexts = { limit: String(def.limit), policy: `${def.limit};w=${windowS}` };
+  const overriddenTexts = new Map<number, LimitTexts>();
+  const textsFor = (limit: number): LimitTexts => {
+    if (limit === def.limit) return configTexts;
+    let t = overriddenTexts.get(limit);
+    if (!t) {
+      if (overriddenTexts.size >= 1_000) overriddenTexts.clear();
+      overriddenTexts.set(limit, (t = { limit: String(limit), policy: `${limit};w=${windowS}` }));
+    }
+    return t;
+  };
+
+  // The spec the backend counts with, per effective limit; a quota's also per calendar period.
+  const specs = new Map<number, LimitSpec>();
+  const specAt = (limit: number, now: number): LimitSpec => {
+    let spec = specs.get(limit);
+    if (spec === undefined || (spec.periodEnd !== undefined && now >= spec.periodEnd) || (spec.periodStart !== undefined && now < spec.periodStart)) {
+      if (specs.size >= 1_000) specs.clear();
+      specs.set(limit, (spec = specFor(def, limit, now)));
+    }
+    return spec;
+  };
+
+  // The backend for the bindings this handler last saw (one env object per isolate in practice),
+  // and the subjects it counts: a new env may select another backend, so subjects start afresh.
+  let boundEnv: Env | undefined;
+  let backend: LimiterBackend | undefined;
+  const subjects = new Map<string, Subject>();
+  const book = isolateLeaseBook;
+
+  const subjectFor = (local: string, identity: ResolvedIdentity | undefined, c: Context<GatewayEnv>, spec: LimitSpec): Subject => {
+    let sub = subjects.get(local);
+    if (sub === undefined) {
+      if (subjects.size >= MAX_SUBJECTS) subjects.delete(subjects.keys().next().value!);
+      const key = local.startsWith(`${def.name}|`) ? local : subjectKey(def, subjectPartsOf(identity, c.get("clientIp"), c.get("route").name));
+      const bookId = `${backend!.kind}|${key}|${stateSlot(spec)}`;
+      sub = { key, bookId, state: book.stateFor(bookId, spec), gen: book.generation };
+      subjects.set(local, sub);
+    } else if (sub.gen !== book.generation) {
+      sub.state = book.stateFor(sub.bookId, spec);
+      sub.gen = book.generation;
+    }
+    return sub;
+  };
+
   const handler: MiddlewareHandler<GatewayEnv> = async function limit(c, next) {
-    const { identity, clientIp, route, services } = c.var;
+    const identity = c.get("identity");
     const now = Date.now();
     let limit = def.limit;
     let source: LimitSource = "config";
-    let decision: Decision;
+    let allowed: boolean;
+    let remaining: number;
+    let resetMs: number;
+    let retryMs = 0;
     try {
       if (identity) {
-        const overrides = await isolateOverrideCache.get(services.db, identity.user.id, services.env.KEY_CACHE_TTL_SECONDS * 1000, now);
-        ({ limit, source } = effectiveLimit(overrides, def.name, def.limit));
+        const userId = identity.user.id;
+        const overrides =
+          isolateOverrideCache.peek(userId, now) ??
+          (await isolateOverrideCache.get(c.get("services").db, userId, c.get("services").env.KEY_CACHE_TTL_SECONDS * 1000, now));
+        if (overrides.user.size !== 0 || overrides.role.size !== 0) ({ limit, source } = effectiveLimit(overrides, def.name, def.limit));
       }
-      const backend = backendFor(def, c.env);
-      const key = subjectKey(def, subjectPartsOf(identity, clientIp, route.name));
-      const spec = specFor(def, limit, now);
-      decision = await isolateLeaseBook.acquire(`${backend.kind}|${key}|${stateSlot(spec)}`, spec, {
-        leaseMax: leaseMaxFor(def, limit),
-        call: (want, give, giveWindow) => withinBudget(backend, def.timeoutMs, () => backend.lease(key, { spec, want, give, giveWindow })),
-      });
+      if (c.env !== boundEnv) {
+        backend = backendFor(def, c.env);
+        boundEnv = c.env;
+        subjects.clear();
+      }
+      const spec = specAt(limit, now);
+      const sub = subjectFor(localKey(identity, c), identity, c, spec);
+      const s = sub.state;
+      if (spendLeased(s, now)) {
+        // A warm subject: a token this isolate already holds (counted by the backend when leased).
+        allowed = true;
+        remaining = s.backendRemaining + s.tokens;
+        resetMs = Math.max(0, s.resetMs - (now - s.measuredAt));
+      } else {
+        const b = backend!;
+        const key = sub.key;
+        const d = await book.acquireFrom(s, {
+          leaseMax: leaseMaxFor(def, limit),
+          call: (want, give, giveWindow) => withinBudget(b, def.timeoutMs, () => b.lease(key, { spec, want, give, giveWindow })),
+        });
+        ({ allowed, remaining, resetMs, retryMs } = d);
+      }
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       const n = (limiterFailures.get(def.name) ?? 0) + 1;
@@ -267,7 +399,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
         JSON.stringify({
           level: "warn",
           msg: "limiter unavailable",
-          requestId: c.var.requestId,
+          requestId: c.get("requestId"),
           limit: def.name,
           failMode: def.failMode,
           reason: err instanceof LimiterUnavailableError ? err.reason : "error",
@@ -285,27 +417,27 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       await next();
       return;
     }
-    const headers = rateLimitHeaders(def, limit, decision);
-    if (!decision.allowed) {
+    const texts = textsFor(limit);
+    if (!allowed) {
       if (!def.dryRun) {
         recordOutcome(c, { name: def.name, kind: def.kind, outcome: "refused", limit, remaining: 0, source });
         throw new GatewayError(
           code,
-          def.kind === "quota" ? `The quota "${def.name}" (${limit} per ${def.period}) is used up.` : `The rate limit "${def.name}" (${limit} per ${secs(def.windowMs)}s) is exceeded.`,
-          { headers: { ...headers, "retry-after": String(Math.max(1, secs(decision.retryMs))) } },
+          def.kind === "quota" ? `The quota "${def.name}" (${limit} per ${def.period}) is used up.` : `The rate limit "${def.name}" (${limit} per ${windowS}s) is exceeded.`,
+          { headers: { ...rateLimitHeaders(texts, remaining, resetMs), "retry-after": String(Math.max(1, secs(retryMs))) } },
         );
       }
       recordOutcome(c, { name: def.name, kind: def.kind, outcome: "dry-run-refused", limit, remaining: 0, source });
-      console.log(JSON.stringify({ level: "info", msg: "limit would refuse (dry run)", requestId: c.var.requestId, limit: def.name, code }));
+      console.log(JSON.stringify({ level: "info", msg: "limit would refuse (dry run)", requestId: c.get("requestId"), limit: def.name, code }));
       await next();
-      applyHeaders(c, headers);
+      applyLimitHeaders(c, texts, remaining, resetMs);
       // Always reported, even when a tighter limit's figures won the RateLimit-* headers.
-      applyHeaders(c, { "ratelimit-dry-run": `would-refuse; limit="${def.name}"; code=${code}` });
+      applyHeader(c, "ratelimit-dry-run", `would-refuse; limit="${def.name}"; code=${code}`);
       return;
     }
-    recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining: decision.remaining, source });
+    recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining, source });
     await next();
-    applyHeaders(c, headers);
+    applyLimitHeaders(c, texts, remaining, resetMs);
   };
   limitRegistry.set(handler, def);
   return handler;

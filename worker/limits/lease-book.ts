@@ -37,7 +37,8 @@ export interface Decision {
   roundTrip: boolean;
 }
 
-interface LeaseState {
+/** What one isolate holds for one subject (one per backend, subject and spec slot). */
+export interface LeaseState {
   tokens: number;
   /** Local time until which `tokens` may be spent. */
   expiresAt: number;
@@ -61,13 +62,37 @@ export interface AcquireOptions {
   call: (want: number, give: number, giveWindow: number) => Promise<LeaseReply>;
 }
 
+/**
+ * Spends one leased token if the state holds an unexpired one: the hot path of a warm subject,
+ * synchronous and allocation-free (no backend call, no promise). False = lease (`acquireFrom`).
+ */
+export function spendLeased(s: LeaseState, now: number): boolean {
+  if (s.tokens > 0 && now < s.expiresAt) {
+    s.tokens -= 1;
+    return true;
+  }
+  return false;
+}
+
 /** Lease state per (backend, subject, spec) in one isolate. Bounded in size (FIFO eviction). */
 export class LeaseBook {
   private readonly states = new Map<string, LeaseState>();
+  private gen = 0;
 
   constructor(private readonly maxEntries = 20_000) {}
 
-  private state(id: string, spec: LimitSpec): LeaseState {
+  /**
+   * Changes whenever a state leaves the book (eviction, `forget`). A caller that keeps a
+   * `LeaseState` between requests (the limit handler does, per subject) re-fetches it with
+   * `stateFor` when this moved, so it never spends from — or remembers a refusal in — a state
+   * the book has dropped (e.g. after an admin reset).
+   */
+  get generation(): number {
+    return this.gen;
+  }
+
+  /** The state for `id`, created empty (no tokens) on first use. */
+  stateFor(id: string, spec: LimitSpec): LeaseState {
     let s = this.states.get(id);
     if (!s) {
       if (this.states.size >= this.maxEntries) {
@@ -75,6 +100,7 @@ export class LeaseBook {
         for (const [k, v] of this.states) {
           if (!v.inflight) {
             this.states.delete(k);
+            this.gen++;
             break;
           }
         }
@@ -97,8 +123,12 @@ export class LeaseBook {
   }
 
   /** Spends one token for the subject, leasing more from the backend only when none are held. */
-  async acquire(id: string, spec: LimitSpec, opts: AcquireOptions): Promise<Decision> {
-    const s = this.state(id, spec);
+  acquire(id: string, spec: LimitSpec, opts: AcquireOptions): Promise<Decision> {
+    return this.acquireFrom(this.stateFor(id, spec), opts);
+  }
+
+  /** `acquire` on a state already looked up (see `stateFor`, `generation`). */
+  async acquireFrom(s: LeaseState, opts: AcquireOptions): Promise<Decision> {
     let roundTrip = false;
     for (;;) {
       const now = Date.now();
@@ -152,7 +182,12 @@ export class LeaseBook {
 
   /** Forgets what this isolate holds for ids starting with `prefix` (admin reset, override change). */
   forget(prefix = ""): void {
-    for (const [k, s] of this.states) if (k.startsWith(prefix) && !s.inflight) this.states.delete(k);
+    for (const [k, s] of this.states) {
+      if (k.startsWith(prefix) && !s.inflight) {
+        this.states.delete(k);
+        this.gen++;
+      }
+    }
   }
 }
 
