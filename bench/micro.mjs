@@ -72,7 +72,8 @@ AbortSignal.timeout = () => neverAborts;
 let auditBatches = 0;
 const auditQueue = { send: async () => void auditBatches++, sendBatch: async () => void auditBatches++ };
 
-const env = { AUDIT_QUEUE: auditQueue, DB: stubD1, ADMIN_TOKEN: "micro-admin-token-0123456789", ORIGIN_TOKEN: "micro-origin-secret", KEY_CACHE_TTL_SECONDS: "60", KEY_NEGATIVE_CACHE_TTL_SECONDS: "2" };
+// The rate-limit step's Durable Object namespace: the real class, in-process (see micro-apps.ts).
+const env = { AUDIT_QUEUE: auditQueue, LIMITER: apps.memoryLimiterNamespace(), DB: stubD1, ADMIN_TOKEN: "micro-admin-token-0123456789", ORIGIN_TOKEN: "micro-origin-secret", KEY_CACHE_TTL_SECONDS: "60", KEY_NEGATIVE_CACHE_TTL_SECONDS: "2" };
 const ctx = { waitUntil: (p) => void Promise.resolve(p).catch(() => {}), passThroughOnException() {}, props: {} };
 
 const keys = await apps.warmKeys(args.smoke ? 50 : 1000, 3_600_000);
@@ -149,7 +150,7 @@ async function main() {
   for (let r = 0; r < rounds; r++) for (const c of chains) samples.get(c.name).push(await batch(c.app, n));
   const rows = chains.map((c) => {
     const s = samples.get(c.name);
-    return { name: c.name, cpuUs: median(s.map((x) => x.cpuUs)), bytes: median(s.map((x) => x.bytes)), cpuRange: [Math.min(...s.map((x) => x.cpuUs)), Math.max(...s.map((x) => x.cpuUs))] };
+    return { name: c.name, ...(c.onTopOf ? { onTopOf: c.onTopOf } : {}), cpuUs: median(s.map((x) => x.cpuUs)), bytes: median(s.map((x) => x.bytes)), cpuRange: [Math.min(...s.map((x) => x.cpuUs)), Math.max(...s.map((x) => x.cpuUs))] };
   });
   const drv = rows[0];
   for (const r of rows) {
@@ -158,7 +159,8 @@ async function main() {
   }
 
   // Soak: 100k requests through the full default chain; heap after a full GC every 10k.
-  const full = chains[chains.length - 1];
+  // (Chains "on top of" it — further plugins — come after it and are not the default pipeline.)
+  const full = chains.filter((c) => !c.onTopOf).pop();
   const total = args.smoke ? 1_000 : args["no-soak"] ? 0 : 100_000;
   const every = total / 10;
   const heap = [];
@@ -188,8 +190,8 @@ async function main() {
     return;
   }
   console.log(`micro-benchmark (Node ${process.version}, ${rounds}×${n} requests per chain, medians; net = minus the driver)`);
-  console.log("chain".padEnd(16) + "CPU µs/req".padStart(12) + "net µs".padStart(10) + "bytes/req".padStart(12) + "net bytes".padStart(12));
-  for (const r of rows) console.log(r.name.padEnd(16) + r.cpuUs.toFixed(1).padStart(12) + r.netCpuUs.toFixed(1).padStart(10) + Math.round(r.bytes).toString().padStart(12) + Math.round(r.netBytes).toString().padStart(12));
+  console.log("chain".padEnd(26) + "CPU µs/req".padStart(12) + "net µs".padStart(10) + "bytes/req".padStart(12) + "net bytes".padStart(12));
+  for (const r of rows) console.log((r.onTopOf ? `${r.name} (on ${r.onTopOf})` : r.name).padEnd(26) + r.cpuUs.toFixed(1).padStart(12) + r.netCpuUs.toFixed(1).padStart(10) + Math.round(r.bytes).toString().padStart(12) + Math.round(r.netBytes).toString().padStart(12));
   console.log(`soak: ${total} requests on ${full.name}; heap after GC: ${heap.map((h) => (h.heapUsed / 2 ** 20).toFixed(2)).join(" → ")} MiB; slope ${slope.toFixed(3)} B/req`);
 }
 

@@ -25,7 +25,7 @@ import { hasWrk, nodeLoad, wrkClosed } from "./lib/load.mjs";
 import { ncpu, startCpuWindow } from "./lib/proc.mjs";
 import { writeReport } from "./lib/report.mjs";
 import { seed } from "./lib/seed.mjs";
-import { startNginxProxy, startOrigin, startWorkerd, stopAll, which } from "./lib/servers.mjs";
+import { startNginxProxy, startOrigin, startUpstash, startWorkerd, stopAll, which } from "./lib/servers.mjs";
 import { median } from "./lib/stats.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -46,7 +46,7 @@ const { values: args } = parseArgs({
 const smoke = args.smoke;
 
 // ── configuration ──────────────────────────────────────────────────────────────
-const PORTS = { origin: 8701, nginx: 8702, workerFirst: 8710 };
+const PORTS = { origin: 8701, nginx: 8702, redis: 8703, upstashBridge: 8704, workerFirst: 8710 };
 const CPUS = ncpu >= 2 ? { server: "1", load: "0" } : { server: "0", load: "0" };
 const cfg = {
   rounds: Number(args.rounds ?? (smoke ? 1 : 5)),
@@ -66,11 +66,14 @@ const cfg = {
 const scratch = path.join(root, "bench", "scratch");
 mkdirSync(scratch, { recursive: true });
 const useNginx = Boolean(which("nginx"));
+// The Upstash rate-limit scenarios run the bridge over a Redis the harness starts.
+const useRedis = Boolean(which("redis-server"));
 const useWrk = hasWrk && !smoke;
 const ADMIN_TOKEN = "bench-admin-token-not-a-secret-0001";
 const ORIGIN_TOKEN = "bench-origin-secret-0001";
 const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
 const JWT_SECRET = "bench-jwt-hs256-secret-of-at-least-32-bytes";
+const UPSTASH_TOKEN = "bench-upstash-token-not-a-secret";
 
 /**
  * Scenarios in report order. `worker` ones run in workerd with that BENCH_SCENARIO (see
@@ -85,6 +88,17 @@ const allScenarios = [
   { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
+  // Rate limit (bench/worker/scenarios.ts BENCH_RATE_LIMIT) on top of the warm default pipeline,
+  // far from its limit: leased tokens spent in the isolate. The "near" twins hold one token per
+  // lease — a backend call per request, the cost of a subject close to its limit — and run the
+  // closed loop only (their throughput is what the note reports).
+  ...[
+    { backend: "do", label: "Durable Object backend", limiter: "durable-object" },
+    { backend: "upstash", label: "Upstash backend (bridge over local Redis)", limiter: "upstash", needs: useRedis },
+  ].flatMap(({ backend, label, limiter, needs }) => [
+    { name: `ratelimit-${backend}`, label: `default pipeline + rate limit, ${label}`, kind: "worker", scenario: `ratelimit-${backend}`, warm: true, limiter, needs, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
+    { name: `ratelimit-${backend}-near`, label: `… close to its limit: a ${backend === "do" ? "Durable Object" : "Upstash"} call per request`, kind: "worker", scenario: `ratelimit-${backend}-near`, warm: true, limiter, needs, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
+  ]),
 ];
 const only = args.scenarios?.split(",");
 const scenarios = allScenarios.filter((s) => s.needs !== false && (!only || only.includes(s.name)));
@@ -135,9 +149,22 @@ function machineInfo() {
 async function startServers() {
   const origin = await startOrigin({ port: PORTS.origin, dir: scratch, cpus: CPUS.server, useNginx });
   const nginx = scenarios.some((s) => s.kind === "nginx") ? await startNginxProxy({ port: PORTS.nginx, originPort: PORTS.origin, dir: scratch, cpus: CPUS.server }) : undefined;
+  const upstash = scenarios.some((s) => s.limiter === "upstash")
+    ? await startUpstash({ redisPort: PORTS.redis, bridgePort: PORTS.upstashBridge, dir: scratch, cpus: CPUS.server, token: UPSTASH_TOKEN })
+    : undefined;
+  const limiterBindings = (s) =>
+    s.limiter === "upstash" ? { UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN } : {};
   const workers = scenarios
     .filter((s) => s.kind === "worker")
-    .map((s, i) => ({ name: s.name, scenario: s.scenario, port: PORTS.workerFirst + i, bindings: s.bindings ?? {}, before: s.before }));
+    .map((s, i) => ({
+      name: s.name,
+      scenario: s.scenario,
+      port: PORTS.workerFirst + i,
+      bindings: { ...(s.bindings ?? {}), ...limiterBindings(s) },
+      // SQLite-backed, as wrangler.toml declares it (the class uses the synchronous KV API).
+      durableObjects: s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true } } : undefined,
+      before: s.before,
+    }));
   const scriptPath = await buildWorker(scratch);
   if (before) {
     const beforePath = await buildWorker(scratch, before.dir, `bench-worker-${before.id}`);
@@ -150,10 +177,17 @@ async function startServers() {
     compatibilityDate: /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(root, "wrangler.toml"), "utf8"))[1],
     bindings: { ORIGIN_URL: `http://127.0.0.1:${PORTS.origin}`, ORIGIN_TOKEN, ADMIN_TOKEN, SECRETS_KEY, JWT_SECRET },
   });
+  // The Upstash backend (bridge + Redis) counts as server CPU in its scenarios — as the Durable
+  // Objects do, inside workerd — and as ours (not foreign) in every other one.
+  const backendPids = () => upstash?.pids() ?? [];
   for (const s of scenarios) {
-    if (s.kind === "origin") Object.assign(s, { port: PORTS.origin, pids: origin.pids, otherPids: () => [] });
-    if (s.kind === "nginx") Object.assign(s, { port: PORTS.nginx, pids: nginx.pids, otherPids: origin.pids });
-    if (s.kind === "worker") Object.assign(s, { port: workers.find((w) => w.name === s.name).port, pids: workerd.pids, otherPids: origin.pids });
+    if (s.kind === "origin") Object.assign(s, { port: PORTS.origin, pids: origin.pids, otherPids: backendPids });
+    if (s.kind === "nginx") Object.assign(s, { port: PORTS.nginx, pids: nginx.pids, otherPids: () => [...origin.pids(), ...backendPids()] });
+    if (s.kind === "worker") {
+      const port = workers.find((w) => w.name === s.name).port;
+      if (s.limiter === "upstash") Object.assign(s, { port, pids: () => [...workerd.pids(), ...backendPids()], otherPids: origin.pids });
+      else Object.assign(s, { port, pids: workerd.pids, otherPids: () => [...origin.pids(), ...backendPids()] });
+    }
   }
   return { origin, workerd };
 }
@@ -216,6 +250,11 @@ async function measure(s, mode, opts) {
     // rate may see resets) and the report shows them next to the figures.
     if (r.errors && smoke) throw new Error(`${s.name}/${mode}: ${r.errors} of ${r.requests} requests failed (${r.firstError})`);
     if (r.errors) log(`  ${s.name}/${mode}: ${r.errors} of ${r.requests} requests failed (${r.firstError}); recorded`);
+    // A rate limit whose backend fails admits the request (fail open) and looks fast: a smoke run
+    // fails on it; a full run records it and the report says so next to the figures.
+    const limiterFailures = st0 && st1 ? st1.limiterFailures - st0.limiterFailures : 0;
+    if (limiterFailures && smoke) throw new Error(`${s.name}/${mode}: the limiter backend failed ${limiterFailures} times (see the worker log above)`);
+    if (limiterFailures) log(`  ${s.name}/${mode}: the limiter backend failed ${limiterFailures} times; recorded`);
     const result = {
       ...r,
       cpuUsPerReq: cpu.serverUs / r.requests,
@@ -223,6 +262,7 @@ async function measure(s, mode, opts) {
       steal: cpu.steal,
       d1Statements: st0 && st1 ? st1.d1Statements - st0.d1Statements : undefined,
       d1Requests: st0 && st1 ? st1.requests - st0.requests : undefined,
+      ...(limiterFailures ? { limiterFailures } : {}),
       attempt,
     };
     // Past the retry budget (a machine that stays busy), disturbed rounds are recorded, not repeated.
@@ -293,13 +333,16 @@ async function main() {
       // Warm scenarios: present every key once first, so the measured windows (well inside the
       // key TTL) see the cache as a busy isolate does, not the expiry burst left by an idle minute.
       if (s.warm) await nodeLoad({ mode: "closed", url: `http://127.0.0.1:${s.port}${PATH}`, connections: 8, durationMs: 60_000, maxRequests: seeded.keys.length, keysFile: s.credentials === "jwt" ? opts.jwtFile : opts.keysFile }, CPUS.load);
+      const modes = s.modes ?? ["sat", "fixed", "seq"];
       const sat = await measure(s, "sat", { ...opts, durationMs: cfg.satMs });
-      const fixed = await measure(s, "fixed", { ...opts, durationMs: cfg.fixedMs, rate });
-      const seq = await measure(s, "seq", { ...opts, durationMs: cfg.seqMs });
-      round[s.name] = { sat, fixed, seq };
+      const fixed = modes.includes("fixed") ? await measure(s, "fixed", { ...opts, durationMs: cfg.fixedMs, rate }) : undefined;
+      const seq = modes.includes("seq") ? await measure(s, "seq", { ...opts, durationMs: cfg.seqMs }) : undefined;
+      round[s.name] = { sat, ...(fixed ? { fixed } : {}), ...(seq ? { seq } : {}) };
       log(
-        `round ${r + 1}/${cfg.rounds} ${s.name.padEnd(8)} ${Math.round(sat.rps)} rps, ${sat.cpuUsPerReq.toFixed(1)} µs CPU/req | ` +
-          `@${rate}/s p99 ${fixed.latencyMs.p99.toFixed(2)} ms | seq p50 ${seq.latencyMs.p50.toFixed(3)} ms | foreign ${(100 * Math.max(sat.foreign, fixed.foreign, seq.foreign)).toFixed(0)}%`,
+        `round ${r + 1}/${cfg.rounds} ${s.name.padEnd(8)} ${Math.round(sat.rps)} rps, ${sat.cpuUsPerReq.toFixed(1)} µs CPU/req` +
+          (fixed ? ` | @${rate}/s p99 ${fixed.latencyMs.p99.toFixed(2)} ms` : "") +
+          (seq ? ` | seq p50 ${seq.latencyMs.p50.toFixed(3)} ms` : "") +
+          ` | foreign ${(100 * Math.max(...[sat, fixed, seq].filter(Boolean).map((m) => m.foreign))).toFixed(0)}%`,
       );
     }
     rounds.push(round);
@@ -327,7 +370,7 @@ async function main() {
   }
 
   if (before) meta.before = before.label;
-  const result = { meta, rate, calib, scenarios: scenarios.map(({ name, label, kind }) => ({ name, label, kind })), rounds, d1, micro, bundle, notes: notes(), seconds: (Date.now() - t0) / 1000 };
+  const result = { meta, rate, calib, scenarios: scenarios.map(({ name, label, kind, modes }) => ({ name, label, kind, ...(modes ? { modes } : {}) })), rounds, d1, micro, bundle, notes: notes(), seconds: (Date.now() - t0) / 1000 };
   writeFileSync(path.join(scratch, "last-run.json"), JSON.stringify(result, null, 2));
   if (smoke) {
     log(`smoke passed in ${result.seconds.toFixed(1)} s (no results file written)`);

@@ -124,6 +124,29 @@ export async function startNginxProxy({ port, originPort, dir, cpus }) {
 }
 
 /**
+ * The Upstash backend of the rate-limit scenarios: a Redis of our own (no persistence, nothing
+ * shared with other users of the machine's Redis) and the Upstash-REST bridge over it
+ * (scripts/upstash-bridge.mjs), both pinned to the server core — they stand in for a remote
+ * service, as the Durable Objects Miniflare runs inside workerd do.
+ */
+export async function startUpstash({ redisPort, bridgePort, dir, cpus, token }) {
+  const redisDir = path.join(dir, "redis");
+  mkdirSync(redisDir, { recursive: true });
+  const redis = startChild("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", redisDir, "--loglevel", "warning"]);
+  await waitForPort(redisPort).catch((e) => {
+    throw new Error(`${e.message}\nredis-server: ${redis.stderrText()}`);
+  });
+  const bridgeScript = path.resolve(import.meta.dirname, "..", "..", "scripts", "upstash-bridge.mjs");
+  const bridge = startChild(process.execPath, [bridgeScript, "--port", String(bridgePort), "--redis", `redis://127.0.0.1:${redisPort}`, "--token", token]);
+  await waitForPort(bridgePort).catch((e) => {
+    throw new Error(`${e.message}\nbridge: ${bridge.stderrText()}`);
+  });
+  pin(redis.pid, cpus);
+  for (const pid of processTree(bridge.pid)) pin(pid, cpus);
+  return { url: `http://127.0.0.1:${bridgePort}`, pids: () => [...processTree(redis.pid), ...processTree(bridge.pid)] };
+}
+
+/**
  * One workerd (Miniflare's API, never `wrangler dev`) running each benchmark worker on its own
  * direct socket, D1 in memory (no persistence) and shared by every worker.
  */
@@ -144,6 +167,8 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
       d1Databases: { DB: "bench-db" },
       // Audit events go to a local Queue with no consumer: the request path's cost only.
       queueProducers: { AUDIT_QUEUE: "portcullis-audit" },
+      // The rate-limit scenarios' Durable Objects: in memory (no persistence), in this workerd.
+      ...(w.durableObjects ? { durableObjects: w.durableObjects } : {}),
       unsafeDirectSockets: [{ host: "127.0.0.1", port: w.port }],
     })),
   });

@@ -4,7 +4,11 @@ import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
+import { limiterFailures } from "../../worker/limits/engine";
 import { gatewayScenarios } from "./scenarios";
+
+// The rate-limit scenarios' LIMITER binding (bench/lib/servers.mjs binds it where a scenario needs it).
+export { LimiterDurableObject } from "../../worker/limits/durable-object";
 
 /**
  * The benchmark worker: one bundle, many workers in one workerd, told apart by BENCH_SCENARIO.
@@ -13,7 +17,8 @@ import { gatewayScenarios } from "./scenarios";
  * - any name in `gatewayScenarios`: the real gateway app (createApp) with that configuration.
  *
  * GET /__bench/stats answers how many requests and D1 statements this isolate has seen, so the
- * harness can report D1 queries per request at steady state without instrumenting the core.
+ * harness can report D1 queries per request at steady state without instrumenting the core, and
+ * how many limiter backend calls failed (the harness refuses a measurement with any).
  */
 interface BenchEnv extends Env {
   BENCH_SCENARIO: string;
@@ -81,7 +86,12 @@ export default {
   // invocations; bench/audit-load.mjs measures it), so this only serves a manual setup.
   queue: (batch: MessageBatch<unknown>, env: BenchEnv) => auditQueueConsumer(batch, env),
   fetch(req: Request, env: BenchEnv, ctx: ExecutionContext) {
-    if (req.url.endsWith("/__bench/stats")) return Response.json(stats);
+    if (req.url.endsWith("/__bench/stats")) {
+      // Limiter backend failures: a failing limit fails open, which would pass for a fast one.
+      let failures = 0;
+      for (const n of limiterFailures.values()) failures += n;
+      return Response.json({ ...stats, limiterFailures: failures });
+    }
     stats.requests++;
     if (!app) {
       const scenario = env.BENCH_SCENARIO;

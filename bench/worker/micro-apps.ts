@@ -2,6 +2,8 @@ import { Hono } from "hono";
 import { createApp } from "../../worker/app";
 import type { Env } from "../../worker/env";
 import { generateApiKey, hashApiKey } from "../../worker/lib/api-key";
+import { LimiterDurableObject } from "../../worker/limits/durable-object";
+import { isolateOverrideCache } from "../../worker/limits/overrides";
 import type { ResolvedIdentity } from "../../worker/services/identity";
 import { isolateKeyCache } from "../../worker/services/key-cache";
 import { BENCH_PERMISSION, gatewayWith, microChains } from "./scenarios";
@@ -22,8 +24,30 @@ export function bareApp(): App {
 }
 
 /** Chains by name, in order of growth: "core" (no plugins), then one more plugin each step. */
-export function gatewayApps(): { name: string; app: App }[] {
-  return microChains().map(({ name, plugins }) => ({ name, app: createApp(gatewayWith(plugins, "http://origin.bench", true)) as unknown as App }));
+export function gatewayApps(): { name: string; onTopOf?: string; app: App }[] {
+  return microChains().map(({ name, onTopOf, plugins }) => ({ name, onTopOf, app: createApp(gatewayWith(plugins, "http://origin.bench", true)) as unknown as App }));
+}
+
+/**
+ * A LIMITER namespace for Node: the real LimiterDurableObject class (its counting rules and
+ * storage calls), one instance per name, storage in a Map. What it leaves out is the RPC hop and
+ * the storage's durability, i.e. the backend's cost — which a warm subject does not pay (it
+ * spends leased tokens); the micro-benchmark measures the plugin's own per-request path.
+ */
+export function memoryLimiterNamespace(): DurableObjectNamespace {
+  const objects = new Map<string, LimiterDurableObject>();
+  const kvOf = () => {
+    const m = new Map<string, unknown>();
+    return { get: (k: string) => m.get(k), put: (k: string, v: unknown) => void m.set(k, structuredClone(v)), delete: (k: string) => m.delete(k) };
+  };
+  return {
+    idFromName: (name: string) => ({ name, toString: () => name }),
+    get(id: { name: string }) {
+      let o = objects.get(id.name);
+      if (!o) objects.set(id.name, (o = new LimiterDurableObject({ storage: { kv: kvOf() } } as unknown as DurableObjectState, {} as never)));
+      return o;
+    },
+  } as unknown as DurableObjectNamespace;
 }
 
 /**
@@ -43,6 +67,8 @@ export async function warmKeys(n: number, ttlMs: number): Promise<string[]> {
       permissions: [BENCH_PERMISSION],
     };
     isolateKeyCache.set(await hashApiKey(key), identity, ttlMs, now);
+    // No limit overrides for these users (the micro-benchmark has no D1 to read them from).
+    isolateOverrideCache.prime(identity.user.id, { user: new Map(), role: new Map() }, ttlMs, now);
     keys.push(key);
   }
   return keys;

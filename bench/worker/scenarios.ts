@@ -3,6 +3,7 @@ import { authorize } from "../../plugins/authorize";
 import { headers } from "../../plugins/headers";
 import { jwtAuth } from "../../plugins/jwt-auth";
 import { keyAuth } from "../../plugins/key-auth";
+import { rateLimit } from "../../plugins/rate-limit";
 import { defineGateway } from "../../worker/gateway/config";
 import type { CompiledGateway, PluginInstance } from "../../worker/gateway/types";
 
@@ -33,6 +34,25 @@ export function defaultPlugins(withSecret = true): PluginInstance[] {
   return [audit(), keyAuth(), authorize(), headerRewrite(withSecret)];
 }
 
+/**
+ * The rate limit of the rate-limit scenarios: per proxy user, far from its limit during the run
+ * (1,000 users share the load, so each sends a few requests a second against 100,000 a minute):
+ * leases of 100 tokens (`leaseMax: "auto"` = limit/20, capped at 100), spent in the isolate.
+ * `near: true` is a subject close to its limit: grants shrink to one token (a quarter of what is
+ * left, down to 1), which `leaseMax: 1` forces for the whole run — a backend call per request.
+ */
+export const BENCH_RATE_LIMIT = { name: "bench", limit: 100_000, window: "1m" } as const;
+
+export function rateLimitPlugin(backend: "durable-object" | "upstash", near = false): PluginInstance {
+  return rateLimit({ ...BENCH_RATE_LIMIT, backend, ...(near ? { leaseMax: 1 } : {}) });
+}
+
+/** The default pipeline with a rate limit after authorize (a forbidden call spends nothing), before header rewriting. */
+export function rateLimitedPlugins(backend: "durable-object" | "upstash", near = false, withSecret = true): PluginInstance[] {
+  const [auditPlugin, auth, authz, rewrite] = defaultPlugins(withSecret);
+  return [auditPlugin!, auth!, authz!, rateLimitPlugin(backend, near), rewrite!];
+}
+
 /** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. */
 export function jwtPlugins(): PluginInstance[] {
   return [audit(), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
@@ -43,11 +63,22 @@ export function jwtPlugins(): PluginInstance[] {
  * path guard, route binding, forwarder; no plugins) to the full default pipeline, then each
  * further plugin on top of it. The CPU and allocations a plugin adds are one step's difference.
  */
-export function microChains(): { name: string; plugins: PluginInstance[] }[] {
-  const chains: { name: string; plugins: PluginInstance[] }[] = [{ name: "core", plugins: [] }];
+export function microChains(): MicroChain[] {
+  const chains: MicroChain[] = [{ name: "core", plugins: [] }];
   const defaults = defaultPlugins(false);
   defaults.forEach((p, i) => chains.push({ name: `+${p.name}`, plugins: defaults.slice(0, i + 1) }));
+  const full = chains[chains.length - 1]!.name;
+  // Further plugins, each on top of the full default pipeline (its step is measured from there).
+  // The Durable Object runs in-process in Node (bench/worker/micro-apps.ts): the same class, no RPC.
+  chains.push({ name: "+rate-limit", onTopOf: full, plugins: rateLimitedPlugins("durable-object", false, false) });
   return chains;
+}
+
+/** A micro-benchmark chain; `onTopOf` names the chain a further plugin's step is measured from. */
+export interface MicroChain {
+  name: string;
+  plugins: PluginInstance[];
+  onTopOf?: string;
 }
 
 /** A gateway with one wildcard route to the benchmark origin and the given global chain. */
@@ -79,4 +110,8 @@ export const gatewayScenarios: Record<string, () => CompiledGateway> = {
   core: () => gatewayWith([], "http://127.0.0.1:9", false),
   cold: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
   jwt: () => gatewayWith(jwtPlugins(), "http://127.0.0.1:9", false),
+  "ratelimit-do": () => gatewayWith(rateLimitedPlugins("durable-object"), "http://127.0.0.1:9", false),
+  "ratelimit-upstash": () => gatewayWith(rateLimitedPlugins("upstash"), "http://127.0.0.1:9", false),
+  "ratelimit-do-near": () => gatewayWith(rateLimitedPlugins("durable-object", true), "http://127.0.0.1:9", false),
+  "ratelimit-upstash-near": () => gatewayWith(rateLimitedPlugins("upstash", true), "http://127.0.0.1:9", false),
 };
