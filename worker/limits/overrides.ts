@@ -40,57 +40,146 @@ export function effectiveLimit(o: UserOverrides | undefined, name: string, confi
   return { limit: configured, source: "config" };
 }
 
-interface OverrideEntry {
-  value: Promise<UserOverrides>;
-  /** Set once `value` has resolved (what `peek` answers). */
-  resolved: UserOverrides | undefined;
+/** Every override in D1 as one isolate holds it, for the hot path: one read per TTL for everyone. */
+export interface OverrideSnapshot {
+  /**
+   * user id → limit name → limit. Undefined when user_limits has more than MAX_SNAPSHOT_USER_ROWS
+   * rows: then each user's own overrides are read (and cached) on their own.
+   */
+  users: Map<string, Map<string, number>> | undefined;
+  /** role name → limit name → limit. */
+  roles: Map<string, Map<string, number>>;
+  /** No override of any kind: every limit is its configured one, no lookup needed. */
+  empty: boolean;
+}
+
+/** Above this many user_limits rows, user overrides are read per user instead of all at once. */
+export const MAX_SNAPSHOT_USER_ROWS = 10_000;
+
+const groupBy = (rows: { key: string; limitName: string; limit: number }[]): Map<string, Map<string, number>> => {
+  const out = new Map<string, Map<string, number>>();
+  for (const r of rows) {
+    let m = out.get(r.key);
+    if (!m) out.set(r.key, (m = new Map()));
+    m.set(r.limitName, r.limit);
+  }
+  return out;
+};
+
+/** Loads every user and role override (one D1 batch), or every role override when users have too many. */
+export async function loadOverrideSnapshot(db: Database, maxUserRows = MAX_SNAPSHOT_USER_ROWS): Promise<OverrideSnapshot> {
+  const [own, viaRoles] = await db.batch([
+    db.select({ key: userLimits.userId, limitName: userLimits.limitName, limit: userLimits.limit }).from(userLimits).limit(maxUserRows + 1),
+    db.select({ key: roles.name, limitName: roleLimits.limitName, limit: roleLimits.limit }).from(roleLimits).innerJoin(roles, eq(roles.id, roleLimits.roleId)),
+  ]);
+  const users = own.length > maxUserRows ? undefined : groupBy(own);
+  return { users, roles: groupBy(viaRoles), empty: users !== undefined && users.size === 0 && viaRoles.length === 0 };
+}
+
+/**
+ * The limit that applies to a caller, from a snapshot: the user's own override, else the most
+ * generous override among the caller's roles (by name, as its identity lists them), else the config.
+ */
+export function effectiveLimitOf(
+  snapshot: OverrideSnapshot,
+  own: Map<string, number> | undefined,
+  roleNames: readonly string[],
+  name: string,
+  configured: number,
+): { limit: number; source: LimitSource } {
+  const mine = own?.get(name);
+  if (mine !== undefined) return { limit: mine, source: "user" };
+  let best: { limit: number; source: LimitSource } | undefined;
+  for (const role of roleNames) {
+    const l = snapshot.roles.get(role)?.get(name);
+    if (l !== undefined && (!best || l > best.limit)) best = { limit: l, source: `role:${role}` };
+  }
+  return best ?? { limit: configured, source: "config" };
+}
+
+interface Cached<T> {
+  value: Promise<T>;
+  /** Set once `value` has resolved (what the synchronous `peek*` answer). */
+  resolved: T | undefined;
   freshUntil: number;
 }
 
 /**
- * Isolate cache of users' overrides. Guarantee (the same as the key cache's): an override set
+ * Isolate cache of the overrides. Guarantee (the same as the key cache's): an override set
  * through the admin API applies at once in the isolate that served the call (it purges this
- * cache) and everywhere else within the key cache TTL, without a redeploy. Concurrent misses
- * for one user share one D1 read.
+ * cache) and everywhere else within the key cache TTL, without a redeploy.
+ *
+ * Cost: the whole override set is one snapshot, read once per TTL per isolate whatever the number
+ * of users (a per-user read would be one D1 batch per active user per TTL — as many reads again
+ * as the key cache makes). Only when user_limits outgrows MAX_SNAPSHOT_USER_ROWS are users' own
+ * overrides read per user (concurrent misses for one user share one read). Reads are synchronous
+ * when cached and settled (`peek`, `peekUser`), so the hot path does not wait a microtask.
  */
 export class OverrideCache {
-  private readonly entries = new Map<string, OverrideEntry>();
+  private snap: Cached<OverrideSnapshot> | undefined;
+  private readonly perUser = new Map<string, Cached<Map<string, number>>>();
 
-  constructor(private readonly maxEntries = 10_000) {}
+  constructor(
+    private readonly maxUsers = 10_000,
+    private readonly maxSnapshotUserRows = MAX_SNAPSHOT_USER_ROWS,
+  ) {}
 
-  /**
-   * The user's overrides when cached, fresh and already read — synchronously, so the hot path
-   * of a limit does not wait a microtask for a value it holds. Undefined = call `get`.
-   */
-  peek(userId: string, now: number): UserOverrides | undefined {
-    const e = this.entries.get(userId);
+  /** The snapshot when cached, fresh and read; undefined = call `snapshot`. */
+  peek(now: number): OverrideSnapshot | undefined {
+    const e = this.snap;
     return e !== undefined && e.freshUntil > now ? e.resolved : undefined;
   }
 
-  get(db: Database, userId: string, ttlMs: number, now = Date.now()): Promise<UserOverrides> {
-    const e = this.entries.get(userId);
+  snapshot(db: Database, ttlMs: number, now = Date.now()): Promise<OverrideSnapshot> {
+    const e = this.snap;
     if (e && e.freshUntil > now) return e.value;
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    const value = loadUserOverrides(db, userId);
-    const entry: OverrideEntry = { value, resolved: undefined, freshUntil: now + Math.max(ttlMs, 0) };
-    value.then(
-      (o) => void (entry.resolved = o),
-      // A failed read is not cached: the next request tries again.
-      () => {
-        if (this.entries.get(userId) === entry) this.entries.delete(userId);
-      },
-    );
-    this.entries.set(userId, entry);
-    return value;
+    const entry = this.track(loadOverrideSnapshot(db, this.maxSnapshotUserRows), ttlMs, now, () => {
+      if (this.snap === entry) this.snap = undefined;
+    });
+    this.snap = entry;
+    return entry.value;
   }
 
-  /** Puts a user's overrides in the cache as if just read (benchmarks and tests without D1). */
-  prime(userId: string, overrides: UserOverrides, ttlMs: number, now = Date.now()): void {
-    this.entries.set(userId, { value: Promise.resolve(overrides), resolved: overrides, freshUntil: now + Math.max(ttlMs, 0) });
+  /** A user's own overrides when the snapshot does not hold them (many users with overrides). */
+  peekUser(userId: string, now: number): Map<string, number> | undefined {
+    const e = this.perUser.get(userId);
+    return e !== undefined && e.freshUntil > now ? e.resolved : undefined;
+  }
+
+  userOverrides(db: Database, userId: string, ttlMs: number, now = Date.now()): Promise<Map<string, number>> {
+    const e = this.perUser.get(userId);
+    if (e && e.freshUntil > now) return e.value;
+    if (this.perUser.size >= this.maxUsers) this.perUser.delete(this.perUser.keys().next().value!);
+    const load = db
+      .select({ limitName: userLimits.limitName, limit: userLimits.limit })
+      .from(userLimits)
+      .where(eq(userLimits.userId, userId))
+      .then((rows) => new Map(rows.map((r) => [r.limitName, r.limit])));
+    const entry = this.track(load, ttlMs, now, () => {
+      if (this.perUser.get(userId) === entry) this.perUser.delete(userId);
+    });
+    this.perUser.set(userId, entry);
+    return entry.value;
+  }
+
+  /** Puts a snapshot in the cache as if just read (benchmarks and tests without D1). */
+  prime(snapshot: OverrideSnapshot, ttlMs: number, now = Date.now()): void {
+    this.snap = { value: Promise.resolve(snapshot), resolved: snapshot, freshUntil: now + Math.max(ttlMs, 0) };
   }
 
   purge(): void {
-    this.entries.clear();
+    this.snap = undefined;
+    this.perUser.clear();
+  }
+
+  private track<T>(value: Promise<T>, ttlMs: number, now: number, forget: () => void): Cached<T> {
+    const entry: Cached<T> = { value, resolved: undefined, freshUntil: now + Math.max(ttlMs, 0) };
+    value.then(
+      (v) => void (entry.resolved = v),
+      // A failed read is not cached: the next request tries again.
+      () => forget(),
+    );
+    return entry;
   }
 }
 

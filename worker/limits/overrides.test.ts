@@ -1,0 +1,57 @@
+// The override snapshot the limit hot path reads: one D1 read per TTL for every user, with the
+// same precedence as the admin status (user > most generous role > config).
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { admin, json, seedCaller, unique } from "../../test/helpers";
+import { dbFor } from "../db";
+import { effectiveLimit, effectiveLimitOf, loadOverrideSnapshot, loadUserOverrides, OverrideCache } from "./overrides";
+
+const db = () => dbFor(env.DB);
+
+/** A user holding two roles that both override "api" (5 and 9) and a user override of "monthly". */
+async function seedOverrides() {
+  const { user, role } = await seedCaller({ permissions: ["echo:read"] });
+  const other = await json(await admin("POST", "/roles", { name: unique("role"), permissions: [] }));
+  expect((await admin("PATCH", `/users/${user.id}`, { roles: [role.name, other.name] })).status).toBe(200);
+  expect((await admin("PUT", `/roles/${role.id}/limits`, { limits: { api: { limit: 5 } } })).status).toBe(200);
+  expect((await admin("PUT", `/roles/${other.id}/limits`, { limits: { api: { limit: 9 } } })).status).toBe(200);
+  expect((await admin("PUT", `/users/${user.id}/limits`, { limits: { monthly: { limit: 42 } } })).status).toBe(200);
+  return { userId: user.id as string, roleNames: [role.name as string, other.name as string] };
+}
+
+describe("override snapshot", () => {
+  it("gives every limit the same effective value as the per-user read, in one D1 batch for all users", async () => {
+    const { userId, roleNames } = await seedOverrides();
+    const snapshot = await loadOverrideSnapshot(db());
+    expect(snapshot.empty).toBe(false);
+    expect(snapshot.users).toBeDefined();
+    const perUser = await loadUserOverrides(db(), userId);
+    for (const name of ["api", "monthly", "rl-do"]) {
+      expect(effectiveLimitOf(snapshot, snapshot.users!.get(userId), roleNames, name, 20)).toEqual(effectiveLimit(perUser, name, 20));
+    }
+    expect(effectiveLimitOf(snapshot, snapshot.users!.get(userId), roleNames, "api", 20)).toEqual({ limit: 9, source: `role:${roleNames[1]}` });
+    expect(effectiveLimitOf(snapshot, snapshot.users!.get(userId), roleNames, "monthly", 20)).toEqual({ limit: 42, source: "user" });
+    expect(effectiveLimitOf(snapshot, undefined, [], "api", 20)).toEqual({ limit: 20, source: "config" });
+  });
+
+  it("reads users' own overrides one by one once user_limits outgrows the snapshot cap", async () => {
+    const { userId, roleNames } = await seedOverrides();
+    // A cap of 0 rows: any user override means per-user reads; role overrides stay in the snapshot.
+    const cache = new OverrideCache(100, 0);
+    const now = Date.now();
+    expect(cache.peek(now)).toBeUndefined();
+    const snapshot = await cache.snapshot(db(), 60_000, now);
+    expect(snapshot.users).toBeUndefined();
+    expect(cache.peek(now)).toBe(snapshot);
+    expect(cache.peekUser(userId, now)).toBeUndefined();
+    const own = await cache.userOverrides(db(), userId, 60_000, now);
+    expect(cache.peekUser(userId, now)).toBe(own);
+    expect(effectiveLimitOf(snapshot, own, roleNames, "monthly", 20)).toEqual({ limit: 42, source: "user" });
+    expect(effectiveLimitOf(snapshot, own, roleNames, "api", 20)).toEqual({ limit: 9, source: `role:${roleNames[1]}` });
+    // Stale after the TTL, gone after a purge (an admin change in this isolate).
+    expect(cache.peek(now + 60_000)).toBeUndefined();
+    cache.purge();
+    expect(cache.peek(now)).toBeUndefined();
+    expect(cache.peekUser(userId, now)).toBeUndefined();
+  });
+});
