@@ -86,6 +86,14 @@ function costSteps(result) {
     .map(([a, b, label]) => [label, fmtRange(pairedRatio(result.rounds, b, a), 2), fmt(median(S[b].cpu) - median(S[a].cpu), 1)]);
 }
 
+/** Limiter backend (lease) calls per request inside the measured windows of a scenario (all modes). */
+function limiterCallsInWindows(rounds, name) {
+  const ms = rounds.flatMap((r) => ["sat", "fixed", "seq"].map((m) => r[name]?.[m])).filter((m) => m && m.d1Requests && m.limiterCalls !== undefined);
+  const calls = ms.reduce((c, m) => c + m.limiterCalls, 0);
+  const rq = ms.reduce((c, m) => c + m.d1Requests, 0);
+  return rq ? calls / rq : NaN;
+}
+
 const mark = (ok) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ missed");
 /** Whether a scenario ran a load mode (the "near the limit" twins run the closed loop only). */
 const ranMode = (s, mode) => !s.modes || s.modes.includes(mode);
@@ -109,7 +117,7 @@ export function targetRows(result) {
     const row = rows[rows.length - 1];
     const vsDefault = median(pairedRatio(rounds, name, "default"));
     const cpu = median(S[name].cpu) - median(S.default.cpu);
-    row[2] += `; ÷ default pipeline ${fmt(vsDefault, 2)}, CPU ${cpu >= 0 ? "+" : ""}${fmt(cpu, 1)} µs/req over it`;
+    row[2] += `; ÷ default pipeline ${fmt(vsDefault, 2)}, CPU ${cpu >= 0 ? "+" : ""}${fmt(cpu, 1)} µs/req over it; ${fmt(limiterCallsInWindows(rounds, name), 4)} backend calls/req`;
   };
   limitRow("… plus a rate limit on the Durable Object backend", "ratelimit-do", 0.75);
   limitRow("… plus a rate limit on the Upstash backend (bridge over local Redis)", "ratelimit-upstash", 0.6);
@@ -217,7 +225,7 @@ export function renderMarkdown(result, svgName) {
   lines.push("## Closed-loop saturation", "");
   lines.push(
     table(
-      ["scenario", "requests/s", "÷ bare", "server CPU µs/req", "CPU added vs bare", "D1 statements/req (measured windows)"],
+      ["scenario", "requests/s", "÷ bare", "server CPU µs/req", "CPU added vs bare", "D1 statements/req (measured windows)", "limiter calls/req"],
       result.scenarios.map((s) => {
         const x = S[s.name];
         const ratios = s.name === "bare" ? [] : pairedRatio(result.rounds, s.name, "bare");
@@ -228,12 +236,16 @@ export function renderMarkdown(result, svgName) {
           fmtRange(x.cpu, 1),
           s.kind === "worker" && s.name !== "bare" ? fmt(median(x.cpu) - bareCpu, 1) : "–",
           s.kind === "worker" ? fmt(d1InWindows(result.rounds, s.name).per, 4) : "–",
+          s.name.startsWith("ratelimit") ? fmt(limiterCallsInWindows(result.rounds, s.name), 4) : "–",
         ];
       }),
     ),
     "",
   );
-  lines.push("Server CPU is utime+stime from `/proc` of the process under test (workerd, the nginx proxy, or for *direct* the origin), divided by the requests served.", "");
+  lines.push(
+    "Server CPU is utime+stime from `/proc` of the process under test (workerd, the nginx proxy, or for *direct* the origin), divided by the requests served; for the Upstash rate-limit scenarios it includes the bridge and its Redis (the Durable Objects run inside workerd, so theirs is included anyway). *Limiter calls/req* counts lease calls to the rate-limit backend: a warm subject spends leased tokens without one.",
+    "",
+  );
 
   lines.push(`## Fixed arrival rate: ${result.rate} requests/s`, "");
   lines.push(
@@ -287,6 +299,9 @@ export function renderMarkdown(result, svgName) {
  * What a rate limit costs close to its limit, measured: the "near" twins lease one token at a
  * time (a backend call per request), as a subject does once a quarter of what is left is ≤ 1.
  */
+/** Tokens per lease in the far rate-limit scenarios (`leaseMax: "auto"` for their limit: 100). */
+const LEASE = 100;
+
 export function limitNotes(result, S = summarize(result)) {
   const out = [];
   const failed = result.scenarios
@@ -302,10 +317,22 @@ export function limitNotes(result, S = summarize(result)) {
     const near = `ratelimit-${backend}-near`;
     if (!has(near) || !has("bare")) continue;
     const ratio = median(pairedRatio(result.rounds, near, "bare"));
-    const farText = has(far) ? ` (far from it, as in the target row: ${fmt(median(pairedRatio(result.rounds, far, "bare")), 2)}× bare, ${fmt(median(S[far].cpu), 1)} µs CPU/req)` : "";
+    let farText = "";
+    if (has(far)) {
+      // The far scenario's windows spend leases taken in the warm sweep; at steady state a user
+      // re-leases once per lease (100 tokens): add one backend call's cost (near − far) per 100.
+      const farCpu = median(S[far].cpu);
+      const perCall = median(S[near].cpu) - farCpu;
+      const farRatio = median(pairedRatio(result.rounds, far, "bare"));
+      const steadyCpu = farCpu + perCall / LEASE;
+      farText =
+        ` One backend call costs ≈ ${fmt(perCall, 0)} µs of server CPU here. Far from the limit (the target row: ${fmt(farRatio, 2)}× bare, ${fmt(farCpu, 1)} µs CPU/req) the measured windows spend leases taken in the warm sweep; ` +
+        `a user that keeps calling re-leases once per ${LEASE} requests, which adds ≈ ${fmt(perCall / LEASE, 1)} µs/req (an estimated ${fmt((farRatio * farCpu) / steadyCpu, 2)}× bare at steady state).`;
+    }
     out.push(
-      `Rate limit close to its limit, ${label} backend: ${fmt(ratio, 2)}× bare throughput, ${fmt(median(S[near].cpu), 1)} µs server CPU/req${farText}. ` +
-        "Measured with `leaseMax: 1` (one token per lease, so a backend call on every request): what a subject pays once its grants have shrunk to one token — a grant is a quarter of what is left, so the last few tokens of a window — and what `leaseMax: 1` costs always. Refusals after the limit is spent are cheaper: a refusal is remembered in the isolate for up to 1 s.",
+      `Rate limit close to its limit, ${label} backend: ${fmt(ratio, 2)}× bare throughput, ${fmt(median(S[near].cpu), 1)} µs server CPU/req, measured with \`leaseMax: 1\` ` +
+        "(a backend call on every request): what a subject pays once its grants have shrunk to one token — a grant is a quarter of what is left, so the last few tokens of a window — and what `leaseMax: 1` costs always; refusals after the limit is spent are cheaper (a refusal is remembered in the isolate for up to 1 s)." +
+        farText,
     );
   }
   return out;

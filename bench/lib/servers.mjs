@@ -2,7 +2,8 @@
 // as a keep-alive reverse proxy, and one workerd (through Miniflare's API) running every
 // benchmark worker on its own direct socket. All are stopped by `stopAll()`.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import { createConnection } from "node:net";
 import path from "node:path";
 import { ORIGIN_BODY } from "./body.mjs";
@@ -10,6 +11,19 @@ import { pin, processTree } from "./proc.mjs";
 
 const children = new Set();
 let miniflare;
+let doDir;
+
+/** A fresh directory on a tmpfs for Durable Object storage (removed by stopAll); the OS temp dir without one. */
+function doStorageDir() {
+  if (!doDir) {
+    const base = existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir();
+    doDir = mkdtempSync(path.join(base, "portcullis-bench-do-"));
+  }
+  return doDir;
+}
+
+/** Where the Durable Objects of this run keep their storage (the report names it). */
+export const durableObjectStorage = () => (doDir ? (doDir.startsWith("/dev/shm") ? "tmpfs (/dev/shm)" : `disk (${doDir})`) : undefined);
 
 export function which(bin) {
   try {
@@ -158,6 +172,11 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
     log: new Log(LogLevel.WARN),
     // No Request.cf lookup (offline machine); a placeholder object is fine for the gateway.
     cf: false,
+    // Durable Object storage (SQLite files) on a tmpfs: Miniflare's "no persistence" still writes
+    // them to a temporary directory on disk, where syncing each lease's write made every Durable
+    // Object call wait on the disk (TOOLCHAIN.md); its in-memory storage
+    // (unsafeEphemeralDurableObjects) does not run SQLite-backed classes.
+    ...(workers.some((w) => w.durableObjects) ? { durableObjectsPersist: doStorageDir() } : {}),
     workers: workers.map((w) => ({
       name: w.name,
       modules: true,
@@ -167,7 +186,7 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
       d1Databases: { DB: "bench-db" },
       // Audit events go to a local Queue with no consumer: the request path's cost only.
       queueProducers: { AUDIT_QUEUE: "portcullis-audit" },
-      // The rate-limit scenarios' Durable Objects: in memory (no persistence), in this workerd.
+      // The rate-limit scenarios' Durable Objects, in this workerd (storage: see below).
       ...(w.durableObjects ? { durableObjects: w.durableObjects } : {}),
       unsafeDirectSockets: [{ host: "127.0.0.1", port: w.port }],
     })),
@@ -195,4 +214,6 @@ export async function stopAll() {
   const end = Date.now() + 3000;
   while (children.size && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
   for (const child of children) child.kill("SIGKILL");
+  if (doDir) rmSync(doDir, { recursive: true, force: true });
+  doDir = undefined;
 }

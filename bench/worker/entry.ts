@@ -4,7 +4,7 @@ import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
-import { limiterFailures } from "../../worker/limits/engine";
+import { limiterCalls, limiterFailures } from "../../worker/limits/engine";
 import { gatewayScenarios } from "./scenarios";
 
 // The rate-limit scenarios' LIMITER binding (bench/lib/servers.mjs binds it where a scenario needs it).
@@ -90,7 +90,7 @@ export default {
       // Limiter backend failures: a failing limit fails open, which would pass for a fast one.
       let failures = 0;
       for (const n of limiterFailures.values()) failures += n;
-      return Response.json({ ...stats, limiterFailures: failures });
+      return Response.json({ ...stats, limiterFailures: failures, limiterCalls: limiterCalls.count });
     }
     stats.requests++;
     if (!app) {
