@@ -270,8 +270,10 @@ interface LimitTexts {
 }
 
 /**
- * Builds a subject's key in the cache of one handler: for the common single-part subjects the
- * identity's own id string (no allocation per request), else the full counter key.
+ * Builds a subject's key in the cache of one handler: for the common single-part subjects a
+ * string the request already holds (the user's or key's id, the client IP as sent — no parsing
+ * or allocation per request), else the full counter key. Two local keys may name one counter
+ * (two spellings of one IPv6 /64): their subjects then share one lease state through the book.
  */
 type LocalKey = (identity: ResolvedIdentity | undefined, c: Context<GatewayEnv>) => string;
 
@@ -279,8 +281,12 @@ function localKeyBuilder(def: LimitDefinition): LocalKey {
   const full: LocalKey = (identity, c) => subjectKey(def, subjectPartsOf(identity, c.get("clientIp"), c.get("route").name));
   if (def.by.length === 1 && def.by[0] === "user") return (identity, c) => (identity ? identity.user.id : full(identity, c));
   if (def.by.length === 1 && def.by[0] === "key") return (identity, c) => (identity ? identity.key.id : full(identity, c));
+  // "\u0001" + the address: never a user or key id, nor a full key (those start with the limit's name).
+  if (def.by.length === 1 && def.by[0] === "ip") return (_identity, c) => IP_KEY_PREFIX + (c.get("clientIp") ?? "");
   return full;
 }
+
+const IP_KEY_PREFIX = "\u0001";
 
 /** One counter as this handler knows it: its backend key, lease-book id and lease state. */
 interface Subject {
