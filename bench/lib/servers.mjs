@@ -177,6 +177,10 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
     // Object call wait on the disk (TOOLCHAIN.md); its in-memory storage
     // (unsafeEphemeralDurableObjects) does not run SQLite-backed classes.
     ...(workers.some((w) => w.durableObjects) ? { durableObjectsPersist: doStorageDir() } : {}),
+    // D1 likewise: "no persistence" is SQLite files in a temporary directory on disk; a fresh
+    // directory on the tmpfs keeps each run's database in memory (the audit fallback and the
+    // cold scenario write and read it on every request).
+    d1Persist: doStorageDir(),
     workers: workers.map((w) => ({
       name: w.name,
       modules: true,
