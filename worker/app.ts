@@ -1,4 +1,4 @@
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { createAdminApp } from "./admin";
 import { createDashboard } from "./dashboard";
 import { auditPreChain } from "./audit/record";
@@ -49,6 +49,38 @@ const requestContext = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv>
     c.res.headers.set("x-request-id", id);
   };
 
+// The outer context of a request handed to a sub-app (see subApp).
+const outerContexts = new WeakMap<Request, Context<GatewayEnv>>();
+/** What a sub-app inherits from the outer app's middlewares. */
+const INHERITED = ["requestId", "services", "gateway", "clientIp"] as const;
+
+/**
+ * A handler that hands every request under `base` to `sub`, a Hono app of its own (the admin
+ * API, the dashboard). The sub-app runs with the outer request's id, services and client IP (one
+ * request, one id) and the same error and not-found handlers, as if mounted with `app.route`.
+ */
+function subApp(base: string, sub: Hono<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
+  const wrapper = new Hono<GatewayEnv>();
+  wrapper.onError(onError);
+  wrapper.notFound(notFound);
+  wrapper.use("*", async function inheritContext(inner, next) {
+    const outer = outerContexts.get(inner.req.raw);
+    if (outer) for (const name of INHERITED) inner.set(name, outer.get(name) as never);
+    await next();
+  });
+  wrapper.route(base, sub);
+  return async function toSubApp(c) {
+    outerContexts.set(c.req.raw, c);
+    let ctx: ExecutionContext | undefined;
+    try {
+      ctx = c.executionCtx;
+    } catch {
+      ctx = undefined; // app.request() in tests has none
+    }
+    return wrapper.fetch(c.req.raw, c.env, ctx);
+  };
+}
+
 /**
  * The whole Worker: request context (id, services, client IP) → (audit of pre-chain refusals) → canonical-path
  * guard → admin API or a configured route's plugin chain → origin. Anything unmatched is a 404
@@ -62,8 +94,14 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   app.notFound(notFound);
   app.use("*", requestContext(gateway), auditPreChain(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
-  app.route("/admin/v1", createAdminApp());
-  app.route("/admin/ui", createDashboard());
+  // Separate apps behind one route each, not merged into this router: a proxied request is
+  // then matched against the gateway's routes only, not against ~80 admin and dashboard routes.
+  const admin = subApp("/admin/v1", createAdminApp());
+  app.all("/admin/v1", admin);
+  app.all("/admin/v1/*", admin);
+  const dashboard = subApp("/admin/ui", createDashboard() as unknown as Hono<GatewayEnv>);
+  app.all("/admin/ui", dashboard);
+  app.all("/admin/ui/*", dashboard);
   mountGateway(app, gateway);
   return app;
 }

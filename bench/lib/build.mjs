@@ -1,7 +1,7 @@
 // Bundles with esbuild (the version wrangler uses): the benchmark worker for workerd, and the
 // same code for Node (key generation for seeding, the micro-benchmark's in-process apps).
 import { execFileSync } from "node:child_process";
-import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 import path from "node:path";
 
@@ -23,8 +23,9 @@ export async function buildWorker(outDir, tree = root, name = "bench-worker") {
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["browser", "module", "main"],
     external: ["cloudflare:*", "node:*"],
-    // The deployed Worker's zod (wrangler.toml [alias]), where the tree has it.
-    alias: existsSync(path.join(tree, "worker/vendor/zod.js")) ? { zod: path.join(tree, "worker/vendor/zod.js") } : {},
+    // The deployed Worker's zod (wrangler.toml [alias]), this checkout's for an older tree too:
+    // the shim reaches into node_modules by relative path, and only this checkout has one.
+    alias: { zod: path.join(root, "worker/vendor/zod.js") },
     logLevel: "error",
   });
   return outfile;

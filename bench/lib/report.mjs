@@ -1,6 +1,6 @@
 // Writes bench/results/<date>.md (tables per load mode, the issue's target table with ratios
 // measured side by side) and <date>.svg (throughput and latency per scenario).
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fmt, fmtRange, median } from "./stats.mjs";
 
@@ -398,6 +398,7 @@ export function renderSvg(result) {
 /** Writes <date>.md and <date>.svg (a second run the same day gets a -2, -3… suffix). */
 export function writeReport(result, dir) {
   const day = result.meta.date.slice(0, 10);
+  mkdirSync(dir, { recursive: true });
   let base = day;
   for (let i = 2; existsSync(path.join(dir, `${base}.md`)); i++) base = `${day}-${i}`;
   writeFileSync(path.join(dir, `${base}.svg`), renderSvg(result));
