@@ -100,9 +100,12 @@ const allScenarios = [
     { name: `ratelimit-${backend}`, label: `default pipeline + rate limit, ${label}`, kind: "worker", scenario: `ratelimit-${backend}`, warm: true, limiter, needs, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
     { name: `ratelimit-${backend}-near`, label: `… close to its limit: ${backend === "do" ? "a Durable Object" : "an Upstash"} call per request`, kind: "worker", scenario: `ratelimit-${backend}-near`, warm: true, limiter, needs, modes: ["sat"], full: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   ]),
+  // Diagnostics, run only when named (--scenarios bare,chain-audit,…): the default pipeline grown
+  // one plugin at a time in workerd, like the micro-benchmark's chains in Node.
+  ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
 ];
 const only = args.scenarios?.split(",");
-const scenarios = allScenarios.filter((s) => s.needs !== false && (only ? only.includes(s.name) : !(smoke && s.full)));
+const scenarios = allScenarios.filter((s) => s.needs !== false && (only ? only.includes(s.name) : !s.optIn && !(smoke && s.full)));
 const before = args.before ? treeAt(args.before, path.join(root, "bench", "scratch")) : undefined;
 if (before) {
   // Twins of the gateway scenarios, built from the older tree, interleaved with the current ones.

@@ -113,6 +113,10 @@ export const gatewayScenarios: Record<string, () => CompiledGateway> = {
   // The gateway with no plugins: request id, path guard, routing, route binding, forwarder.
   core: () => gatewayWith([], "http://127.0.0.1:9", false),
   cold: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
+  // The default pipeline grown one plugin at a time (diagnostic scenarios of bench/run.mjs).
+  "chain-audit": () => gatewayWith(defaultPlugins().slice(0, 1), "http://127.0.0.1:9", false),
+  "chain-key-auth": () => gatewayWith(defaultPlugins().slice(0, 2), "http://127.0.0.1:9", false),
+  "chain-authorize": () => gatewayWith(defaultPlugins().slice(0, 3), "http://127.0.0.1:9", false),
   jwt: () => gatewayWith(jwtPlugins(), "http://127.0.0.1:9", false),
   "ratelimit-do": () => gatewayWith(rateLimitedPlugins("durable-object"), "http://127.0.0.1:9", false),
   "ratelimit-upstash": () => gatewayWith(rateLimitedPlugins("upstash"), "http://127.0.0.1:9", false),
