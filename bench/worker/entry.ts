@@ -4,7 +4,8 @@ import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
-import { limiterCalls, limiterFailures } from "../../worker/limits/engine";
+// A namespace import: an older tree built for --before may lack the call counter.
+import * as engine from "../../worker/limits/engine";
 import { gatewayScenarios } from "./scenarios";
 
 // The rate-limit scenarios' LIMITER binding (bench/lib/servers.mjs binds it where a scenario needs it).
@@ -89,8 +90,9 @@ export default {
     if (req.url.endsWith("/__bench/stats")) {
       // Limiter backend failures: a failing limit fails open, which would pass for a fast one.
       let failures = 0;
-      for (const n of limiterFailures.values()) failures += n;
-      return Response.json({ ...stats, limiterFailures: failures, limiterCalls: limiterCalls.count });
+      for (const n of engine.limiterFailures.values()) failures += n;
+      const calls = (engine as { limiterCalls?: { count: number } }).limiterCalls;
+      return Response.json({ ...stats, limiterFailures: failures, limiterCalls: calls?.count ?? 0 });
     }
     stats.requests++;
     if (!app) {

@@ -69,7 +69,8 @@ export async function warmKeys(n: number, ttlMs: number): Promise<string[]> {
     isolateKeyCache.set(await hashApiKey(key), identity, ttlMs, now);
     keys.push(key);
   }
-  // No limit overrides (the micro-benchmark has no D1 to read them from).
-  isolateOverrideCache.prime({ users: new Map(), roles: new Map(), empty: true }, ttlMs, now);
+  // No limit overrides (the micro-benchmark has no D1 to read them from). An older tree built for
+  // --before has no snapshot to prime (and no rate-limit chain that would read it).
+  (isolateOverrideCache as { prime?: typeof isolateOverrideCache.prime }).prime?.({ users: new Map(), roles: new Map(), empty: true }, ttlMs, now);
   return keys;
 }
