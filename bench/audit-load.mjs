@@ -266,7 +266,10 @@ if (!WRITE_RESULTS) {
 }
 const outDir = path.join(root, "bench", "results");
 mkdirSync(outDir, { recursive: true });
-const file = path.join(outDir, `audit-load${ORIGIN_CHUNKED ? "-chunked" : ""}-${date.slice(0, 10)}.json`);
+// A later run the same day gets -2, -3, …: recorded results are never overwritten.
+const stem = `audit-load${ORIGIN_CHUNKED ? "-chunked" : ""}-${date.slice(0, 10)}`;
+let file = path.join(outDir, `${stem}.json`);
+for (let i = 2; existsSync(file); i++) file = path.join(outDir, `${stem}-${i}.json`);
 writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
 const readme = path.join(outDir, "README.md");
 if (!existsSync(readme)) writeFileSync(readme, "# Benchmark results\n\nOne line per run of a bench/ script; the JSON files hold the details.\n\n");
