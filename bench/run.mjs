@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     retries: { type: "string" },
     "retry-budget-minutes": { type: "string" },
     out: { type: "string" },
+    "allow-missing-tools": { type: "boolean", default: false },
   },
 });
 const smoke = args.smoke;
@@ -69,6 +70,12 @@ const useNginx = Boolean(which("nginx"));
 // The Upstash rate-limit scenarios run the bridge over a Redis the harness starts.
 const useRedis = Boolean(which("redis-server"));
 const useWrk = hasWrk && !smoke;
+// A full run without them is a different benchmark (no native-proxy reference, a Node load
+// generator that saturates before fast servers): refuse unless asked, rather than record it.
+if (!smoke && (!useNginx || !hasWrk) && !args["allow-missing-tools"]) {
+  process.stderr.write(`[bench] a full run needs nginx and wrk (missing: ${[!useNginx && "nginx", !hasWrk && "wrk"].filter(Boolean).join(", ")}): apt-get install -y nginx wrk, or pass --allow-missing-tools\n`);
+  process.exit(2);
+}
 const ADMIN_TOKEN = "bench-admin-token-not-a-secret-0001";
 const ORIGIN_TOKEN = "bench-origin-secret-0001";
 const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
