@@ -1,9 +1,20 @@
-import { and, asc, desc, eq, gt, gte, lt, or, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, lt, or, type Column, type SQL } from "drizzle-orm";
 import type { Database } from "../db";
 import { adminAudit, requestEvents, usageRollups, type AdminAuditRow, type RequestEventRow } from "../db/schema";
 import { GatewayError } from "../errors";
 import type { RequestEvent } from "./event";
 import { GRANULARITIES, HISTOGRAM_COLUMNS, histogramQuantile, type Dimension, type Granularity } from "./rollups";
+
+/**
+ * Keyset condition on (time, id): rows strictly before the cursor (newest-first pages) or after
+ * it (oldest-first exports). `time` takes the column's own value (a number, or a Date for
+ * timestamp columns).
+ */
+function pastCursor(time: Column, id: Column, c: { t: number | Date; id: string } | undefined, direction: "before" | "after"): SQL | undefined {
+  if (!c) return undefined;
+  const cmp = direction === "before" ? lt : gt;
+  return or(cmp(time, c.t), and(eq(time, c.t), cmp(id, c.id)));
+}
 
 // ── cursors: base64url of "<time>.<id>", for keyset pagination on (time, id) ──────────────
 const b64url = (s: string) => btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
@@ -91,7 +102,7 @@ export async function listRequestEvents(db: Database, f: RequestEventFilter & { 
   const rows = await db
     .select()
     .from(requestEvents)
-    .where(and(...requestConditions(f), c ? or(lt(requestEvents.ts, c.t), and(eq(requestEvents.ts, c.t), lt(requestEvents.id, c.id))) : undefined))
+    .where(and(...requestConditions(f), pastCursor(requestEvents.ts, requestEvents.id, c, "before")))
     .orderBy(desc(requestEvents.ts), desc(requestEvents.id))
     .limit(f.limit + 1);
   const more = rows.length > f.limit;
@@ -155,7 +166,7 @@ export async function listAdminEvents(db: Database, f: AdminEventFilter & { limi
     .where(
       and(
         ...adminConditions(f),
-        c ? or(lt(adminAudit.createdAt, new Date(c.t)), and(eq(adminAudit.createdAt, new Date(c.t)), lt(adminAudit.id, c.id))) : undefined,
+        pastCursor(adminAudit.createdAt, adminAudit.id, c && { t: new Date(c.t), id: c.id }, "before"),
       ),
     )
     .orderBy(desc(adminAudit.createdAt), desc(adminAudit.id))
@@ -185,7 +196,7 @@ export function exportNdjson(db: Database, log: "requests" | "admin", f: Request
         const rows = await db
           .select()
           .from(requestEvents)
-          .where(and(...requestConditions(f), after ? or(gt(requestEvents.ts, after.t), and(eq(requestEvents.ts, after.t), gt(requestEvents.id, after.id))) : undefined))
+          .where(and(...requestConditions(f), pastCursor(requestEvents.ts, requestEvents.id, after, "after")))
           .orderBy(asc(requestEvents.ts), asc(requestEvents.id))
           .limit(EXPORT_PAGE);
         const last = rows.at(-1);
@@ -199,7 +210,7 @@ export function exportNdjson(db: Database, log: "requests" | "admin", f: Request
           .where(
             and(
               ...adminConditions(f),
-              after ? or(gt(adminAudit.createdAt, new Date(after.t)), and(eq(adminAudit.createdAt, new Date(after.t)), gt(adminAudit.id, after.id))) : undefined,
+              pastCursor(adminAudit.createdAt, adminAudit.id, after && { t: new Date(after.t), id: after.id }, "after"),
             ),
           )
           .orderBy(asc(adminAudit.createdAt), asc(adminAudit.id))
