@@ -6,7 +6,7 @@ import * as users from "../services/users";
 import type { UserView } from "../services/users";
 import { DECISION_COLORS, LATENCY_SERIES, Lines, StackedBars, STATUS_SERIES, TopBars, type Bucket, type Series } from "./charts";
 import type { DashboardContext, DashboardEnv } from "./forms";
-import { addNav, BASE, Field, Layout, when } from "./layout";
+import { addNav, BASE, Field, FilterSelect, Layout, when } from "./layout";
 import { userSections } from "./users";
 
 addNav({ id: "usage", href: `${BASE}/usage`, label: "Usage" });
@@ -169,26 +169,8 @@ auditPages.get("/audit/requests", async (c) => {
         <Field id="a-route" label="Route">
           <input id="a-route" name="route" type="text" value={filters.route ?? ""} />
         </Field>
-        <Field id="a-decision" label="Decision">
-          <select id="a-decision" name="decision">
-            <option value="">Any</option>
-            {DECISIONS.map((d) => (
-              <option value={d} selected={d === decision}>
-                {d}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field id="a-status" label="Status">
-          <select id="a-status" name="statusClass">
-            <option value="">Any</option>
-            {CLASSES.map((s) => (
-              <option value={s} selected={s === statusClass}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </Field>
+        <FilterSelect id="a-decision" label="Decision" name="decision" options={DECISIONS} value={decision} />
+        <FilterSelect id="a-status" label="Status" name="statusClass" options={CLASSES} value={statusClass} />
         <Field id="a-code" label="Error code">
           <input id="a-code" name="code" type="text" value={filters.code ?? ""} />
         </Field>

@@ -94,14 +94,27 @@ export const PostButton: FC<{ action: string; csrf: string; label: string; class
 
 export const Badge: FC<{ status: string }> = ({ status }) => <span class={`badge ${status}`}>{status}</span>;
 
-/** A labelled input: every control on every page has a visible label tied to it. */
-/** A labelled control; with `error`, the problem is shown beside it (the control carries `invalid(id, error)`). */
+/** A labelled control (every control on every page has a visible label tied to it); with `error`, the problem is shown beside it (the control carries `invalid(id, error)`). */
 export const Field: FC<{ id: string; label: string; error?: string | undefined; children: Child }> = ({ id, label, error, children }) => (
   <div class="field">
     <label for={id}>{label}</label>
     {children}
     <FieldError id={id} error={error} />
   </div>
+);
+
+/** A labelled filter `<select>`: "Any" (empty value) first, then `options`, with `value` selected. */
+export const FilterSelect: FC<{ id: string; label: string; name: string; options: readonly string[]; value: string | undefined }> = ({ id, label, name, options, value }) => (
+  <Field id={id} label={label}>
+    <select id={id} name={name}>
+      <option value="">Any</option>
+      {options.map((o) => (
+        <option value={o} selected={o === value}>
+          {o}
+        </option>
+      ))}
+    </select>
+  </Field>
 );
 
 /** The problem with a form field, next to it; `id` is the field's (the message's id is `<id>-error`). */

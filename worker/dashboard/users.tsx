@@ -9,7 +9,7 @@ import type { IssuedKeyView, KeyView } from "../services/keys";
 import type { UserView } from "../services/users";
 import { GatewayError } from "../errors";
 import { fieldErrors, formAction, formOf, isFieldProblem, list, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
-import { Badge, BASE, Csrf, Field, FieldError, invalid, Layout, PostButton, when } from "./layout";
+import { Badge, BASE, Csrf, Field, FieldError, FilterSelect, invalid, Layout, PostButton, when } from "./layout";
 
 const NOTICES: Record<string, string> = {
   created: "Proxy user created.",
@@ -92,16 +92,7 @@ async function renderUsers(c: DashboardContext, msg: { notice?: string | undefin
         <Field id="f-group" label="Group">
           <input id="f-group" name="group" type="text" value={q.group ?? ""} />
         </Field>
-        <Field id="f-status" label="Status">
-          <select id="f-status" name="status">
-            <option value="">Any</option>
-            {userStatuses.map((s) => (
-              <option value={s} selected={s === status}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </Field>
+        <FilterSelect id="f-status" label="Status" name="status" options={userStatuses} value={status} />
         <button type="submit">Filter</button>
         <a href={`${BASE}/users`}>Clear</a>
       </form>
