@@ -95,8 +95,8 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
   c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
+  // X-Request-Id goes on by the request-context middleware, on this and every other response.
   const outHeaders = sanitizeResponseHeaders(res.headers, injectedSecrets);
-  outHeaders.set("x-request-id", requestId);
   let resBody = res.body;
   if (maxResponseBytes !== undefined && resBody) {
     const declared = Number(res.headers.get("content-length"));
