@@ -4,7 +4,8 @@
 // C++ ones, so only a workerd profile shows what the targets are judged on.
 //
 //   npm run bench:profile                       the default pipeline, 5 s of load
-//   npm run bench:profile -- --scenario bare    any scenario of bench/worker/scenarios.ts, or bare
+//   npm run bench:profile -- --scenario bare    any scenario of bench/worker/scenarios.ts, bare or floor
+//   npm run bench:profile -- --scenario ratelimit-upstash   starts its Redis and bridge too
 //   npm run bench:profile -- --seconds 10 --top 40
 //
 // Writes bench/scratch/workerd-<scenario>.cpuprofile (open it in Chrome DevTools → Performance)
@@ -18,7 +19,7 @@ import { buildWorker } from "./lib/build.mjs";
 import { hasWrk, nodeLoad, wrkClosed } from "./lib/load.mjs";
 import { startCpuWindow } from "./lib/proc.mjs";
 import { seed } from "./lib/seed.mjs";
-import { startOrigin, startWorkerd, stopAll, which } from "./lib/servers.mjs";
+import { startOrigin, startUpstash, startWorkerd, stopAll, which } from "./lib/servers.mjs";
 
 // Node 20 has WebSocket only behind a flag: re-run ourselves with it.
 if (typeof globalThis.WebSocket !== "function") {
@@ -32,7 +33,8 @@ const seconds = Number(args.seconds ?? 5);
 const root = path.resolve(import.meta.dirname, "..");
 const scratch = path.join(root, "bench", "scratch");
 mkdirSync(scratch, { recursive: true });
-const PORTS = { origin: 8751, worker: 8752, inspector: 8753 };
+const PORTS = { origin: 8751, worker: 8752, inspector: 8753, redis: 8754, upstashBridge: 8755 };
+const UPSTASH_TOKEN = "bench-upstash-token-not-a-secret";
 const ADMIN_TOKEN = "bench-admin-token-not-a-secret-0001";
 const log = (m) => process.stderr.write(`[profile] ${m}\n`);
 
@@ -84,9 +86,20 @@ function topSelf(profile, n) {
 async function main() {
   const origin = await startOrigin({ port: PORTS.origin, dir: scratch, cpus: "0", useNginx: Boolean(which("nginx")) });
   const scriptPath = await buildWorker(scratch);
+  // The rate-limit scenarios need their backend, bound as bench/run.mjs binds it.
+  const limiter = scenario.startsWith("ratelimit-upstash") ? "upstash" : scenario.startsWith("ratelimit-do") ? "durable-object" : undefined;
+  const upstash = limiter === "upstash" ? await startUpstash({ redisPort: PORTS.redis, bridgePort: PORTS.upstashBridge, dir: scratch, cpus: "1", token: UPSTASH_TOKEN }) : undefined;
   const workerd = await startWorkerd({
     scriptPath,
-    workers: [{ name: scenario, scenario, port: PORTS.worker, bindings: { KEY_CACHE_TTL_SECONDS: "60", SECRET_CACHE_TTL_SECONDS: "300" } }],
+    workers: [
+      {
+        name: scenario,
+        scenario,
+        port: PORTS.worker,
+        bindings: { KEY_CACHE_TTL_SECONDS: "60", SECRET_CACHE_TTL_SECONDS: "300", ...(upstash ? { UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN } : {}) },
+        durableObjects: limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined,
+      },
+    ],
     cpus: "1",
     inspectorPort: PORTS.inspector,
     compatibilityDate: /compatibility_date\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(root, "wrangler.toml"), "utf8"))[1],
@@ -94,7 +107,7 @@ async function main() {
   });
   const db = await workerd.miniflare.getD1Database("DB", scenario);
   const seeded = await seed(db, { users: 2000, loadKeys: 500, permission: "bench:read", scratch });
-  if (scenario !== "bare") {
+  if (scenario !== "bare" && !scenario.startsWith("floor")) {
     const res = await fetch(`http://127.0.0.1:${PORTS.worker}/admin/v1/secrets/ORIGIN_TOKEN`, {
       method: "PUT",
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },

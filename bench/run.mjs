@@ -107,6 +107,8 @@ const allScenarios = [
     { name: `ratelimit-${backend}`, label: `default pipeline + rate limit, ${label}`, kind: "worker", scenario: `ratelimit-${backend}`, warm: true, limiter, needs, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
     { name: `ratelimit-${backend}-near`, label: `… close to its limit: ${backend === "do" ? "a Durable Object" : "an Upstash"} call per request`, kind: "worker", scenario: `ratelimit-${backend}-near`, warm: true, limiter, needs, modes: ["sat"], full: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   ]),
+  // Diagnostics, run only when named: the floor without one of its parts (what each costs).
+  ...["timeout", "request-copy", "response-copy"].map((part) => ({ name: `floor-no-${part}`, label: `safe pass-through floor without its ${part.replace("-", " ")}`, kind: "worker", scenario: `floor-no-${part}`, optIn: true })),
   // Diagnostics, run only when named (--scenarios bare,chain-audit,…): the default pipeline grown
   // one plugin at a time in workerd, like the micro-benchmark's chains in Node.
   ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
@@ -216,8 +218,8 @@ async function workerStats(s) {
 
 /** The origin credential goes into the encrypted secret store through the admin API, as an operator would. */
 async function storeOriginSecret() {
-  // Any worker running the gateway app (bare and floor are hand-written pass-throughs).
-  const w = scenarios.find((s) => s.kind === "worker" && s.name !== "bare" && s.name !== "floor");
+  // Any worker running the gateway app (bare and the floors are hand-written pass-throughs).
+  const w = scenarios.find((s) => s.kind === "worker" && s.name !== "bare" && !s.name.startsWith("floor"));
   if (!w) return;
   const res = await fetch(`http://127.0.0.1:${w.port}/admin/v1/secrets/ORIGIN_TOKEN`, {
     method: "PUT",

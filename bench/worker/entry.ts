@@ -63,21 +63,36 @@ function bareApp(): Fetcher {
  * No routing table, plugins or audit. floor ÷ bare is the runtime's price of safety; the gateway's
  * own overhead is what it adds on top of floor.
  */
-function floorApp(): Fetcher {
+function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseCopy?: boolean } = {}): Fetcher {
   const app = new Hono<{ Bindings: BenchEnv }>();
   app.all("*", async (c) => {
     const url = c.req.url;
-    const headers = sanitizeRequestHeaders(c.req.raw.headers);
-    headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
-    headers.set("x-forwarded-proto", "http");
+    let headers: Headers;
+    if (without.requestCopy) headers = c.req.raw.headers;
+    else {
+      headers = sanitizeRequestHeaders(c.req.raw.headers);
+      headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+      headers.set("x-forwarded-proto", "http");
+    }
     const q = url.indexOf("?");
-    const res = await fetch(c.env.ORIGIN_URL + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
+    const init: RequestInit = { method: c.req.method, headers, redirect: "manual" };
+    if (!without.timeout) init.signal = AbortSignal.timeout(10_000);
+    const res = await fetch(c.env.ORIGIN_URL + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), init);
+    if (without.responseCopy) return res;
     const out = sanitizeResponseHeaders(res.headers);
     out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
     return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
   });
   return app.fetch as Fetcher;
 }
+
+/** Diagnostic variants of "floor", each without one of its parts (opt-in scenarios of bench/run.mjs). */
+const floorVariants: Record<string, Parameters<typeof floorApp>[0]> = {
+  floor: {},
+  "floor-no-timeout": { timeout: true },
+  "floor-no-request-copy": { requestCopy: true },
+  "floor-no-response-copy": { responseCopy: true },
+};
 
 let app: Fetcher | undefined;
 let benchEnv: BenchEnv | undefined;
@@ -98,7 +113,7 @@ export default {
     if (!app) {
       const scenario = env.BENCH_SCENARIO;
       if (scenario === "bare") app = bareApp();
-      else if (scenario === "floor") app = floorApp();
+      else if (scenario in floorVariants) app = floorApp(floorVariants[scenario]);
       else {
         const build = gatewayScenarios[scenario];
         if (!build) throw new Error(`unknown BENCH_SCENARIO "${scenario}"`);
