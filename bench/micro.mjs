@@ -82,7 +82,8 @@ const newRequest = () => new Request("http://gw.bench/api/orders/42", { headers:
 
 /** The driver alone (request in, stubbed response consumed): subtracted to get the app's own cost. */
 const driver = { name: "driver", app: { fetch: async () => globalThis.fetch() } };
-const chains = [driver, { name: "bare", app: apps.bareApp() }, ...apps.gatewayApps()];
+// "floor" is missing from an older tree built for --before.
+const chains = [driver, { name: "bare", app: apps.bareApp() }, ...(apps.floorApp ? [{ name: "floor", app: apps.floorApp() }] : []), ...apps.gatewayApps()];
 
 // The stubbed origin answers at once, so a loop of requests never leaves the microtask queue and
 // timers never fire — but the audit plugin flushes a batch from a timer (flushIntervalMs), and

@@ -1,6 +1,8 @@
 import { Hono } from "hono";
 import { createApp } from "../../worker/app";
 import type { Env } from "../../worker/env";
+import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
+import { rawPathOf } from "../../worker/gateway/upstream-url";
 import { generateApiKey, hashApiKey } from "../../worker/lib/api-key";
 import { LimiterDurableObject } from "../../worker/limits/durable-object";
 import { isolateOverrideCache } from "../../worker/limits/overrides";
@@ -19,6 +21,28 @@ export function bareApp(): App {
   app.all("*", async (c) => {
     const url = new URL(c.req.url);
     return fetch("http://origin.bench" + url.pathname + url.search, { method: c.req.method, headers: c.req.raw.headers, redirect: "manual" });
+  });
+  return app as unknown as App;
+}
+
+/**
+ * The safe pass-through floor (as bench/worker/entry.ts's "floor"): bare plus only what any safe
+ * proxy must do — strip hop-by-hop and spoofable request headers, bound the origin call with a
+ * timeout, copy the response headers without hop-by-hop ones into a new Response, tag the
+ * request id. Its allocations ÷ bare's are what header hygiene alone costs in allocations.
+ */
+export function floorApp(): App {
+  const app = new Hono<{ Bindings: Env }>();
+  app.all("*", async (c) => {
+    const url = c.req.url;
+    const headers = sanitizeRequestHeaders(c.req.raw.headers);
+    headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+    headers.set("x-forwarded-proto", "http");
+    const q = url.indexOf("?");
+    const res = await fetch("http://origin.bench" + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
+    const out = sanitizeResponseHeaders(res.headers);
+    out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
   });
   return app as unknown as App;
 }
