@@ -308,6 +308,17 @@ function runMicro(tree) {
   });
 }
 
+/** bench/micro-workerd.mjs in a child process (its own workerd, pinned to the server core). */
+function runWorkerdMicro() {
+  return new Promise((resolve, reject) => {
+    const argv = [path.join(root, "bench", "micro-workerd.mjs"), "--json", "--cpus", CPUS.server, ...(smoke ? ["--smoke"] : [])];
+    const child = spawn(which("taskset") ? "taskset" : process.execPath, which("taskset") ? ["-c", CPUS.load, process.execPath, ...argv] : argv, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`workerd micro-benchmark exited ${code}`))));
+  });
+}
+
 /** Caveats the results file states next to the numbers. */
 function notes() {
   const n = [
@@ -390,6 +401,10 @@ async function main() {
     if (before) micro.before = { sha: before.label, ...(await runMicro(before.dir)) };
   }
   await stopAll();
+  if (micro) {
+    log("micro-benchmark in workerd (the same chains, app.fetch in a loop inside the runtime)…");
+    micro.workerd = await runWorkerdMicro();
+  }
 
   let bundle;
   if (!smoke && !args["no-bundle"]) {

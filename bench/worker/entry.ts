@@ -6,6 +6,7 @@ import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/ga
 import { rawPathOf } from "../../worker/gateway/upstream-url";
 // A namespace import: an older tree built for --before may lack the call counter.
 import * as engine from "../../worker/limits/engine";
+import { microFetch } from "./micro-workerd";
 import { gatewayScenarios } from "./scenarios";
 
 // The rate-limit scenarios' LIMITER binding (bench/lib/servers.mjs binds it where a scenario needs it).
@@ -109,6 +110,8 @@ export default {
       const calls = (engine as { limiterCalls?: { count: number } }).limiterCalls;
       return Response.json({ ...stats, limiterFailures: failures, limiterCalls: calls?.count ?? 0 });
     }
+    // The per-plugin micro-benchmark in workerd (bench/micro-workerd.mjs): its own loop, no load.
+    if (env.BENCH_SCENARIO === "micro") return microFetch(req, env as unknown as Record<string, unknown>);
     stats.requests++;
     if (!app) {
       const scenario = env.BENCH_SCENARIO;
