@@ -93,6 +93,7 @@ const allScenarios = [
   { name: "floor", label: "safe pass-through floor (header hygiene, timeout; workerd)", kind: "worker", scenario: "floor" },
   { name: "core", label: "gateway core, no plugins (workerd)", kind: "worker", scenario: "core" },
   { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
+  { name: "default-queue-discarded", label: "default pipeline, audit batches serialized and dropped (no Queue broker in workerd)", kind: "worker", scenario: "default", warm: true, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
   // Rate limit (bench/worker/scenarios.ts BENCH_RATE_LIMIT) on top of the warm default pipeline,
