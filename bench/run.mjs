@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     "no-bundle": { type: "boolean", default: false },
     before: { type: "string" },
     retries: { type: "string" },
+    settle: { type: "string" },
+    seed: { type: "string" },
     "retry-budget-minutes": { type: "string" },
     out: { type: "string" },
     "allow-missing-tools": { type: "boolean", default: false },
@@ -52,6 +54,12 @@ const CPUS = ncpu >= 2 ? { server: "1", load: "0" } : { server: "0", load: "0" }
 const cfg = {
   rounds: Number(args.rounds ?? (smoke ? 1 : 5)),
   satMs: Number(args.duration ?? (smoke ? 400 : 4000)),
+  // A pause before each scenario: background work the previous one left in the shared workerd
+  // (audit batches flushing up to 1 s after their first event, a GC) ends before the next is measured.
+  settleMs: smoke ? 0 : Number(args.settle ?? 1500),
+  // Each round's scenario order is shuffled with this seed (recorded): with a fixed rotation every
+  // scenario always followed the same one and inherited its leftovers (2026-11-30-4.md).
+  seed: Number(args.seed ?? Date.now() % 2 ** 31),
   fixedMs: Number(args.duration ?? (smoke ? 400 : 4000)),
   seqMs: smoke ? 200 : Math.min(2000, Number(args.duration ?? 2000)),
   warmMs: smoke ? 300 : 2000,
@@ -93,7 +101,7 @@ const allScenarios = [
   { name: "floor", label: "safe pass-through floor (header hygiene, timeout; workerd)", kind: "worker", scenario: "floor" },
   { name: "core", label: "gateway core, no plugins (workerd)", kind: "worker", scenario: "core" },
   { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
-  { name: "default-queue-discarded", label: "default pipeline, audit batches serialized and dropped (no Queue broker in workerd)", kind: "worker", scenario: "default", warm: true, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
+  { name: "default-queue-discarded", label: "default pipeline, audit batches serialized and dropped (no Queue broker in workerd)", kind: "worker", scenario: "default", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
   // Rate limit (bench/worker/scenarios.ts BENCH_RATE_LIMIT) on top of the warm default pipeline,
@@ -113,7 +121,9 @@ const allScenarios = [
   ...["timeout", "request-copy", "response-copy"].map((part) => ({ name: `floor-no-${part}`, label: `… floor without its ${part.replace("-", " ")}`, kind: "worker", scenario: `floor-no-${part}`, modes: ["sat"], full: true })),
   // Diagnostics, run only when named (--scenarios bare,chain-audit,…): the default pipeline grown
   // one plugin at a time in workerd, like the micro-benchmark's chains in Node.
-  ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
+  { name: "chain-audit-no-wait-until", label: "core + audit, waitUntil not honoured (events may be lost: diagnostic only)", kind: "worker", scenario: "chain-audit", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_WAIT_UNTIL: "drop" } },
+  { name: "chain-audit-queue-discarded", label: "core + audit, batches serialized and dropped", kind: "worker", scenario: "chain-audit", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
+  ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
 ];
 const only = args.scenarios?.split(",");
 const scenarios = allScenarios.filter((s) => s.needs !== false && (only ? only.includes(s.name) : !s.optIn && !(smoke && s.full)));
@@ -309,6 +319,28 @@ function runMicro(tree) {
   });
 }
 
+/** A small seeded PRNG (mulberry32): the rounds' orders are reproducible from the recorded seed. */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A Fisher–Yates shuffle of a copy of `list`. */
+function shuffled(list, random) {
+  const out = [...list];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
 /** bench/micro-workerd.mjs in a child process (its own workerd, pinned to the server core). */
 function runWorkerdMicro() {
   return new Promise((resolve, reject) => {
@@ -365,11 +397,13 @@ async function main() {
   // steady-state figure, which a 5 s window can miss when cached keys expire together.
   const d1Start = Object.fromEntries(await Promise.all(scenarios.filter((s) => s.kind === "worker").map(async (s) => [s.name, await workerStats(s)])));
   const rounds = [];
+  const random = mulberry32(cfg.seed);
   for (let r = 0; r < cfg.rounds; r++) {
-    // Interleave: every round runs every scenario, starting at a different one each round.
-    const order = scenarios.map((_, i) => scenarios[(i + r) % scenarios.length]);
+    // Interleave: every round runs every scenario, in a fresh random order (seeded, so a run can be repeated).
+    const order = shuffled(scenarios, random);
     const round = {};
     for (const s of order) {
+      if (cfg.settleMs) await new Promise((resolve) => setTimeout(resolve, cfg.settleMs));
       // Warm scenarios: present every key once first, so the measured windows (well inside the
       // key TTL) see the cache as a busy isolate does, not the expiry burst left by an idle minute.
       if (s.warm) await nodeLoad({ mode: "closed", url: `http://127.0.0.1:${s.port}${PATH}`, connections: 8, durationMs: 60_000, maxRequests: seeded.keys.length, keysFile: s.credentials === "jwt" ? opts.jwtFile : opts.keysFile }, CPUS.load);

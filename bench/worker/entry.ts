@@ -25,6 +25,7 @@ export { LimiterDurableObject } from "../../worker/limits/durable-object";
 interface BenchEnv extends Env {
   BENCH_SCENARIO: string;
   BENCH_AUDIT_QUEUE?: string;
+  BENCH_WAIT_UNTIL?: string;
   ORIGIN_URL: string;
 }
 
@@ -107,6 +108,15 @@ function discardingQueue(): Queue {
   } as unknown as Queue;
 }
 
+/**
+ * Diagnostic only (BENCH_WAIT_UNTIL=drop): `waitUntil` does not extend the request, so work handed
+ * to it (the audit batch's flush timer) may be cut off with the request — events are lost. It
+ * shows what keeping requests alive for their `waitUntil` work costs the runtime.
+ */
+function withoutWaitUntil(ctx: ExecutionContext): ExecutionContext {
+  return { waitUntil: (p: Promise<unknown>) => void p.catch(() => {}), passThroughOnException: () => ctx.passThroughOnException(), props: ctx.props } as ExecutionContext;
+}
+
 let app: Fetcher | undefined;
 let benchEnv: BenchEnv | undefined;
 
@@ -141,6 +151,6 @@ export default {
       // BENCH_AUDIT_QUEUE=discard, batches are serialized as for the real binding and dropped.
       if (env.BENCH_AUDIT_QUEUE === "discard" && benchEnv.AUDIT_QUEUE) benchEnv = { ...benchEnv, AUDIT_QUEUE: discardingQueue() };
     }
-    return app(req, benchEnv!, ctx);
+    return app(req, benchEnv!, env.BENCH_WAIT_UNTIL === "drop" ? withoutWaitUntil(ctx) : ctx);
   },
 } satisfies ExportedHandler<BenchEnv>;

@@ -18,6 +18,11 @@ describe("backend down → the declared fail mode, within the bounded timeout", 
     await res.text();
     expect(Date.now() - started).toBeLessThan(BOUND_MS);
     expect((await originRecords(marker)).length).toBe(1);
+    // Still a limited response: which limit applies, but no guessed Remaining or Reset.
+    expect(res.headers.get("ratelimit-limit")).toBe("5");
+    expect(res.headers.get("ratelimit-policy")).toBe("5;w=60");
+    expect(res.headers.get("ratelimit-remaining")).toBeNull();
+    expect(res.headers.get("ratelimit-reset")).toBeNull();
   });
 
   it.each([

@@ -99,7 +99,6 @@ const resetInput = z
   })
   .openapi("LimitReset");
 
-const unavailable = { 503: { description: "The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`)", content: { "application/problem+json": { schema: z.any() } } } };
 
 export const limitsRouter = createAdminRouter()
   .openapi(
@@ -144,7 +143,8 @@ export const limitsRouter = createAdminRouter()
       summary: "Current usage and remaining, per limit",
       description: "Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.",
       request: { params: userParams },
-      responses: { 200: json(statusView, "Usage per limit"), ...problems(400, 404), ...unavailable },
+      // A backend that does not answer is reported per limit (`error`), never as a 503 for the whole call.
+      responses: { 200: json(statusView, "Usage per limit"), ...problems(400, 404) },
     }),
     async (c) => c.json(await limits.userLimitStatus(c.var.services.db, c.var.gateway, c.env, c.req.valid("param").id), 200),
   )

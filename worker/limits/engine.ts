@@ -227,6 +227,17 @@ function setLimitHeaders(h: Headers, t: LimitTexts, remaining: number, reset: st
   h.set("ratelimit-policy", t.policy);
 }
 
+/**
+ * A fail-open response is still a limited one, but nobody knows what is left: it says which limit
+ * applies (RateLimit-Limit, RateLimit-Policy) and leaves Remaining and Reset out rather than guess.
+ * Figures a tighter limit (or the origin) already reported are kept.
+ */
+function applyPolicyHeaders(c: Context<GatewayEnv>, t: LimitTexts): void {
+  if (c.res.headers.has("ratelimit-limit")) return;
+  applyHeader(c, "ratelimit-limit", t.limit);
+  applyHeader(c, "ratelimit-policy", t.policy);
+}
+
 /** Sets one header, copying an immutable response once (see applyLimitHeaders). */
 function applyHeader(c: Context<GatewayEnv>, name: string, value: string): void {
   try {
@@ -437,6 +448,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       }
       recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-open", limit, remaining: null, source });
       await next();
+      applyPolicyHeaders(c, textsFor(limit));
       return;
     }
     const texts = textsFor(limit);
