@@ -101,6 +101,7 @@ const allScenarios = [
   { name: "floor", label: "safe pass-through floor (header hygiene, timeout; workerd)", kind: "worker", scenario: "floor" },
   { name: "core", label: "gateway core, no plugins (workerd)", kind: "worker", scenario: "core" },
   { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
+  ...[["abort-signal", "`AbortSignal.timeout` (the gateway's before 2026-11-30-6)"], ["race", "a setTimeout raced against the fetch, cleared on its answer (headers only)"]].map(([kind, how]) => ({ name: `floor-timeout-${kind}`, label: `… floor with its timeout as ${how}`, kind: "worker", scenario: `floor-timeout-${kind}`, optIn: true, modes: ["sat"] })),
   { name: "default-queue-discarded", label: "default pipeline, audit batches serialized and dropped (no Queue broker in workerd)", kind: "worker", scenario: "default", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
@@ -121,7 +122,6 @@ const allScenarios = [
   ...["timeout", "request-copy", "response-copy"].map((part) => ({ name: `floor-no-${part}`, label: `… floor without its ${part.replace("-", " ")}`, kind: "worker", scenario: `floor-no-${part}`, modes: ["sat"], full: true })),
   // Diagnostics, run only when named (--scenarios bare,chain-audit,…): the default pipeline grown
   // one plugin at a time in workerd, like the micro-benchmark's chains in Node.
-  { name: "chain-audit-no-wait-until", label: "core + audit, waitUntil not honoured (events may be lost: diagnostic only)", kind: "worker", scenario: "chain-audit", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_WAIT_UNTIL: "drop" } },
   { name: "chain-audit-queue-discarded", label: "core + audit, batches serialized and dropped", kind: "worker", scenario: "chain-audit", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
   ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
 ];

@@ -2118,15 +2118,6 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description The limiter backend cannot be reached (`LIMITER_UNAVAILABLE`) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": unknown;
-                    };
-                };
             };
         };
         put?: never;

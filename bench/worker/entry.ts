@@ -3,6 +3,7 @@ import { createApp } from "../../worker/app";
 import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
+import { timeoutSignal } from "../../worker/gateway/forward";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
 // A namespace import: an older tree built for --before may lack the call counter.
 import * as engine from "../../worker/limits/engine";
@@ -25,7 +26,6 @@ export { LimiterDurableObject } from "../../worker/limits/durable-object";
 interface BenchEnv extends Env {
   BENCH_SCENARIO: string;
   BENCH_AUDIT_QUEUE?: string;
-  BENCH_WAIT_UNTIL?: string;
   ORIGIN_URL: string;
 }
 
@@ -66,7 +66,7 @@ function bareApp(): Fetcher {
  * No routing table, plugins or audit. floor ÷ bare is the runtime's price of safety; the gateway's
  * own overhead is what it adds on top of floor.
  */
-function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseCopy?: boolean } = {}): Fetcher {
+function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseCopy?: boolean } = {}, timeoutKind: "gateway" | "abort-signal-timeout" | "race" = "gateway"): Fetcher {
   const app = new Hono<{ Bindings: BenchEnv }>();
   app.all("*", async (c) => {
     const url = c.req.url;
@@ -79,8 +79,23 @@ function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseC
     }
     const q = url.indexOf("?");
     const init: RequestInit = { method: c.req.method, headers, redirect: "manual" };
-    if (!without.timeout) init.signal = AbortSignal.timeout(10_000);
-    const res = await fetch(c.env.ORIGIN_URL + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), init);
+    const target = c.env.ORIGIN_URL + rawPathOf(url) + (q === -1 ? "" : url.slice(q));
+    let res: Response;
+    if (without.timeout) res = await fetch(target, init);
+    // The gateway's own timeout signal (an AbortController aborted by setTimeout).
+    else if (timeoutKind === "gateway") res = await fetch(target, { ...init, signal: timeoutSignal(10_000) });
+    // The platform's one-liner, which the gateway used before: dearer in workerd.
+    else if (timeoutKind === "abort-signal-timeout") res = await fetch(target, { ...init, signal: AbortSignal.timeout(10_000) });
+    else {
+      // Headers only: a timer raced against the fetch and cleared when it answers (no signal).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timed out")), 10_000)));
+      try {
+        res = await Promise.race([fetch(target, init), timeout]);
+      } finally {
+        if (timer !== undefined) clearTimeout(timer);
+      }
+    }
     if (without.responseCopy) return res;
     const out = sanitizeResponseHeaders(res.headers);
     out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
@@ -96,6 +111,8 @@ const floorVariants: Record<string, Parameters<typeof floorApp>[0]> = {
   "floor-no-request-copy": { requestCopy: true },
   "floor-no-response-copy": { responseCopy: true },
 };
+/** Diagnostic variants of the floor's timeout (opt-in scenarios): how the bound is built. */
+const floorTimeouts: Record<string, "abort-signal-timeout" | "race"> = { "floor-timeout-abort-signal": "abort-signal-timeout", "floor-timeout-race": "race" };
 
 /** A Queue producer that serializes each batch (as the binding does before sending it) and drops it. */
 function discardingQueue(): Queue {
@@ -106,15 +123,6 @@ function discardingQueue(): Queue {
       for (const m of messages) serialize(m.body);
     },
   } as unknown as Queue;
-}
-
-/**
- * Diagnostic only (BENCH_WAIT_UNTIL=drop): `waitUntil` does not extend the request, so work handed
- * to it (the audit batch's flush timer) may be cut off with the request — events are lost. It
- * shows what keeping requests alive for their `waitUntil` work costs the runtime.
- */
-function withoutWaitUntil(ctx: ExecutionContext): ExecutionContext {
-  return { waitUntil: (p: Promise<unknown>) => void p.catch(() => {}), passThroughOnException: () => ctx.passThroughOnException(), props: ctx.props } as ExecutionContext;
 }
 
 let app: Fetcher | undefined;
@@ -139,6 +147,7 @@ export default {
       const scenario = env.BENCH_SCENARIO;
       if (scenario === "bare") app = bareApp();
       else if (scenario in floorVariants) app = floorApp(floorVariants[scenario]);
+      else if (scenario in floorTimeouts) app = floorApp({}, floorTimeouts[scenario]);
       else {
         const build = gatewayScenarios[scenario];
         if (!build) throw new Error(`unknown BENCH_SCENARIO "${scenario}"`);
@@ -151,6 +160,6 @@ export default {
       // BENCH_AUDIT_QUEUE=discard, batches are serialized as for the real binding and dropped.
       if (env.BENCH_AUDIT_QUEUE === "discard" && benchEnv.AUDIT_QUEUE) benchEnv = { ...benchEnv, AUDIT_QUEUE: discardingQueue() };
     }
-    return app(req, benchEnv!, env.BENCH_WAIT_UNTIL === "drop" ? withoutWaitUntil(ctx) : ctx);
+    return app(req, benchEnv!, ctx);
   },
 } satisfies ExportedHandler<BenchEnv>;
