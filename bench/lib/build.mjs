@@ -75,6 +75,8 @@ export function treeAt(rev, scratch) {
   const tar = execFileSync("git", ["-C", root, "archive", sha, "worker", "plugins", "gateway.config.ts"]);
   execFileSync("tar", ["-x", "-C", dir], { input: tar });
   cpSync(path.join(root, "bench", "worker"), path.join(dir, "bench", "worker"), { recursive: true });
+  // The benchmark worker's shared fixtures (the origin's body).
+  cpSync(path.join(root, "bench", "lib"), path.join(dir, "bench", "lib"), { recursive: true });
   return { id: sha, label: sha, dir };
 }
 

@@ -3,7 +3,7 @@ import { createApp } from "../../worker/app";
 import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
-import { timeoutSignal } from "../../worker/gateway/forward";
+import { timeoutSignal } from "./compat";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
 // A namespace import: an older tree built for --before may lack the call counter.
 import * as engine from "../../worker/limits/engine";

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { createApp } from "../../worker/app";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
-import { timeoutSignal } from "../../worker/gateway/forward";
+import { timeoutSignal } from "./compat";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
 import { generateApiKey, hashApiKey } from "../../worker/lib/api-key";
 import { LimiterDurableObject } from "../../worker/limits/durable-object";
