@@ -67,11 +67,6 @@ const stubD1 = {
 // (One shared signal: creating an AbortController is itself dear in Node.)
 const neverAborts = new AbortController().signal;
 AbortSignal.timeout = () => neverAborts;
-// Likewise the gateway's own timeout signal (worker/gateway/forward.ts timeoutSignal: a setTimeout
-// of the upstream's timeoutMs, ≥ 10 s here): long timers never fire in the stub world. Short ones
-// (the audit batch's flush, a limiter call's budget) stay real.
-const realSetTimeout = globalThis.setTimeout;
-globalThis.setTimeout = (fn, ms, ...rest) => (ms >= 5_000 ? { ref() {}, unref() {}, hasRef: () => false } : realSetTimeout(fn, ms, ...rest));
 
 // The audit plugin's Queue: accepts batches, like a producer binding that never blocks.
 let auditBatches = 0;

@@ -364,7 +364,7 @@ function floorNotes(S) {
   const has = (n) => S[n] && S[n].cpu.length;
   if (!has("floor") || !has("bare")) return [];
   const parts = [
-    ["timeout", "the origin call's timeout (the gateway's `timeoutSignal`: an AbortController aborted by setTimeout)"],
+    ["timeout", "the origin call's timeout (`AbortSignal.timeout`)"],
     ["request-copy", "the request header copy (hop-by-hop and spoofable headers stripped, request id and X-Forwarded-Proto set)"],
     ["response-copy", "the response copy (hop-by-hop headers stripped into a new Response, request id set)"],
   ].filter(([p]) => has(`floor-no-${p}`));

@@ -2,7 +2,6 @@ import { Hono } from "hono";
 import { createApp } from "../../worker/app";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
-import { timeoutSignal } from "./compat";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
 import { generateApiKey, hashApiKey } from "../../worker/lib/api-key";
 import { LimiterDurableObject } from "../../worker/limits/durable-object";
@@ -40,7 +39,7 @@ export function floorApp(): App {
     headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
     headers.set("x-forwarded-proto", "http");
     const q = url.indexOf("?");
-    const res = await fetch("http://origin.bench" + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), { method: c.req.method, headers, redirect: "manual", signal: timeoutSignal(10_000) });
+    const res = await fetch("http://origin.bench" + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
     const out = sanitizeResponseHeaders(res.headers);
     out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
     return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
