@@ -99,7 +99,6 @@ const resetInput = z
   })
   .openapi("LimitReset");
 
-
 export const limitsRouter = createAdminRouter()
   .openapi(
     createRoute({

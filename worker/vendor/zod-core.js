@@ -1,6 +1,7 @@
 // zod's core namespace (node_modules/zod/v4/core/index.js, zod 4.6.7) with English as its only
-// locale, for the same reason as zod-external.js: `z.core` is reachable from `z`, so its
-// `locales` would pull every language into the bundle.
+// locale and without the ahead-of-time compiler (compile.js), for the same reason as
+// zod-external.js: `z.core` is reachable from `z`, so its `locales` and `compile` would pull every
+// language and the compiler into the bundle.
 export * from "../../node_modules/zod/v4/core/core.js";
 export * from "../../node_modules/zod/v4/core/parse.js";
 export * from "../../node_modules/zod/v4/core/errors.js";

@@ -1,7 +1,10 @@
-// zod's `z` namespace (node_modules/zod/v4/classic/external.js, zod 4.6.7) with one change: the
-// locales namespace holds English only. @hono/zod-openapi hands `z` as a value to
-// extendZodWithOpenApi, so a bundler cannot tree-shake any of it, and the other ~40 locales are
-// 258 KB of the Worker's 846 KB bundle (minified), loaded and parsed by every new isolate.
+// zod's `z` namespace (node_modules/zod/v4/classic/external.js, zod 4.6.7) with two changes: the
+// locales namespace holds English only, and the ahead-of-time compiler (`compile`, `withParser`,
+// `INVALID`, `ZodCompile*Error`) and `fromJSONSchema` are left out — the gateway uses none of
+// them. @hono/zod-openapi hands `z` as a value to extendZodWithOpenApi, so a bundler cannot
+// tree-shake any of it: the other ~40 locales were 258 KB of the Worker's 846 KB bundle
+// (minified), the compiler and the JSON-schema reader another 41 KB, all loaded and parsed by
+// every new isolate.
 // wrangler.toml aliases "zod" to ./zod.js; keep this list in step with zod's external.js when
 // upgrading zod (scripts/check-bundle.mjs fails the build if the bundle regrows).
 export * as core from "./zod-core.js";
