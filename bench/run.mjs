@@ -6,6 +6,7 @@
 //                                  fails on any error so the harness cannot rot (CI runs this)
 //   options: --retries N (default 1)  --retry-budget-minutes M (stop repeating disturbed rounds after M)
 //            --rounds N  --duration MS (per load mode)  --scenarios a,b,c  --no-micro  --no-bundle  --out DIR
+//            --seed N (each round's random scenario order; recorded)  --settle MS (pause before each scenario, 1500)
 //            --before REV   also run the default and cold scenarios (and the micro-benchmark) built
 //                           from an older revision, side by side in the same workerd: a before/after
 //                           record. REV may be A..B: this HEAD with the worker/ changes A..B reverted.

@@ -106,7 +106,7 @@ function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseC
   return app.fetch as Fetcher;
 }
 
-/** Diagnostic variants of "floor", each without one of its parts (opt-in scenarios of bench/run.mjs). */
+/** "floor" and the floor without one of its parts each (bench/run.mjs runs them in every full run, closed loop). */
 const floorVariants: Record<string, Parameters<typeof floorApp>[0]> = {
   floor: {},
   "floor-no-timeout": { timeout: true },
