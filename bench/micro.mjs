@@ -22,6 +22,7 @@ import v8 from "node:v8";
 import { ORIGIN_BODY } from "./lib/body.mjs";
 import { importForNode } from "./lib/build.mjs";
 import { median } from "./lib/stats.mjs";
+import { stubD1 as createStubD1 } from "./lib/stub-d1.mjs";
 
 const { values: args } = parseArgs({ options: { json: { type: "boolean" }, smoke: { type: "boolean" }, profile: { type: "string" }, tree: { type: "string" }, "no-soak": { type: "boolean" } } });
 if (typeof globalThis.gc !== "function") {
@@ -37,29 +38,7 @@ const originHeaders = { "content-type": "application/json", "content-length": St
 globalThis.fetch = async () => new Response(ORIGIN_BODY, { status: 200, headers: originHeaders });
 
 let d1Writes = 0;
-/** D1 stand-in: accepts the key-use writes (last_used_at); any read means the warm path reached D1, which is a bug. */
-const stubD1 = {
-  prepare(query) {
-    const write = /^\s*update/i.test(query);
-    const stmt = {
-      bind: () => stmt,
-      run: async () => {
-        if (!write) throw new Error(`micro-benchmark: unexpected D1 read: ${query}`);
-        d1Writes++;
-        return { success: true, meta: {}, results: [] };
-      },
-      all: async () => {
-        throw new Error(`micro-benchmark: unexpected D1 read: ${query}`);
-      },
-    };
-    stmt.raw = stmt.all;
-    stmt.first = stmt.all;
-    return stmt;
-  },
-  batch: async () => {
-    throw new Error("micro-benchmark: unexpected D1 batch");
-  },
-};
+const stubD1 = createStubD1(() => d1Writes++);
 // Node's AbortSignal.timeout keeps a timer (and the signal) alive for the whole timeout, 30 s
 // here, so 100k fast requests hold 100k timers: a leak of the stub world, not of the gateway
 // (workerd ties the timer to the request, which ends). A plain signal keeps the soak honest;

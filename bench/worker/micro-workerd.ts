@@ -1,4 +1,5 @@
 import { ORIGIN_BODY } from "../lib/body.mjs";
+import { stubD1 } from "../lib/stub-d1.mjs";
 import { bareApp, floorApp, gatewayApps, memoryLimiterNamespace, warmKeys, type App } from "./micro-apps";
 
 /**
@@ -14,30 +15,6 @@ import { bareApp, floorApp, gatewayApps, memoryLimiterNamespace, warmKeys, type 
  */
 const ORIGIN = "http://origin.bench";
 const originHeaders = { "content-type": "application/json", "content-length": String(new TextEncoder().encode(ORIGIN_BODY).byteLength) };
-
-/** D1 stand-in: the warm path must not read (a read fails the run loudly); key-use writes are accepted. */
-const stubD1 = {
-  prepare(query: string) {
-    const write = /^\s*update/i.test(query);
-    const refuse = async () => {
-      throw new Error(`micro-benchmark: unexpected D1 read: ${query}`);
-    };
-    const stmt: Record<string, unknown> = {
-      bind: () => stmt,
-      run: async () => {
-        if (!write) return refuse();
-        return { success: true, meta: {}, results: [] };
-      },
-      all: refuse,
-      raw: refuse,
-      first: refuse,
-    };
-    return stmt;
-  },
-  batch: async () => {
-    throw new Error("micro-benchmark: unexpected D1 batch");
-  },
-};
 
 interface Chain {
   name: string;
@@ -62,7 +39,7 @@ async function setUp(bindings: Record<string, unknown>): Promise<Map<string, Cha
   }) as typeof fetch;
   env = {
     ...bindings,
-    DB: stubD1,
+    DB: stubD1(),
     // The rate-limit step's backend: the harness binds the real Durable Object (workerd will not
     // construct one from JavaScript); the in-memory namespace serves a run without it.
     LIMITER: bindings.LIMITER ?? memoryLimiterNamespace(),
