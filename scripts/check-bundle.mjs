@@ -22,14 +22,15 @@ register(`data:text/javascript,${encodeURIComponent(HOOKS)}`);
 const bundle = path.resolve(process.argv[2] ?? "dist/index.js");
 
 // A size budget, so a dependency change that regrows the bundle (zod's locales coming back
-// through a new import path, say) fails the build instead of slowing every isolate's start.
-// The benchmark reports the size against its 150 KB target (bench/results/). The budget sits
-// ~12 KiB above today's ~163 KiB: room for ordinary growth, none for a regression like the locales
-// (+39 KiB) or zod's compiler (+12 KiB) coming back.
-const BUDGET_GZIP_KIB = 175;
-const gzipKiB = gzipSync(readFileSync(bundle)).length / 1024;
-if (gzipKiB > BUDGET_GZIP_KIB) {
-  console.error(`bundle check failed: ${gzipKiB.toFixed(1)} KiB gzip is over the ${BUDGET_GZIP_KIB} KiB budget (scripts/check-bundle.mjs)`);
+// through a new import path, say, or @upstash/redis's whole Redis class) fails the build instead of
+// slowing every isolate's start. The budget is the benchmark's target itself (#6: ≤ 150 KB gzip,
+// bench/results/): today's bundle is ~145 KiB (148.8 KB), so there is ~1 KB of room; growing past
+// the target needs a decision, not a silent regression.
+const BUDGET_GZIP_BYTES = 150_000;
+const gzipBytes = gzipSync(readFileSync(bundle)).length;
+const gzipKiB = gzipBytes / 1024;
+if (gzipBytes > BUDGET_GZIP_BYTES) {
+  console.error(`bundle check failed: ${(gzipBytes / 1000).toFixed(1)} KB gzip is over the ${BUDGET_GZIP_BYTES / 1000} KB budget (scripts/check-bundle.mjs)`);
   process.exit(1);
 }
 

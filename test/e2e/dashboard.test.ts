@@ -47,6 +47,25 @@ describe("dashboard in a real browser", () => {
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Skip to content");
   });
 
+  it("styles and scripts its pages from static files the asset layer serves, with nosniff and an ETag", async () => {
+    for (const [file, type] of [
+      ["style.css", "text/css"],
+      ["app.js", "javascript"],
+    ] as const) {
+      const res = await fetch(`${gatewayUrl}/admin/ui/assets/${file}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain(type);
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("etag")).toBeTruthy();
+      const body = await res.text();
+      expect(body).toContain(file === "style.css" ? "header.top" : "data-confirm");
+    }
+    // The page the browser has open loaded both, and applies the stylesheet (the body colour is style.css's).
+    expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe("rgb(248, 250, 252)");
+    const loaded = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
+    expect(loaded).toEqual(expect.arrayContaining([`${gatewayUrl}/admin/ui/assets/style.css`, `${gatewayUrl}/admin/ui/assets/app.js`]));
+  });
+
   it("creates a role and a user, issues a key shown once, uses it through the proxy, and revokes it", async () => {
     const role = uniqueName("web-role");
     await page.getByRole("link", { name: "Roles" }).click();

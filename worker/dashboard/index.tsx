@@ -6,7 +6,6 @@ import { dbFor } from "../db";
 import { validateEnv, type Env } from "../env";
 import { GatewayError } from "../errors";
 import { isAdminToken, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "../admin/auth";
-import { APP_JS, STYLE_CSS } from "./assets";
 import { uiActor, type DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
 import { constantTimeEqual, endSession, pruneSessions, resolveSession, SESSION_TTL_MS, startSession } from "./session";
@@ -47,6 +46,8 @@ const noStore = (): MiddlewareHandler =>
 
 /**
  * The admin dashboard, mounted at /admin/ui: server-rendered Hono JSX, no CDN, no client build.
+ * Its stylesheet and script are static files (public/admin/ui/assets/) that Cloudflare's asset
+ * layer serves before the Worker runs (wrangler.toml [assets]); the pages link to them.
  * Sign-in exchanges the admin token for a signed session cookie (see ./session.ts); every form
  * carries a per-session CSRF token and must come from the same origin.
  *
@@ -73,9 +74,6 @@ export function createDashboard() {
     // Origin / Sec-Fetch-Site check on every form POST, sign-in included (login CSRF).
     originCheck(),
   );
-
-  ui.get("/assets/style.css", (c) => c.body(STYLE_CSS, 200, { "content-type": "text/css; charset=utf-8" }));
-  ui.get("/assets/app.js", (c) => c.body(APP_JS, 200, { "content-type": "text/javascript; charset=utf-8" }));
 
   ui.get("/login", async (c) => {
     if (await resolveSession(c.var.services.db, c.var.services.env.ADMIN_TOKEN, getCookie(c, COOKIE))) return c.redirect(`${BASE}/users`, 303);

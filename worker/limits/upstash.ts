@@ -1,4 +1,4 @@
-import { Redis } from "@upstash/redis/cloudflare";
+import { HttpClient } from "../vendor/upstash-http.js";
 import { BUCKET_LEASE_TTL_MS, FAIR_SHARE, PERIOD_LEASE_TTL_MS } from "./algorithms";
 import type { LeaseReply, LeaseRequest, LimiterBackend, LimitSpec, UsageReport } from "./types";
 
@@ -174,21 +174,50 @@ function args(spec: LimitSpec, mode: "lease" | "usage" | "reset", want = 0, give
   ].map(String);
 }
 
-// One client per URL+token per isolate: creating it is cheap, but its script SHA is cached on it.
-const clients = new Map<string, ReturnType<typeof makeClient>>();
+const hex = (buf: ArrayBuffer) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
 
-function makeClient(o: UpstashBackendOptions) {
-  const redis = new Redis({
-    url: o.url,
-    token: o.token,
+/**
+ * LEASE_SCRIPT over @upstash/redis's REST client: EVALSHA first, EVAL once on NOSCRIPT, so the
+ * script body crosses the wire once per database (as the package's `Script.exec` does).
+ */
+class LeaseScript {
+  /** The script's SHA-1, once computed. A string, not a shared promise: requests must not await each other's I/O. */
+  private sha: string | undefined;
+
+  constructor(private readonly http: HttpClient) {}
+
+  async exec(keys: string[], argv: string[]): Promise<ScriptReply> {
+    this.sha ??= hex(await crypto.subtle.digest("SHA-1", new TextEncoder().encode(LEASE_SCRIPT)));
+    try {
+      return await this.call(["evalsha", this.sha, keys.length, ...keys, ...argv]);
+    } catch (err) {
+      if (err instanceof Error && err.message.toLowerCase().includes("noscript")) {
+        return await this.call(["eval", LEASE_SCRIPT, keys.length, ...keys, ...argv]);
+      }
+      throw err;
+    }
+  }
+
+  private async call(command: (string | number)[]): Promise<ScriptReply> {
+    const { result, error } = await this.http.request<ScriptReply>({ body: command });
+    if (error) throw new Error(error);
+    if (result === undefined) throw new TypeError("Upstash answered without a result");
+    return result;
+  }
+}
+
+// One client per URL+token per isolate: creating it is cheap, but its script SHA is cached on it.
+const clients = new Map<string, LeaseScript>();
+
+function makeClient(o: UpstashBackendOptions): LeaseScript {
+  const http = new HttpClient({
+    baseUrl: o.url,
+    headers: { authorization: `Bearer ${o.token}` },
     // The fail mode decides what a failure means; a retry with backoff would only blow the time budget.
     retry: false,
-    enableTelemetry: false,
-    enableAutoPipelining: false,
     signal: () => AbortSignal.timeout(o.timeoutMs),
   });
-  // EVALSHA first, EVAL once on NOSCRIPT: the script body crosses the wire once per isolate.
-  return { redis, script: redis.createScript<ScriptReply>(LEASE_SCRIPT) };
+  return new LeaseScript(http);
 }
 
 /**
@@ -198,9 +227,8 @@ function makeClient(o: UpstashBackendOptions) {
  */
 export function upstashBackend(o: UpstashBackendOptions): LimiterBackend {
   const id = `${o.url}\n${o.token}\n${o.timeoutMs}`;
-  let client = clients.get(id);
-  if (!client) clients.set(id, (client = makeClient(o)));
-  const { script } = client;
+  let script = clients.get(id);
+  if (!script) clients.set(id, (script = makeClient(o)));
   const k = (key: string) => `${o.prefix}:${key}`;
   return {
     kind: "upstash",
