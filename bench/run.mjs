@@ -445,7 +445,7 @@ async function main() {
   let bundle;
   if (!smoke && !args["no-bundle"]) {
     log("deployed bundle: wrangler deploy --dry-run, start-up time…");
-    bundle = measureBundle(scratch, CPUS.server);
+    bundle = await measureBundle(scratch, CPUS.server);
   }
 
   if (before) meta.before = before.label;

@@ -218,7 +218,9 @@ export function targetRows(result) {
     const stackSize = stack ? `; the fixed stack alone (${stack.what}): ${fmt(stack.gzipBytes / 1000, 1)} KB` : "";
     const stackStart = stack ? `; the fixed stack alone: ${fmt(stack.startupMs, 1)} ms` : bundle.zodOnlyMs !== undefined ? `; zod alone: ${fmt(bundle.zodOnlyMs, 1)} ms` : "";
     rows.push(["deployed bundle (`wrangler deploy --dry-run`), gzip", "≤ 150 KB", `${fmt(bundle.gzipBytes / 1000, 1)} KB (${fmt(bundle.rawBytes / 1000, 1)} KB raw)${stackSize}`, mark(bundle.gzipBytes <= 150_000)]);
-    rows.push(["top-level start-up work (module evaluation)", "≤ 10 ms", `${fmt(bundle.startupMs, 1)} ms (${bundle.startupHow})${stackStart}`, mark(bundle.startupMs <= 10)]);
+    // And the gateway without its admin API and dashboard: the start-up that is the proxy's own.
+    const noAdmin = bundle.noAdminUi ? `; the gateway without its admin API and dashboard: ${fmt(bundle.noAdminUi.startupMs, 1)} ms` : "";
+    rows.push(["top-level start-up work (module evaluation)", "≤ 10 ms", `${fmt(bundle.startupMs, 1)} ms (${bundle.startupHow})${stackStart}${noAdmin}`, mark(bundle.startupMs <= 10)]);
   }
   return rows;
 }
