@@ -112,6 +112,26 @@ describe("decisions of any plugin", () => {
 });
 
 describe("sinks", () => {
+  it("sends a flush to the queue as a few packs of events, each under Queues' 64 KB unit, in order", async () => {
+    const sent: MessageSendRequest[][] = [];
+    const recordingQueue = { sendBatch: async (messages: MessageSendRequest[]) => void sent.push(messages) } as unknown as Queue;
+    // 100 events, some with the longest path an event keeps (2048 characters): the packs must still fit.
+    const events = Array.from({ length: 100 }, (_, i) => fakeEvent({ path: i % 10 === 0 ? `/echo/${"p".repeat(2042)}` : `/echo/${i}` })) as RequestEvent[];
+    await deliver(events, "queue", { ...env, AUDIT_QUEUE: recordingQueue } as never);
+    const messages = sent.flat();
+    expect(messages.length).toBeGreaterThanOrEqual(2);
+    expect(messages.length).toBeLessThanOrEqual(4);
+    for (const call of sent) {
+      expect(call.length).toBeLessThanOrEqual(100);
+      expect(JSON.stringify(call.map((m) => m.body)).length).toBeLessThan(256_000);
+    }
+    for (const m of messages) {
+      expect(m.contentType).toBe("json");
+      expect(JSON.stringify(m.body).length).toBeLessThan(64 * 1024);
+    }
+    expect(messages.flatMap((m) => (m.body as { events: RequestEvent[] }).events.map((e) => e.id))).toEqual(events.map((e) => e.id));
+  });
+
   it("falls back to D1 when the queue refuses, and never rejects even when D1 fails too", async () => {
     const event = fakeEvent({ path: `/echo/${unique("fallback")}` });
     const failingQueue = { sendBatch: () => Promise.reject(new Error("queue down")) } as unknown as Queue;

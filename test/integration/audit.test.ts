@@ -126,6 +126,38 @@ describe("queue consumer", () => {
     expect(await userRequests(user.id)).toBe(usageBefore + 1);
   });
 
+  it("takes packs of events and bare events alike, dropping only the malformed events of a pack", async () => {
+    const m = unique("packs");
+    const [a, b, c, d] = [0, 1, 2, 3].map((i) => fakeEvent({ path: `/echo/${m}/${i}` }));
+    const bodies = [
+      { events: [a, { id: "req_not-an-event" }, b] },
+      c,
+      { events: [d] },
+      { events: "not a list" },
+      { events: [{ nope: true }] },
+    ];
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const batch = createMessageBatch("portcullis-audit", bodies.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts: attempt, body })));
+        const ctx = createExecutionContext();
+        await worker.queue(batch, env as never);
+        const result = await getQueueResult(batch, ctx);
+        expect(result.retryMessages).toEqual([]);
+        expect(result.explicitAcks.sort()).toEqual(bodies.map((_, i) => `msg-${i}`).sort());
+      }
+      const logged = errors.mock.calls.map(([line]) => JSON.parse(String(line)) as { msg: string; messageId: string; count?: number });
+      expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit events dropped", messageId: "msg-0", count: 1 }));
+      expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit message dropped", messageId: "msg-3" }));
+      expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit events dropped", messageId: "msg-4", count: 1 }));
+    } finally {
+      errors.mockRestore();
+    }
+    // Every good event once, though the batch came twice.
+    const rows = await eventsFor(m, 4);
+    expect(rows.map((r) => r.id).sort()).toEqual([a, b, c, d].map((e) => e!.id).sort());
+  });
+
   it("asks the queue to retry a batch D1 refused, and the redelivery stores each event once", async () => {
     const m = unique("retry");
     const events = [0, 1, 2].map((i) => fakeEvent({ path: `/echo/${m}/${i}` }));

@@ -2,29 +2,39 @@ import { createDb } from "../db";
 import { validateEnv, type Env } from "../env";
 import { dayChain, sealChain } from "./chain";
 import { revokeUnusedKeys, runRetention } from "./retention";
-import { isRequestEvent, writeRequestEvents } from "./store";
+import type { RequestEvent } from "./event";
+import { eventsOfMessage } from "./sink";
+import { writeRequestEvents } from "./store";
 
 /**
- * Queue consumer for AUDIT_QUEUE: writes each delivered batch to D1 in one idempotent write
- * (keyed by request id), then acks. On a D1 failure the batch is retried by the queue; a
- * redelivered message that was already stored is skipped, so nothing is stored twice.
- * Malformed messages are acked and logged so they cannot block the queue.
+ * Queue consumer for AUDIT_QUEUE: writes the events of each delivered batch (each message a pack
+ * of events, or one event: see EventPack) to D1 in one idempotent write (keyed by request id),
+ * then acks. On a D1 failure the batch is retried by the queue; a redelivered event that was
+ * already stored is skipped, so nothing is stored twice. Malformed messages, and malformed events
+ * inside a pack, are dropped (acked) and logged so they cannot block the queue.
  */
 export async function auditQueueConsumer(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const valid: Message<unknown>[] = [];
+  const events: RequestEvent[] = [];
   for (const m of batch.messages) {
-    if (isRequestEvent(m.body)) valid.push(m);
-    else {
-      console.error(JSON.stringify({ level: "error", msg: "malformed audit message dropped", queue: batch.queue, messageId: m.id }));
-      m.ack();
+    const carried = eventsOfMessage(m.body);
+    if (carried && carried.dropped > 0) {
+      console.error(JSON.stringify({ level: "error", msg: "malformed audit events dropped", queue: batch.queue, messageId: m.id, count: carried.dropped }));
     }
+    if (!carried || carried.events.length === 0) {
+      if (!carried) console.error(JSON.stringify({ level: "error", msg: "malformed audit message dropped", queue: batch.queue, messageId: m.id }));
+      m.ack();
+      continue;
+    }
+    valid.push(m);
+    events.push(...carried.events);
   }
   if (valid.length === 0) return;
   try {
-    await writeRequestEvents(env.DB, valid.map((m) => m.body as never));
+    await writeRequestEvents(env.DB, events);
     for (const m of valid) m.ack();
   } catch (err) {
-    console.error(JSON.stringify({ level: "warn", msg: "audit batch write failed; retrying", count: valid.length, error: String(err) }));
+    console.error(JSON.stringify({ level: "warn", msg: "audit batch write failed; retrying", count: events.length, error: String(err) }));
     for (const m of valid) m.retry({ delaySeconds: Math.min(60, 2 ** Math.min(m.attempts, 6)) });
   }
 }

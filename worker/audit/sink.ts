@@ -1,7 +1,7 @@
 import type { Env } from "../env";
 import type { RequestEvent } from "./event";
 import type { AuditOptions } from "./options";
-import { writeRequestEvents } from "./store";
+import { isRequestEvent, writeRequestEvents } from "./store";
 
 type SinkMode = "queue" | "d1";
 
@@ -38,9 +38,22 @@ const QUEUE_BATCH = 100;
 const QUEUE_BATCH_BYTES = 200_000;
 
 /**
+ * A Queue message carrying several events. Queues counts (and bills) a write, a read and a
+ * delete per 64 KB of each message, and the binding's own work is per message too, so one
+ * message per event would cost ~100 times the operations of a pack. Packs stay under that 64 KB
+ * unit (by approxSize, an overestimate): a flush of 100 events is two or three messages.
+ * The consumer also accepts a bare event (what gateways sent before packs), so a deploy can
+ * change the format while messages are in flight.
+ */
+export interface EventPack {
+  events: RequestEvent[];
+}
+const PACK_BYTES = 60_000;
+
+/**
  * An upper bound of an event's JSON size without serializing it: its free-text fields are
  * capped (path 2048, limit state 1000, reason 100 characters; ids and names are short), the
- * rest is a fixed shape. Overestimating only makes a chunk smaller.
+ * rest is a fixed shape. Overestimating only makes a pack or a send smaller.
  */
 function approxSize(e: RequestEvent): number {
   let n = 1000; // field names, numbers, ids, per-message overhead
@@ -48,22 +61,39 @@ function approxSize(e: RequestEvent): number {
   return n;
 }
 
-function queueChunks(events: readonly RequestEvent[]): RequestEvent[][] {
-  const out: RequestEvent[][] = [];
-  let cur: RequestEvent[] = [];
-  let bytes = 0;
-  for (const e of events) {
-    const n = approxSize(e);
-    if (cur.length > 0 && (cur.length >= QUEUE_BATCH || bytes + n > QUEUE_BATCH_BYTES)) {
+/** Splits `items` in order into runs of at most `maxCount` items and `maxBytes` (one item alone may exceed it). */
+function runs<T>(items: readonly T[], size: (item: T) => number, maxCount: number, maxBytes: number): { items: T[]; bytes: number }[] {
+  const out: { items: T[]; bytes: number }[] = [];
+  let cur: { items: T[]; bytes: number } = { items: [], bytes: 0 };
+  for (const item of items) {
+    const n = size(item);
+    if (cur.items.length > 0 && (cur.items.length >= maxCount || cur.bytes + n > maxBytes)) {
       out.push(cur);
-      cur = [];
-      bytes = 0;
+      cur = { items: [], bytes: 0 };
     }
-    cur.push(e);
-    bytes += n;
+    cur.items.push(item);
+    cur.bytes += n;
   }
-  if (cur.length) out.push(cur);
+  if (cur.items.length) out.push(cur);
   return out;
+}
+
+/** The sendBatch calls for `events`: packs of ≤ PACK_BYTES, each call within the binding's limits. */
+function queueSends(events: readonly RequestEvent[]): { body: EventPack; bytes: number }[][] {
+  const packs = runs(events, approxSize, Infinity, PACK_BYTES).map((r) => ({ body: { events: r.items }, bytes: r.bytes }));
+  return runs(packs, (p) => p.bytes, QUEUE_BATCH, QUEUE_BATCH_BYTES).map((r) => r.items);
+}
+
+/**
+ * The events a queue message carries — a pack, or one bare event — with the malformed ones left
+ * out (counted in `dropped`); null when the body is neither.
+ */
+export function eventsOfMessage(body: unknown): { events: RequestEvent[]; dropped: number } | null {
+  if (isRequestEvent(body)) return { events: [body], dropped: 0 };
+  const list = (body as Partial<EventPack> | null)?.events;
+  if (typeof body !== "object" || body === null || !Array.isArray(list)) return null;
+  const events = list.filter(isRequestEvent);
+  return { events, dropped: list.length - events.length };
 }
 
 /**
@@ -75,8 +105,8 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
   if (events.length === 0) return;
   if (mode === "queue" && env.AUDIT_QUEUE) {
     try {
-      for (const chunk of queueChunks(events)) {
-        await withTimeout(env.AUDIT_QUEUE.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const }))), QUEUE_SEND_TIMEOUT_MS);
+      for (const send of queueSends(events)) {
+        await withTimeout(env.AUDIT_QUEUE.sendBatch(send.map(({ body }) => ({ body, contentType: "json" as const }))), QUEUE_SEND_TIMEOUT_MS);
       }
       return;
     } catch (err) {
