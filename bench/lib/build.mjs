@@ -1,7 +1,7 @@
 // Bundles with esbuild (the version wrangler uses): the benchmark worker for workerd, and the
 // same code for Node (key generation for seeding, the micro-benchmark's in-process apps).
 import { execFileSync } from "node:child_process";
-import { appendFileSync, cpSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { build } from "esbuild";
 import path from "node:path";
 
@@ -66,6 +66,11 @@ export async function importForNode(outDir, entry, name, tree = root) {
  * from git, with this checkout's bench/worker (so both sides are measured the same way).
  * Dependencies resolve from this checkout's node_modules (the tree lives under bench/scratch/).
  */
+/** The vendored modules (worker/vendor/) import files of node_modules by relative path: give the tree this checkout's. */
+function linkModules(dir) {
+  symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"), "dir");
+}
+
 export function treeAt(rev, scratch) {
   if (rev.includes("..")) return treeWithout(rev, scratch);
   const sha = execFileSync("git", ["-C", root, "rev-parse", "--short", rev], { encoding: "utf8" }).trim();
@@ -77,6 +82,7 @@ export function treeAt(rev, scratch) {
   cpSync(path.join(root, "bench", "worker"), path.join(dir, "bench", "worker"), { recursive: true });
   // The benchmark worker's shared fixtures (the origin's body).
   cpSync(path.join(root, "bench", "lib"), path.join(dir, "bench", "lib"), { recursive: true });
+  linkModules(dir);
   return { id: sha, label: sha, dir };
 }
 
@@ -112,5 +118,6 @@ function treeWithout(range, scratch) {
   const dbFile = path.join(dir, "worker", "db", "index.ts");
   if (!readFileSync(dbFile, "utf8").includes("dbFor")) appendFileSync(dbFile, "\n// bench before-tree: the drizzle instance as it was, built per request\nexport const dbFor = createDb;\n");
   cpSync(path.join(root, "bench", "worker"), path.join(dir, "bench", "worker"), { recursive: true });
+  linkModules(dir);
   return { id: "before", label: `HEAD without ${a}..${b}${kept.length ? ` (kept: ${kept.join(", ")})` : ""}`, dir };
 }
