@@ -16,6 +16,7 @@
  */
 
 import { AUDIT_LOG_NAMES } from "./chain-names";
+import { hexDigest } from "../lib/digest";
 
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -73,12 +74,7 @@ export const checkpointKey = (log: AuditLog, chain: string | null) => (log === "
 /** The day chain a request event written at `now` belongs to. */
 export const dayChain = (now: number) => new Date(now).toISOString().slice(0, 10);
 
-const encoder = new TextEncoder();
-
-async function sha256hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+const sha256hex = (text: string) => hexDigest("SHA-256", text);
 
 type Row = Record<string, unknown>;
 

@@ -41,11 +41,11 @@ const QUEUE_BATCH_BYTES = 200_000;
  * A Queue message carrying several events. A queue takes at most 5,000 messages a second (one
  * message per event would cap the whole gateway at 5,000 requests a second), and Queues bills a
  * write, a read and a delete per 64 KB of each message, so one message per event would cost
- * ~30–50 times the operations of packs. (In Miniflare's local queue packs measured ~10 µs per
- * request dearer at saturation: bench/results/2026-11-30-8.md, the twin before them.) Packs stay under that 64 KB
- * unit (by approxSize, an overestimate): a flush of 100 events is two or three messages.
- * The consumer also accepts a bare event (what gateways sent before packs), so a deploy can
- * change the format while messages are in flight.
+ * ~30–50 times the operations of packs. Packs stay under that 64 KB unit (by approxSize, an
+ * overestimate): a flush of 100 events is two or three messages. The consumer also accepts a
+ * bare event (what gateways sent before packs), so a deploy can change the format while messages
+ * are in flight. (In Miniflare's local queue, packs measured ~10 µs per request dearer at
+ * saturation: bench/results/2026-11-30-8.md, against the twin before them.)
  */
 export interface EventPack {
   events: RequestEvent[];

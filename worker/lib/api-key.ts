@@ -1,5 +1,6 @@
 import { encodeBase62, randomBase62 } from "./base62";
 import { crc32 } from "./crc32";
+import { hexDigest } from "./digest";
 
 /** Every Portcullis key starts with this, so secret scanners can recognise a leaked one. */
 export const KEY_PREFIX = "pcl_";
@@ -35,6 +36,5 @@ export function isWellFormedApiKey(candidate: string): boolean {
 
 /** SHA-256 of the key, hex. This (never the key) is what D1 stores and the cache is keyed by. */
 export async function hashApiKey(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return hexDigest("SHA-256", key);
 }

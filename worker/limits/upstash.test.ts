@@ -4,6 +4,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { unique } from "../../test/helpers";
+import { hexDigest } from "../lib/digest";
 import type { LimitSpec } from "./types";
 import { LEASE_SCRIPT, upstashBackend } from "./upstash";
 
@@ -13,18 +14,13 @@ async function redis(command: (string | number)[], token = env.UPSTASH_TEST_TOKE
   return { status: res.status, body: await res.json() };
 }
 
-async function sha1(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 // Far from its limit, so each lease gets all it asks for (grants shrink only near the end: FAIR_SHARE).
 const spec: LimitSpec = { algorithm: "fixed-window", limit: 100, windowMs: 60_000 };
 const backend = (token = env.UPSTASH_TEST_TOKEN) => upstashBackend({ url: env.UPSTASH_TEST_URL, token, prefix: unique("pc-test"), timeoutMs: 2000 });
 
 describe("Upstash backend client", () => {
   it("loads the script with EVAL when Redis does not know it, then counts every grant exactly", async () => {
-    const sha = await sha1(LEASE_SCRIPT);
+    const sha = await hexDigest("SHA-1", LEASE_SCRIPT);
     expect((await redis(["script", "flush"])).body.result).toBe("OK");
     expect((await redis(["script", "exists", sha])).body.result).toEqual([0]);
 

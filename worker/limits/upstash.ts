@@ -1,3 +1,4 @@
+import { hexDigest } from "../lib/digest";
 import { HttpClient } from "../vendor/upstash-http.js";
 import { BUCKET_LEASE_TTL_MS, FAIR_SHARE, PERIOD_LEASE_TTL_MS } from "./algorithms";
 import type { LeaseReply, LeaseRequest, LimiterBackend, LimitSpec, UsageReport } from "./types";
@@ -174,8 +175,6 @@ function args(spec: LimitSpec, mode: "lease" | "usage" | "reset", want = 0, give
   ].map(String);
 }
 
-const hex = (buf: ArrayBuffer) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
-
 /**
  * LEASE_SCRIPT over @upstash/redis's REST client: EVALSHA first, EVAL once on NOSCRIPT, so the
  * script body crosses the wire once per database (as the package's `Script.exec` does).
@@ -187,7 +186,7 @@ class LeaseScript {
   constructor(private readonly http: HttpClient) {}
 
   async exec(keys: string[], argv: string[]): Promise<ScriptReply> {
-    this.sha ??= hex(await crypto.subtle.digest("SHA-1", new TextEncoder().encode(LEASE_SCRIPT)));
+    this.sha ??= await hexDigest("SHA-1", LEASE_SCRIPT);
     try {
       return await this.call(["evalsha", this.sha, keys.length, ...keys, ...argv]);
     } catch (err) {
