@@ -10,6 +10,19 @@ import { median } from "./stats.mjs";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 
+/** esbuild options that build as `wrangler deploy` builds this Worker: minified ESM for workerd, zod aliased. */
+const WRANGLER_LIKE = {
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  conditions: ["workerd", "worker", "browser"],
+  mainFields: ["browser", "module", "main"],
+  alias: { zod: "./worker/vendor/zod.js" },
+  external: ["cloudflare:*"],
+  minify: true,
+  logLevel: "error",
+};
+
 /** The fixed stack, each library used once (see measureBundle). */
 const STACK_FLOOR = `
 import { Hono } from "hono";
@@ -63,26 +76,18 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
     return samples;
   };
   const samples = evalMs(path.join(outDir, "startup.mjs"));
+  /** The start-up of another module in outDir (`name`.js), bracketed the same way. */
+  const startupOf = (name) => {
+    writeFileSync(path.join(outDir, `startup-${name}.mjs`), `import "./t0.mjs";\nimport "./${name}.js";\nimport "./t1.mjs";\n`);
+    return evalMs(path.join(outDir, `startup-${name}.mjs`));
+  };
 
   // The floor under it: the fixed stack alone (Hono, @hono/zod-openapi with zod and
-  // zod-to-openapi, drizzle's D1 driver, @upstash/redis), each used once — a table, one schema
+  // zod-to-openapi, drizzle's D1 driver, @upstash/redis's HTTP client), each used once — a table, one schema
   // parsed, one route — bundled and minified as wrangler does (zod aliased to the same vendored
   // build). No gateway code: what no trimming of ours can take off the bundle or the start-up.
-  buildSync({
-    stdin: { contents: STACK_FLOOR, resolveDir: root, loader: "ts" },
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["browser", "module", "main"],
-    alias: { zod: "./worker/vendor/zod.js" },
-    external: ["cloudflare:*"],
-    minify: true,
-    outfile: path.join(outDir, "stack-floor.js"),
-    logLevel: "error",
-  });
-  writeFileSync(path.join(outDir, "startup-stack.mjs"), 'import "./t0.mjs";\nimport "./stack-floor.js";\nimport "./t1.mjs";\n');
-  const stackSamples = evalMs(path.join(outDir, "startup-stack.mjs"));
+  buildSync({ ...WRANGLER_LIKE, stdin: { contents: STACK_FLOOR, resolveDir: root, loader: "ts" }, outfile: path.join(outDir, "stack-floor.js") });
+  const stackSamples = startupOf("stack-floor");
   const stackFloor = {
     what: "Hono, @hono/zod-openapi + zod, drizzle D1, @upstash/redis's HTTP client",
     gzipBytes: gzipSync(readFileSync(path.join(outDir, "stack-floor.js"))).length,
@@ -94,17 +99,9 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
   // builds the Worker. Their zod schemas, OpenAPI routes and pages are most of the start-up work
   // on top of the stack; what is left is the gateway's own (config, plugins, env, db schema).
   await build({
+    ...WRANGLER_LIKE,
     entryPoints: [path.join(root, "worker/index.ts")],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["browser", "module", "main"],
-    alias: { zod: "./worker/vendor/zod.js" },
-    external: ["cloudflare:*"],
-    minify: true,
     outfile: path.join(outDir, "no-admin.js"),
-    logLevel: "error",
     plugins: [
       {
         name: "no-admin-ui",
@@ -121,8 +118,7 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
       },
     ],
   });
-  writeFileSync(path.join(outDir, "startup-no-admin.mjs"), 'import "./t0.mjs";\nimport "./no-admin.js";\nimport "./t1.mjs";\n');
-  const noAdminSamples = evalMs(path.join(outDir, "startup-no-admin.mjs"));
+  const noAdminSamples = startupOf("no-admin");
 
   return {
     rawBytes,

@@ -102,6 +102,14 @@ describe("request audit events", () => {
   });
 });
 
+/** Delivers `bodies` to the worker's queue handler as one batch (message ids msg-0, msg-1, …). */
+async function deliverBatch(bodies: unknown[], attempts: number, e: typeof env = env) {
+  const batch = createMessageBatch("portcullis-audit", bodies.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts, body })));
+  const ctx = createExecutionContext();
+  await worker.queue(batch, e as never);
+  return getQueueResult(batch, ctx);
+}
+
 describe("queue consumer", () => {
   it("stores each event once, however often the queue delivers it", async () => {
     const { key, user } = await seedCaller({ permissions: ["echo:read"] });
@@ -113,10 +121,7 @@ describe("queue consumer", () => {
     const usageBefore = await userRequests(user.id);
 
     for (let attempt = 1; attempt <= 2; attempt++) {
-      const batch = createMessageBatch("portcullis-audit", bodies.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts: attempt, body })));
-      const ctx = createExecutionContext();
-      await worker.queue(batch, env as never);
-      const result = await getQueueResult(batch, ctx);
+      const result = await deliverBatch(bodies, attempt);
       expect(result.retryMessages).toEqual([]);
       expect(result.explicitAcks.sort()).toEqual(bodies.map((_, i) => `msg-${i}`).sort());
     }
@@ -139,10 +144,7 @@ describe("queue consumer", () => {
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
     try {
       for (let attempt = 1; attempt <= 2; attempt++) {
-        const batch = createMessageBatch("portcullis-audit", bodies.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts: attempt, body })));
-        const ctx = createExecutionContext();
-        await worker.queue(batch, env as never);
-        const result = await getQueueResult(batch, ctx);
+        const result = await deliverBatch(bodies, attempt);
         expect(result.retryMessages).toEqual([]);
         expect(result.explicitAcks.sort()).toEqual(bodies.map((_, i) => `msg-${i}`).sort());
       }
@@ -161,12 +163,7 @@ describe("queue consumer", () => {
   it("asks the queue to retry a batch D1 refused, and the redelivery stores each event once", async () => {
     const m = unique("retry");
     const events = [0, 1, 2].map((i) => fakeEvent({ path: `/echo/${m}/${i}` }));
-    const deliver = async (attempts: number, e: typeof env) => {
-      const batch = createMessageBatch("portcullis-audit", events.map((body, i) => ({ id: `msg-${i}`, timestamp: new Date(), attempts, body })));
-      const ctx = createExecutionContext();
-      await worker.queue(batch, e as never);
-      return getQueueResult(batch, ctx);
-    };
+    const deliver = (attempts: number, e: typeof env) => deliverBatch(events, attempts, e);
     const brokenDb = { prepare: () => { throw new Error("d1 down"); }, batch: () => Promise.reject(new Error("d1 down")) };
     const quiet = vi.spyOn(console, "error").mockImplementation(() => {});
     try {
