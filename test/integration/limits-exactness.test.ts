@@ -21,6 +21,32 @@ async function status(userId: string) {
   return (await json(res)).limits as Array<{ name: string; route: string | null; used: number; remaining: number; limit: number; source: string; backend: string }>;
 }
 
+describe("counting by group", () => {
+  // Counting against 1 h windows: never across an hour edge (test/window-edges.ts).
+  beforeEach(() => clearOfHourEdge(60_000), 70_000);
+
+  it("users of one group share the counter; a user without a group counts alone", async () => {
+    // `shared-up`: 20 per hour, by: ["group"] (Upstash backend, leases of up to 5).
+    const group = unique("grp");
+    const [c, d] = [await seedCaller({ permissions: ["echo:read"], group }), await seedCaller({ permissions: ["echo:read"], group })];
+    const marker = unique("by-group");
+    const first = await burst((i) => `/shared-up/${marker}/c${i}`, c.key, 21);
+    expect(first.filter((r) => r.res.status === 200).length).toBe(20);
+    // The group's 20 are spent: the other member is refused, and nothing of it reaches the origin.
+    const other = await gw(`/shared-up/${marker}/d`, auth(d.key));
+    expect(other.status).toBe(429);
+    expect((await json(other)).code).toBe("RATE_LIMITED");
+
+    // Two users with no group: each has its own 20.
+    const [a, b] = [await seedCaller({ permissions: ["echo:read"] }), await seedCaller({ permissions: ["echo:read"] })];
+    const lone = await burst((i) => `/shared-up/${marker}/a${i}`, a.key, 21);
+    expect(lone.filter((r) => r.res.status === 200).length).toBe(20);
+    expect(lone.filter((r) => r.res.status === 429).length).toBe(1);
+    expect((await gw(`/shared-up/${marker}/b`, auth(b.key))).status).toBe(200);
+    expect((await originRecords(marker)).length).toBe(20 + 20 + 1);
+  });
+});
+
 describe("exactness under concurrency", () => {
   // Counting against 1 h windows: never across an hour edge (test/window-edges.ts).
   beforeEach(() => clearOfHourEdge(60_000), 70_000);

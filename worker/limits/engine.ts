@@ -134,13 +134,17 @@ export const subjectPartsOf = (identity: ResolvedIdentity | undefined, clientIp:
   route,
 });
 
-/** One counter's key, e.g. `api|u:usr_…|r:orders`. Callers without an identity count by IP. */
+/**
+ * One counter's key, e.g. `api|u:usr_…|r:orders`. Callers without an identity count by IP. A user
+ * without a group counts alone where a limit counts by group (as a group of one): one shared
+ * counter for everyone outside a group would let any one of them exhaust it for all the others.
+ */
 export function subjectKey(def: LimitDefinition, parts: SubjectParts): string {
   const out = [def.name];
   for (const p of def.by) {
     if (p === "user") out.push(parts.userId ? `u:${parts.userId}` : `anon:${ipBucket(parts.clientIp)}`);
     else if (p === "key") out.push(parts.keyId ? `k:${parts.keyId}` : `anon:${ipBucket(parts.clientIp)}`);
-    else if (p === "group") out.push(`g:${parts.group ?? "-"}`);
+    else if (p === "group") out.push(parts.group ? `g:${parts.group}` : parts.userId ? `u:${parts.userId}` : `anon:${ipBucket(parts.clientIp)}`);
     else if (p === "ip") out.push(ipBucket(parts.clientIp));
     else out.push(`r:${parts.route}`);
   }
