@@ -60,6 +60,11 @@ describe("dashboard in a real browser", () => {
       const body = await res.text();
       expect(body).toContain(file === "style.css" ? "header.top" : "data-confirm");
     }
+    // The asset layer's own rules file is read, not served: the path falls through to the Worker's 404 problem.
+    const rules = await fetch(`${gatewayUrl}/_headers`);
+    expect(rules.status).toBe(404);
+    expect(rules.headers.get("content-type")).toContain("application/problem+json");
+    expect(await rules.text()).not.toContain("nosniff");
     // The page the browser has open loaded both, and applies the stylesheet (the body colour is style.css's).
     expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe("rgb(248, 250, 252)");
     const loaded = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
