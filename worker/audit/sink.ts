@@ -44,8 +44,8 @@ const QUEUE_BATCH_BYTES = 200_000;
  * ~30–50 times the operations of packs. Packs stay under that 64 KB unit (by approxSize, an
  * overestimate): a flush of 100 events is two or three messages. The consumer also accepts a
  * bare event (what gateways sent before packs), so a deploy can change the format while messages
- * are in flight. (In Miniflare's local queue, packs measured ~10 µs per request dearer at
- * saturation: bench/results/2026-11-30-8.md, against the twin before them.)
+ * are in flight. (In Miniflare's local queue the benchmark finds no cost beyond its noise:
+ * bench/README.md, "Audit packs".)
  */
 export interface EventPack {
   events: RequestEvent[];
