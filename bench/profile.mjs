@@ -7,6 +7,7 @@
 //   npm run bench:profile -- --scenario bare    any scenario of bench/worker/scenarios.ts, bare or floor
 //   npm run bench:profile -- --scenario ratelimit-upstash   starts its Redis and bridge too
 //   npm run bench:profile -- --seconds 10 --top 40
+//   npm run bench:profile -- --discard-queue    audit batches serialized and dropped (no Queue broker)
 //
 // Writes bench/scratch/workerd-<scenario>.cpuprofile (open it in Chrome DevTools → Performance)
 // and prints the functions with the most self time, plus requests/s and workerd CPU µs/request
@@ -27,7 +28,7 @@ if (typeof globalThis.WebSocket !== "function") {
   process.exit(r.status ?? 1);
 }
 
-const { values: args } = parseArgs({ options: { scenario: { type: "string" }, seconds: { type: "string" }, top: { type: "string" }, interval: { type: "string" } } });
+const { values: args } = parseArgs({ options: { scenario: { type: "string" }, seconds: { type: "string" }, top: { type: "string" }, interval: { type: "string" }, "discard-queue": { type: "boolean" } } });
 const scenario = args.scenario ?? "default";
 const seconds = Number(args.seconds ?? 5);
 const root = path.resolve(import.meta.dirname, "..");
@@ -96,7 +97,7 @@ async function main() {
         name: scenario,
         scenario,
         port: PORTS.worker,
-        bindings: { KEY_CACHE_TTL_SECONDS: "60", SECRET_CACHE_TTL_SECONDS: "300", ...(upstash ? { UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN } : {}) },
+        bindings: { KEY_CACHE_TTL_SECONDS: "60", SECRET_CACHE_TTL_SECONDS: "300", ...(args["discard-queue"] ? { BENCH_AUDIT_QUEUE: "discard" } : {}), ...(upstash ? { UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN } : {}) },
         durableObjects: limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined,
       },
     ],

@@ -120,6 +120,7 @@ const allScenarios = [
     { name: `ratelimit-${backend}`, label: `default pipeline + rate limit, ${label}`, kind: "worker", scenario: `ratelimit-${backend}`, warm: true, limiter, needs, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
     { name: `ratelimit-${backend}-near`, label: `… close to its limit: ${backend === "do" ? "a Durable Object" : "an Upstash"} call per request`, kind: "worker", scenario: `ratelimit-${backend}-near`, warm: true, limiter, needs, modes: ["sat"], full: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   ]),
+  ...[["two-copies", "headers copied twice (the gateway's method before session 13)"], ["unsanitized", "copy not stripped of hop-by-hop headers"]].map(([kind, how]) => ({ name: `floor-response-${kind}`, label: `… floor with its response ${how}`, kind: "worker", scenario: `floor-response-${kind}`, optIn: true, modes: ["sat"] })),
   // The floor without one of its parts each: what the runtime charges for each part of safety.
   // Closed loop only, and not in the smoke run: the report's notes give each part's cost.
   ...["timeout", "request-copy", "response-copy"].map((part) => ({ name: `floor-no-${part}`, label: `… floor without its ${part.replace("-", " ")}`, kind: "worker", scenario: `floor-no-${part}`, modes: ["sat"], full: true })),

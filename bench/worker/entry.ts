@@ -61,11 +61,16 @@ function bareApp(): Fetcher {
 /**
  * "floor": the bare pass-through plus only what any safe proxy must do per request, by hand with
  * the gateway's own helpers: strip hop-by-hop and spoofable request headers, bound the origin
- * call with a timeout, strip hop-by-hop response headers into a new Response, tag the request id.
+ * call with a timeout, copy the response into a new Response and strip its hop-by-hop headers,
+ * tag the request id.
  * No routing table, plugins or audit. floor ÷ bare is the runtime's price of safety; the gateway's
  * own overhead is what it adds on top of floor.
  */
-function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseCopy?: boolean } = {}, timeoutKind: "signal" | "controller" | "race" = "signal"): Fetcher {
+function floorApp(
+  without: { timeout?: boolean; requestCopy?: boolean; responseCopy?: boolean } = {},
+  timeoutKind: "signal" | "controller" | "race" = "signal",
+  responseKind: "gateway" | "two-copies" | "unsanitized" = "gateway",
+): Fetcher {
   const app = new Hono<{ Bindings: BenchEnv }>();
   app.all("*", async (c) => {
     const url = c.req.url;
@@ -99,9 +104,18 @@ function floorApp(without: { timeout?: boolean; requestCopy?: boolean; responseC
       }
     }
     if (without.responseCopy) return res;
-    const out = sanitizeResponseHeaders(res.headers);
-    out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
-    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
+    if (responseKind === "two-copies") {
+      // What the gateway did before session 13: a cleaned copy of the headers, copied again by the Response constructor.
+      const out = new Headers(res.headers);
+      sanitizeResponseHeaders(out);
+      out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+      return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
+    }
+    // The gateway's: one copy by the Response constructor, cleaned in place.
+    const copy = new Response(res.body, res);
+    if (responseKind !== "unsanitized") sanitizeResponseHeaders(copy.headers);
+    copy.headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+    return copy;
   });
   return app.fetch as Fetcher;
 }
@@ -113,6 +127,8 @@ const floorVariants: Record<string, Parameters<typeof floorApp>[0]> = {
   "floor-no-request-copy": { requestCopy: true },
   "floor-no-response-copy": { responseCopy: true },
 };
+/** Diagnostic variants of the floor's response copy (opt-in scenarios): where its cost is. */
+const floorResponses: Record<string, "two-copies" | "unsanitized"> = { "floor-response-two-copies": "two-copies", "floor-response-unsanitized": "unsanitized" };
 /** Diagnostic variants of the floor's timeout (opt-in scenarios): how the bound is built. */
 const floorTimeouts: Record<string, "controller" | "race"> = { "floor-timeout-controller": "controller", "floor-timeout-race": "race" };
 
@@ -150,6 +166,7 @@ export default {
       if (scenario === "bare") app = bareApp();
       else if (scenario in floorVariants) app = floorApp(floorVariants[scenario]);
       else if (scenario in floorTimeouts) app = floorApp({}, floorTimeouts[scenario]);
+      else if (scenario in floorResponses) app = floorApp({}, "signal", floorResponses[scenario]);
       else {
         const build = gatewayScenarios[scenario];
         if (!build) throw new Error(`unknown BENCH_SCENARIO "${scenario}"`);

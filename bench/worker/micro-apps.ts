@@ -28,7 +28,7 @@ export function bareApp(): App {
 /**
  * The safe pass-through floor (as bench/worker/entry.ts's "floor"): bare plus only what any safe
  * proxy must do — strip hop-by-hop and spoofable request headers, bound the origin call with a
- * timeout, copy the response headers without hop-by-hop ones into a new Response, tag the
+ * timeout, copy the response into a new Response and strip its hop-by-hop headers, tag the
  * request id. Its allocations ÷ bare's are what header hygiene alone costs in allocations.
  */
 export function floorApp(): App {
@@ -40,9 +40,10 @@ export function floorApp(): App {
     headers.set("x-forwarded-proto", "http");
     const q = url.indexOf("?");
     const res = await fetch("http://origin.bench" + rawPathOf(url) + (q === -1 ? "" : url.slice(q)), { method: c.req.method, headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
-    const out = sanitizeResponseHeaders(res.headers);
-    out.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
-    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
+    const out = new Response(res.body, res);
+    sanitizeResponseHeaders(out.headers);
+    out.headers.set("x-request-id", "req_0123456789abcdef0123456789abcdef");
+    return out;
   });
   return app as unknown as App;
 }

@@ -95,8 +95,6 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
   }
   c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
-  // X-Request-Id goes on by the request-context middleware, on this and every other response.
-  const outHeaders = sanitizeResponseHeaders(res.headers, injectedSecrets);
   let resBody = res.body;
   if (maxResponseBytes !== undefined && resBody) {
     const declared = Number(res.headers.get("content-length"));
@@ -108,7 +106,12 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     // hit, so the stream is cut off (the client sees an aborted body, never the excess).
     resBody = resBody.pipeThrough(byteLimit(maxResponseBytes, () => new GatewayError("UPSTREAM_RESPONSE_TOO_LARGE")));
   }
-  return new Response(resBody, { status: res.status, statusText: res.statusText, headers: outHeaders });
+  // The constructor copies status, status text and headers (a fetched response's own headers
+  // are immutable); the copy is then cleaned in place. X-Request-Id goes on by the
+  // request-context middleware, on this and every other response.
+  const out = new Response(resBody, res);
+  sanitizeResponseHeaders(out.headers, injectedSecrets);
+  return out;
 }
 
 /** A pass-through stream that errors once more than `max` bytes have flowed through it. */

@@ -10,7 +10,9 @@ describe("sanitizeRequestHeaders / sanitizeResponseHeaders", () => {
       expect(h.get("connection")).toBeNull();
       if (connection.includes("x-drop,") || connection.endsWith("x-drop")) expect(h.get("x-drop")).toBeNull();
     }
-    expect(sanitizeResponseHeaders(new Headers({ connection: "keep-alive, :, x-hop", "x-hop": "1", "x-ok": "1" })).get("x-hop")).toBeNull();
+    const response = new Headers({ connection: "keep-alive, :, x-hop", "x-hop": "1", "x-ok": "1" });
+    sanitizeResponseHeaders(response);
+    expect([...response.keys()]).toEqual(["x-ok"]);
   });
 
   it("drops identity, forwarding, method-override, cf-* and Host headers", () => {
