@@ -132,9 +132,13 @@ const floorResponses: Record<string, "two-copies" | "unsanitized"> = { "floor-re
 /** Diagnostic variants of the floor's timeout (opt-in scenarios): how the bound is built. */
 const floorTimeouts: Record<string, "controller" | "race"> = { "floor-timeout-controller": "controller", "floor-timeout-race": "race" };
 
-/** A Queue producer that serializes each batch (as the binding does before sending it) and drops it. */
+/**
+ * A Queue producer that serializes each batch (as the binding does before sending it) and drops
+ * it. workerd has no bare structured-clone serializer, so structuredClone (serialize and
+ * deserialize) stands in for the binding's "v8" encoding: an overestimate.
+ */
 function discardingQueue(): Queue {
-  const serialize = (body: unknown) => void JSON.stringify(body);
+  const serialize = (body: unknown) => void structuredClone(body);
   return {
     send: async (body: unknown) => serialize(body),
     sendBatch: async (messages: Iterable<MessageSendRequest>) => {

@@ -53,9 +53,9 @@ export interface EventPack {
 const PACK_BYTES = 60_000;
 
 /**
- * An upper bound of an event's JSON size without serializing it: its free-text fields are
- * capped (path 2048, limit state 1000, reason 100 characters; ids and names are short), the
- * rest is a fixed shape. Overestimating only makes a pack or a send smaller.
+ * An upper bound of an event's serialized size (structured clone or JSON: at most two bytes a
+ * character) without serializing it: its free-text fields are capped (path 2048, limit state
+ * 1000, reason 100 characters; ids and names are short), the rest is a fixed shape. Overestimating only makes a pack or a send smaller.
  */
 function approxSize(e: RequestEvent): number {
   let n = 1000; // field names, numbers, ids, per-message overhead
@@ -108,7 +108,9 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
   if (mode === "queue" && env.AUDIT_QUEUE) {
     try {
       for (const send of queueSends(events)) {
-        await withTimeout(env.AUDIT_QUEUE.sendBatch(send.map(({ body }) => ({ body, contentType: "json" as const }))), QUEUE_SEND_TIMEOUT_MS);
+        // "v8" (structured clone, the binding's default): the push consumer gets the same objects
+        // as with "json", for ~3 µs less CPU per event in Miniflare (bench/README.md, "Audit packs").
+        await withTimeout(env.AUDIT_QUEUE.sendBatch(send.map(({ body }) => ({ body, contentType: "v8" as const }))), QUEUE_SEND_TIMEOUT_MS);
       }
       return;
     } catch (err) {
