@@ -8,7 +8,7 @@ import { defineGateway } from "../../worker/gateway/config";
 import { definePlugin } from "../../worker/gateway/plugin";
 import { fakeEvent, waitForEvents } from "../../test/audit-helpers";
 import type { RequestEvent } from "../../worker/audit/event";
-import { AuditBuffer, deliver } from "../../worker/audit/sink";
+import { deliver } from "../../worker/audit/sink";
 import { unique } from "../../test/helpers";
 import { audit, AUDIT_BAG, auditOptions, DEFAULT_REDACTED_QUERY_PARAMS } from ".";
 
@@ -132,38 +132,6 @@ describe("sinks", () => {
       expect(JSON.stringify(m.body).length).toBeLessThan(64 * 1024);
     }
     expect(messages.flatMap((m) => (m.body as { events: RequestEvent[] }).events.map((e) => e.id))).toEqual(events.map((e) => e.id));
-  });
-
-  it("a batch goes out when it fills or when its interval ends, and a full batch ends its opener's waitUntil at once", async () => {
-    const sent: string[][] = [];
-    const recordingQueue = { sendBatch: async (messages: MessageSendRequest[]) => void sent.push(messages.flatMap((m) => (m.body as { events: RequestEvent[] }).events.map((e) => e.id))) } as unknown as Queue;
-    const queueEnv = { ...env, AUDIT_QUEUE: recordingQueue } as never;
-    const buffer = new AuditBuffer();
-    // A long interval: only filling the batch can send it (and end the opener's waitUntil) soon.
-    const opts = auditOptions.parse({ maxBatch: 3, flushIntervalMs: 10_000 });
-    const waits: { settled: boolean }[] = [];
-    const handed: Promise<unknown>[] = [];
-    const waitUntil = (p: Promise<unknown>) => {
-      const w = { settled: false };
-      waits.push(w);
-      handed.push(p.then(() => void (w.settled = true)));
-    };
-    const events = Array.from({ length: 3 }, () => fakeEvent() as RequestEvent);
-    for (const e of events) buffer.add(e, opts, queueEnv, waitUntil);
-    expect(waits.length).toBe(2); // the opener's timer and the filler's flush
-    await Promise.race([Promise.all(handed), new Promise((_, reject) => setTimeout(() => reject(new Error("a waitUntil outlived its full batch")), 2000))]);
-    expect(sent).toEqual([events.map((e) => e.id)]);
-    expect(buffer.pending).toBe(0);
-
-    // A batch that does not fill is sent by its timer, once.
-    const short = auditOptions.parse({ maxBatch: 3, flushIntervalMs: 50 });
-    const lone = fakeEvent() as RequestEvent;
-    const before = handed.length;
-    buffer.add(lone, short, queueEnv, waitUntil);
-    expect(buffer.pending).toBe(1);
-    await Promise.all(handed.slice(before));
-    expect(sent).toEqual([events.map((e) => e.id), [lone.id]]);
-    expect(buffer.pending).toBe(0);
   });
 
   it("falls back to D1 when the queue refuses, and never rejects even when D1 fails too", async () => {

@@ -9,8 +9,6 @@ interface Batch {
   readonly mode: SinkMode;
   readonly events: RequestEvent[];
   closed: boolean;
-  /** Ends the batch's flush timer early (when the batch fills first), so its waitUntil ends too. */
-  cancelTimer?: () => void;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -137,7 +135,7 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
  * Per-isolate batching of request events, so auditing costs a small fraction of a request:
  * the first event of a batch opens a `waitUntil` that flushes the batch after
  * `flushIntervalMs`, or at once when it reaches `maxBatch` (the request that fills it flushes
- * it, in its own `waitUntil`, and the opener's `waitUntil` ends then). Guarantee: every event is handed to a `waitUntil` that flushes
+ * it, in its own `waitUntil`). Guarantee: every event is handed to a `waitUntil` that flushes
  * it, so it is sent before the isolate can be evicted — a batch never waits on a request that
  * has already finished its own `waitUntil`.
  */
@@ -151,19 +149,9 @@ export class AuditBuffer {
       const fresh: Batch = { mode, events: [], closed: false };
       batch = fresh;
       this.open.set(mode, fresh);
-      // The timer is cleared when the batch fills first: otherwise the request that opened it
-      // would stay alive in its waitUntil for the whole interval (under load, ~40 finished
-      // requests a second held open for a second each, for nothing).
       waitUntil(
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            fresh.cancelTimer = undefined;
-            resolve(fresh.closed ? undefined : this.flush(fresh, env));
-          }, opts.flushIntervalMs);
-          fresh.cancelTimer = () => {
-            clearTimeout(timer);
-            resolve();
-          };
+        sleep(opts.flushIntervalMs).then(() => {
+          if (!fresh.closed) return this.flush(fresh, env);
         }),
       );
     }
@@ -173,7 +161,6 @@ export class AuditBuffer {
 
   private flush(batch: Batch, env: Env): Promise<void> {
     batch.closed = true;
-    batch.cancelTimer?.();
     if (this.open.get(batch.mode) === batch) this.open.delete(batch.mode);
     return deliver(batch.events, batch.mode, env);
   }
