@@ -258,7 +258,7 @@ export function renderMarkdown(result, svgName) {
   if (steps.length) {
     lines.push("## Where the cost goes", "");
     lines.push(
-      "Each row is one scenario over the one before it, paired within rounds (throughput ratio) and as server CPU per request. *floor* is the bare pass-through plus only what any safe proxy must do (strip hop-by-hop and spoofable headers, bound the origin call with a timeout, copy the response headers into a new Response); *core* is the gateway with no plugins (request id, path guard, routing, route binding, forwarder).",
+      "Each row is one scenario over the one before it, paired within rounds (throughput ratio) and as server CPU per request. *floor* is the bare pass-through plus only what any safe proxy must do (strip hop-by-hop and spoofable headers, bound the origin call with a timeout, copy the response into a new Response and strip its hop-by-hop headers); *core* is the gateway with no plugins (request id, path guard, routing, route binding, forwarder).",
       "",
       table(["step", "throughput ratio", "CPU µs/req added"], steps),
       "",
@@ -368,7 +368,7 @@ function floorNotes(S) {
   const parts = [
     ["timeout", "the origin call's timeout (`AbortSignal.timeout`)"],
     ["request-copy", "the request header copy (hop-by-hop and spoofable headers stripped, request id and X-Forwarded-Proto set)"],
-    ["response-copy", "the response copy (hop-by-hop headers stripped into a new Response, request id set)"],
+    ["response-copy", "the response copy (a new Response from the origin's, hop-by-hop headers stripped from it, request id set)"],
   ].filter(([p]) => has(`floor-no-${p}`));
   if (!parts.length) return [];
   const floorCpu = median(S.floor.cpu);

@@ -55,7 +55,8 @@ const PACK_BYTES = 60_000;
 /**
  * An upper bound of an event's serialized size (structured clone or JSON: at most two bytes a
  * character) without serializing it: its free-text fields are capped (path 2048, limit state
- * 1000, reason 100 characters; ids and names are short), the rest is a fixed shape. Overestimating only makes a pack or a send smaller.
+ * 1000, reason 100 characters; ids and names are short), the rest is a fixed shape.
+ * Overestimating only makes a pack or a send smaller.
  */
 function approxSize(e: RequestEvent): number {
   let n = 1000; // field names, numbers, ids, per-message overhead

@@ -51,12 +51,12 @@ function connectionNamed(headers: Headers): Set<string> | undefined {
 }
 
 /**
- * The names to drop from `headers`: those `drop` picks, and those its Connection header names.
- * One pass over the names; a typical message carries none of the ~30 names we drop, so the
- * caller then deletes only what is actually there (each delete is a call into the runtime).
- * With `leaks`, a header whose value carries a secret is picked too (values are read only then).
+ * Deletes from `headers` the names `drop` picks, and those its Connection header names. One pass
+ * over the names, then a delete only for what is actually there: a typical message carries none
+ * of the ~30 names we drop, and each delete is a call into the runtime. With `leaks`, a header
+ * whose value carries a secret is dropped too (values are read only then).
  */
-function doomedNames(headers: Headers, drop: (name: string) => boolean, leaks?: (value: string) => boolean): string[] | undefined {
+function stripInPlace(headers: Headers, drop: (name: string) => boolean, leaks?: (value: string) => boolean): void {
   let doomed: string[] | undefined;
   let kept: string[] | undefined;
   let hasConnection = false;
@@ -72,20 +72,7 @@ function doomedNames(headers: Headers, drop: (name: string) => boolean, leaks?: 
     const named = connectionNamed(headers)!;
     for (const name of kept) if (named.has(name)) (doomed ??= []).push(name);
   }
-  return doomed;
-}
-
-/** Copies `incoming` without the headers `doomedNames` picks. Copying keeps repeated fields as sent. */
-function copyWithout(incoming: Headers, drop: (name: string) => boolean, leaks?: (value: string) => boolean): Headers {
-  const headers = new Headers(incoming);
-  const doomed = doomedNames(incoming, drop, leaks);
-  if (doomed) for (const name of doomed) headers.delete(name);
-  return headers;
-}
-
-/** Deletes from `headers` itself what `doomedNames` picks (for headers that are already a copy). */
-function stripInPlace(headers: Headers, drop: (name: string) => boolean, leaks?: (value: string) => boolean): void {
-  const doomed = doomedNames(headers, drop, leaks);
+  // Deleted only after the pass: the iteration above must not see its own deletions.
   if (doomed) for (const name of doomed) headers.delete(name);
 }
 
@@ -99,7 +86,10 @@ const dropFromResponse = (name: string) => HOP.has(name);
  * sends (including `Connection: <our header>`) can remove or replace them.
  */
 export function sanitizeRequestHeaders(incoming: Headers): Headers {
-  return copyWithout(incoming, dropFromRequest);
+  // A copy (a request's own headers are immutable); copying keeps repeated fields as sent.
+  const headers = new Headers(incoming);
+  stripInPlace(headers, dropFromRequest);
+  return headers;
 }
 
 /** Whether a response header value carries one of the injected secrets; undefined when none was injected. */
