@@ -147,11 +147,16 @@ export function targetRows(result) {
     row[2] += `; ÷ default pipeline ${fmt(vsDefault, 2)}, CPU ${cpu >= 0 ? "+" : ""}${fmt(cpu, 1)} µs/req over it; ${fmt(limiterCallsInWindows(rounds, name), 4)} backend calls/req`;
   };
   limitRow("… plus a rate limit on the Durable Object backend", "ratelimit-do", 0.75);
+  // The bound on the limited pipelines: the gateway with no plugins at all (bench/README.md, "Where to look next").
+  if (has("ratelimit-do") && has("core") && has("bare")) rows[rows.length - 1][2] += `; the gateway core with no plugins alone: ${fmtRange(pairedRatio(rounds, "core", "bare"), 2)}`;
   limitRow("… plus a rate limit on the Upstash backend (bridge over local Redis)", "ratelimit-upstash", 0.6);
   if (has("default") && has("bare")) {
     const added = median(S.default.cpu) - median(S.bare.cpu);
     const floor = has("floor") ? `; the safe pass-through floor alone adds ${fmt(median(S.floor.cpu) - median(S.bare.cpu), 1)}` : "";
-    rows.push(["CPU added per request by the default pipeline (workerd, /proc)", "≤ 60 µs", `${fmt(added, 1)} µs (${fmt(median(S.default.cpu), 1)} − ${fmt(median(S.bare.cpu), 1)})${floor}`, mark(added <= 60)]);
+    const core = has("core") ? `, the gateway core with no plugins ${fmt(median(S.core.cpu) - median(S.bare.cpu), 1)}` : "";
+    // What the audit Queue send weighs (the send and Miniflare's broker answering it, in this workerd).
+    const send = has("default-queue-discarded") ? `, the audit Queue send ${fmt(median(S.default.cpu) - median(S["default-queue-discarded"].cpu), 1)}` : "";
+    rows.push(["CPU added per request by the default pipeline (workerd, /proc)", "≤ 60 µs", `${fmt(added, 1)} µs (${fmt(median(S.default.cpu), 1)} − ${fmt(median(S.bare.cpu), 1)})${floor}${core}${send}`, mark(added <= 60)]);
   }
   if (micro) {
     const steps = micro.rows.filter((r) => r.name.startsWith("+"));

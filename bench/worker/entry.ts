@@ -178,9 +178,10 @@ export default {
       }
       // One env object for the isolate's life, as the runtime gives; the core caches per env object.
       benchEnv = env.DB ? { ...env, DB: countingD1(env.DB) } : env;
-      // The Queue's other side (Miniflare's broker) runs inside this workerd, so its CPU would count
+      // The Queue's other side (Miniflare's broker) runs inside this workerd, so its CPU counts
       // as the gateway's; in production it is Cloudflare's service behind a subrequest. With
-      // BENCH_AUDIT_QUEUE=discard, batches are serialized as for the real binding and dropped.
+      // BENCH_AUDIT_QUEUE=discard, batches are encoded (as the binding would) and dropped: the
+      // difference is the send and the broker's answer to it.
       if (env.BENCH_AUDIT_QUEUE === "discard" && benchEnv.AUDIT_QUEUE) benchEnv = { ...benchEnv, AUDIT_QUEUE: discardingQueue() };
     }
     return app(req, benchEnv!, ctx);

@@ -110,7 +110,8 @@ export async function deliver(events: readonly RequestEvent[], mode: SinkMode, e
     try {
       for (const send of queueSends(events)) {
         // "v8" (structured clone, the binding's default): the push consumer gets the same objects
-        // as with "json", for ~3 µs less CPU per event in Miniflare (bench/README.md, "Audit packs").
+        // as with "json", for ~3 µs less CPU per event in Miniflare, most of it the consumer's
+        // decoding (bench/README.md, "Audit packs").
         await withTimeout(env.AUDIT_QUEUE.sendBatch(send.map(({ body }) => ({ body, contentType: "v8" as const }))), QUEUE_SEND_TIMEOUT_MS);
       }
       return;
