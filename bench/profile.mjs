@@ -7,7 +7,7 @@
 //   npm run bench:profile -- --scenario bare    any scenario of bench/worker/scenarios.ts, bare or floor
 //   npm run bench:profile -- --scenario ratelimit-upstash   starts its Redis and bridge too
 //   npm run bench:profile -- --seconds 10 --top 40
-//   npm run bench:profile -- --discard-queue    audit batches serialized and dropped (no Queue broker)
+//   npm run bench:profile -- --discard-queue    audit batches encoded and dropped (no Queue send)
 //
 // Writes bench/scratch/workerd-<scenario>.cpuprofile (open it in Chrome DevTools → Performance)
 // and prints the functions with the most self time, plus requests/s and workerd CPU µs/request
