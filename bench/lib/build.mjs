@@ -61,16 +61,16 @@ export async function importForNode(outDir, entry, name, tree = root) {
   return import(`${outfile}?t=${Date.now()}`);
 }
 
-/**
- * The source tree of an older revision for before/after runs: its worker/, plugins/ and config
- * from git, with this checkout's bench/worker (so both sides are measured the same way).
- * Dependencies resolve from this checkout's node_modules (the tree lives under bench/scratch/).
- */
 /** The vendored modules (worker/vendor/) import files of node_modules by relative path: give the tree this checkout's. */
 function linkModules(dir) {
   symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"), "dir");
 }
 
+/**
+ * The source tree of an older revision for before/after runs: its worker/, plugins/ and config
+ * from git, with this checkout's bench/worker (so both sides are measured the same way).
+ * Dependencies resolve from this checkout's node_modules (the tree lives under bench/scratch/).
+ */
 export function treeAt(rev, scratch) {
   if (rev.includes("..")) return treeWithout(rev, scratch);
   const sha = execFileSync("git", ["-C", root, "rev-parse", "--short", rev], { encoding: "utf8" }).trim();
