@@ -11,6 +11,7 @@
 //                           from an older revision, side by side in the same workerd: a before/after
 //                           record. REV may be A..B: this HEAD with the worker/ changes A..B reverted.
 //            --twin-after   list each twin after its current scenario instead of before it
+//            --connections N (closed loop, 32)  --fixed-connections N (fixed rate, 128)
 //
 // What runs (see bench/README.md): a tiny origin (nginx `return 200`, or Node without nginx), nginx
 // proxy_pass with keep-alive, and one workerd (Miniflare's API, direct sockets, D1 in memory)
@@ -46,6 +47,8 @@ const { values: args } = parseArgs({
     seed: { type: "string" },
     "retry-budget-minutes": { type: "string" },
     out: { type: "string" },
+    connections: { type: "string" },
+    "fixed-connections": { type: "string" },
     "allow-missing-tools": { type: "boolean", default: false },
   },
 });
@@ -66,8 +69,8 @@ const cfg = {
   fixedMs: Number(args.duration ?? (smoke ? 400 : 4000)),
   seqMs: smoke ? 200 : Math.min(2000, Number(args.duration ?? 2000)),
   warmMs: smoke ? 300 : 2000,
-  connections: 32,
-  fixedConnections: 128,
+  connections: Number(args.connections ?? 32),
+  fixedConnections: Number(args["fixed-connections"] ?? 128),
   users: smoke ? 200 : 10_000,
   loadKeys: smoke ? 50 : 1_000,
   maxForeign: 0.1,
@@ -106,6 +109,7 @@ const allScenarios = [
   { name: "default", label: "default pipeline, warm cache", kind: "worker", scenario: "default", warm: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   ...[["controller", "an AbortController aborted by setTimeout"], ["race", "a setTimeout raced against the fetch, cleared on its answer (headers only)"]].map(([kind, how]) => ({ name: `floor-timeout-${kind}`, label: `… floor with its timeout as ${how}`, kind: "worker", scenario: `floor-timeout-${kind}`, optIn: true, modes: ["sat"] })),
   { name: "default-queue-discarded", label: "default pipeline, audit batches encoded and dropped (no Queue send)", kind: "worker", scenario: "default", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
+  { name: "default-queue-tiny", label: "default pipeline, audit sends carry tiny bodies (same calls and messages)", kind: "worker", scenario: "default", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "tiny" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
   // Rate limit (bench/worker/scenarios.ts BENCH_RATE_LIMIT) on top of the warm default pipeline,
@@ -299,6 +303,8 @@ async function measure(s, mode, opts) {
       steal: cpu.steal,
       d1Statements: st0 && st1 ? st1.d1Statements - st0.d1Statements : undefined,
       d1Requests: st0 && st1 ? st1.requests - st0.requests : undefined,
+      // Audit Queue sends and messages in this window (an older tree's worker does not count them).
+      ...(st0?.auditSends !== undefined && st1 ? { auditSends: st1.auditSends - st0.auditSends, auditMessages: st1.auditMessages - st0.auditMessages } : {}),
       // Lease calls to the limiter backend in this window (rate-limit scenarios): what leasing saves.
       ...(st0?.limiterCalls !== undefined && st1 ? { limiterCalls: st1.limiterCalls - st0.limiterCalls } : {}),
       ...(limiterFailures ? { limiterFailures } : {}),
@@ -422,6 +428,7 @@ async function main() {
         `round ${r + 1}/${cfg.rounds} ${s.name.padEnd(8)} ${Math.round(sat.rps)} rps, ${sat.cpuUsPerReq.toFixed(1)} µs CPU/req` +
           (fixed ? ` | @${rate}/s p99 ${fixed.latencyMs.p99.toFixed(2)} ms` : "") +
           (seq ? ` | seq p50 ${seq.latencyMs.p50.toFixed(3)} ms` : "") +
+          (sat.auditSends ? ` | ${(sat.requests / sat.auditSends).toFixed(0)} req/audit send` : "") +
           ` | foreign ${(100 * Math.max(...[sat, fixed, seq].filter(Boolean).map((m) => m.foreign))).toFixed(0)}%`,
       );
     }

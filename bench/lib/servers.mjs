@@ -164,7 +164,7 @@ export async function startUpstash({ redisPort, bridgePort, dir, cpus, token }) 
  * One workerd (Miniflare's API, never `wrangler dev`) running each benchmark worker on its own
  * direct socket, D1 in memory (no persistence) and shared by every worker.
  */
-export async function startWorkerd({ scriptPath, workers, cpus, bindings, compatibilityDate, inspectorPort }) {
+export async function startWorkerd({ scriptPath, workers, cpus, bindings, compatibilityDate, inspectorPort, readyTimeoutMs }) {
   const { Miniflare, Log, LogLevel } = await import("miniflare");
   miniflare = new Miniflare({
     // Only bench/profile.mjs sets it: the inspector is how it takes workerd's CPU profile.
@@ -196,7 +196,8 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
     })),
   });
   await miniflare.ready;
-  for (const w of workers) await waitForPort(w.port);
+  // readyTimeoutMs: bench/instructions.mjs runs workerd under valgrind, which starts far slower.
+  for (const w of workers) await waitForPort(w.port, readyTimeoutMs);
   // workerd is Miniflare's child process; find it by its parent (us), never by name.
   // Snapshot now, before any load generator exists: our descendants minus the other servers.
   const others = new Set([...children].flatMap((c) => processTree(c.pid)));

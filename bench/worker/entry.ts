@@ -25,12 +25,31 @@ export { LimiterDurableObject } from "../../worker/limits/durable-object";
 interface BenchEnv extends Env {
   BENCH_SCENARIO: string;
   BENCH_AUDIT_QUEUE?: string;
+  /** Audit flush interval for the instruction counter's slow workerd (bench/worker/scenarios.ts). */
+  BENCH_AUDIT_FLUSH_MS?: string;
   ORIGIN_URL: string;
 }
 
 type Fetcher = (req: Request, env: BenchEnv, ctx: ExecutionContext) => Response | Promise<Response>;
 
-const stats = { requests: 0, d1Statements: 0 };
+const stats = { requests: 0, d1Statements: 0, auditSends: 0, auditMessages: 0 };
+
+/** The audit Queue with a call counter: how many sendBatch calls (and messages) carry the load's events. */
+function countingQueue(q: Queue): Queue {
+  return {
+    send: (body: unknown, opts?: QueueSendOptions) => {
+      stats.auditSends++;
+      stats.auditMessages++;
+      return q.send(body, opts);
+    },
+    sendBatch: (messages: Iterable<MessageSendRequest>, opts?: QueueSendBatchOptions) => {
+      const list = [...messages];
+      stats.auditSends++;
+      stats.auditMessages += list.length;
+      return q.sendBatch(list, opts);
+    },
+  } as Queue;
+}
 
 /** D1 with a statement counter: every drizzle query goes through prepare(); batches are lists of those. */
 function countingD1(db: D1Database): D1Database {
@@ -147,6 +166,18 @@ function discardingQueue(): Queue {
   } as unknown as Queue;
 }
 
+/**
+ * A Queue producer that sends the same number of messages per call through the real binding,
+ * each a tiny body instead of its pack: what the send costs apart from its payload.
+ */
+function tinyPayloadQueue(q: Queue): Queue {
+  return {
+    send: (_body: unknown, opts?: QueueSendOptions) => q.send({ n: 1 }, opts),
+    sendBatch: (messages: Iterable<MessageSendRequest>, opts?: QueueSendBatchOptions) =>
+      q.sendBatch([...messages].map((m) => ({ body: { n: 1 }, contentType: m.contentType })), opts),
+  } as Queue;
+}
+
 let app: Fetcher | undefined;
 let benchEnv: BenchEnv | undefined;
 
@@ -174,7 +205,7 @@ export default {
       else {
         const build = gatewayScenarios[scenario];
         if (!build) throw new Error(`unknown BENCH_SCENARIO "${scenario}"`);
-        app = createApp(build()).fetch as Fetcher;
+        app = createApp(build({ auditFlushIntervalMs: env.BENCH_AUDIT_FLUSH_MS ? Number(env.BENCH_AUDIT_FLUSH_MS) : undefined })).fetch as Fetcher;
       }
       // One env object for the isolate's life, as the runtime gives; the core caches per env object.
       benchEnv = env.DB ? { ...env, DB: countingD1(env.DB) } : env;
@@ -183,6 +214,8 @@ export default {
       // BENCH_AUDIT_QUEUE=discard, batches are encoded (as the binding would) and dropped: the
       // difference is the send and the broker's answer to it.
       if (env.BENCH_AUDIT_QUEUE === "discard" && benchEnv.AUDIT_QUEUE) benchEnv = { ...benchEnv, AUDIT_QUEUE: discardingQueue() };
+      if (env.BENCH_AUDIT_QUEUE === "tiny" && benchEnv.AUDIT_QUEUE) benchEnv = { ...benchEnv, AUDIT_QUEUE: tinyPayloadQueue(benchEnv.AUDIT_QUEUE) };
+      if (benchEnv.AUDIT_QUEUE) benchEnv = { ...benchEnv, AUDIT_QUEUE: countingQueue(benchEnv.AUDIT_QUEUE) };
     }
     return app(req, benchEnv!, ctx);
   },

@@ -27,11 +27,23 @@ const headerRewrite = (withSecret: boolean): PluginInstance =>
   });
 
 /**
+ * Harness settings a scenario can take from its worker's bindings. `auditFlushIntervalMs`: the
+ * instruction counter (bench/instructions.mjs) runs workerd under valgrind, ~50 times slower, where
+ * the default 1 s would flush every batch by its timer long before it holds 100 events; a longer
+ * interval keeps the batches as full as at saturation.
+ */
+export interface ScenarioOptions {
+  auditFlushIntervalMs?: number;
+}
+
+const auditPlugin = (opts: ScenarioOptions): PluginInstance => audit(opts.auditFlushIntervalMs ? { flushIntervalMs: opts.auditFlushIntervalMs } : {});
+
+/**
  * The default pipeline as the issue defines it: audit (first, as gateway.config.ts has it),
  * key-auth (isolate cache), authorize, header rewriting with an injected origin secret.
  */
-export function defaultPlugins(withSecret = true): PluginInstance[] {
-  return [audit(), keyAuth(), authorize(), headerRewrite(withSecret)];
+export function defaultPlugins(withSecret = true, opts: ScenarioOptions = {}): PluginInstance[] {
+  return [auditPlugin(opts), keyAuth(), authorize(), headerRewrite(withSecret)];
 }
 
 /**
@@ -52,14 +64,14 @@ export function rateLimitPlugin(backend: "durable-object" | "upstash", near = fa
 }
 
 /** The default pipeline with a rate limit after authorize (a forbidden call spends nothing), before header rewriting. */
-export function rateLimitedPlugins(backend: "durable-object" | "upstash", near = false, withSecret = true): PluginInstance[] {
-  const [auditPlugin, auth, authz, rewrite] = defaultPlugins(withSecret);
-  return [auditPlugin!, auth!, authz!, rateLimitPlugin(backend, near), rewrite!];
+export function rateLimitedPlugins(backend: "durable-object" | "upstash", near = false, withSecret = true, opts: ScenarioOptions = {}): PluginInstance[] {
+  const [auditFirst, auth, authz, rewrite] = defaultPlugins(withSecret, opts);
+  return [auditFirst!, auth!, authz!, rateLimitPlugin(backend, near), rewrite!];
 }
 
 /** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. */
-export function jwtPlugins(): PluginInstance[] {
-  return [audit(), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
+export function jwtPlugins(opts: ScenarioOptions = {}): PluginInstance[] {
+  return [auditPlugin(opts), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
 }
 
 /**
@@ -108,18 +120,18 @@ export function gatewayWith(plugins: PluginInstance[], originUrl: string, forwar
  * default config on a worker whose caches have a TTL of 0 (see bench/run.mjs), so every request
  * resolves its key and its secret in D1. Scenarios for further plugins go here.
  */
-export const gatewayScenarios: Record<string, () => CompiledGateway> = {
-  default: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
+export const gatewayScenarios: Record<string, (opts?: ScenarioOptions) => CompiledGateway> = {
+  default: (o) => gatewayWith(defaultPlugins(true, o), "http://127.0.0.1:9", false),
   // The gateway with no plugins: request id, path guard, routing, route binding, forwarder.
   core: () => gatewayWith([], "http://127.0.0.1:9", false),
-  cold: () => gatewayWith(defaultPlugins(), "http://127.0.0.1:9", false),
+  cold: (o) => gatewayWith(defaultPlugins(true, o), "http://127.0.0.1:9", false),
   // The default pipeline grown one plugin at a time (diagnostic scenarios of bench/run.mjs).
-  "chain-audit": () => gatewayWith(defaultPlugins().slice(0, 1), "http://127.0.0.1:9", false),
-  "chain-key-auth": () => gatewayWith(defaultPlugins().slice(0, 2), "http://127.0.0.1:9", false),
-  "chain-authorize": () => gatewayWith(defaultPlugins().slice(0, 3), "http://127.0.0.1:9", false),
-  jwt: () => gatewayWith(jwtPlugins(), "http://127.0.0.1:9", false),
-  "ratelimit-do": () => gatewayWith(rateLimitedPlugins("durable-object"), "http://127.0.0.1:9", false),
-  "ratelimit-upstash": () => gatewayWith(rateLimitedPlugins("upstash"), "http://127.0.0.1:9", false),
-  "ratelimit-do-near": () => gatewayWith(rateLimitedPlugins("durable-object", true), "http://127.0.0.1:9", false),
-  "ratelimit-upstash-near": () => gatewayWith(rateLimitedPlugins("upstash", true), "http://127.0.0.1:9", false),
+  "chain-audit": (o) => gatewayWith(defaultPlugins(true, o).slice(0, 1), "http://127.0.0.1:9", false),
+  "chain-key-auth": (o) => gatewayWith(defaultPlugins(true, o).slice(0, 2), "http://127.0.0.1:9", false),
+  "chain-authorize": (o) => gatewayWith(defaultPlugins(true, o).slice(0, 3), "http://127.0.0.1:9", false),
+  jwt: (o) => gatewayWith(jwtPlugins(o), "http://127.0.0.1:9", false),
+  "ratelimit-do": (o) => gatewayWith(rateLimitedPlugins("durable-object", false, true, o), "http://127.0.0.1:9", false),
+  "ratelimit-upstash": (o) => gatewayWith(rateLimitedPlugins("upstash", false, true, o), "http://127.0.0.1:9", false),
+  "ratelimit-do-near": (o) => gatewayWith(rateLimitedPlugins("durable-object", true, true, o), "http://127.0.0.1:9", false),
+  "ratelimit-upstash-near": (o) => gatewayWith(rateLimitedPlugins("upstash", true, true, o), "http://127.0.0.1:9", false),
 };
