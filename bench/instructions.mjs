@@ -9,6 +9,7 @@
 //   npm run bench:instructions -- --connections 8       concurrent instead of sequential requests
 //   npm run bench:instructions -- --warmup 1000         requests before the first window (a multiple of 100)
 //   npm run bench:instructions -- --smoke               one window of 100 requests, no results file (CI)
+//   npm run bench:instructions -- --render bench/results/instructions-DATE.json   re-renders its .md
 //   npm run bench:instructions -- --keep-dumps          keep each window's callgrind dump in bench/scratch/callgrind/
 //                                                       (<scenario>.<window>.callgrind): callgrind_annotate FILE lists
 //                                                       the functions, C++ by name (JIT-compiled JavaScript shows as ???)
@@ -26,7 +27,7 @@
 // the origin, the load generator, the Upstash bridge and Redis (other processes), time spent
 // waiting, and differences in cost per instruction (cache misses, memory bandwidth).
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -47,6 +48,7 @@ const { values: args } = parseArgs({
     out: { type: "string" },
     smoke: { type: "boolean", default: false },
     "keep-dumps": { type: "boolean", default: false },
+    render: { type: "string" },
   },
 });
 const root = path.resolve(import.meta.dirname, "..");
@@ -58,24 +60,24 @@ const log = (m) => process.stderr.write(`[instructions] ${m}\n`);
 const warm = { KEY_CACHE_TTL_SECONDS: "60", SECRET_CACHE_TTL_SECONDS: "300" };
 const SCENARIOS = {
   bare: { label: "bare Hono pass-through" },
-  floor: { label: "safe pass-through floor" },
-  core: { label: "gateway core, no plugins" },
+  floor: { base: "bare", label: "safe pass-through floor" },
+  core: { base: "floor", label: "gateway core, no plugins" },
   // The floor without one of its parts, and its other ways to bound the origin call (named only).
-  "floor-no-timeout": { label: "floor without its timeout" },
-  "floor-no-request-copy": { label: "floor without its request header copy" },
-  "floor-no-response-copy": { label: "floor without its response copy" },
-  "floor-timeout-controller": { label: "floor, timeout by an AbortController and setTimeout" },
-  "floor-timeout-race": { label: "floor, timeout by a setTimeout raced against the fetch" },
-  "floor-response-two-copies": { label: "floor, response headers copied twice (before session 13)" },
-  "chain-audit": { label: "core + audit", bindings: warm },
-  "chain-key-auth": { label: "core + audit, key-auth", bindings: warm },
-  "chain-authorize": { label: "core + audit, key-auth, authorize", bindings: warm },
-  default: { label: "default pipeline (+ headers with the injected secret)", bindings: warm },
-  "default-queue-tiny": { scenario: "default", label: "default, audit sends with tiny bodies (same calls and messages)", bindings: { ...warm, BENCH_AUDIT_QUEUE: "tiny" } },
-  "default-queue-discarded": { scenario: "default", label: "default, audit batches encoded and dropped (no Queue send)", bindings: { ...warm, BENCH_AUDIT_QUEUE: "discard" } },
-  "ratelimit-do": { label: "default + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
-  "ratelimit-upstash": { label: "default + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
-  jwt: { label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
+  "floor-no-timeout": { base: "floor", label: "floor without its timeout" },
+  "floor-no-request-copy": { base: "floor", label: "floor without its request header copy" },
+  "floor-no-response-copy": { base: "floor", label: "floor without its response copy" },
+  "floor-timeout-controller": { base: "floor", label: "floor, timeout by an AbortController and setTimeout" },
+  "floor-timeout-race": { base: "floor", label: "floor, timeout by a setTimeout raced against the fetch" },
+  "floor-response-two-copies": { base: "floor", label: "floor, response headers copied twice (before session 13)" },
+  "chain-audit": { base: "core", label: "core + audit", bindings: warm },
+  "chain-key-auth": { base: "chain-audit", label: "core + audit, key-auth", bindings: warm },
+  "chain-authorize": { base: "chain-key-auth", label: "core + audit, key-auth, authorize", bindings: warm },
+  default: { base: "chain-authorize", label: "default pipeline (+ headers with the injected secret)", bindings: warm },
+  "default-queue-tiny": { base: "default", scenario: "default", label: "default, audit sends with tiny bodies (same calls and messages)", bindings: { ...warm, BENCH_AUDIT_QUEUE: "tiny" } },
+  "default-queue-discarded": { base: "default", scenario: "default", label: "default, audit batches encoded and dropped (no Queue send)", bindings: { ...warm, BENCH_AUDIT_QUEUE: "discard" } },
+  "ratelimit-do": { base: "default", label: "default + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
+  "ratelimit-upstash": { base: "default", label: "default + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
+  jwt: { base: "default", label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
 };
 const DEFAULT_LIST = ["bare", "floor", "core", "chain-audit", "chain-key-auth", "chain-authorize", "default", "default-queue-tiny", "default-queue-discarded", "ratelimit-do", "ratelimit-upstash"];
 const names = args.scenarios?.split(",") ?? DEFAULT_LIST;
@@ -270,14 +272,38 @@ function table(results) {
   const bare = results.find((r) => r.name === "bare");
   const k = (x) => Math.round(x / 1000).toLocaleString("en-US");
   const lines = [
-    "| scenario | instructions/request (median, min–max over windows) | over bare | over the row above |",
+    "| scenario | instructions/request (median, min–max over windows) | over bare | over its base (the scenario it adds to) |",
     "|---|---:|---:|---:|",
   ];
-  results.forEach((r, i) => {
-    const prev = results[i - 1];
-    lines.push(`| ${r.name}: ${r.label} | ${k(r.median)} k (${k(r.min)}–${k(r.max)}) | ${bare ? `+${k(r.median - bare.median)} k` : "–"} | ${prev ? `${r.median >= prev.median ? "+" : "−"}${k(Math.abs(r.median - prev.median))} k` : "–"} |`);
-  });
+  for (const r of results) {
+    const base = results.find((x) => x.name === SCENARIOS[r.name].base);
+    const over = (x) => `${r.median >= x.median ? "+" : "−"}${k(Math.abs(r.median - x.median))} k`;
+    lines.push(`| ${r.name}: ${r.label} | ${k(r.median)} k (${k(r.min)}–${k(r.max)}) | ${bare && r !== bare ? over(bare) : "–"} | ${base ? `${over(base)} over ${base.name}` : "–"} |`);
+  }
   return lines.join("\n");
+}
+
+/** The results file's text, from the run's JSON record (also what --render FILE.json re-renders). */
+function markdown(run) {
+  const c = run.config;
+  return [
+    `# Instructions per request, ${run.date.slice(0, 10)}`,
+    "",
+    `Run at ${run.date}, commit \`${run.commit}\`, by \`npm run bench:instructions\` (method: bench/README.md, "Instruction counts").`,
+    `${run.machine}; ${run.valgrind} (callgrind), workerd ${run.workerd}, node ${run.node}.`,
+    `${c.windows} windows of ${c.requests} requests per scenario, ${c.connections} connection(s), ${c.keys} keys of 1,000 proxy users in the load, after every key once and ${c.warmup} warm-up requests.`,
+    "",
+    table(run.results),
+    "",
+    "Counted: every instruction the workerd process executed in the window (the worker, Miniflare's D1, Durable Object and Queue services, V8's compiler and GC), divided by the window's requests. Not counted: the origin, the load generator, the Upstash bridge and Redis, and the kernel's work (sockets, timers) for any of them.",
+    "",
+  ].join("\n");
+}
+
+if (args.render) {
+  const file = path.resolve(args.render);
+  writeFileSync(file.replace(/\.json$/, ".md"), markdown(JSON.parse(readFileSync(file, "utf8"))));
+  process.exit(0);
 }
 
 let out;
@@ -286,30 +312,26 @@ try {
 } finally {
   await stopAll();
 }
-const date = new Date();
-const machine = `${os.cpus()[0]?.model ?? "unknown"}, ${os.cpus().length} cores, Linux ${os.release()}`;
-const valgrindVersion = spawnSync("valgrind", ["--version"], { encoding: "utf8" }).stdout.trim();
-const workerdVersion = JSON.parse(readFileSync(path.join(root, "node_modules", "workerd", "package.json"), "utf8")).version;
-const commit = spawnSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).stdout.trim();
-const md = [
-  `# Instructions per request, ${date.toISOString().slice(0, 10)}`,
-  "",
-  `Run at ${date.toISOString()}, commit \`${commit}\`, by \`npm run bench:instructions\` (method: bench/README.md, "Instruction counts").`,
-  `${machine}; ${valgrindVersion} (callgrind), workerd ${workerdVersion}, node ${process.version}.`,
-  `${cfg.windows} windows of ${cfg.requests} requests per scenario, ${cfg.connections} connection(s), ${cfg.keys} keys of 1,000 proxy users in the load, after every key once and ${cfg.warmup} warm-up requests.`,
-  "",
-  table(out.results),
-  "",
-  "Counted: every instruction the workerd process executed in the window (the worker, Miniflare's D1, Durable Object and Queue services, V8's compiler and GC), divided by the window's requests. Not counted: the origin, the load generator, the Upstash bridge and Redis.",
-  "",
-].join("\n");
+const date = new Date().toISOString();
+const run = {
+  date,
+  commit: spawnSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).stdout.trim(),
+  machine: `${os.cpus()[0]?.model ?? "unknown"}, ${os.cpus().length} cores, Linux ${os.release()}`,
+  valgrind: spawnSync("valgrind", ["--version"], { encoding: "utf8" }).stdout.trim(),
+  workerd: JSON.parse(readFileSync(path.join(root, "node_modules", "workerd", "package.json"), "utf8")).version,
+  node: process.version,
+  config: cfg,
+  results: out.results,
+};
 if (args.smoke) {
-  process.stdout.write(`${md}\n`);
+  process.stdout.write(`${markdown(run)}\n`);
 } else {
   const dir = args.out ? path.resolve(args.out) : path.join(root, "bench", "results");
   mkdirSync(dir, { recursive: true });
-  const base = path.join(dir, `instructions-${date.toISOString().slice(0, 10)}`);
-  writeFileSync(`${base}.json`, `${JSON.stringify({ date: date.toISOString(), commit, machine, valgrind: valgrindVersion, workerd: workerdVersion, config: cfg, results: out.results }, null, 2)}\n`);
-  writeFileSync(`${base}.md`, md);
+  // instructions-<date>.md, then -2, -3… for further runs that day (recorded results are kept).
+  let base = path.join(dir, `instructions-${date.slice(0, 10)}`);
+  for (let n = 2; existsSync(`${base}.json`); n++) base = path.join(dir, `instructions-${date.slice(0, 10)}-${n}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(run, null, 2)}\n`);
+  writeFileSync(`${base}.md`, markdown(run));
   log(`wrote ${path.relative(process.cwd(), base)}.md`);
 }
