@@ -120,6 +120,25 @@ describe("forwarding fidelity", () => {
     expect(rec!.headers).not.toHaveProperty("authorization");
   });
 
+  it("identityHeaders: false — the origin learns nothing of the caller, and a client still cannot send the headers", async () => {
+    const m = unique("noid");
+    const res = await gw(`/api/v2/${m}`, {
+      headers: { ...auth(), "x-portcullis-user-id": "usr_spoofed", "x-portcullis-key-id": "key_spoofed", "x-portcullis-user-name": "spoofed" },
+    });
+    expect(res.status).toBe(200);
+    const [rec] = await originRecords(m);
+    const h = rec!.headers;
+    for (const gone of ["x-portcullis-user-id", "x-portcullis-user-name", "x-portcullis-user-group", "x-portcullis-key-id"]) {
+      expect(h, gone).not.toHaveProperty(gone);
+    }
+    expect(JSON.stringify(rec)).not.toContain(caller.user.id);
+    expect(JSON.stringify(rec)).not.toContain(caller.keyId);
+    // What is not about the caller still goes: the route, the request id, the credential.
+    expect(h["x-portcullis-route"]).toBe("prefixed");
+    expect(h["x-request-id"]).toBe(res.headers.get("x-request-id"));
+    expect(h["x-origin-key"]).toBe(env.ECHO_ORIGIN_TOKEN);
+  });
+
   it("matches the route prefix itself and exact routes, but not look-alike prefixes", async () => {
     const res = await gw(`/api/v2`, { headers: auth() });
     expect(res.status).toBe(200);

@@ -32,6 +32,12 @@ export const upstreamSchema = z.strictObject({
     .optional()
     .describe("Origin credential injected on every forwarded request (the client's own credential is never forwarded)"),
   timeoutMs: z.number().int().positive().max(300_000).default(30_000).describe("Abort the origin call after this long (504 UPSTREAM_TIMEOUT)"),
+  identityHeaders: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Tell this origin who called: x-portcullis-user-id, -user-name, -user-group and -key-id. Set false for a third-party API that has no use for (and should not learn) your proxy users' ids and names; clients still cannot send these headers either way",
+    ),
 });
 
 export const routeSchema = z.strictObject({
@@ -160,7 +166,7 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
   }
   const g = parsed.data;
   const upstreams = new Map<string, CompiledUpstream>(
-    Object.entries(g.upstreams).map(([name, u]) => [name, { name, url: u.url, urlFromEnv: u.urlFromEnv, credential: u.credential, timeoutMs: u.timeoutMs }]),
+    Object.entries(g.upstreams).map(([name, u]) => [name, { name, url: u.url, urlFromEnv: u.urlFromEnv, credential: u.credential, timeoutMs: u.timeoutMs, identityHeaders: u.identityHeaders }]),
   );
   const routes: CompiledRoute[] = g.routes.map((r) => {
     const wildcard = r.path.endsWith("/*");

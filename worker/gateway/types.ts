@@ -52,6 +52,8 @@ export interface CompiledUpstream {
   readonly urlFromEnv: string | undefined;
   readonly credential: { header: string; fromEnv: string; prefix: string } | undefined;
   readonly timeoutMs: number;
+  /** Whether the forwarder sends the caller's identity headers (x-portcullis-user-*, -key-id). */
+  readonly identityHeaders: boolean;
 }
 
 /** A route after config load: matcher, method set and its fully resolved plugin chain. */
