@@ -61,6 +61,9 @@ const warm = { KEY_CACHE_TTL_SECONDS: "60", SECRET_CACHE_TTL_SECONDS: "300" };
 const SCENARIOS = {
   bare: { label: "bare Hono pass-through" },
   floor: { base: "bare", label: "safe pass-through floor" },
+  // What a request header costs to set and send (named only).
+  "bare-copy": { base: "bare", label: "bare, request headers copied (new Headers)" },
+  "bare-copy-4-headers": { base: "bare-copy", label: "bare, headers copied and 4 more set and sent" },
   core: { base: "floor", label: "gateway core, no plugins" },
   // The floor without one of its parts, and its other ways to bound the origin call (named only).
   "floor-no-timeout": { base: "floor", label: "floor without its timeout" },
@@ -98,7 +101,8 @@ const cfg = {
 };
 if (cfg.requests % 100) throw new Error("--requests must be a multiple of 100 (the audit batch)");
 
-const PORTS = { origin: 8761, redis: 8762, upstashBridge: 8763, workerFirst: 8770 };
+// Apart from bench/run.mjs (87xx below 8760) and bench/micro-workerd.mjs (8761).
+const PORTS = { origin: 8781, redis: 8782, upstashBridge: 8783, workerFirst: 8790 };
 const ADMIN_TOKEN = "bench-admin-token-not-a-secret-0001";
 const ORIGIN_TOKEN = "bench-origin-secret-0001";
 const UPSTASH_TOKEN = "bench-upstash-token-not-a-secret";

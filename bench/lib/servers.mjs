@@ -193,6 +193,12 @@ export async function startWorkerd({ scriptPath, workers, cpus, bindings, compat
       // The rate-limit scenarios' Durable Objects, in this workerd (storage: see below).
       ...(w.durableObjects ? { durableObjects: w.durableObjects } : {}),
       unsafeDirectSockets: [{ host: "127.0.0.1", port: w.port }],
+      // Miniflare otherwise routes every subrequest through a JavaScript worker of its own in the
+      // same workerd (strip-cf-connecting-ip: copies the headers, deletes CF-Connecting-IP, sets
+      // CF-Worker, fetches again). Production has no such hop, and it charged every header a
+      // worker sends to its origin ~20 k instructions (bench/README.md, "The subrequest hop").
+      // The gateway drops cf-* headers from what it forwards itself.
+      stripCfConnectingIp: false,
     })),
   });
   await miniflare.ready;

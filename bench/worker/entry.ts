@@ -68,11 +68,17 @@ function countingD1(db: D1Database): D1Database {
   } as D1Database;
 }
 
-function bareApp(): Fetcher {
+function bareApp(extraHeaders = -1): Fetcher {
   const app = new Hono<{ Bindings: BenchEnv }>();
   app.all("*", async (c) => {
     const url = new URL(c.req.url);
-    return fetch(c.env.ORIGIN_URL + url.pathname + url.search, { method: c.req.method, headers: c.req.raw.headers, redirect: "manual" });
+    let headers = c.req.raw.headers;
+    // Diagnostics (bench/instructions.mjs): a copy of the headers, plus N more sent to the origin.
+    if (extraHeaders >= 0) {
+      headers = new Headers(headers);
+      for (let i = 0; i < extraHeaders; i++) headers.set(`x-portcullis-extra-${i}`, "usr_0123456789abcdef");
+    }
+    return fetch(c.env.ORIGIN_URL + url.pathname + url.search, { method: c.req.method, headers, redirect: "manual" });
   });
   return app.fetch as Fetcher;
 }
@@ -199,6 +205,8 @@ export default {
     if (!app) {
       const scenario = env.BENCH_SCENARIO;
       if (scenario === "bare") app = bareApp();
+      else if (scenario === "bare-copy") app = bareApp(0);
+      else if (scenario === "bare-copy-4-headers") app = bareApp(4);
       else if (scenario in floorVariants) app = floorApp(floorVariants[scenario]);
       else if (scenario in floorTimeouts) app = floorApp({}, floorTimeouts[scenario]);
       else if (scenario in floorResponses) app = floorApp({}, "signal", floorResponses[scenario]);
