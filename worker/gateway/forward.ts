@@ -58,8 +58,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const target = buildUpstreamUrl(upstreamBaseUrl(upstream, c.env), remainder, rawSearchOf(url));
 
   const headers = c.get("upstreamHeaders");
-  // Four headers an origin may not need: ~87 k instructions a request in workerd, a quarter to set
-  // them and the rest to send them (bench/README.md, "Instruction counts").
+  // Off for origins that should not learn who called (a third-party API): `identityHeaders: false`.
   if (identity && upstream.identityHeaders) {
     headers.set(USER_ID_HEADER, identity.user.id);
     headers.set(USER_NAME_HEADER, identity.user.name);
