@@ -72,6 +72,7 @@ const SCENARIOS = {
   "floor-timeout-controller": { base: "floor", label: "floor, timeout by an AbortController and setTimeout" },
   "floor-timeout-race": { base: "floor", label: "floor, timeout by a setTimeout raced against the fetch" },
   "floor-response-two-copies": { base: "floor", label: "floor, response headers copied twice (before session 13)" },
+  "floor-response-unsanitized": { base: "floor", label: "floor, response copied but not stripped of hop-by-hop headers" },
   "chain-audit": { base: "core", label: "core + audit", bindings: warm },
   "chain-key-auth": { base: "chain-audit", label: "core + audit, key-auth", bindings: warm },
   "chain-authorize": { base: "chain-key-auth", label: "core + audit, key-auth, authorize", bindings: warm },
