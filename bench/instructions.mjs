@@ -82,6 +82,11 @@ const SCENARIOS = {
   "ratelimit-do": { base: "default", label: "default + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
   "ratelimit-upstash": { base: "default", label: "default + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
   jwt: { base: "default", label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
+  // The building blocks issue #6 quotes, each on bare, written the plainest way (named only).
+  "block-sha-map-rewrite": { base: "bare", label: "bare + SHA-256 of the key, isolate map lookup, credential header rewrite" },
+  "block-do": { base: "bare", label: "bare + one Durable Object call per request", durableObjects: { BLOCK_DO: { className: "BlockDurableObject", unsafePreventEviction: true } } },
+  "block-queue": { base: "bare", label: "bare + one Queue send per request" },
+  "block-upstash": { base: "bare", label: "bare + one @upstash/ratelimit call per request (bridge and Redis not counted)", limiter: "upstash" },
 };
 const DEFAULT_LIST = ["bare", "floor", "core", "chain-audit", "chain-key-auth", "chain-authorize", "default", "default-queue-tiny", "default-queue-discarded", "ratelimit-do", "ratelimit-upstash"];
 const names = args.scenarios?.split(",") ?? DEFAULT_LIST;
@@ -167,7 +172,7 @@ async function main() {
         BENCH_AUDIT_FLUSH_MS: "10000",
         ...(s.limiter === "upstash" ? { UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN } : {}),
       },
-      durableObjects: s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined,
+      durableObjects: s.durableObjects ?? (s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined),
     };
   });
   const t0 = Date.now();
@@ -196,7 +201,8 @@ async function main() {
     jwtFile = path.join(scratch, "instructions-jwts.txt");
     writeFileSync(jwtFile, `${tokens.join("\n")}\n`);
   }
-  const gatewayWorker = workers.find((w) => !["bare", "floor"].includes(w.scenario));
+  // The hand-made apps (bare*, floor*) pass any request to the origin: the secret goes through a gateway.
+  const gatewayWorker = workers.find((w) => !/^(bare|floor|block)(-|$)/.test(w.scenario));
   if (gatewayWorker) {
     const res = await fetch(`http://127.0.0.1:${gatewayWorker.port}/admin/v1/secrets/ORIGIN_TOKEN`, {
       method: "PUT",

@@ -132,6 +132,14 @@ const allScenarios = [
   // one plugin at a time in workerd, like the micro-benchmark's chains in Node.
   { name: "chain-audit-queue-discarded", label: "core + audit, batches serialized and dropped", kind: "worker", scenario: "chain-audit", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
   ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
+  // The building blocks issue #6 quotes (measured then with Miniflare's subrequest hop), each on
+  // bare, written the plainest way (bench/worker/entry.ts, blockApp): run only when named.
+  ...[
+    { block: "sha-map-rewrite", label: "bare + SHA-256 of the key, isolate map lookup, credential header rewrite" },
+    { block: "do", label: "bare + one Durable Object call per request", durableObjects: { BLOCK_DO: { className: "BlockDurableObject", unsafePreventEviction: true } } },
+    { block: "queue", label: "bare + one Queue send per request" },
+    { block: "upstash", label: "bare + one @upstash/ratelimit call per request (bridge over local Redis)", limiter: "upstash", needs: useRedis },
+  ].map(({ block, ...rest }) => ({ name: `block-${block}`, kind: "worker", scenario: `block-${block}`, optIn: true, modes: ["sat"], ...rest })),
 ];
 const only = args.scenarios?.split(",");
 const scenarios = allScenarios.filter((s) => s.needs !== false && (only ? only.includes(s.name) : !s.optIn && !(smoke && s.full)));
@@ -204,7 +212,7 @@ async function startServers() {
       // memory for the run: workerd evicts an object ~10 s after its last call (production: after
       // 70–140 s), and evicting then re-creating 1,000 objects and their databases mid-run landed
       // as bursts of CPU in whichever scenario ran next.
-      durableObjects: s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined,
+      durableObjects: s.durableObjects ?? (s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined),
       before: s.before,
     }));
   if (before) {
