@@ -84,6 +84,7 @@ const SCENARIOS = {
   jwt: { base: "default", label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
   // The building blocks issue #6 quotes, each on bare, written the plainest way (named only).
   "block-sha-map-rewrite": { base: "bare", label: "bare + SHA-256 of the key, isolate map lookup, credential header rewrite" },
+  "block-map-rewrite": { base: "bare", label: "bare + isolate map lookup of the key, credential header rewrite (no hash)" },
   "block-do": { base: "bare", label: "bare + one Durable Object call per request", durableObjects: { BLOCK_DO: { className: "BlockDurableObject", unsafePreventEviction: true } } },
   "block-queue": { base: "bare", label: "bare + one Queue send per request" },
   "block-upstash": { base: "bare", label: "bare + one @upstash/ratelimit call per request (bridge and Redis not counted)", limiter: "upstash" },

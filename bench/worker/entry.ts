@@ -171,7 +171,7 @@ const floorTimeouts: Record<string, "controller" | "race"> = { "floor-timeout-co
  * costs against bare when Miniflare's subrequest hop is gone (bench/README.md, "Building blocks").
  * The quoted ratios were taken with the hop, which made bare ~1.5× dearer.
  */
-type Block = "sha-map-rewrite" | "do" | "queue" | "upstash";
+type Block = "sha-map-rewrite" | "map-rewrite" | "do" | "queue" | "upstash";
 
 /** One counter per caller: the plainest "one Durable Object call per request". */
 export class BlockDurableObject extends DurableObject {
@@ -190,11 +190,12 @@ function blockApp(block: Block): Fetcher {
     const url = new URL(c.req.url);
     const caller = c.req.header("authorization") ?? "anonymous";
     let headers: Headers = c.req.raw.headers;
-    if (block === "sha-map-rewrite") {
-      // SHA-256 of the presented key on every request, the digest looked up in an isolate map
-      // (filled on a miss, as a cache is), and the credential swapped for the origin's.
-      const digest = hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(caller)));
-      if (known.get(digest) === undefined) known.set(digest, known.size);
+    if (block === "sha-map-rewrite" || block === "map-rewrite") {
+      // SHA-256 of the presented key on every request (or, "map-rewrite", never: the gateway
+      // hashes a key once per isolate), the result looked up in an isolate map (filled on a miss,
+      // as a cache is), and the credential swapped for the origin's.
+      const id = block === "map-rewrite" ? caller : hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(caller)));
+      if (known.get(id) === undefined) known.set(id, known.size);
       headers = new Headers(headers);
       headers.set("authorization", `Bearer ${c.env.ORIGIN_TOKEN}`);
     } else if (block === "do") {
