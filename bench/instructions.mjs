@@ -318,6 +318,10 @@ if (args.render) {
   process.exit(0);
 }
 
+// Killed by a signal, the finally below never runs: stop the origin, nginx, the bridge and Redis
+// (and workerd under valgrind) anyway, or they keep ports 878x-879x for the next run.
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => stopAll().finally(() => process.exit(130)));
+
 let out;
 try {
   out = await main();
