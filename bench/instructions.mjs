@@ -202,7 +202,7 @@ async function main() {
     jwtFile = path.join(scratch, "instructions-jwts.txt");
     writeFileSync(jwtFile, `${tokens.join("\n")}\n`);
   }
-  // The hand-made apps (bare*, floor*) pass any request to the origin: the secret goes through a gateway.
+  // The hand-made apps (bare*, floor*, block*) pass any request to the origin: the secret goes through a gateway.
   const gatewayWorker = workers.find((w) => !/^(bare|floor|block)(-|$)/.test(w.scenario));
   if (gatewayWorker) {
     const res = await fetch(`http://127.0.0.1:${gatewayWorker.port}/admin/v1/secrets/ORIGIN_TOKEN`, {

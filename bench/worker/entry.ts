@@ -26,7 +26,7 @@ export { LimiterDurableObject } from "../../worker/limits/durable-object";
  * how many limiter backend calls failed (the harness refuses a measurement with any).
  */
 interface BenchEnv extends Env {
-  /** The "block-do" scenario's Durable Object (bench/lib/servers.mjs binds it there only). */
+  /** The "block-do" scenario's Durable Object (bench/run.mjs and bench/instructions.mjs bind it there only). */
   BLOCK_DO?: DurableObjectNamespace<BlockDurableObject>;
   BENCH_SCENARIO: string;
   BENCH_AUDIT_QUEUE?: string;
@@ -169,7 +169,7 @@ const floorTimeouts: Record<string, "controller" | "race"> = { "floor-timeout-co
  * rewrite 0.85; one Durable Object call per request 0.49; one @upstash/ratelimit call 0.29; one
  * Queue send 0.40"), each on top of the bare pass-through, written the plainest way: what each
  * costs against bare when Miniflare's subrequest hop is gone (bench/README.md, "Building blocks").
- * The quoted ratios were taken with the hop, which made bare ~1.5× dearer.
+ * The quoted ratios were taken with the hop, which made bare ~1.4× dearer in throughput (1.8× in instructions).
  */
 type Block = "sha-map-rewrite" | "map-rewrite" | "do" | "queue" | "upstash";
 
