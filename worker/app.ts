@@ -1,7 +1,7 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { createAdminApp } from "./admin";
 import { createDashboard } from "./dashboard";
-import { auditPreChain } from "./audit/record";
+import { preChainRecorder } from "./audit/record";
 import { dbFor } from "./db";
 import { validateEnv, type Env, type GatewayEnv, type Services } from "./env";
 import { notFound, onError } from "./errors";
@@ -38,16 +38,21 @@ function servicesFor(env: Env): Services {
  * logs and audit, so the incoming X-Request-Id is ignored (and not forwarded). If the bindings
  * are invalid, the error handler still tags the problem with the id.
  */
-const requestContext = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> =>
-  async function requestContext(c, next) {
+const requestContext = (gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> => {
+  // Records requests refused before any route chain ran (worker/audit/record.ts).
+  const recordPreChain = preChainRecorder(gateway);
+  return async function requestContext(c, next) {
+    const startedAt = Date.now();
     const id = newRequestId();
     c.set("requestId", id);
     c.set("gateway", gateway);
     c.set("services", servicesFor(c.env));
     c.set("clientIp", clientIpOf(c.req.raw.headers));
     await next();
+    recordPreChain(c, startedAt);
     c.res.headers.set("x-request-id", id);
   };
+};
 
 // The outer context of a request handed to a sub-app (see subApp).
 const outerContexts = new WeakMap<Request, Context<GatewayEnv>>();
@@ -82,7 +87,7 @@ function subApp(base: string, sub: Hono<GatewayEnv>): MiddlewareHandler<GatewayE
 }
 
 /**
- * The whole Worker: request context (id, services, client IP) → (audit of pre-chain refusals) → canonical-path
+ * The whole Worker: request context (id, services, client IP; audit of pre-chain refusals) → canonical-path
  * guard → admin API or a configured route's plugin chain → origin. Anything unmatched is a 404
  * problem and never forwarded.
  *
@@ -92,7 +97,7 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.onError(onError);
   app.notFound(notFound);
-  app.use("*", requestContext(gateway), auditPreChain(gateway), canonicalPath());
+  app.use("*", requestContext(gateway), canonicalPath());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   // Separate apps behind one route each, not merged into this router: a proxied request is
   // then matched against the gateway's routes only, not against ~80 admin and dashboard routes.

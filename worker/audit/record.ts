@@ -1,4 +1,4 @@
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context } from "hono";
 import type { GatewayEnv } from "../env";
 import type { CompiledGateway } from "../gateway/types";
 import { waitUntil } from "../gateway/wait-until";
@@ -92,12 +92,14 @@ const isAdminOrHealth = (path: string) => path === "/healthz" || path === "/admi
  * using the options of the matched route's audit plugin (405), or of the global one (400/404,
  * when its `recordUnmatched` is on). Routes that disable the audit plugin are not recorded.
  * Admin API and /healthz requests are never request events (admin mutations have their own trail).
+ *
+ * A function the request-context middleware calls once the response is final, not a middleware
+ * of its own: a Hono middleware is a dispatch, a promise and an await on every request, and
+ * request context already wraps every request.
  */
-export function auditPreChain(gateway: CompiledGateway): MiddlewareHandler<GatewayEnv> {
+export function preChainRecorder(gateway: CompiledGateway): (c: Context<GatewayEnv>, startedAt: number) => void {
   const globalAudit = gateway.globalPlugins.find((p) => p.name === AUDIT_PLUGIN_NAME);
-  return async function auditPreChain(c, next) {
-    const startedAt = Date.now();
-    await next();
+  return function recordPreChain(c, startedAt) {
     if (c.get("auditRecorded") || isAdminOrHealth(c.req.path)) return;
     const route = c.get("route");
     const instance = route ? route.plugins.find((p) => p.name === AUDIT_PLUGIN_NAME) : globalAudit;
