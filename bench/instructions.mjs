@@ -31,6 +31,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { BLOCKS } from "./lib/blocks.mjs";
 import { buildWorker } from "./lib/build.mjs";
 import { nodeLoad } from "./lib/load.mjs";
 import { seed } from "./lib/seed.mjs";
@@ -82,12 +83,8 @@ const SCENARIOS = {
   "ratelimit-do": { base: "default", label: "default + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
   "ratelimit-upstash": { base: "default", label: "default + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
   jwt: { base: "default", label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
-  // The building blocks issue #6 quotes, each on bare, written the plainest way (named only).
-  "block-sha-map-rewrite": { base: "bare", label: "bare + SHA-256 of the key, isolate map lookup, credential header rewrite" },
-  "block-map-rewrite": { base: "bare", label: "bare + isolate map lookup of the key, credential header rewrite (no hash)" },
-  "block-do": { base: "bare", label: "bare + one Durable Object call per request", durableObjects: { BLOCK_DO: { className: "BlockDurableObject", unsafePreventEviction: true } } },
-  "block-queue": { base: "bare", label: "bare + one Queue send per request" },
-  "block-upstash": { base: "bare", label: "bare + one @upstash/ratelimit call per request (bridge and Redis not counted)", limiter: "upstash" },
+  // The building blocks issue #6 quotes, each on bare (named only).
+  ...Object.fromEntries(BLOCKS.map(({ name, ...b }) => [name, { base: "bare", ...b }])),
 };
 const DEFAULT_LIST = ["bare", "floor", "core", "chain-audit", "chain-key-auth", "chain-authorize", "default", "default-queue-tiny", "default-queue-discarded", "ratelimit-do", "ratelimit-upstash"];
 const names = args.scenarios?.split(",") ?? DEFAULT_LIST;

@@ -22,6 +22,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { BLOCKS } from "./lib/blocks.mjs";
 import { buildWorker, treeAt } from "./lib/build.mjs";
 import { measureBundle } from "./lib/bundle.mjs";
 import { hasWrk, nodeLoad, wrkClosed } from "./lib/load.mjs";
@@ -132,15 +133,8 @@ const allScenarios = [
   // one plugin at a time in workerd, like the micro-benchmark's chains in Node.
   { name: "chain-audit-queue-discarded", label: "core + audit, batches serialized and dropped", kind: "worker", scenario: "chain-audit", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "discard" } },
   ...["audit", "key-auth", "authorize"].map((step) => ({ name: `chain-${step}`, label: `core + default plugins up to ${step}`, kind: "worker", scenario: `chain-${step}`, warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } })),
-  // The building blocks issue #6 quotes (measured then with Miniflare's subrequest hop), each on
-  // bare, written the plainest way (bench/worker/entry.ts, blockApp): run only when named.
-  ...[
-    { block: "sha-map-rewrite", label: "bare + SHA-256 of the key, isolate map lookup, credential header rewrite" },
-    { block: "map-rewrite", label: "bare + isolate map lookup of the key, credential header rewrite (no hash)" },
-    { block: "do", label: "bare + one Durable Object call per request", durableObjects: { BLOCK_DO: { className: "BlockDurableObject", unsafePreventEviction: true } } },
-    { block: "queue", label: "bare + one Queue send per request" },
-    { block: "upstash", label: "bare + one @upstash/ratelimit call per request (bridge over local Redis)", limiter: "upstash", needs: useRedis },
-  ].map(({ block, ...rest }) => ({ name: `block-${block}`, kind: "worker", scenario: `block-${block}`, optIn: true, modes: ["sat"], ...rest })),
+  // The building blocks issue #6 quotes (measured then with Miniflare's subrequest hop): closed loop only.
+  ...BLOCKS.map((b) => ({ ...b, kind: "worker", scenario: b.name, optIn: true, modes: ["sat"], ...(b.limiter === "upstash" ? { needs: useRedis } : {}) })),
 ];
 const only = args.scenarios?.split(",");
 const scenarios = allScenarios.filter((s) => s.needs !== false && (only ? only.includes(s.name) : !s.optIn && !(smoke && s.full)));

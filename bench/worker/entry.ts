@@ -7,6 +7,7 @@ import { auditQueueConsumer } from "../../worker/audit/handlers";
 import type { Env } from "../../worker/env";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "../../worker/gateway/headers";
 import { rawPathOf } from "../../worker/gateway/upstream-url";
+import { hexDigest } from "../../worker/lib/digest";
 // A namespace import: an older tree built for --before may lack the call counter.
 import * as engine from "../../worker/limits/engine";
 import { microFetch } from "./micro-workerd";
@@ -75,6 +76,10 @@ function countingD1(db: D1Database): D1Database {
   } as D1Database;
 }
 
+/** The bare pass-through's origin call (bareApp, blockApp): same path and query, redirects passed back. */
+const toOrigin = (env: BenchEnv, req: Request, url: URL, headers: Headers) =>
+  fetch(env.ORIGIN_URL + url.pathname + url.search, { method: req.method, headers, redirect: "manual" });
+
 function bareApp(extraHeaders = -1): Fetcher {
   const app = new Hono<{ Bindings: BenchEnv }>();
   app.all("*", async (c) => {
@@ -85,7 +90,7 @@ function bareApp(extraHeaders = -1): Fetcher {
       headers = new Headers(headers);
       for (let i = 0; i < extraHeaders; i++) headers.set(`x-portcullis-extra-${i}`, "usr_0123456789abcdef");
     }
-    return fetch(c.env.ORIGIN_URL + url.pathname + url.search, { method: c.req.method, headers, redirect: "manual" });
+    return toOrigin(c.env, c.req.raw, url, headers);
   });
   return app.fetch as Fetcher;
 }
@@ -183,7 +188,6 @@ export class BlockDurableObject extends DurableObject {
 
 function blockApp(block: Block): Fetcher {
   const known = new Map<string, number>();
-  const hex = (buf: ArrayBuffer) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
   let limiter: Ratelimit | undefined;
   const app = new Hono<{ Bindings: BenchEnv }>();
   app.all("*", async (c) => {
@@ -194,7 +198,7 @@ function blockApp(block: Block): Fetcher {
       // SHA-256 of the presented key on every request (or, "map-rewrite", never: the gateway
       // hashes a key once per isolate), the result looked up in an isolate map (filled on a miss,
       // as a cache is), and the credential swapped for the origin's.
-      const id = block === "map-rewrite" ? caller : hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(caller)));
+      const id = block === "map-rewrite" ? caller : await hexDigest("SHA-256", caller);
       if (known.get(id) === undefined) known.set(id, known.size);
       headers = new Headers(headers);
       headers.set("authorization", `Bearer ${c.env.ORIGIN_TOKEN}`);
@@ -213,7 +217,7 @@ function blockApp(block: Block): Fetcher {
       c.executionCtx.waitUntil(pending);
       if (!success) return c.text("limited", 429);
     }
-    return fetch(c.env.ORIGIN_URL + url.pathname + url.search, { method: c.req.method, headers, redirect: "manual" });
+    return toOrigin(c.env, c.req.raw, url, headers);
   });
   return app.fetch as Fetcher;
 }
