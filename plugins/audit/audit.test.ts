@@ -8,7 +8,7 @@ import { defineGateway } from "../../worker/gateway/config";
 import { definePlugin } from "../../worker/gateway/plugin";
 import { fakeEvent, waitForEvents } from "../../test/audit-helpers";
 import type { RequestEvent } from "../../worker/audit/event";
-import { deliver } from "../../worker/audit/sink";
+import { deliver, eventsOfMessage } from "../../worker/audit/sink";
 import { unique } from "../../test/helpers";
 import { audit, AUDIT_BAG, auditOptions, DEFAULT_REDACTED_QUERY_PARAMS } from ".";
 
@@ -116,7 +116,9 @@ describe("sinks", () => {
     const sent: MessageSendRequest[][] = [];
     const recordingQueue = { sendBatch: async (messages: MessageSendRequest[]) => void sent.push(messages) } as unknown as Queue;
     // 100 events, some with the longest path an event keeps (2048 characters): the packs must still fit.
-    const events = Array.from({ length: 100 }, (_, i) => fakeEvent({ path: i % 10 === 0 ? `/echo/${"p".repeat(2042)}` : `/echo/${i}` })) as RequestEvent[];
+    const events = Array.from({ length: 100 }, (_, i) =>
+      fakeEvent({ path: i % 10 === 0 ? `/echo/${"p".repeat(2042)}` : `/echo/${i}`, userId: `usr_${i}`, keyUsed: i % 2 === 0, limitState: i % 3 ? null : '{"limit":5}' }),
+    ) as RequestEvent[];
     await deliver(events, "queue", { ...env, AUDIT_QUEUE: recordingQueue } as never);
     const messages = sent.flat();
     expect(messages.length).toBeGreaterThanOrEqual(2);
@@ -130,8 +132,34 @@ describe("sinks", () => {
       // these ASCII fields (workerd offers no bare serializer to measure it directly).
       expect(m.contentType).toBe("v8");
       expect(JSON.stringify(m.body).length).toBeLessThan(64 * 1024);
+      // Rows: the field names once per message, not once per event.
+      expect(Object.keys(m.body as object).sort()).toEqual(["fields", "rows"]);
     }
-    expect(messages.flatMap((m) => (m.body as { events: RequestEvent[] }).events.map((e) => e.id))).toEqual(events.map((e) => e.id));
+    // What the consumer reads back is every event, whole and in order.
+    const decoded = messages.flatMap((m) => eventsOfMessage(structuredClone(m.body))!.events);
+    expect(decoded).toEqual(events);
+  });
+
+  it("reads rows by the message's own field list, ignoring names that are not event fields", () => {
+    const event = fakeEvent({ keyUsed: true });
+    const fields = ["__proto__", "extra", ...Object.keys(event).reverse()];
+    const row = [{ polluted: true }, "x", ...Object.values(event).reverse()];
+    const [decoded] = eventsOfMessage({ fields, rows: [row] })!.events;
+    expect(decoded).toEqual(event);
+    expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
+    expect("polluted" in decoded!).toBe(false);
+    expect("extra" in decoded!).toBe(false);
+  });
+
+  it("sends a typical flush of 100 events as one message", async () => {
+    const sent: MessageSendRequest[][] = [];
+    const recordingQueue = { sendBatch: async (messages: MessageSendRequest[]) => void sent.push(messages) } as unknown as Queue;
+    const events = Array.from({ length: 100 }, (_, i) =>
+      fakeEvent({ path: `/api/orders/${i}?limit=20`, userId: "usr_0123456789abcdef", keyId: "key_0123456789abcdef", group: "partners", clientIp: "203.0.113.7", keyUsed: true }),
+    ) as RequestEvent[];
+    await deliver(events, "queue", { ...env, AUDIT_QUEUE: recordingQueue } as never);
+    expect(sent.flat().length).toBe(1);
+    expect(eventsOfMessage(sent[0]![0]!.body)!.events).toEqual(events);
   });
 
   it("falls back to D1 when the queue refuses, and never rejects even when D1 fails too", async () => {

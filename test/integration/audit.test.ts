@@ -131,15 +131,18 @@ describe("queue consumer", () => {
     expect(await userRequests(user.id)).toBe(usageBefore + 1);
   });
 
-  it("takes packs of events and bare events alike, dropping only the malformed events of a pack", async () => {
+  it("takes packs of events (rows, or objects as before rows) and bare events alike, dropping only the malformed events of a pack", async () => {
     const m = unique("packs");
-    const [a, b, c, d] = [0, 1, 2, 3].map((i) => fakeEvent({ path: `/echo/${m}/${i}` }));
+    const [a, b, c, d, e, f] = [0, 1, 2, 3, 4, 5].map((i) => fakeEvent({ path: `/echo/${m}/${i}` }));
+    const fields = Object.keys(e!);
     const bodies = [
       { events: [a, { id: "req_not-an-event" }, b] },
       c,
       { events: [d] },
       { events: "not a list" },
       { events: [{ nope: true }] },
+      // Rows: a row that is not a list is dropped; a field name outside RequestEvent is ignored.
+      { fields: [...fields, "__proto__"], rows: [[...Object.values(e!), { polluted: true }], "not a row", Object.values(f!)] },
     ];
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
     try {
@@ -152,12 +155,13 @@ describe("queue consumer", () => {
       expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit events dropped", messageId: "msg-0", count: 1 }));
       expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit message dropped", messageId: "msg-3" }));
       expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit events dropped", messageId: "msg-4", count: 1 }));
+      expect(logged).toContainEqual(expect.objectContaining({ msg: "malformed audit events dropped", messageId: "msg-5", count: 1 }));
     } finally {
       errors.mockRestore();
     }
     // Every good event once, though the batch came twice.
-    const rows = await eventsFor(m, 4);
-    expect(rows.map((r) => r.id).sort()).toEqual([a, b, c, d].map((e) => e!.id).sort());
+    const rows = await eventsFor(m, 6);
+    expect(rows.map((r) => r.id).sort()).toEqual([a, b, c, d, e, f].map((x) => x!.id).sort());
   });
 
   it("asks the queue to retry a batch D1 refused, and the redelivery stores each event once", async () => {
