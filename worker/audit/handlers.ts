@@ -8,8 +8,8 @@ import { writeRequestEvents } from "./store";
 
 /**
  * Queue consumer for AUDIT_QUEUE: writes the events of each delivered batch (each message a pack
- * of events as rows, an older `{ events }` pack, or one event: see EventRows) to D1 in one idempotent write (keyed by request id),
- * then acks. On a D1 failure the batch is retried by the queue; a redelivered event that was
+ * of events as rows, an older `{ events }` pack, or one event: see EventRows) to D1 in one
+ * idempotent write (keyed by request id), then acks. On a D1 failure the batch is retried by the queue; a redelivered event that was
  * already stored is skipped, so nothing is stored twice. Malformed messages, and malformed events
  * inside a pack, are dropped (acked) and logged so they cannot block the queue.
  */

@@ -45,7 +45,7 @@ const QUEUE_BATCH_BYTES = 200_000;
  * operations of packs. Rows rather than event objects: a structured clone writes every property
  * name of every object, so 100 events as objects serialize to ~38 KB and as rows to ~19 KB — half
  * the billed bytes, one message per typical flush instead of two or three, and ~12 k instructions
- * a request less in workerd (bench/README.md, "Audit rows"). Packs stay under that 64 KB unit (by
+ * a request less in workerd (bench/results/instructions-2026-12-01-split.md). Packs stay under that 64 KB unit (by
  * approxSize, an overestimate). The consumer also accepts the earlier forms — `{ events: [...] }`
  * packs and bare events — so a deploy can change the format while messages are in flight.
  */
