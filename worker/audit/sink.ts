@@ -1,7 +1,7 @@
 import type { Env } from "../env";
 import type { RequestEvent } from "./event";
 import type { AuditOptions } from "./options";
-import { isRequestEvent, writeRequestEvents } from "./store";
+import { EVENT_COLUMNS, isRequestEvent, writeRequestEvents } from "./store";
 
 type SinkMode = "queue" | "d1";
 
@@ -54,36 +54,14 @@ export interface EventRows {
   rows: unknown[][];
 }
 
-/** Every field of a RequestEvent, in the order a row carries them. */
-export const EVENT_FIELDS = [
-  "id",
-  "ts",
-  "userId",
-  "keyId",
-  "group",
-  "route",
-  "method",
-  "path",
-  "clientIp",
-  "country",
-  "colo",
-  "decision",
-  "decidedBy",
-  "code",
-  "reason",
-  "status",
-  "originStatus",
-  "bytesIn",
-  "bytesOut",
-  "latencyMs",
-  "originLatencyMs",
-  "limitState",
-  "keyUsed",
-] as const satisfies readonly (keyof RequestEvent)[];
-// A field added to RequestEvent and not to the list fails the build here, not silently in transit.
-type Unlisted = Exclude<keyof RequestEvent, (typeof EVENT_FIELDS)[number]>;
-const everyFieldListed: [Unlisted] extends [never] ? true : Unlisted = true;
-void everyFieldListed;
+/**
+ * Every field of a RequestEvent, in the order a row carries them: the stored columns' fields
+ * (store.ts), then `keyUsed`, which travels but is not stored.
+ */
+export const EVENT_FIELDS: readonly (keyof RequestEvent)[] = [...EVENT_COLUMNS.map(([, field]) => field), "keyUsed"];
+// A field added to RequestEvent and to neither list fails the build here, not silently in transit.
+type Unlisted = Exclude<keyof RequestEvent, (typeof EVENT_COLUMNS)[number][1] | "keyUsed">;
+true satisfies [Unlisted] extends [never] ? true : never;
 const KNOWN_FIELDS = new Set<string>(EVENT_FIELDS);
 
 const toRow = (e: RequestEvent): unknown[] => EVENT_FIELDS.map((f) => e[f]);

@@ -3,7 +3,8 @@ import type { RequestEvent } from "./event";
 import { ROLLUP_COLUMNS, rollupIncrements } from "./rollups";
 
 /** Stored columns of an event, in the order of the tuples sent to D1. */
-const EVENT_COLUMNS = [
+/** Each stored column of `request_events` and the RequestEvent field it holds, in order. */
+export const EVENT_COLUMNS = [
   ["id", "id"],
   ["ts", "ts"],
   ["user_id", "userId"],
