@@ -8,6 +8,7 @@ import { notFound, onError } from "./errors";
 import { canonicalPath, mountGateway } from "./gateway";
 import type { CompiledGateway } from "./gateway/types";
 import { clientIpOf } from "./lib/client-ip";
+import { once } from "./lib/once";
 import { isolateKeyCache } from "./services/key-cache";
 
 // 64 random bits per isolate (drawn on its first request: Workers refuse random values at global
@@ -60,21 +61,30 @@ const outerContexts = new WeakMap<Request, Context<GatewayEnv>>();
 const INHERITED = ["requestId", "services", "gateway", "clientIp"] as const;
 
 /**
- * A handler that hands every request under `base` to `sub`, a Hono app of its own (the admin
+ * A handler that hands every request under `base` to the Hono app `build` returns (the admin
  * API, the dashboard). The sub-app runs with the outer request's id, services and client IP (one
  * request, one id) and the same error and not-found handlers, as if mounted with `app.route`.
+ *
+ * The sub-app is built on the first request under `base`, not at start-up: its routes and zod
+ * schemas are ~40% of the Worker's module evaluation, which every cold isolate pays before its
+ * first request, and an isolate serving only proxy traffic never needs them (bench/README.md,
+ * "Start-up").
  */
-function subApp(base: string, sub: Hono<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
-  const wrapper = new Hono<GatewayEnv>();
-  wrapper.onError(onError);
-  wrapper.notFound(notFound);
-  wrapper.use("*", async function inheritContext(inner, next) {
-    const outer = outerContexts.get(inner.req.raw);
-    if (outer) for (const name of INHERITED) inner.set(name, outer.get(name) as never);
-    await next();
+function subApp(base: string, build: () => Hono<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
+  const wrapperOf = once(() => {
+    const wrapper = new Hono<GatewayEnv>();
+    wrapper.onError(onError);
+    wrapper.notFound(notFound);
+    wrapper.use("*", async function inheritContext(inner, next) {
+      const outer = outerContexts.get(inner.req.raw);
+      if (outer) for (const name of INHERITED) inner.set(name, outer.get(name) as never);
+      await next();
+    });
+    wrapper.route(base, build());
+    return wrapper;
   });
-  wrapper.route(base, sub);
   return async function toSubApp(c) {
+    const wrapper = wrapperOf();
     outerContexts.set(c.req.raw, c);
     let ctx: ExecutionContext | undefined;
     try {
@@ -101,10 +111,10 @@ export function createApp(gateway: CompiledGateway): Hono<GatewayEnv> {
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   // Separate apps behind one route each, not merged into this router: a proxied request is
   // then matched against the gateway's routes only, not against ~80 admin and dashboard routes.
-  const admin = subApp("/admin/v1", createAdminApp());
+  const admin = subApp("/admin/v1", createAdminApp);
   app.all("/admin/v1", admin);
   app.all("/admin/v1/*", admin);
-  const dashboard = subApp("/admin/ui", createDashboard() as unknown as Hono<GatewayEnv>);
+  const dashboard = subApp("/admin/ui", () => createDashboard() as unknown as Hono<GatewayEnv>);
   app.all("/admin/ui", dashboard);
   app.all("/admin/ui/*", dashboard);
   mountGateway(app, gateway);

@@ -2,6 +2,7 @@ import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "@hono/zod-openapi";
+import { once } from "./lib/once";
 
 /**
  * Every error code a client or admin can see, with its HTTP status and title. Codes are a
@@ -80,22 +81,27 @@ export interface GatewayErrorExtra {
   errors?: Array<{ path: string; message: string }>;
 }
 
-/** RFC 9457 problem details as Portcullis renders them (also used for the OpenAPI document). */
-export const problemSchema = z
-  .object({
-    type: z.string().describe("URI naming the problem type"),
-    title: z.string().describe("Short summary of the problem type"),
-    status: z.number().int().describe("HTTP status code"),
-    detail: z.string().describe("What went wrong in this occurrence"),
-    code: z.enum(errorCodes).describe("Stable machine-readable error code"),
-    requestId: z.string().describe("The X-Request-Id of the request, for support and logs"),
-    errors: z
-      .array(z.object({ path: z.string(), message: z.string() }))
-      .optional()
-      .describe("Field errors, for VALIDATION_FAILED"),
-  })
-  .openapi("Problem");
-export type Problem = z.infer<typeof problemSchema>;
+/**
+ * RFC 9457 problem details as Portcullis renders them, for the admin API's OpenAPI document (built
+ * on first use: no request path needs the schema itself; see worker/lib/once.ts).
+ */
+export const problemSchema = once(() =>
+  z
+    .object({
+      type: z.string().describe("URI naming the problem type"),
+      title: z.string().describe("Short summary of the problem type"),
+      status: z.number().int().describe("HTTP status code"),
+      detail: z.string().describe("What went wrong in this occurrence"),
+      code: z.enum(errorCodes).describe("Stable machine-readable error code"),
+      requestId: z.string().describe("The X-Request-Id of the request, for support and logs"),
+      errors: z
+        .array(z.object({ path: z.string(), message: z.string() }))
+        .optional()
+        .describe("Field errors, for VALIDATION_FAILED"),
+    })
+    .openapi("Problem"),
+);
+export type Problem = z.infer<ReturnType<typeof problemSchema>>;
 
 /**
  * The one error type of the gateway. Throw it from a plugin, a handler or a service and the

@@ -22,11 +22,11 @@ export function createAdminApp() {
     security: [{ adminToken: [] }],
   });
   admin.use("*", adminAuth(), purgeKeyCacheOnMutation(), sealAdminAuditOnMutation());
-  admin.route("/", usersRouter);
-  admin.route("/", keysRouter);
-  admin.route("/", rolesRouter);
-  admin.route("/", auditRouter);
-  admin.route("/", secretsRouter);
-  admin.route("/", limitsRouter);
+  admin.route("/", usersRouter());
+  admin.route("/", keysRouter());
+  admin.route("/", rolesRouter());
+  admin.route("/", auditRouter());
+  admin.route("/", secretsRouter());
+  admin.route("/", limitsRouter());
   return admin;
 }

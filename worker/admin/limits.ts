@@ -1,198 +1,204 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { problemSchema } from "../errors";
+import { once } from "../lib/once";
 import * as limits from "../services/limits";
 import { actorOf } from "./auth";
 import { createAdminRouter, json, jsonBody, problems } from "./openapi";
 import { idParam } from "./schemas";
 
-const tags = ["limits"];
-const userParams = idParam("usr", "proxy user");
-const roleParams = idParam("rol", "role");
 const LIMIT_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
-/** The body of `PUT …/limits`; the dashboard's override form is checked with it too. */
-export const overridesInput = z
-  .strictObject({
-    limits: z
-      .record(
-        z.string().regex(LIMIT_NAME, "a limit name as in gateway.config.ts"),
-        z.strictObject({ limit: z.number().int().min(0).max(1_000_000_000).describe("Requests per window (rate limit) or per period (quota)") }),
-      )
-      .refine((r) => Object.keys(r).length <= 100, "at most 100 limits")
-      .describe("Limit name (the `name` of a rate-limit or quota plugin) → override. Replaces the whole set."),
-  })
-  .openapi("LimitOverridesInput");
+/** The body of `PUT …/limits`; the dashboard's override form is checked with it too (built on first use). */
+export const overridesInput = once(() =>
+  z
+    .strictObject({
+      limits: z
+        .record(
+          z.string().regex(LIMIT_NAME, "a limit name as in gateway.config.ts"),
+          z.strictObject({ limit: z.number().int().min(0).max(1_000_000_000).describe("Requests per window (rate limit) or per period (quota)") }),
+        )
+        .refine((r) => Object.keys(r).length <= 100, "at most 100 limits")
+        .describe("Limit name (the `name` of a rate-limit or quota plugin) → override. Replaces the whole set."),
+    })
+    .openapi("LimitOverridesInput"),
+);
 
-const overridesView = z
-  .object({
-    limits: z.record(z.string(), z.object({ limit: z.number().int(), updatedAt: z.string() })).describe("Limit name → override"),
-  })
-  .openapi("LimitOverrides");
+export function limitsRouter() {
+  const tags = ["limits"];
+  const userParams = idParam("usr", "proxy user");
+  const roleParams = idParam("rol", "role");
 
-const statusFields = {
-  userId: z.string(),
-  limits: z.array(
-    z.object({
-      name: z.string(),
-      kind: z.enum(["rate", "quota"]),
-      algorithm: z.string(),
-      by: z.array(z.string()),
-      route: z.string().nullable().describe("Set when the limit counts per route"),
-      window: z.string().nullable(),
-      period: z.string().nullable(),
-      limit: z.number().int().describe("Effective limit for this user"),
-      source: z.string().describe("`config`, `role:<name>` or `user`"),
-      backend: z.enum(["durable-object", "upstash"]),
-      dryRun: z.boolean(),
-      failMode: z.enum(["open", "closed"]),
-      used: z.number().int().nullable().describe("Counted by the backend, including tokens leased to isolates but not yet spent"),
-      remaining: z.number().int().nullable(),
-      resetAt: z.string().nullable(),
-      error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),
-    }),
-  ),
-};
-const statusView = z.object(statusFields).openapi("UserLimitStatus");
+  const overridesView = z
+    .object({
+      limits: z.record(z.string(), z.object({ limit: z.number().int(), updatedAt: z.string() })).describe("Limit name → override"),
+    })
+    .openapi("LimitOverrides");
 
-const resetView = z
-  .object({
-    ...statusFields,
-    results: z
-      .array(
-        z.object({
-          name: z.string(),
-          route: z.string().nullable().describe("Set when the limit counts per route"),
-          backend: z.enum(["durable-object", "upstash"]),
-          outcome: z
-            .enum(["reset", "unavailable"])
-            .describe("`reset`: the backend confirmed the counter is back to zero. `unavailable`: its backend failed or did not answer in time; the reset is not confirmed (safe to repeat)"),
-          error: z.enum(["LIMITER_UNAVAILABLE"]).nullable(),
-        }),
-      )
-      .describe("One entry per counter the reset chose (a limit counted per route has one per route)"),
-  })
-  .openapi("UserLimitReset", { description: "What the reset did to each chosen counter (`results`), and the user's usage afterwards (`limits`, as `…/limits/status`)" });
-
-const definitionsView = z
-  .object({
-    data: z.array(
+  const statusFields = {
+    userId: z.string(),
+    limits: z.array(
       z.object({
-        name: z.string().describe("The `name` of a rate-limit or quota plugin: what overrides name"),
+        name: z.string(),
         kind: z.enum(["rate", "quota"]),
         algorithm: z.string(),
-        limit: z.number().int().describe("The default from gateway.config.ts, before role and user overrides"),
-        window: z.string().nullable().describe("Rate limits: the window, e.g. `60s`"),
-        period: z.string().nullable().describe("Quotas: `day`, `week` or `month` (UTC)"),
-        by: z.array(z.string()).describe("What one counter is shared by"),
-        routes: z.array(z.string()).describe("Routes whose chain runs this limit"),
-        perUser: z.boolean().describe("Counted per user, so `/users/{id}/limits/status` reports it"),
+        by: z.array(z.string()),
+        route: z.string().nullable().describe("Set when the limit counts per route"),
+        window: z.string().nullable(),
+        period: z.string().nullable(),
+        limit: z.number().int().describe("Effective limit for this user"),
+        source: z.string().describe("`config`, `role:<name>` or `user`"),
+        backend: z.enum(["durable-object", "upstash"]),
         dryRun: z.boolean(),
         failMode: z.enum(["open", "closed"]),
+        used: z.number().int().nullable().describe("Counted by the backend, including tokens leased to isolates but not yet spent"),
+        remaining: z.number().int().nullable(),
+        resetAt: z.string().nullable(),
+        error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),
       }),
     ),
-  })
-  .openapi("LimitDefinitions");
+  };
+  const statusView = z.object(statusFields).openapi("UserLimitStatus");
 
-const resetInput = z
-  .strictObject({
-    names: z.array(z.string().regex(LIMIT_NAME)).min(1).max(100).optional().describe("Limits to reset (rate or quota); default: all of the user's quotas"),
-  })
-  .openapi("LimitReset");
+  const resetView = z
+    .object({
+      ...statusFields,
+      results: z
+        .array(
+          z.object({
+            name: z.string(),
+            route: z.string().nullable().describe("Set when the limit counts per route"),
+            backend: z.enum(["durable-object", "upstash"]),
+            outcome: z
+              .enum(["reset", "unavailable"])
+              .describe("`reset`: the backend confirmed the counter is back to zero. `unavailable`: its backend failed or did not answer in time; the reset is not confirmed (safe to repeat)"),
+            error: z.enum(["LIMITER_UNAVAILABLE"]).nullable(),
+          }),
+        )
+        .describe("One entry per counter the reset chose (a limit counted per route has one per route)"),
+    })
+    .openapi("UserLimitReset", { description: "What the reset did to each chosen counter (`results`), and the user's usage afterwards (`limits`, as `…/limits/status`)" });
 
-export const limitsRouter = createAdminRouter()
-  .openapi(
-    createRoute({
-      method: "get",
-      path: "/limits",
-      tags,
-      summary: "List the limits the gateway config declares",
-      description: "One entry per limit name, with its configured default. Role and user overrides can name only these.",
-      responses: { 200: json(definitionsView, "Limit definitions"), ...problems() },
-    }),
-    async (c) => c.json({ data: limits.listLimitDefinitions(c.var.gateway) }, 200),
-  )
-  .openapi(
-    createRoute({ method: "get", path: "/users/{id}/limits", tags, summary: "Get a proxy user's limit overrides", request: { params: userParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
-    async (c) => c.json({ limits: await limits.getUserOverrides(c.var.services.db, c.req.valid("param").id) }, 200),
-  )
-  .openapi(
-    createRoute({
-      method: "put",
-      path: "/users/{id}/limits",
-      tags,
-      summary: "Set a proxy user's limit overrides",
-      description: "Replaces the whole set. A user override beats role overrides and the route config. Applies at once here, elsewhere within the key cache TTL.",
-      request: { params: userParams, body: jsonBody(overridesInput, "Overrides by limit name") },
-      responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
-    }),
-    async (c) => c.json({ limits: await limits.setUserOverrides(c.var.services.db, c.var.gateway, actorOf(c), c.req.valid("param").id, c.req.valid("json").limits) }, 200),
-  )
-  .openapi(
-    createRoute({ method: "delete", path: "/users/{id}/limits", tags, summary: "Remove a proxy user's limit overrides", request: { params: userParams }, responses: { 204: { description: "Removed" }, ...problems(400, 404) } }),
-    async (c) => {
-      await limits.clearUserOverrides(c.var.services.db, actorOf(c), c.req.valid("param").id);
-      return c.body(null, 204);
-    },
-  )
-  .openapi(
-    createRoute({
-      method: "get",
-      path: "/users/{id}/limits/status",
-      tags,
-      summary: "Current usage and remaining, per limit",
-      description: "Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.",
-      request: { params: userParams },
-      // A backend that does not answer is reported per limit (`error`), never as a 503 for the whole call.
-      responses: { 200: json(statusView, "Usage per limit"), ...problems(400, 404) },
-    }),
-    async (c) => c.json(await limits.userLimitStatus(c.var.services.db, c.var.gateway, c.env, c.req.valid("param").id), 200),
-  )
-  .openapi(
-    createRoute({
-      method: "post",
-      path: "/users/{id}/limits/reset",
-      tags,
-      summary: "Reset a proxy user's quota (or named limits)",
-      description:
-        "Each chosen counter is reset on its own, so one unreachable backend does not stop the others: `200` when every one was reset, `207` when some were and others' backends did not answer (`results` says which; repeat the call for those), `503 LIMITER_UNAVAILABLE` when none could be reset (nothing changed).",
-      request: { params: userParams, body: { ...jsonBody(resetInput, "Which limits (send `{}` for all quotas)"), required: false } },
-      responses: {
-        200: json(resetView, "Every chosen counter was reset; usage after the reset"),
-        207: json(resetView, "Some counters were reset and some were not (`results[].outcome`); usage after the reset"),
-        ...problems(400, 404),
-        503: { description: "No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`)", content: { "application/problem+json": { schema: problemSchema } } },
+  const definitionsView = z
+    .object({
+      data: z.array(
+        z.object({
+          name: z.string().describe("The `name` of a rate-limit or quota plugin: what overrides name"),
+          kind: z.enum(["rate", "quota"]),
+          algorithm: z.string(),
+          limit: z.number().int().describe("The default from gateway.config.ts, before role and user overrides"),
+          window: z.string().nullable().describe("Rate limits: the window, e.g. `60s`"),
+          period: z.string().nullable().describe("Quotas: `day`, `week` or `month` (UTC)"),
+          by: z.array(z.string()).describe("What one counter is shared by"),
+          routes: z.array(z.string()).describe("Routes whose chain runs this limit"),
+          perUser: z.boolean().describe("Counted per user, so `/users/{id}/limits/status` reports it"),
+          dryRun: z.boolean(),
+          failMode: z.enum(["open", "closed"]),
+        }),
+      ),
+    })
+    .openapi("LimitDefinitions");
+
+  const resetInput = z
+    .strictObject({
+      names: z.array(z.string().regex(LIMIT_NAME)).min(1).max(100).optional().describe("Limits to reset (rate or quota); default: all of the user's quotas"),
+    })
+    .openapi("LimitReset");
+
+  return createAdminRouter()
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/limits",
+        tags,
+        summary: "List the limits the gateway config declares",
+        description: "One entry per limit name, with its configured default. Role and user overrides can name only these.",
+        responses: { 200: json(definitionsView, "Limit definitions"), ...problems() },
+      }),
+      async (c) => c.json({ data: limits.listLimitDefinitions(c.var.gateway) }, 200),
+    )
+    .openapi(
+      createRoute({ method: "get", path: "/users/{id}/limits", tags, summary: "Get a proxy user's limit overrides", request: { params: userParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
+      async (c) => c.json({ limits: await limits.getUserOverrides(c.var.services.db, c.req.valid("param").id) }, 200),
+    )
+    .openapi(
+      createRoute({
+        method: "put",
+        path: "/users/{id}/limits",
+        tags,
+        summary: "Set a proxy user's limit overrides",
+        description: "Replaces the whole set. A user override beats role overrides and the route config. Applies at once here, elsewhere within the key cache TTL.",
+        request: { params: userParams, body: jsonBody(overridesInput(), "Overrides by limit name") },
+        responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
+      }),
+      async (c) => c.json({ limits: await limits.setUserOverrides(c.var.services.db, c.var.gateway, actorOf(c), c.req.valid("param").id, c.req.valid("json").limits) }, 200),
+    )
+    .openapi(
+      createRoute({ method: "delete", path: "/users/{id}/limits", tags, summary: "Remove a proxy user's limit overrides", request: { params: userParams }, responses: { 204: { description: "Removed" }, ...problems(400, 404) } }),
+      async (c) => {
+        await limits.clearUserOverrides(c.var.services.db, actorOf(c), c.req.valid("param").id);
+        return c.body(null, 204);
       },
-    }),
-    async (c) => {
-      const { db } = c.var.services;
-      const id = c.req.valid("param").id;
-      const { results } = await limits.resetUserLimits(db, c.var.gateway, c.env, actorOf(c), id, c.req.valid("json")?.names);
-      const notReset = results.filter((r) => r.outcome !== "reset");
-      if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
-      const status = await limits.userLimitStatus(db, c.var.gateway, c.env, id);
-      return c.json({ ...status, results }, notReset.length ? 207 : 200);
-    },
-  )
-  .openapi(
-    createRoute({ method: "get", path: "/roles/{id}/limits", tags, summary: "Get a role's limit overrides", request: { params: roleParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
-    async (c) => c.json({ limits: await limits.getRoleOverrides(c.var.services.db, c.req.valid("param").id) }, 200),
-  )
-  .openapi(
-    createRoute({
-      method: "put",
-      path: "/roles/{id}/limits",
-      tags,
-      summary: "Set a role's limit overrides",
-      description: "Replaces the whole set. A user holding several roles gets the most generous override of each limit; a user override beats them all.",
-      request: { params: roleParams, body: jsonBody(overridesInput, "Overrides by limit name") },
-      responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
-    }),
-    async (c) => c.json({ limits: await limits.setRoleOverrides(c.var.services.db, c.var.gateway, actorOf(c), c.req.valid("param").id, c.req.valid("json").limits) }, 200),
-  )
-  .openapi(
-    createRoute({ method: "delete", path: "/roles/{id}/limits", tags, summary: "Remove a role's limit overrides", request: { params: roleParams }, responses: { 204: { description: "Removed" }, ...problems(400, 404) } }),
-    async (c) => {
-      await limits.clearRoleOverrides(c.var.services.db, actorOf(c), c.req.valid("param").id);
-      return c.body(null, 204);
-    },
-  );
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/users/{id}/limits/status",
+        tags,
+        summary: "Current usage and remaining, per limit",
+        description: "Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.",
+        request: { params: userParams },
+        // A backend that does not answer is reported per limit (`error`), never as a 503 for the whole call.
+        responses: { 200: json(statusView, "Usage per limit"), ...problems(400, 404) },
+      }),
+      async (c) => c.json(await limits.userLimitStatus(c.var.services.db, c.var.gateway, c.env, c.req.valid("param").id), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/users/{id}/limits/reset",
+        tags,
+        summary: "Reset a proxy user's quota (or named limits)",
+        description:
+          "Each chosen counter is reset on its own, so one unreachable backend does not stop the others: `200` when every one was reset, `207` when some were and others' backends did not answer (`results` says which; repeat the call for those), `503 LIMITER_UNAVAILABLE` when none could be reset (nothing changed).",
+        request: { params: userParams, body: { ...jsonBody(resetInput, "Which limits (send `{}` for all quotas)"), required: false } },
+        responses: {
+          200: json(resetView, "Every chosen counter was reset; usage after the reset"),
+          207: json(resetView, "Some counters were reset and some were not (`results[].outcome`); usage after the reset"),
+          ...problems(400, 404),
+          503: { description: "No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`)", content: { "application/problem+json": { schema: problemSchema() } } },
+        },
+      }),
+      async (c) => {
+        const { db } = c.var.services;
+        const id = c.req.valid("param").id;
+        const { results } = await limits.resetUserLimits(db, c.var.gateway, c.env, actorOf(c), id, c.req.valid("json")?.names);
+        const notReset = results.filter((r) => r.outcome !== "reset");
+        if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
+        const status = await limits.userLimitStatus(db, c.var.gateway, c.env, id);
+        return c.json({ ...status, results }, notReset.length ? 207 : 200);
+      },
+    )
+    .openapi(
+      createRoute({ method: "get", path: "/roles/{id}/limits", tags, summary: "Get a role's limit overrides", request: { params: roleParams }, responses: { 200: json(overridesView, "Overrides"), ...problems(400, 404) } }),
+      async (c) => c.json({ limits: await limits.getRoleOverrides(c.var.services.db, c.req.valid("param").id) }, 200),
+    )
+    .openapi(
+      createRoute({
+        method: "put",
+        path: "/roles/{id}/limits",
+        tags,
+        summary: "Set a role's limit overrides",
+        description: "Replaces the whole set. A user holding several roles gets the most generous override of each limit; a user override beats them all.",
+        request: { params: roleParams, body: jsonBody(overridesInput(), "Overrides by limit name") },
+        responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
+      }),
+      async (c) => c.json({ limits: await limits.setRoleOverrides(c.var.services.db, c.var.gateway, actorOf(c), c.req.valid("param").id, c.req.valid("json").limits) }, 200),
+    )
+    .openapi(
+      createRoute({ method: "delete", path: "/roles/{id}/limits", tags, summary: "Remove a role's limit overrides", request: { params: roleParams }, responses: { 204: { description: "Removed" }, ...problems(400, 404) } }),
+      async (c) => {
+        await limits.clearRoleOverrides(c.var.services.db, actorOf(c), c.req.valid("param").id);
+        return c.body(null, 204);
+      },
+    );
+}

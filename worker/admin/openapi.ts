@@ -2,10 +2,9 @@ import { OpenAPIHono, type RouteConfig, type z } from "@hono/zod-openapi";
 import type { GatewayEnv } from "../env";
 import { GatewayError, problemSchema } from "../errors";
 
-const problemContent = { "application/problem+json": { schema: problemSchema } };
-
 /** Problem responses every admin route can give, plus the ones it names. */
 export function problems(...statuses: (400 | 404 | 409)[]) {
+  const problemContent = { "application/problem+json": { schema: problemSchema() } };
   const out: RouteConfig["responses"] = {
     401: { description: "Missing or wrong admin token (`ADMIN_UNAUTHORIZED`)", content: problemContent },
   };

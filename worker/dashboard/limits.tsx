@@ -195,7 +195,7 @@ function overridesFrom(values: Record<string, string>): limits.OverridesInput {
     input[name] = { limit: Number(v) };
   }
   if (notNumbers.length) throw new GatewayError("VALIDATION_FAILED", notNumbers.map((e) => `${e.path}: ${e.message}`).join("; "), { errors: notNumbers });
-  return parseForm(overridesInput, { limits: input }).limits;
+  return parseForm(overridesInput(), { limits: input }).limits;
 }
 
 /** limit name → message, from a VALIDATION_FAILED's `limits.<name>…` paths. */

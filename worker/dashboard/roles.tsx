@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { roleCreateSchema, rolePatchSchema } from "../admin/schemas";
+import { adminSchemas } from "../admin/schemas";
 import * as roles from "../services/roles";
 import { fieldErrors, formAction, formOf, isFieldProblem, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
 import { BASE, Csrf, Field, FieldError, invalid, Layout, PostButton, when } from "./layout";
@@ -128,7 +128,7 @@ rolesPages.post("/roles", async (c) => {
   const typed = perms(values.permissions);
   try {
     // The admin API's body schema: the same name and permission rules as POST /admin/v1/roles.
-    await roles.createRole(c.var.services.db, uiActor(c), parseForm(roleCreateSchema, { name: values.name, description: values.description || null, permissions: typed }));
+    await roles.createRole(c.var.services.db, uiActor(c), parseForm(adminSchemas().roleCreateSchema, { name: values.name, description: values.description || null, permissions: typed }));
     return c.redirect(`${BASE}/roles?notice=created`, 303);
   } catch (err) {
     if (isFieldProblem(err)) {
@@ -145,7 +145,7 @@ rolesPages.post("/roles/:id", async (c) => {
   const typed = perms(values.permissions);
   try {
     // As PATCH /admin/v1/roles/{id} with `permissions`.
-    await roles.updateRole(c.var.services.db, uiActor(c), id, parseForm(rolePatchSchema, { permissions: typed }));
+    await roles.updateRole(c.var.services.db, uiActor(c), id, parseForm(adminSchemas().rolePatchSchema, { permissions: typed }));
     return c.redirect(`${BASE}/roles?notice=updated`, 303);
   } catch (err) {
     if (isFieldProblem(err)) {

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { Child } from "hono/jsx";
-import { userCreateSchema, userPatchSchema } from "../admin/schemas";
+import { adminSchemas } from "../admin/schemas";
 import { userStatuses } from "../db/schema";
 import * as keys from "../services/keys";
 import * as roles from "../services/roles";
@@ -196,7 +196,7 @@ usersPages.post("/users", async (c) => {
   const values: NewUserValues = { name: str(f.name), group: str(f.group), description: str(f.description), roles: list(f.roles) };
   try {
     // The admin API's body schema: the same name, group and role-name rules as POST /admin/v1/users.
-    const input = parseForm(userCreateSchema, { name: values.name, group: values.group || null, description: values.description || null, roles: values.roles });
+    const input = parseForm(adminSchemas().userCreateSchema, { name: values.name, group: values.group || null, description: values.description || null, roles: values.roles });
     const user = await users.createUser(c.var.services.db, uiActor(c), input);
     return c.redirect(`${userHref(user.id)}?notice=created`, 303);
   } catch (err) {
@@ -225,7 +225,7 @@ usersPages.post("/users/:id/roles", async (c) => {
   const roles = list(f.roles);
   try {
     // The admin API's PATCH schema, as for PATCH /admin/v1/users/{id} with `roles`.
-    await users.updateUser(c.var.services.db, uiActor(c), id, parseForm(userPatchSchema, { roles }));
+    await users.updateUser(c.var.services.db, uiActor(c), id, parseForm(adminSchemas().userPatchSchema, { roles }));
     return c.redirect(`${userHref(id)}?notice=roles`, 303);
   } catch (err) {
     if (isFieldProblem(err)) {

@@ -4,6 +4,7 @@ import { ipAllowed, parseCidr, parseIp } from "./cidr";
 import { clientIpOf } from "./client-ip";
 import { crc32 } from "./crc32";
 import { newId } from "./ids";
+import { once } from "./once";
 import { grants, isPermitted } from "./permissions";
 
 describe("api keys", () => {
@@ -40,6 +41,40 @@ describe("api keys", () => {
 
   it("use the standard CRC-32", () => {
     expect(crc32("123456789")).toBe(0xcbf43926);
+  });
+});
+
+describe("once", () => {
+  it("builds on the first call, not before, and returns that same value afterwards", () => {
+    let builds = 0;
+    const value = once(() => ({ n: ++builds }));
+    expect(builds).toBe(0);
+    const first = value();
+    expect(first).toEqual({ n: 1 });
+    expect(value()).toBe(first);
+    expect(builds).toBe(1);
+  });
+
+  it("keeps a falsy value built once (undefined, 0) instead of building again", () => {
+    let builds = 0;
+    const value = once(() => {
+      builds++;
+      return undefined;
+    });
+    value();
+    value();
+    expect(builds).toBe(1);
+  });
+
+  it("builds again after a build that threw: a failed first admin request does not break the next", () => {
+    let calls = 0;
+    const value = once(() => {
+      if (++calls === 1) throw new Error("first build fails");
+      return "built";
+    });
+    expect(() => value()).toThrow("first build fails");
+    expect(value()).toBe("built");
+    expect(calls).toBe(2);
   });
 });
 
