@@ -96,8 +96,9 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
   };
   // Between the two: the gateway itself with its admin API and dashboard left out (worker/app.ts
   // and worker/worker.ts get empty stand-ins for ./admin and ./dashboard), built as wrangler
-  // builds the Worker. Their zod schemas, OpenAPI routes and pages are most of the start-up work
-  // on top of the stack; what is left is the gateway's own (config, plugins, env, db schema).
+  // builds the Worker. What is left is the gateway's own (config, plugins, env, db schema). The
+  // admin API and dashboard are built on their first request, so this should match the full
+  // figure; a gap means something of theirs runs at module load again.
   await build({
     ...WRANGLER_LIKE,
     entryPoints: [path.join(root, "worker/index.ts")],
