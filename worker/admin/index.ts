@@ -11,6 +11,10 @@ import { usersRouter } from "./users";
  * The admin API, mounted at /admin/v1. Routes are thin: validate (zod, from the same schemas
  * the OpenAPI document is generated from) → call a service → respond. Services write the
  * admin audit row in the same D1 transaction as the change.
+ *
+ * Called on the first admin request of an isolate (`subApp` in worker/app.ts), not at start-up.
+ * Each router is a function and every schema is built on first use (`adminSchemas()`), so
+ * nothing of the admin API is built while an isolate only proxies.
  */
 export function createAdminApp() {
   const admin = createAdminRouter();
