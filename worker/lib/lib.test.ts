@@ -49,7 +49,9 @@ describe("once", () => {
     let builds = 0;
     const value = once(() => ({ n: ++builds }));
     expect(builds).toBe(0);
+    expect(value.built).toBe(false);
     const first = value();
+    expect(value.built).toBe(true);
     expect(first).toEqual({ n: 1 });
     expect(value()).toBe(first);
     expect(builds).toBe(1);
@@ -73,6 +75,7 @@ describe("once", () => {
       return "built";
     });
     expect(() => value()).toThrow("first build fails");
+    expect(value.built).toBe(false);
     expect(value()).toBe("built");
     expect(calls).toBe(2);
   });
