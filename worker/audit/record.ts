@@ -83,7 +83,10 @@ function settleStreamed(event: RequestEvent, out: BodyMeter, bodyIn: BodyMeter |
   }
 }
 
-const isAdminOrHealth = (path: string) => path === "/healthz" || path === "/admin/v1" || path.startsWith("/admin/v1/");
+// The admin API and the dashboard are not proxied traffic (their changes go to the admin trail);
+// routed by no gateway route, a dashboard page would otherwise count as a refusal in usage.
+const isAdminOrHealth = (path: string) =>
+  path === "/healthz" || path === "/admin/v1" || path.startsWith("/admin/v1/") || path === "/admin/ui" || path.startsWith("/admin/ui/");
 
 /**
  * App-level companion of the audit plugin, for requests refused before any route chain ran:
@@ -91,7 +94,7 @@ const isAdminOrHealth = (path: string) => path === "/healthz" || path === "/admi
  * a route — bindRoute refuses before the plugins). It records them with `decidedBy: "gateway"`,
  * using the options of the matched route's audit plugin (405), or of the global one (400/404,
  * when its `recordUnmatched` is on). Routes that disable the audit plugin are not recorded.
- * Admin API and /healthz requests are never request events (admin mutations have their own trail).
+ * Admin API, dashboard and /healthz requests are never request events (admin mutations have their own trail).
  *
  * A function the request-context middleware calls once the response is final, not a middleware
  * of its own: a Hono middleware is a dispatch, a promise and an await on every request, and
