@@ -38,6 +38,11 @@ describe("path normalization over a real socket: refused, or authorized on the c
     ["/echo/a/%2e/b", "refused", "canonical"],
     ["/echo/a/..\\..\\admin/v1/users", "refused", "canonical"],
     ["/echo/a\\b", "refused", "canonical"],
+    // workerd resolves `..` before it looks at `\` (an ordinary character to it): these reach the
+    // worker as /echo/, /echo/x/ and / (fast-check found the first; WHATWG alone says /echo//).
+    ["/echo/\\/..", "canonical", "canonical"],
+    ["/echo/x/\\/..", "canonical", "canonical"],
+    ["/echo/\\/../..", "canonical", "canonical"],
     ["/echo/a/..%5c..%5cadmin", "refused", "refused"],
     ["/echo//a", "refused", "refused"],
     ["/echo/a//b", "refused", "refused"],

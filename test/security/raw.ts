@@ -111,21 +111,34 @@ export async function seedRawCaller(permissions: string[] = ["echo:read"]): Prom
 }
 
 /**
- * The canonical form of `target`, path and query: WHATWG resolution (dot segments resolved,
- * `\` → `/`, `%2e` → `.`), except for a `#` inside the path. workerd's request-line parser
- * drops a `#` and the rest of *its own segment* and keeps resolving the path after it
- * (`/a#x/../b` is `/b`, `/..#f` is `/`); both the gateway and the origin see workerd's result,
- * so that is what is modelled.
+ * The canonical form of `target`, path and query, as the worker sees it. workerd's request-line
+ * parser comes first: it drops a `#` and the rest of *its own segment* and keeps resolving the
+ * path after it (`/a#x/../b` is `/b`, `/..#f` is `/`), and it resolves only literal `.` and `..`
+ * segments, with a raw `\` an ordinary character of its segment (not WHATWG's second separator):
+ * `/echo/\/..` is `/echo/` there, not WHATWG's `/echo//` (seen on the direct socket:
+ * `/echo/x/\/..` reaches the echo route as `/echo/x/`, `/echo/\/../..` as `/`). What is left
+ * then goes through WHATWG resolution (`\` → `/`, `%2e` → `.`), as Miniflare's entry re-parses
+ * it; on the direct socket a path still holding `\` or `%2e` is refused by the gateway, so it
+ * never gets that far. Both the gateway and the origin see that result, so that is what is
+ * modelled.
  */
 export function canonicalOf(target: string): string {
   const q = target.indexOf("?");
   const path = q === -1 ? target : target.slice(0, q);
   const query = q === -1 ? "" : target.slice(q);
-  const cleaned = path
-    .split("/")
-    .map((seg) => (seg.includes("#") ? seg.slice(0, seg.indexOf("#")) : seg))
-    .join("/");
-  const url = new URL(cleaned + query, "http://gateway.test");
+  const segments = path.split("/").map((seg) => (seg.includes("#") ? seg.slice(0, seg.indexOf("#")) : seg));
+  // workerd's own pass: literal dot segments only, everything else (`\`, `%2e`) kept as is.
+  const out: string[] = [];
+  segments.slice(1).forEach((seg, i, all) => {
+    const last = i === all.length - 1;
+    if (seg === "..") {
+      if (out.length > 0) out.pop();
+      if (last) out.push("");
+    } else if (seg === ".") {
+      if (last) out.push("");
+    } else out.push(seg);
+  });
+  const url = new URL(`/${out.join("/")}${query}`, "http://gateway.test");
   return url.pathname + url.search;
 }
 
