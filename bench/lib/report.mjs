@@ -245,7 +245,7 @@ export function renderMarkdown(result, svgName) {
   lines.push(`- ${meta.pinning}`);
   lines.push(`- ${Object.entries(meta.versions).filter(([k]) => k !== "commit").map(([k, v]) => `${k} ${v}`).join(", ")}`);
   lines.push(
-    `- ${meta.config.rounds} interleaved rounds${meta.config.seed !== undefined ? ` (each in a random order, seed ${meta.config.seed}; ${meta.config.settleMs / 1000} s pause before each scenario)` : ""}; per round and scenario: ${meta.config.satMs / 1000} s closed loop (${meta.config.connections} connections, ${result.meta.versions.wrk !== "not installed" ? "wrk" : "Node"}), ${meta.config.fixedMs / 1000} s at a fixed ${result.rate} rps (50% of the bare maximum, Node generator, latency from each request's scheduled send time), ${meta.config.seqMs / 1000} s on one connection`,
+    `- ${meta.config.rounds} interleaved rounds${meta.config.seed !== undefined ? ` (each in a random order, seed ${meta.config.seed}; ${meta.config.settleMs / 1000} s pause before each scenario)` : ""}; per round and scenario: ${meta.config.satMs / 1000} s closed loop (${meta.config.connections} connections, ${result.meta.versions.wrk !== "not installed" ? "wrk" : "Node"}), ${meta.config.fixedMs / 1000} s at a fixed ${result.rate} rps (50% of the bare maximum, Node generator, latency from each request's scheduled send time${meta.config.fixedWarmupMs ? `, after ${meta.config.fixedWarmupMs / 1000} s at that rate not recorded` : ""}), ${meta.config.seqMs / 1000} s on one connection`,
   );
   lines.push(`- population: ${fmt(meta.config.users)} proxy users with one key each; ${fmt(meta.config.loadKeys)} distinct keys in the load; every scenario receives the same requests`);
   const allForeign = Object.values(S).flatMap((s) => s.foreign);
