@@ -1,7 +1,7 @@
 // Dashboard sign-in hardening, in workerd: failed sign-ins throttled per client address, and
 // server-side sessions (sign-out kills every copy of the cookie).
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { dashboardScheduled } from "../../worker/dashboard";
 import { get, ORIGIN, post, signIn } from "../dashboard-helpers";
 
@@ -47,6 +47,27 @@ describe("dashboard sign-in throttle", () => {
     // The count stops at the limit + 1: refused attempts are never checked.
     expect((await attempt(WRONG, ip)).status).toBe(429);
     expect(await failuresOf(`ip:${ip}`)).toMatchObject({ failures: 6 });
+  });
+
+  it("logs every failed sign-in with its client bucket and request id, never the token sent", async () => {
+    const ip = freshIp();
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const res = await attempt(WRONG, ip);
+      expect(res.status).toBe(401);
+      const ok = await attempt(env.ADMIN_TOKEN, ip);
+      expect(ok.status).toBe(303);
+      const lines = warn.mock.calls.map(([line]) => String(line));
+      const failed = lines.filter((l) => l.includes('"dashboard sign-in failed"')).map((l) => JSON.parse(l));
+      expect(failed).toEqual([{ level: "warn", msg: "dashboard sign-in failed", requestId: expect.stringMatching(/^req_[0-9a-f]{32}$/), client: `ip:${ip}` }]);
+      // Neither the wrong token nor the real one is in any log line.
+      for (const l of lines) {
+        expect(l).not.toContain(WRONG);
+        expect(l).not.toContain(env.ADMIN_TOKEN);
+      }
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it("counts only failures: successful sign-ins give their slot back", async () => {

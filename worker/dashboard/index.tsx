@@ -95,6 +95,8 @@ export function createDashboard() {
       return c.html(<SignIn error={`Too many failed sign-ins from your network address. Try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`} />, 429);
     }
     if (!token || !(await isAdminToken(token, env.ADMIN_TOKEN))) {
+      // Someone may be guessing: say so where operators look (never what was sent).
+      console.warn(JSON.stringify({ level: "warn", msg: "dashboard sign-in failed", requestId: c.var.requestId, client: slot.client }));
       return c.html(<SignIn error="That is not the admin token." />, 401);
     }
     await releaseSignInAttempt(db, slot);
