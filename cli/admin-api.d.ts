@@ -1298,6 +1298,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/secrets/rekey": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-encrypt the store under a new SECRETS_KEY
+         * @description The second step of rotating the store's key: set the new key as SECRETS_KEY and the old one as SECRETS_KEY_PREVIOUS (gateways keep serving every secret meanwhile), then call this. It re-encrypts every secret still sealed with the old key; values, versions and bindings stay as they are. Safe to repeat. When a call reports nothing rekeyed and nothing undecryptable, remove SECRETS_KEY_PREVIOUS.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description What was re-encrypted (no values) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["OriginSecretRekey"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/usage": {
         parameters: {
             query?: never;
@@ -2341,6 +2389,17 @@ export interface components {
             userId?: string;
             /** @description The secret. Stored encrypted (AES-256-GCM); never returned, logged or audited */
             value: string;
+        };
+        /** @description What a rekey did. When `rekeyed` and `undecryptable` are both empty on a second call, SECRETS_KEY_PREVIOUS can be removed. */
+        OriginSecretRekey: {
+            /** @description Secrets already sealed with SECRETS_KEY (left as they are) */
+            alreadyCurrent: number;
+            /** @description Secrets that were sealed with SECRETS_KEY_PREVIOUS and now are with SECRETS_KEY */
+            rekeyed: number;
+            /** @description Secrets in the store */
+            total: number;
+            /** @description Secrets neither key opens (left as they are): PUT their values again */
+            undecryptable: components["schemas"]["OriginSecret"][];
         };
         Problem: {
             /**

@@ -89,6 +89,20 @@ export function registerSecrets(program, { apiFor, globals }) {
       console.log(`${color.green("Stored")} ${s.name} (${s.scope}) version ${s.version}`);
     });
   secrets
+    .command("rekey")
+    .description("re-encrypt every secret still sealed with SECRETS_KEY_PREVIOUS under SECRETS_KEY (the second step of rotating the store's key)")
+    .action(async (_o, cmd) => {
+      const api = apiFor(cmd);
+      const r = await ok(api.POST("/secrets/rekey", {}));
+      if (globals(cmd).json) return printJson(r);
+      console.log(`${color.green("Re-encrypted")} ${r.rekeyed} of ${r.total} secret(s); ${r.alreadyCurrent} already under SECRETS_KEY.`);
+      if (r.undecryptable.length) {
+        console.log(color.red(`${r.undecryptable.length} secret(s) open with neither key; set their values again:`));
+        console.log(table(["NAME", "SCOPE", "USER", "GROUP", "VERSION"], r.undecryptable.map((s) => [s.name, s.scope, s.userId, s.group, s.version])));
+        process.exitCode = 1;
+      } else if (r.rekeyed === 0) console.log(color.dim("Nothing is left under the previous key: SECRETS_KEY_PREVIOUS can be removed."));
+    });
+  secrets
     .command("delete <name>")
     .description("delete a secret (requests that need it then fail closed)")
     .option("--user <user>", "the one bound to this proxy user")

@@ -31,6 +31,12 @@ export interface Env {
    * (`openssl rand -base64 32 | wrangler secret put SECRETS_KEY`). Only needed once secrets are used.
    */
   SECRETS_KEY?: string;
+  /**
+   * The key SECRETS_KEY replaced, while a key rotation is under way: secrets it encrypted still
+   * decrypt, and `POST /admin/v1/secrets/rekey` re-encrypts them under SECRETS_KEY. Remove it
+   * once the rekey reports none left under it.
+   */
+  SECRETS_KEY_PREVIOUS?: string;
   /** How long a decrypted origin secret stays cached in an isolate, seconds (default 10, max 300). */
   SECRET_CACHE_TTL_SECONDS?: string;
   /** Failed dashboard sign-ins allowed per client address per window before 429 (default 5). */
@@ -45,6 +51,13 @@ export interface Env {
   [name: string]: unknown;
 }
 
+/** An optional AES-256 key as Worker secret text: 32 bytes, base64. */
+const aesKeyText = (name: string) =>
+  z
+    .string()
+    .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s.trim()), `${name} must be 32 bytes, base64 (openssl rand -base64 32)`)
+    .optional();
+
 const envSchema = z.object({
   DB: z.custom<D1Database>((v) => typeof v === "object" && v !== null && "prepare" in v, "DB must be a D1 binding"),
   ADMIN_TOKEN: z.string().min(16, "ADMIN_TOKEN must be at least 16 characters"),
@@ -53,10 +66,8 @@ const envSchema = z.object({
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   USAGE_MINUTE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(7),
   AUTO_REVOKE_UNUSED_KEYS_DAYS: z.coerce.number().int().min(1).max(3650).optional(),
-  SECRETS_KEY: z
-    .string()
-    .refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s.trim()), "SECRETS_KEY must be 32 bytes, base64 (openssl rand -base64 32)")
-    .optional(),
+  SECRETS_KEY: aesKeyText("SECRETS_KEY"),
+  SECRETS_KEY_PREVIOUS: aesKeyText("SECRETS_KEY_PREVIOUS"),
   SECRET_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(300).default(10),
   ADMIN_SIGNIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
   ADMIN_SIGNIN_WINDOW_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),

@@ -1,8 +1,10 @@
-import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import { createApp } from "../../worker/app";
 import { createDb } from "../../worker/db";
 import { putSecret, resolveSecret } from "../../worker/services/secrets";
-import { admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
+import gateway from "../fixtures/gateway.test.config";
+import { ADMIN, admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
 
 const name = () => unique("TOKEN").replace(/[^A-Za-z0-9_.-]/g, "_");
 
@@ -107,5 +109,120 @@ describe("origin-secret resolution", () => {
     await putSecret(db, env, { actor: "test", requestId: "req_test" }, n, { value: "partner-only", userId: user.id });
     await env.DB.prepare("UPDATE origin_secrets SET scope_type = 'global', scope_id = '' WHERE name = ?").bind(n).run();
     await expect(resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).rejects.toMatchObject({ code: "GATEWAY_MISCONFIGURED" });
+  });
+});
+
+describe("rotating SECRETS_KEY", () => {
+  // The test worker's SECRETS_KEY plays the new key; rows are sealed with an "old" key first. Run
+  // this way round, the rekey never touches secrets other test files hold under the test key.
+  const randomKey = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
+  const rotatedGateway = createApp(gateway);
+
+  /** The admin API of a gateway whose bindings are mid-rotation: SECRETS_KEY new, SECRETS_KEY_PREVIOUS old. */
+  async function rekeyWith(previous: string | undefined) {
+    const ctx = createExecutionContext();
+    const res = await rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, SECRETS_KEY_PREVIOUS: previous }, ctx);
+    const text = await res.text();
+    await waitOnExecutionContext(ctx);
+    return { status: res.status, text, body: JSON.parse(text) };
+  }
+
+  it("old-key secrets are served during the rotation, the rekey moves them to the new key (same values and versions), and a key neither opens is reported", async () => {
+    const db = createDb(env.DB);
+    const who = { actor: "test", requestId: "req_test" };
+    const oldKey = randomKey();
+    const strayKey = randomKey();
+    const [a, b, stray] = [name(), name(), name()];
+    const group = unique("grp").replace(/[^a-z0-9-]/g, "-");
+    const values = { a: `a-${crypto.randomUUID()}`, b: `b-${crypto.randomUUID()}`, stray: `s-${crypto.randomUUID()}` };
+    await putSecret(db, { SECRETS_KEY: oldKey }, who, a, { value: values.a });
+    await putSecret(db, { SECRETS_KEY: oldKey }, who, b, { value: values.b, group });
+    await putSecret(db, { SECRETS_KEY: strayKey }, who, stray, { value: values.stray });
+    const before = (await env.DB.prepare("SELECT name, version, ciphertext, updated_at FROM origin_secrets WHERE name IN (?, ?)").bind(a, b).all()).results as Array<Record<string, unknown>>;
+
+    // Mid-rotation: the new key alone does not open them; with the old one as SECRETS_KEY_PREVIOUS it does.
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      await expect(resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, a, {})).rejects.toMatchObject({ code: "GATEWAY_MISCONFIGURED" });
+      const rotating = { SECRETS_KEY: env.SECRETS_KEY, SECRETS_KEY_PREVIOUS: oldKey, SECRET_CACHE_TTL_SECONDS: 0 };
+      expect(await resolveSecret(db, rotating, a, {})).toBe(values.a);
+      expect(await resolveSecret(db, rotating, b, { group })).toBe(values.b);
+
+      const first = await rekeyWith(oldKey);
+      expect(first.status).toBe(200);
+      // Only this test seals rows with oldKey, so exactly its two rows move; other files' rows are already current.
+      expect(first.body.rekeyed).toBe(2);
+      expect(first.body.total).toBe(first.body.rekeyed + first.body.alreadyCurrent + first.body.undecryptable.length);
+      expect(first.body.undecryptable.filter((u: { name: string }) => [a, b, stray].includes(u.name))).toEqual([expect.objectContaining({ name: stray, scope: "global", version: 1 })]);
+      for (const leak of [...Object.values(values), oldKey, strayKey, env.SECRETS_KEY]) expect(first.text).not.toContain(leak);
+      // The failure is logged by name, never by value.
+      const logged = errors.mock.calls.map(([l]) => String(l)).join("\n");
+      expect(logged).toContain(stray);
+      for (const leak of Object.values(values)) expect(logged).not.toContain(leak);
+    } finally {
+      errors.mockRestore();
+    }
+
+    // Now the new key alone opens them: same values, same versions, new ciphertexts.
+    const plain = { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 };
+    expect(await resolveSecret(db, plain, a, {})).toBe(values.a);
+    expect(await resolveSecret(db, plain, b, { group })).toBe(values.b);
+    const after = (await env.DB.prepare("SELECT name, version, ciphertext, updated_at FROM origin_secrets WHERE name IN (?, ?)").bind(a, b).all()).results as Array<Record<string, unknown>>;
+    for (const row of after) {
+      const old = before.find((r) => r.name === row.name)!;
+      expect(row.version).toBe(old.version);
+      expect(row.ciphertext).not.toBe(old.ciphertext);
+    }
+
+    // Repeating it moves nothing: the sign that SECRETS_KEY_PREVIOUS can go.
+    const second = await rekeyWith(oldKey);
+    expect(second.body.rekeyed).toBe(0);
+
+    // Each call left one admin audit row with the counts and the stray secret's name, no values.
+    const audit = (await env.DB.prepare("SELECT action, after FROM admin_audit WHERE action = 'secret.rekey' ORDER BY seq DESC LIMIT 2").all()).results as Array<{ action: string; after: string }>;
+    expect(audit).toHaveLength(2);
+    expect(JSON.parse(audit[1]!.after)).toMatchObject({ rekeyed: 2, undecryptable: expect.arrayContaining([expect.objectContaining({ name: stray })]) });
+    expect(JSON.parse(audit[0]!.after)).toMatchObject({ rekeyed: 0 });
+    for (const leak of [...Object.values(values), oldKey, strayKey]) expect(JSON.stringify(audit)).not.toContain(leak);
+
+    await env.DB.prepare("DELETE FROM origin_secrets WHERE name = ?").bind(stray).run();
+  });
+
+  it("a PUT that lands between the rekey's read and its write is not overwritten with the older value", async () => {
+    const db = createDb(env.DB);
+    const who = { actor: "test", requestId: "req_test" };
+    const oldKey = randomKey();
+    const n = name();
+    await putSecret(db, { SECRETS_KEY: oldKey }, who, n, { value: "before-rotation" });
+    // The rekey reads every row, then writes in one batch. A PUT under the new key lands in between:
+    // D1 is hooked so the PUT runs just before the rekey's batch.
+    const realBatch = env.DB.batch.bind(env.DB);
+    let raced = false;
+    const racingDb = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop === "batch")
+          return async (stmts: D1PreparedStatement[]) => {
+            if (!raced) {
+              raced = true;
+              await putSecret(db, env, who, n, { value: "after-rotation" });
+            }
+            return realBatch(stmts);
+          };
+        const v = Reflect.get(target, prop);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const ctx = createExecutionContext();
+    // Rows other tests left undecryptable on purpose are reported on the error log: not this test's business.
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    const res = await Promise.resolve(rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, DB: racingDb, SECRETS_KEY_PREVIOUS: oldKey }, ctx)).finally(() =>
+      errors.mockRestore(),
+    );
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(200);
+    expect(raced).toBe(true);
+    expect(await resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).toBe("after-rotation");
+    const row = await env.DB.prepare("SELECT version FROM origin_secrets WHERE name = ?").bind(n).first<{ version: number }>();
+    expect(row?.version).toBe(2);
   });
 });

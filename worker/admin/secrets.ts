@@ -6,7 +6,7 @@ import { adminSchemas, pageOf } from "./schemas";
 
 /** Write-only origin credentials: values go in, only names, bindings, versions and timestamps come out. */
 export function secretsRouter() {
-  const { secretBindingQuery, secretListQuery, secretNameParam, secretPutSchema, secretSchema } = adminSchemas();
+  const { secretBindingQuery, secretListQuery, secretNameParam, secretPutSchema, secretRekeySchema, secretSchema } = adminSchemas();
   const tags = ["origin secrets"];
 
   return createAdminRouter()
@@ -33,6 +33,18 @@ export function secretsRouter() {
         responses: { 200: json(pageOf(secretSchema, "OriginSecretPage"), "A page of secrets: names, bindings, versions, timestamps — never values"), ...problems(400) },
       }),
       async (c) => c.json(await secrets.listSecrets(c.var.services.db, c.req.valid("query")), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/secrets/rekey",
+        tags,
+        summary: "Re-encrypt the store under a new SECRETS_KEY",
+        description:
+          "The second step of rotating the store's key: set the new key as SECRETS_KEY and the old one as SECRETS_KEY_PREVIOUS (gateways keep serving every secret meanwhile), then call this. It re-encrypts every secret still sealed with the old key; values, versions and bindings stay as they are. Safe to repeat. When a call reports nothing rekeyed and nothing undecryptable, remove SECRETS_KEY_PREVIOUS.",
+        responses: { 200: json(secretRekeySchema, "What was re-encrypted (no values)"), ...problems() },
+      }),
+      async (c) => c.json(await secrets.rekeySecrets(c.var.services.db, c.var.services.env, actorOf(c)), 200),
     )
     .openapi(
       createRoute({

@@ -47,45 +47,115 @@ function scopeOf(b: SecretBinding): { scopeType: SecretScope; scopeId: string } 
 }
 
 // ── encryption ─────────────────────────────────────────────────────────────────
-const keys = new WeakMap<object, Promise<CryptoKey>>();
+/** The bindings encryption reads: the key, and during a key rotation the key it replaced. */
+type KeyEnv = { SECRETS_KEY?: string | undefined; SECRETS_KEY_PREVIOUS?: string | undefined };
+
+const keys = new WeakMap<object, { current?: Promise<CryptoKey>; previous?: Promise<CryptoKey> }>();
 const b64 = (bytes: ArrayBuffer | Uint8Array) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
 const unb64 = (text: string) => Uint8Array.from(atob(text), (ch) => ch.charCodeAt(0));
+const importAesKey = (raw: string) => crypto.subtle.importKey("raw", unb64(raw.trim()), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
 
 /** The AES-GCM key from SECRETS_KEY (imported once per isolate, not extractable). */
-function encryptionKey(env: { SECRETS_KEY?: string | undefined }): Promise<CryptoKey> {
+function encryptionKey(env: KeyEnv): Promise<CryptoKey> {
   const raw = env.SECRETS_KEY;
   if (!raw) throw new GatewayError("GATEWAY_MISCONFIGURED", "The origin-secret store needs the SECRETS_KEY Worker secret.");
-  let key = keys.get(env);
-  if (!key) {
-    key = crypto.subtle.importKey("raw", unb64(raw.trim()), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
-    keys.set(env, key);
-  }
-  return key;
+  const held = keys.get(env) ?? {};
+  keys.set(env, held);
+  return (held.current ??= importAesKey(raw));
+}
+
+/** The key SECRETS_KEY replaced (SECRETS_KEY_PREVIOUS), while a rotation is under way; else undefined. */
+function previousKey(env: KeyEnv): Promise<CryptoKey> | undefined {
+  const raw = env.SECRETS_KEY_PREVIOUS;
+  if (!raw) return undefined;
+  const held = keys.get(env) ?? {};
+  keys.set(env, held);
+  return (held.previous ??= importAesKey(raw));
 }
 
 // The AAD ties a ciphertext to its row's name and scope: a ciphertext copied to another row
 // (e.g. a partner's secret moved to the global slot) fails to decrypt instead of being served.
 const aad = (name: string, scopeType: string, scopeId: string) => new TextEncoder().encode(`portcullis-secret:v1:${name}:${scopeType}:${scopeId}`);
 
-async function encrypt(env: { SECRETS_KEY?: string | undefined }, value: string, name: string, scopeType: string, scopeId: string) {
+async function encrypt(env: KeyEnv, value: string, name: string, scopeType: string, scopeId: string) {
   const iv = crypto.getRandomValues(new Uint8Array(12));
   const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad(name, scopeType, scopeId) }, await encryptionKey(env), new TextEncoder().encode(value));
   return { ciphertext: b64(ct), iv: b64(iv) };
 }
 
-async function decrypt(env: { SECRETS_KEY?: string | undefined }, row: OriginSecretRow): Promise<string> {
+/** The row's value under one key; throws (OperationError) when the key is not the one that sealed it. */
+async function openWith(key: CryptoKey, row: OriginSecretRow): Promise<string> {
+  const pt = await crypto.subtle.decrypt({ name: "AES-GCM", iv: unb64(row.iv), additionalData: aad(row.name, row.scopeType, row.scopeId) }, key, unb64(row.ciphertext));
+  return new TextDecoder().decode(pt);
+}
+
+/**
+ * The row's value and the key that opened it: SECRETS_KEY, else SECRETS_KEY_PREVIOUS (a row
+ * not yet re-encrypted after a key rotation); null when neither does (the wrong keys, or a
+ * tampered row). AES-GCM's tag tells the keys apart, so no key id is stored with the row.
+ */
+async function open(env: KeyEnv, row: OriginSecretRow): Promise<{ value: string; under: "current" | "previous" } | null> {
+  const current = await encryptionKey(env);
   try {
-    const pt = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: unb64(row.iv), additionalData: aad(row.name, row.scopeType, row.scopeId) },
-      await encryptionKey(env),
-      unb64(row.ciphertext),
-    );
-    return new TextDecoder().decode(pt);
-  } catch (err) {
-    if (err instanceof GatewayError) throw err;
-    console.error(JSON.stringify({ level: "error", msg: "origin secret does not decrypt (wrong SECRETS_KEY or tampered row)", secret: row.name, scope: row.scopeType }));
-    throw new GatewayError("GATEWAY_MISCONFIGURED", "An origin secret could not be decrypted.");
+    return { value: await openWith(current, row), under: "current" };
+  } catch {
+    const previous = previousKey(env);
+    if (!previous) return null;
+    try {
+      return { value: await openWith(await previous, row), under: "previous" };
+    } catch {
+      return null;
+    }
   }
+}
+
+async function decrypt(env: KeyEnv, row: OriginSecretRow): Promise<string> {
+  const opened = await open(env, row);
+  if (opened) return opened.value;
+  console.error(JSON.stringify({ level: "error", msg: "origin secret does not decrypt (wrong SECRETS_KEY or tampered row)", secret: row.name, scope: row.scopeType }));
+  throw new GatewayError("GATEWAY_MISCONFIGURED", "An origin secret could not be decrypted.");
+}
+
+/** What a rekey did: counts, and the secrets neither key opens (metadata only). */
+export interface RekeyReport {
+  total: number;
+  rekeyed: number;
+  alreadyCurrent: number;
+  undecryptable: SecretView[];
+}
+
+/**
+ * Re-encrypts under SECRETS_KEY every secret still sealed with SECRETS_KEY_PREVIOUS — the second
+ * step of rotating the store's key (README, "Origin secrets"). Values, versions and bindings are
+ * unchanged. Each update only applies if the row is still the one that was read, so a PUT racing
+ * the rekey is never overwritten with the older value. One `secret.rekey` admin audit row holds
+ * the counts and the names of secrets neither key opens (those rows are left as they are).
+ */
+export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor): Promise<RekeyReport> {
+  const rows = await db.select().from(originSecrets).orderBy(asc(originSecrets.id));
+  const updates = [];
+  const undecryptable: SecretView[] = [];
+  let alreadyCurrent = 0;
+  const now = new Date();
+  for (const row of rows) {
+    const opened = await open(env, row);
+    if (!opened) undecryptable.push(secretView(row));
+    else if (opened.under === "current") alreadyCurrent++;
+    else {
+      const { ciphertext, iv } = await encrypt(env, opened.value, row.name, row.scopeType, row.scopeId);
+      updates.push(
+        db
+          .update(originSecrets)
+          .set({ ciphertext, iv, updatedAt: now })
+          .where(and(eq(originSecrets.id, row.id), eq(originSecrets.version, row.version), eq(originSecrets.ciphertext, row.ciphertext))),
+      );
+    }
+  }
+  const report: RekeyReport = { total: rows.length, rekeyed: updates.length, alreadyCurrent, undecryptable };
+  const audit = { rekeyed: report.rekeyed, alreadyCurrent, undecryptable: undecryptable.map(({ name, scope, userId, group }) => ({ name, scope, userId, group })) };
+  await db.batch([adminAuditInsert(db, who, { action: "secret.rekey", targetType: "secret", targetId: "all", after: audit }, now), ...updates]);
+  if (undecryptable.length) console.error(JSON.stringify({ level: "error", msg: "origin secrets open with neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS", secrets: audit.undecryptable.map((u) => u.name) }));
+  return report;
 }
 
 // ── admin operations ───────────────────────────────────────────────────────────
@@ -93,7 +163,7 @@ async function decrypt(env: { SECRETS_KEY?: string | undefined }, row: OriginSec
  * Creates or replaces a secret (name + binding), bumping its version; writes the admin audit row
  * (name, binding, version — never the value) in the same batch.
  */
-export async function putSecret(db: Database, env: { SECRETS_KEY?: string | undefined }, who: AdminActor, name: string, input: SecretBinding & { value: string }): Promise<SecretView> {
+export async function putSecret(db: Database, env: KeyEnv, who: AdminActor, name: string, input: SecretBinding & { value: string }): Promise<SecretView> {
   const { scopeType, scopeId } = scopeOf(input);
   if (scopeType === "user") {
     const user = await db.query.proxyUsers.findFirst({ where: eq(proxyUsers.id, scopeId), columns: { id: true } });
@@ -176,7 +246,7 @@ export function cachedSecret(name: string, caller: { userId?: string | undefined
 
 export async function resolveSecret(
   db: Database,
-  env: { SECRETS_KEY?: string | undefined; SECRET_CACHE_TTL_SECONDS: number },
+  env: KeyEnv & { SECRET_CACHE_TTL_SECONDS: number },
   name: string,
   caller: { userId?: string | undefined; group?: string | null | undefined },
 ): Promise<string | null> {
