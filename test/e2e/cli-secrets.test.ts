@@ -38,4 +38,19 @@ describe("portcullis secrets", () => {
     expect((await cli(["secrets", "delete", name, "--yes"])).code).toBe(0);
     expect(await cliJson(["secrets", "list", "--name", name])).toMatchObject([{ scope: "user" }]);
   });
+
+  it("rekey reports what it re-encrypted, never a value; with every secret under SECRETS_KEY it says the previous key can go", async () => {
+    const name = `CLI_REKEY_${Date.now().toString(36).toUpperCase()}`;
+    const value = "cli-rekey-value-never-printed";
+    expect((await cli(["secrets", "set", name], { input: value })).code).toBe(0);
+    const human = await cli(["secrets", "rekey"]);
+    expect(human).toMatchObject({ code: 0, stderr: "" });
+    expect(human.stdout).toMatch(/^Re-encrypted 0 of (\d+) secret\(s\); \1 already under SECRETS_KEY\.\nNothing is left under the previous key: SECRETS_KEY_PREVIOUS can be removed\.\n$/);
+    const json = await cliJson(["secrets", "rekey"]);
+    expect(json).toMatchObject({ rekeyed: 0, undecryptable: [] });
+    expect(json.total).toBeGreaterThanOrEqual(1);
+    expect(json.alreadyCurrent).toBe(json.total);
+    expect(human.stdout + JSON.stringify(json)).not.toContain(value);
+    expect((await cli(["secrets", "delete", name, "--yes"])).code).toBe(0);
+  });
 });
