@@ -51,6 +51,8 @@ describe("admin audit covers every mutation", () => {
     await step("PUT /secrets/{name}", `/secrets/${secret}`, { value: values[3], group }, ["secret.create"]);
     const ciphertexts = (await env.DB.prepare("SELECT ciphertext FROM origin_secrets WHERE name = ?").bind(secret).all<{ ciphertext: string }>()).results.map((r) => r.ciphertext);
     expect(ciphertexts).toHaveLength(3);
+    // No SECRETS_KEY_PREVIOUS here: nothing moves, but the call is still an audited admin action.
+    await step("POST /secrets/rekey", "/secrets/rekey", undefined, ["secret.rekey"]);
     await step("DELETE /secrets/{name}", `/secrets/${secret}?userId=${user.id}`, undefined, ["secret.delete"]);
     await step("DELETE /secrets/{name}", `/secrets/${secret}?group=${group}`, undefined, ["secret.delete"]);
     await step("DELETE /secrets/{name}", `/secrets/${secret}`, undefined, ["secret.delete"]);

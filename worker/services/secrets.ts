@@ -151,6 +151,8 @@ export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor): 
       );
     }
   }
+  // Counted as read: a row a racing PUT replaced is not updated here, but that PUT sealed it with
+  // SECRETS_KEY too, so every counted row ends under the new key either way.
   const report: RekeyReport = { total: rows.length, rekeyed: updates.length, alreadyCurrent, undecryptable };
   const audit = { rekeyed: report.rekeyed, alreadyCurrent, undecryptable: undecryptable.map(({ name, scope, userId, group }) => ({ name, scope, userId, group })) };
   await db.batch([adminAuditInsert(db, who, { action: "secret.rekey", targetType: "secret", targetId: "all", after: audit }, now), ...updates]);
