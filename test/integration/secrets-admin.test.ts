@@ -119,9 +119,9 @@ describe("rotating SECRETS_KEY", () => {
   const rotatedGateway = createApp(gateway);
 
   /** The admin API of a gateway whose bindings are mid-rotation: SECRETS_KEY new, SECRETS_KEY_PREVIOUS old. */
-  async function rekeyWith(previous: string | undefined) {
+  async function rekeyWith(previous: string | undefined, bindings: Partial<typeof env> = {}) {
     const ctx = createExecutionContext();
-    const res = await rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, SECRETS_KEY_PREVIOUS: previous }, ctx);
+    const res = await rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, ...bindings, SECRETS_KEY_PREVIOUS: previous }, ctx);
     const text = await res.text();
     await waitOnExecutionContext(ctx);
     return { status: res.status, text, body: JSON.parse(text) };
@@ -181,7 +181,7 @@ describe("rotating SECRETS_KEY", () => {
     // Each call left one admin audit row with the counts and the stray secret's name, no values.
     const audit = (await env.DB.prepare("SELECT action, after FROM admin_audit WHERE action = 'secret.rekey' ORDER BY seq DESC LIMIT 2").all()).results as Array<{ action: string; after: string }>;
     expect(audit).toHaveLength(2);
-    expect(JSON.parse(audit[1]!.after)).toMatchObject({ rekeyed: 2, undecryptable: expect.arrayContaining([expect.objectContaining({ name: stray })]) });
+    expect(JSON.parse(audit[1]!.after)).toMatchObject({ rekeyed: 2, undecryptable: expect.arrayContaining([stray]) });
     expect(JSON.parse(audit[0]!.after)).toMatchObject({ rekeyed: 0 });
     for (const leak of [...Object.values(values), oldKey, strayKey]) expect(JSON.stringify(audit)).not.toContain(leak);
 
@@ -212,13 +212,9 @@ describe("rotating SECRETS_KEY", () => {
         return typeof v === "function" ? v.bind(target) : v;
       },
     });
-    const ctx = createExecutionContext();
     // Rows other tests left undecryptable on purpose are reported on the error log: not this test's business.
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
-    const res = await Promise.resolve(rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, DB: racingDb, SECRETS_KEY_PREVIOUS: oldKey }, ctx)).finally(() =>
-      errors.mockRestore(),
-    );
-    await waitOnExecutionContext(ctx);
+    const res = await rekeyWith(oldKey, { DB: racingDb }).finally(() => errors.mockRestore());
     expect(res.status).toBe(200);
     expect(raced).toBe(true);
     expect(await resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).toBe("after-rotation");

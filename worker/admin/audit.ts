@@ -99,7 +99,7 @@ export function auditRouter() {
     unchained: z
       .number()
       .int()
-      .describe("Admin chain: rows without a chain position (written before migration 0002) — not verified, not broken; should never grow. 0 for request chains"),
+      .describe("Admin rows written before migration 0002 (no chain position): not verified. 0 for request chains"),
     unchainedRange: z.object({ from: z.string(), to: z.string() }).nullable().describe("Oldest and newest timestamp of those rows"),
   });
   const verifySchema = z

@@ -70,7 +70,7 @@ export function limitsRouter() {
             backend: z.enum(["durable-object", "upstash"]),
             outcome: z
               .enum(["reset", "unavailable"])
-              .describe("`reset`: the backend confirmed the counter is back to zero. `unavailable`: its backend failed or did not answer in time; the reset is not confirmed (safe to repeat)"),
+              .describe("`reset`: the backend confirmed zero. `unavailable`: the backend failed or timed out; not confirmed (safe to repeat)"),
             error: z.enum(["LIMITER_UNAVAILABLE"]).nullable(),
           }),
         )
@@ -126,7 +126,7 @@ export function limitsRouter() {
         path: "/users/{id}/limits",
         tags,
         summary: "Set a proxy user's limit overrides",
-        description: "Replaces the whole set. A user override beats role overrides and the route config. Applies at once here, elsewhere within the key cache TTL.",
+        description: "Replaces the whole set. Beats role overrides and the route config; applies everywhere within the key cache TTL.",
         request: { params: userParams, body: jsonBody(overridesInput(), "Overrides by limit name") },
         responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
       }),
@@ -188,7 +188,7 @@ export function limitsRouter() {
         path: "/roles/{id}/limits",
         tags,
         summary: "Set a role's limit overrides",
-        description: "Replaces the whole set. A user holding several roles gets the most generous override of each limit; a user override beats them all.",
+        description: "Replaces the whole set. With several roles a user gets the most generous override of each limit; user overrides beat them.",
         request: { params: roleParams, body: jsonBody(overridesInput(), "Overrides by limit name") },
         responses: { 200: json(overridesView, "The stored overrides"), ...problems(400, 404) },
       }),

@@ -195,12 +195,12 @@ function buildAdminSchemas() {
 
   const secretRekeySchema = z
     .object({
-      total: z.number().int().describe("Secrets in the store"),
-      rekeyed: z.number().int().describe("Secrets that were sealed with SECRETS_KEY_PREVIOUS and now are with SECRETS_KEY"),
-      alreadyCurrent: z.number().int().describe("Secrets already sealed with SECRETS_KEY (left as they are)"),
-      undecryptable: z.array(secretSchema).describe("Secrets neither key opens (left as they are): PUT their values again"),
+      total: z.number().int(),
+      rekeyed: z.number().int(),
+      alreadyCurrent: z.number().int(),
+      undecryptable: z.array(secretSchema).describe("Neither key opens these"),
     })
-    .openapi("OriginSecretRekey", { description: "What a rekey did. When `rekeyed` and `undecryptable` are both empty on a second call, SECRETS_KEY_PREVIOUS can be removed." });
+    .openapi("OriginSecretRekey");
 
   const secretBindingQuery = z.object(secretBinding);
   const secretListQuery = listQuery.extend({ name: z.string().max(64).optional().describe("Only secrets with this name") });

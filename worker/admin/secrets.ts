@@ -40,8 +40,6 @@ export function secretsRouter() {
         path: "/secrets/rekey",
         tags,
         summary: "Re-encrypt the store under a new SECRETS_KEY",
-        description:
-          "The second step of rotating the store's key: set the new key as SECRETS_KEY and the old one as SECRETS_KEY_PREVIOUS (gateways keep serving every secret meanwhile), then call this. It re-encrypts every secret still sealed with the old key; values, versions and bindings stay as they are. Safe to repeat. When a call reports nothing rekeyed and nothing undecryptable, remove SECRETS_KEY_PREVIOUS.",
         responses: { 200: json(secretRekeySchema, "What was re-encrypted (no values)"), ...problems() },
       }),
       async (c) => c.json(await secrets.rekeySecrets(c.var.services.db, c.var.services.env, actorOf(c)), 200),
@@ -52,7 +50,7 @@ export function secretsRouter() {
         path: "/secrets/{name}",
         tags,
         summary: "Delete an origin secret",
-        description: "Deletes the global secret, or the one bound to `userId` / `group`. Requests that need it fail with 500 GATEWAY_MISCONFIGURED rather than go out without it.",
+        description: "Deletes the global secret, or the one bound to `userId` / `group`. Requests that need it then fail with 500 GATEWAY_MISCONFIGURED.",
         request: { params: secretNameParam, query: secretBindingQuery },
         responses: { 204: { description: "Deleted" }, ...problems(400, 404) },
       }),

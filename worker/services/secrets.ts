@@ -50,27 +50,26 @@ function scopeOf(b: SecretBinding): { scopeType: SecretScope; scopeId: string } 
 /** The bindings encryption reads: the key, and during a key rotation the key it replaced. */
 type KeyEnv = { SECRETS_KEY?: string | undefined; SECRETS_KEY_PREVIOUS?: string | undefined };
 
-const keys = new WeakMap<object, { current?: Promise<CryptoKey>; previous?: Promise<CryptoKey> }>();
+const keys = new WeakMap<object, Map<string, Promise<CryptoKey>>>();
 const b64 = (bytes: ArrayBuffer | Uint8Array) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
 const unb64 = (text: string) => Uint8Array.from(atob(text), (ch) => ch.charCodeAt(0));
-const importAesKey = (raw: string) => crypto.subtle.importKey("raw", unb64(raw.trim()), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
 
-/** The AES-GCM key from SECRETS_KEY (imported once per isolate, not extractable). */
-function encryptionKey(env: KeyEnv): Promise<CryptoKey> {
-  const raw = env.SECRETS_KEY;
-  if (!raw) throw new GatewayError("GATEWAY_MISCONFIGURED", "The origin-secret store needs the SECRETS_KEY Worker secret.");
-  const held = keys.get(env) ?? {};
-  keys.set(env, held);
-  return (held.current ??= importAesKey(raw));
+/** An AES-GCM key from a binding (imported once per isolate, not extractable); undefined when unset. */
+function aesKey(env: KeyEnv, name: keyof KeyEnv): Promise<CryptoKey> | undefined {
+  const raw = env[name];
+  if (!raw) return undefined;
+  let held = keys.get(env);
+  if (!held) keys.set(env, (held = new Map()));
+  let key = held.get(name);
+  if (!key) held.set(name, (key = crypto.subtle.importKey("raw", unb64(raw.trim()), { name: "AES-GCM" }, false, ["encrypt", "decrypt"])));
+  return key;
 }
 
-/** The key SECRETS_KEY replaced (SECRETS_KEY_PREVIOUS), while a rotation is under way; else undefined. */
-function previousKey(env: KeyEnv): Promise<CryptoKey> | undefined {
-  const raw = env.SECRETS_KEY_PREVIOUS;
-  if (!raw) return undefined;
-  const held = keys.get(env) ?? {};
-  keys.set(env, held);
-  return (held.previous ??= importAesKey(raw));
+/** The store's key, SECRETS_KEY. */
+function encryptionKey(env: KeyEnv): Promise<CryptoKey> {
+  const key = aesKey(env, "SECRETS_KEY");
+  if (!key) throw new GatewayError("GATEWAY_MISCONFIGURED", "The origin-secret store needs the SECRETS_KEY Worker secret.");
+  return key;
 }
 
 // The AAD ties a ciphertext to its row's name and scope: a ciphertext copied to another row
@@ -95,24 +94,23 @@ async function openWith(key: CryptoKey, row: OriginSecretRow): Promise<string> {
  * tampered row). AES-GCM's tag tells the keys apart, so no key id is stored with the row.
  */
 async function open(env: KeyEnv, row: OriginSecretRow): Promise<{ value: string; under: "current" | "previous" } | null> {
-  const current = await encryptionKey(env);
-  try {
-    return { value: await openWith(current, row), under: "current" };
-  } catch {
-    const previous = previousKey(env);
-    if (!previous) return null;
+  const tries = [["current", encryptionKey(env)], ["previous", aesKey(env, "SECRETS_KEY_PREVIOUS")]] as const;
+  for (const [under, key] of tries) {
     try {
-      return { value: await openWith(await previous, row), under: "previous" };
+      if (key) return { value: await openWith(await key, row), under };
     } catch {
-      return null;
+      // Not this key: try the next.
     }
   }
+  return null;
 }
+
+const UNDECRYPTABLE = "origin secret does not decrypt (wrong SECRETS_KEY or tampered row)";
 
 async function decrypt(env: KeyEnv, row: OriginSecretRow): Promise<string> {
   const opened = await open(env, row);
   if (opened) return opened.value;
-  console.error(JSON.stringify({ level: "error", msg: "origin secret does not decrypt (wrong SECRETS_KEY or tampered row)", secret: row.name, scope: row.scopeType }));
+  console.error(JSON.stringify({ level: "error", msg: UNDECRYPTABLE, secret: row.name, scope: row.scopeType }));
   throw new GatewayError("GATEWAY_MISCONFIGURED", "An origin secret could not be decrypted.");
 }
 
@@ -153,11 +151,10 @@ export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor): 
   }
   // Counted as read: a row a racing PUT replaced is not updated here, but that PUT sealed it with
   // SECRETS_KEY too, so every counted row ends under the new key either way.
-  const report: RekeyReport = { total: rows.length, rekeyed: updates.length, alreadyCurrent, undecryptable };
-  const audit = { rekeyed: report.rekeyed, alreadyCurrent, undecryptable: undecryptable.map(({ name, scope, userId, group }) => ({ name, scope, userId, group })) };
-  await db.batch([adminAuditInsert(db, who, { action: "secret.rekey", targetType: "secret", targetId: "all", after: audit }, now), ...updates]);
-  if (undecryptable.length) console.error(JSON.stringify({ level: "error", msg: "origin secrets open with neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS", secrets: audit.undecryptable.map((u) => u.name) }));
-  return report;
+  const rekeyed = updates.length;
+  await db.batch([adminAuditInsert(db, who, { action: "secret.rekey", targetType: "secret", targetId: "all", after: { rekeyed, alreadyCurrent, undecryptable: undecryptable.map((u) => u.name) } }, now), ...updates]);
+  for (const u of undecryptable) console.error(JSON.stringify({ level: "error", msg: UNDECRYPTABLE, secret: u.name, scope: u.scope }));
+  return { total: rows.length, rekeyed, alreadyCurrent, undecryptable };
 }
 
 // ── admin operations ───────────────────────────────────────────────────────────
