@@ -999,7 +999,7 @@ export interface paths {
         };
         /**
          * Set a role's limit overrides
-         * @description Replaces the whole set. A user holding several roles gets the most generous override of each limit; a user override beats them all.
+         * @description Replaces the whole set. With several roles a user gets the most generous override of each limit; user overrides beat them.
          */
         put: {
             parameters: {
@@ -1239,7 +1239,7 @@ export interface paths {
         post?: never;
         /**
          * Delete an origin secret
-         * @description Deletes the global secret, or the one bound to `userId` / `group`. Requests that need it fail with 500 GATEWAY_MISCONFIGURED rather than go out without it.
+         * @description Deletes the global secret, or the one bound to `userId` / `group`. Requests that need it then fail with 500 GATEWAY_MISCONFIGURED.
          */
         delete: {
             parameters: {
@@ -1307,10 +1307,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /**
-         * Re-encrypt the store under a new SECRETS_KEY
-         * @description The second step of rotating the store's key: set the new key as SECRETS_KEY and the old one as SECRETS_KEY_PREVIOUS (gateways keep serving every secret meanwhile), then call this. It re-encrypts every secret still sealed with the old key; values, versions and bindings stay as they are. Safe to repeat. When a call reports nothing rekeyed and nothing undecryptable, remove SECRETS_KEY_PREVIOUS.
-         */
+        /** Re-encrypt the store under a new SECRETS_KEY */
         post: {
             parameters: {
                 query?: never;
@@ -1907,7 +1904,7 @@ export interface paths {
         };
         /**
          * Set a proxy user's limit overrides
-         * @description Replaces the whole set. A user override beats role overrides and the route config. Applies at once here, elsewhere within the key cache TTL.
+         * @description Replaces the whole set. Beats role overrides and the route config; applies everywhere within the key cache TTL.
          */
         put: {
             parameters: {
@@ -2275,7 +2272,7 @@ export interface components {
                 rows: number;
                 /** @enum {string} */
                 status: "ok" | "broken" | "retired" | "empty";
-                /** @description Admin chain: rows without a chain position (written before migration 0002) — not verified, not broken; should never grow. 0 for request chains */
+                /** @description Admin rows written before migration 0002 (no chain position): not verified. 0 for request chains */
                 unchained: number;
                 /** @description Oldest and newest timestamp of those rows */
                 unchainedRange: {
@@ -2390,15 +2387,11 @@ export interface components {
             /** @description The secret. Stored encrypted (AES-256-GCM); never returned, logged or audited */
             value: string;
         };
-        /** @description What a rekey did. When `rekeyed` and `undecryptable` are both empty on a second call, SECRETS_KEY_PREVIOUS can be removed. */
         OriginSecretRekey: {
-            /** @description Secrets already sealed with SECRETS_KEY (left as they are) */
             alreadyCurrent: number;
-            /** @description Secrets that were sealed with SECRETS_KEY_PREVIOUS and now are with SECRETS_KEY */
             rekeyed: number;
-            /** @description Secrets in the store */
             total: number;
-            /** @description Secrets neither key opens (left as they are): PUT their values again */
+            /** @description Neither key opens these */
             undecryptable: components["schemas"]["OriginSecret"][];
         };
         Problem: {
@@ -2687,7 +2680,7 @@ export interface components {
                 error: "LIMITER_UNAVAILABLE" | null;
                 name: string;
                 /**
-                 * @description `reset`: the backend confirmed the counter is back to zero. `unavailable`: its backend failed or did not answer in time; the reset is not confirmed (safe to repeat)
+                 * @description `reset`: the backend confirmed zero. `unavailable`: the backend failed or timed out; not confirmed (safe to repeat)
                  * @enum {string}
                  */
                 outcome: "reset" | "unavailable";
