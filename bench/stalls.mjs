@@ -25,7 +25,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { nodeLoad } from "./lib/load.mjs";
 import { pin } from "./lib/proc.mjs";
-import { waitForPort, which } from "./lib/servers.mjs";
+import { startChild, startOrigin, stopAll, waitForPort, which } from "./lib/servers.mjs";
 import { fmt, median } from "./lib/stats.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -118,30 +118,20 @@ ${workers.join("\n")}
 `;
 }
 
-const children = [];
-function start(cmd, argv, opts = {}) {
-  const child = spawn(cmd, argv, { stdio: ["ignore", "ignore", "pipe"], ...opts });
-  children.push(child);
-  return child;
-}
-const stopAll = () => children.forEach((c) => c.exitCode === null && c.kill("SIGTERM"));
-process.on("exit", stopAll);
 
 const compatibilityDate = readFileSync(path.join(root, "wrangler.toml"), "utf8").match(/compatibility_date\s*=\s*"([^"]+)"/)[1];
 for (const w of WORKERS) writeFileSync(path.join(scratch, `${w.name}.mjs`), workerSource(w.body));
 writeFileSync(path.join(scratch, "config.capnp"), capnpConfig(compatibilityDate));
 
 const workerdBin = path.join(root, "node_modules", "workerd", "bin", "workerd");
-const origin = start(process.execPath, [path.join(import.meta.dirname, "lib", "origin.mjs"), String(ORIGIN_PORT)]);
-const workerd = start(workerdBin, ["serve", path.join(scratch, "config.capnp"), "--experimental"], { cwd: scratch });
-let workerdErr = "";
-workerd.stderr.on("data", (d) => (workerdErr += d));
-for (const p of [ORIGIN_PORT, ...WORKERS.map((w) => w.port)]) {
-  await waitForPort(p).catch((e) => {
-    throw new Error(`${e.message}\nworkerd: ${workerdErr}`);
+// The Node origin (not nginx): the same one on every machine, pinned to the server core.
+await startOrigin({ port: ORIGIN_PORT, dir: scratch, cpus: CPUS.server, useNginx: false });
+const workerd = startChild(workerdBin, ["serve", path.join(scratch, "config.capnp"), "--experimental"], { cwd: scratch });
+for (const w of WORKERS) {
+  await waitForPort(w.port).catch((e) => {
+    throw new Error(`${e.message}\nworkerd: ${workerd.stderrText()}`);
   });
 }
-pin(origin.pid, CPUS.server);
 pin(workerd.pid, CPUS.server);
 
 const stalls = async (w) => (await fetch(`http://127.0.0.1:${w.port}/__stalls`)).json();
@@ -206,7 +196,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     console.log(`[stalls] round ${round}/${ROUNDS} ${w.name.padEnd(14)} p50 ${fmt(r.p50, 2)} p99 ${fmt(r.p99, 2)} max ${fmt(r.max, 1)} ms | ${r.gaps} gaps > ${GAP_MS} ms (median ${fmt(r.gapMedianMs, 0)}, max ${r.gapMaxMs} ms), ${fmt(100 * r.stalledShare, 1)}% of the time`);
   }
 }
-stopAll();
+await stopAll();
 
 // ── report ────────────────────────────────────────────────────────────────────────────────────
 const date = new Date();

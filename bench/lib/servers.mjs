@@ -50,7 +50,8 @@ export async function waitForPort(port, timeoutMs = 15_000) {
   throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
 }
 
-function startChild(cmd, args, opts = {}) {
+/** A server child process, stopped by stopAll(); `stderrText()` is what it has printed on stderr. */
+export function startChild(cmd, args, opts = {}) {
   const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"], ...opts });
   let stderr = "";
   child.stderr?.on("data", (d) => (stderr += d));
