@@ -188,6 +188,18 @@ describe("rotating SECRETS_KEY", () => {
     await env.DB.prepare("DELETE FROM origin_secrets WHERE name = ?").bind(stray).run();
   });
 
+  it("without SECRETS_KEY the rekey is a 500 GATEWAY_MISCONFIGURED problem and changes nothing; without the admin token a 401", async () => {
+    const ctx = createExecutionContext();
+    const res = await rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, SECRETS_KEY: undefined, SECRETS_KEY_PREVIOUS: randomKey() }, ctx);
+    await waitOnExecutionContext(ctx);
+    const body = await expectProblem(res, 500, "GATEWAY_MISCONFIGURED");
+    expect(JSON.stringify(body)).not.toContain(env.SECRETS_KEY);
+    await expectProblem(await gw("/admin/v1/secrets/rekey", { method: "POST" }), 401, "ADMIN_UNAUTHORIZED");
+    // No audit row for the failed call (other files' rekeys may run meanwhile: look by request id).
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_audit WHERE request_id = ?").bind(body.requestId).first<{ n: number }>();
+    expect(rows?.n).toBe(0);
+  });
+
   it("a PUT that lands between the rekey's read and its write is not overwritten with the older value", async () => {
     const db = createDb(env.DB);
     const who = { actor: "test", requestId: "req_test" };
