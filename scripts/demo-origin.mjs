@@ -2,10 +2,38 @@
 // A dependency-free demo origin for `npm start`: echoes every request back as JSON so you can
 // see exactly what the gateway forwarded (identity headers, injected credential, body).
 // Listens on 127.0.0.1 only; port from DEMO_ORIGIN_PORT (default 8788).
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import path from "node:path";
 
 const MAX_BODY = 1024 * 1024; // echo at most 1 MiB of body; this is a demo, not a sink
+
+/** Headers that carry credentials: echoed as a fingerprint, never as their value. */
+const CREDENTIAL_HEADERS = new Set(["authorization", "proxy-authorization", "x-api-key", "cookie"]);
+
+/**
+ * A credential as the echo shows it: the scheme (`Bearer`) kept, the rest replaced by the first
+ * 8 hex digits of its SHA-256. Echoing the value itself would hand the origin's secret — the one
+ * thing the gateway exists to keep from clients — to whoever calls the demo route; the
+ * fingerprint still proves which secret arrived: `printf %s "$DEMO_ORIGIN_TOKEN" | sha256sum | cut -c1-8`.
+ * @param {string} value
+ */
+export function redactCredential(value) {
+  const space = value.indexOf(" ");
+  const scheme = space > 0 && /^[A-Za-z][A-Za-z0-9-]*$/.test(value.slice(0, space)) ? value.slice(0, space + 1) : "";
+  const secret = value.slice(scheme.length);
+  return `${scheme}[redacted sha256:${createHash("sha256").update(secret).digest("hex").slice(0, 8)}]`;
+}
+
+/** The request's headers for the echo, credentials redacted (node gives repeated ones as arrays). */
+function echoHeaders(headers) {
+  const out = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    out[name] = CREDENTIAL_HEADERS.has(name) ? (Array.isArray(value) ? value.map(redactCredential) : redactCredential(value)) : value;
+  }
+  return out;
+}
 
 /**
  * Starts the echo server. Resolves once it listens.
@@ -42,7 +70,7 @@ export function startDemoOrigin(port, host = "127.0.0.1") {
           method: req.method,
           path: url.pathname,
           query,
-          headers: req.headers,
+          headers: echoHeaders(req.headers),
           body: body.toString("utf8"),
           bodyBase64: body.toString("base64"),
           ...(truncated ? { bodyTruncated: true } : {}),
