@@ -12,9 +12,17 @@ interface Entry {
  * the call (it purges this cache) and in every other isolate within `ttlMs` (positive entries)
  * or `negativeTtlMs` (unknown keys). Expiry and revocation timestamps travel inside the entry,
  * so a key whose `expiresAt` passes is refused on time even while cached.
+ *
+ * Misses are single-flight (`resolve`): requests that miss the same key together share one D1
+ * read, so a burst from one caller into a fresh isolate costs one query, not one per request. A
+ * read that was in flight when the cache was purged answers the requests that were waiting on it
+ * (they arrived before the change) but is not cached: it may predate the change.
  */
 export class KeyCache {
   private readonly entries = new Map<string, Entry>();
+  private readonly loading = new Map<string, Promise<ResolvedIdentity | null>>();
+  /** Bumped by `purge`: a read started under an older generation must not fill the cache. */
+  private generation = 0;
 
   constructor(private readonly maxEntries = 10_000) {}
 
@@ -37,9 +45,49 @@ export class KeyCache {
     this.entries.set(hash, { identity, freshUntil: now + ttlMs });
   }
 
+  /**
+   * The cached resolution of `hash`, or the one read in flight for it, or a new read by `load`
+   * (cached for `ttlMs(identity)` from `now`). A failed read is shared by its waiters and not
+   * cached, so the next request reads again. `keepAlive` gets the new read's promise: the request
+   * that started it hands it to `waitUntil`, so the read completes (and its waiters get their
+   * answer) even when that request's own client goes away.
+   */
+  resolve(
+    hash: string,
+    now: number,
+    load: () => Promise<ResolvedIdentity | null>,
+    ttlMs: (identity: ResolvedIdentity | null) => number,
+    keepAlive?: (read: Promise<unknown>) => void,
+  ): Promise<ResolvedIdentity | null> {
+    const cached = this.get(hash, now);
+    if (cached !== undefined) return Promise.resolve(cached);
+    const pending = this.loading.get(hash);
+    if (pending) return pending;
+    const generation = this.generation;
+    const read = load();
+    this.loading.set(hash, read);
+    const settle = (identity: ResolvedIdentity | null | undefined, ok: boolean) => {
+      if (this.loading.get(hash) === read) this.loading.delete(hash);
+      if (ok && this.generation === generation) this.set(hash, identity!, ttlMs(identity!), now);
+    };
+    const done = read.then(
+      (identity) => settle(identity, true),
+      () => settle(undefined, false),
+    );
+    keepAlive?.(done);
+    return read;
+  }
+
   /** Drops everything; admin mutations call this so their own isolate never serves stale state. */
   purge(): void {
     this.entries.clear();
+    this.loading.clear();
+    this.generation++;
+  }
+
+  /** Reads in flight (for tests). */
+  get inFlight(): number {
+    return this.loading.size;
   }
 
   get size(): number {
