@@ -37,7 +37,7 @@ export default defineConfig({
                 UPSTASH_STALL_URL: `http://127.0.0.1:${inject("upstashPort")}/__stall`,
               },
               // Limiter Durable Objects that misbehave, for the fail-mode tests (test/fixtures/worker.ts).
-              durableObjects: { LIMITER_STALLED: "StalledLimiter", LIMITER_BROKEN: "BrokenLimiter" },
+              durableObjects: { LIMITER_STALLED: "StalledLimiter", LIMITER_BROKEN: "BrokenLimiter", LIMITER_SLOW: { className: "SlowLimiter", useSQLite: true } },
             },
           })),
         ],

@@ -60,6 +60,13 @@ export interface AcquireOptions {
   leaseMax: number;
   /** Bounded wait for the backend; over it, the call fails with LimiterUnavailableError. */
   call: (want: number, give: number, giveWindow: number) => Promise<LeaseReply>;
+  /**
+   * Gets each backend call this request starts (settled, never rejecting). Other requests of the
+   * isolate may wait on that call, so the request that started it hands it to `waitUntil`: were
+   * its client to go away mid-call, the runtime would otherwise cancel the call with the request,
+   * and every waiter, and the subject's lease state, would hang on it.
+   */
+  keepAlive?: (call: Promise<unknown>) => void;
 }
 
 /**
@@ -167,6 +174,7 @@ export class LeaseBook {
         .finally(() => {
           s.inflight = undefined;
         });
+      opts.keepAlive?.(s.inflight.catch(() => {}));
       // A failed lease rejects every request waiting on it; each applies its limit's fail mode.
       await s.inflight;
     }
