@@ -174,13 +174,15 @@ export const jwtAuth = definePlugin({
       const cacheKey = `${o.userLookup}:${subject}`;
       let user = userCache.get(cacheKey);
       if (user === undefined) {
+        const readAt = userCache.generation;
         try {
           user = await loadUserIdentity(c.get("services").db, o.userLookup, subject);
         } catch (err) {
           // Fail closed, as key-auth does: a verified token whose user cannot be loaded is refused.
           throw identityStoreFailed(err, "jwt user lookup failed", [subject]);
         }
-        userCache.set(cacheKey, user, (user ? o.userCacheSeconds : Math.min(o.userCacheSeconds, 2)) * 1000);
+        // Not cached when an admin change purged the cache while the read was out.
+        userCache.set(cacheKey, user, (user ? o.userCacheSeconds : Math.min(o.userCacheSeconds, 2)) * 1000, Date.now(), readAt);
       }
       if (!user) refuse(c, "unknown_user");
       const identity: ResolvedIdentity = {

@@ -6,6 +6,7 @@ import { crc32 } from "./crc32";
 import { newId } from "./ids";
 import { once } from "./once";
 import { grants, isPermitted } from "./permissions";
+import { purgeIsolateCaches, TtlCache } from "./ttl-cache";
 
 describe("api keys", () => {
   it("have the prefix, ≥128 bits of base62 and a valid checksum", () => {
@@ -158,5 +159,28 @@ describe("client IP", () => {
     expect(of({ "cf-connecting-ip": "203.0.113.7", "cf-connecting-ipv6": "2001:db8::1" })).toBe("203.0.113.7");
     expect(of({ "cf-connecting-ip": "240.16.0.9", "cf-connecting-ipv6": "203.0.113.7" })).toBe("240.16.0.9");
     expect(of({ "cf-connecting-ip": "240.16.0.9" })).toBe("240.16.0.9");
+  });
+});
+
+describe("TtlCache", () => {
+  it("keeps a value for its TTL, and a purge drops it", () => {
+    const cache = new TtlCache<string>();
+    cache.set("k", "v", 1_000, 10_000);
+    expect(cache.get("k", 10_999)).toBe("v");
+    expect(cache.get("k", 11_000)).toBeUndefined();
+    cache.set("k", "v", 1_000, 10_000);
+    purgeIsolateCaches();
+    expect(cache.get("k", 10_001)).toBeUndefined();
+  });
+
+  it("does not cache a read that a purge overtook (it may predate the change)", () => {
+    const cache = new TtlCache<string>();
+    const readAt = cache.generation; // a read starts…
+    purgeIsolateCaches(); // …an admin change lands while it is out…
+    cache.set("k", "old", 1_000, 10_000, readAt); // …and its answer comes back
+    expect(cache.get("k", 10_001)).toBeUndefined();
+    const fresh = cache.generation;
+    cache.set("k", "new", 1_000, 10_000, fresh);
+    expect(cache.get("k", 10_001)).toBe("new");
   });
 });

@@ -9,9 +9,14 @@ const purgeable = new Set<{ purge(): void }>();
  * A small isolate-local cache with per-entry freshness and a FIFO bound on size. Every instance
  * is purged by `purgeIsolateCaches()`, which admin mutations call, so the isolate that served an
  * admin change never serves the old state; other isolates see it within their entries' TTL.
+ *
+ * A read that was out when the cache was purged may hold the state from before the change: take
+ * `generation` before the read and pass it to `set`, which then drops the value.
  */
 export class TtlCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
+  /** Bumped by every purge. */
+  generation = 0;
 
   constructor(private readonly maxEntries = 10_000) {
     purgeable.add(this);
@@ -28,8 +33,9 @@ export class TtlCache<T> {
     return e.value;
   }
 
-  set(key: string, value: T, ttlMs: number, now = Date.now()): void {
-    if (ttlMs <= 0) return;
+  /** Caches `value`, unless a purge happened since `readAt` (the `generation` taken before the read). */
+  set(key: string, value: T, ttlMs: number, now = Date.now(), readAt = this.generation): void {
+    if (ttlMs <= 0 || readAt !== this.generation) return;
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     this.entries.delete(key);
     this.entries.set(key, { value, freshUntil: now + ttlMs });
@@ -37,6 +43,7 @@ export class TtlCache<T> {
 
   purge(): void {
     this.entries.clear();
+    this.generation++;
   }
 }
 

@@ -252,6 +252,7 @@ export async function resolveSecret(
   const cacheKey = secretCacheKey(name, caller);
   const hit = resolved.get(cacheKey);
   if (hit !== undefined) return hit;
+  const readAt = resolved.generation;
   const scopes = [and(eq(originSecrets.scopeType, "global"), eq(originSecrets.scopeId, ""))];
   if (caller.userId) scopes.push(and(eq(originSecrets.scopeType, "user"), eq(originSecrets.scopeId, caller.userId)));
   if (caller.group) scopes.push(and(eq(originSecrets.scopeType, "group"), eq(originSecrets.scopeId, caller.group)));
@@ -262,6 +263,7 @@ export async function resolveSecret(
   const rank = { user: 0, group: 1, global: 2 } as const;
   const best = rows.sort((a, b) => rank[a.scopeType] - rank[b.scopeType])[0];
   const value = best ? await decrypt(env, best) : null;
-  resolved.set(cacheKey, value, env.SECRET_CACHE_TTL_SECONDS * 1000);
+  // Not cached when a PUT/DELETE purged the cache while this read was out: it may predate it.
+  resolved.set(cacheKey, value, env.SECRET_CACHE_TTL_SECONDS * 1000, Date.now(), readAt);
   return value;
 }
