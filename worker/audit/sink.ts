@@ -199,13 +199,6 @@ export class AuditBuffer {
     if (this.open.get(batch.mode) === batch) this.open.delete(batch.mode);
     return deliver(batch.events, batch.mode, env);
   }
-
-  /** Events waiting in open batches (for tests and the benchmark). */
-  get pending(): number {
-    let n = 0;
-    for (const b of this.open.values()) n += b.events.length;
-    return n;
-  }
 }
 
 /** One buffer per isolate, shared by every request it serves. */

@@ -18,6 +18,13 @@ import type { LeaseReply, LeaseRequest, LimiterBackend, LimitSpec, UsageReport }
  * ARGV: algorithm, limit, windowMs, periodStart, periodEnd, want, give, giveWindow, fairShare,
  * bucketLeaseTtl, periodLeaseTtl, mode ("lease" | "usage" | "reset").
  * Reply: { granted, remaining, retryMs, resetMs, ttlMs, window, used }.
+ *
+ * The script's three parts: windows (fixed, sliding) as one counter per window, `ws` its start;
+ * the token bucket as a hash {tokens, at, gen}; the quota period as a hash {start, count, gen},
+ * a newer period replacing an older one. `gen` is one life of a bucket or quota counter (its
+ * creation time, or the time of the last admin reset): leases carry it as their window, and
+ * handed-back tokens count only in the same life. (Comments live here, not in the script: its
+ * text ships in the bundle and crosses the wire on each EVAL.)
  */
 export const LEASE_SCRIPT = `
 local base = KEYS[1]
@@ -79,8 +86,6 @@ if alg == 'fixed-window' or alg == 'sliding-window' then
   return {g, remaining, retry, reset, untilEnd, ws, math.ceil(used + g)}
 end
 
--- gen: one life of a bucket or quota counter (its creation time, or the time of the last admin
--- reset). Leases carry it as their window; handed-back tokens count only in the same life.
 if alg == 'token-bucket' then
   local key = base .. ':b:' .. w
   local h = redis.call('HMGET', key, 'tokens', 'at', 'gen')
@@ -115,7 +120,6 @@ if alg == 'token-bucket' then
   return {g, remaining, retry, math.ceil(math.max(0, limit - tokens) * perToken), math.min(w, bucketTtl), gen, math.ceil(limit - tokens)}
 end
 
--- period (quota): a hash {start, count, gen}; a newer period replaces an older one.
 local key = base .. ':p'
 local h = redis.call('HMGET', key, 'start', 'count', 'gen')
 local start = pstart

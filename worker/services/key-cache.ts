@@ -46,11 +46,11 @@ export class KeyCache {
   }
 
   /**
-   * The cached resolution of `hash`, or the one read in flight for it, or a new read by `load`
-   * (cached for `ttlMs(identity)` from `now`). A failed read is shared by its waiters and not
-   * cached, so the next request reads again. `keepAlive` gets the new read's promise: the request
-   * that started it hands it to `waitUntil`, so the read completes (and its waiters get their
-   * answer) even when that request's own client goes away.
+   * The resolution of `hash` after `get` missed: the read already in flight for it, or a new read
+   * by `load` (cached for `ttlMs(identity)` from `now`). A failed read is shared by its waiters and
+   * not cached, so the next request reads again. `keepAlive` gets the new read (settled, never
+   * rejecting): the request that started it hands it to `waitUntil`, so the read completes, and
+   * its waiters get their answer, even when that request's own client goes away.
    */
   resolve(
     hash: string,
@@ -59,21 +59,15 @@ export class KeyCache {
     ttlMs: (identity: ResolvedIdentity | null) => number,
     keepAlive?: (read: Promise<unknown>) => void,
   ): Promise<ResolvedIdentity | null> {
-    const cached = this.get(hash, now);
-    if (cached !== undefined) return Promise.resolve(cached);
-    const pending = this.loading.get(hash);
-    if (pending) return pending;
+    let read = this.loading.get(hash);
+    if (read) return read;
     const generation = this.generation;
-    const read = load();
-    this.loading.set(hash, read);
-    const settle = (identity: ResolvedIdentity | null | undefined, ok: boolean) => {
+    this.loading.set(hash, (read = load()));
+    const settle = (identity?: ResolvedIdentity | null) => {
       if (this.loading.get(hash) === read) this.loading.delete(hash);
-      if (ok && this.generation === generation) this.set(hash, identity!, ttlMs(identity!), now);
+      if (identity !== undefined && generation === this.generation) this.set(hash, identity, ttlMs(identity), now);
     };
-    const done = read.then(
-      (identity) => settle(identity, true),
-      () => settle(undefined, false),
-    );
+    const done = read.then(settle, () => settle());
     keepAlive?.(done);
     return read;
   }
@@ -83,15 +77,6 @@ export class KeyCache {
     this.entries.clear();
     this.loading.clear();
     this.generation++;
-  }
-
-  /** Reads in flight (for tests). */
-  get inFlight(): number {
-    return this.loading.size;
-  }
-
-  get size(): number {
-    return this.entries.size;
   }
 }
 
