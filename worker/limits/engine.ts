@@ -169,10 +169,7 @@ export const leaseMaxFor = (def: LimitDefinition, limit: number): number =>
  * runtime cancel it when its own client goes away (see `AcquireOptions.keepAlive`).
  */
 function keptAlive<T>(c: Context, read: Promise<T>): Promise<T> {
-  waitUntil(
-    c,
-    read.catch(() => {}),
-  );
+  waitUntil(c, read.catch(() => {}));
   return read;
 }
 
