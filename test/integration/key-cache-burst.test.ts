@@ -29,8 +29,13 @@ describe("key cache: a burst of misses costs one D1 read", () => {
   const log: string[] = [];
   const burstEnv = { ...env, DB: recordingD1(env.DB, log) };
 
+  /** Every promise a request handed to `waitUntil`, by request. */
+  let kept: number[] = [];
   async function call(path: string, key: string): Promise<Response> {
     const ctx = createExecutionContext();
+    const i = kept.push(0) - 1;
+    const waitUntil = ctx.waitUntil.bind(ctx);
+    ctx.waitUntil = (p) => ((kept[i] = kept[i]! + 1), waitUntil(p));
     const res = await readToEnd(await app.fetch(new Request(`https://gateway.test${path}`, { headers: { authorization: `Bearer ${key}` } }), burstEnv, ctx));
     await waitOnExecutionContext(ctx);
     return res;
@@ -40,10 +45,15 @@ describe("key cache: a burst of misses costs one D1 read", () => {
     const { key } = await seedCaller({ permissions: ["echo:read"] });
     const m = unique("burst");
     log.length = 0;
+    kept = [];
     const responses = await Promise.all(Array.from({ length: 12 }, (_, i) => call(`/burst/${m}-${i}`, key)));
     expect(responses.map((r) => r.status)).toEqual(Array(12).fill(200));
     expect((await originRecords(m)).length).toBe(12);
     expect(log.filter(isIdentityRead)).toHaveLength(1);
+    // The request that started the shared read handed it to waitUntil (so the others get their
+    // answer even if its client goes away); one request also records the key's use (last_used_at,
+    // no audit plugin here). Nothing else on this route uses waitUntil.
+    expect(kept.reduce((a, b) => a + b, 0)).toBe(2);
     // Warm now: the next request reads nothing.
     expect((await call(`/burst/${m}-warm`, key)).status).toBe(200);
     expect(log.filter(isIdentityRead)).toHaveLength(1);
