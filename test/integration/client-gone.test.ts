@@ -1,6 +1,13 @@
-import { SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { originRecords, seedCaller, unique } from "../helpers";
+import { authorize } from "../../plugins/authorize";
+import { keyAuth } from "../../plugins/key-auth";
+import { rateLimit } from "../../plugins/rate-limit";
+import { createApp } from "../../worker/app";
+import { defineGateway } from "../../worker/gateway/config";
+import { isolateOverrideCache } from "../../worker/limits/overrides";
+import { testUpstreams } from "../fixtures/upstreams";
+import { originRecords, readToEnd, seedCaller, unique } from "../helpers";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -44,5 +51,40 @@ describe("a shared backend call outlives the request that started it", () => {
     // A never reached the origin; B and C did.
     const seen = (await originRecords(m)).map((r) => r.url.split("/").pop());
     expect(seen.sort()).toEqual([`${m}-b`, `${m}-c`, `${m}-warm`].sort());
+  });
+});
+
+describe("the request that starts a shared backend call hands it to waitUntil", () => {
+  const app = createApp(
+    defineGateway({
+      upstreams: testUpstreams,
+      plugins: [keyAuth(), authorize()],
+      routes: [
+        { name: "plain", path: "/plain/*", upstream: "echo", permission: "echo:read" },
+        { name: "shared", path: "/shared/*", upstream: "echo", permission: "echo:read", plugins: [rateLimit({ name: "shared-calls", limit: 1000, window: "1h", leaseMax: 10 })] },
+      ],
+    }),
+  );
+  /** Calls the app and returns how many promises the request handed to waitUntil. */
+  async function kept(path: string, key: string): Promise<{ status: number; kept: number }> {
+    const ctx = createExecutionContext();
+    let n = 0;
+    const waitUntil = ctx.waitUntil.bind(ctx);
+    ctx.waitUntil = (p) => (n++, waitUntil(p));
+    const res = await readToEnd(await app.fetch(new Request(`https://gateway.test${path}`, { headers: { authorization: `Bearer ${key}` } }), env, ctx));
+    await waitOnExecutionContext(ctx);
+    return { status: res.status, kept: n };
+  }
+
+  it("the override snapshot read and the lease call, each once; a warm request hands over nothing", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const m = unique("shared");
+    // The key resolved (its read handed over) and its last_used_at recorded: none of that below.
+    expect(await kept(`/plain/${m}-0`, key)).toEqual({ status: 200, kept: 2 });
+    isolateOverrideCache.purge();
+    // First request of the subject: reads the override snapshot (a miss after the purge) and leases.
+    expect(await kept(`/shared/${m}-1`, key)).toEqual({ status: 200, kept: 2 });
+    // Warm: snapshot cached, a leased token spent.
+    expect(await kept(`/shared/${m}-2`, key)).toEqual({ status: 200, kept: 0 });
   });
 });
