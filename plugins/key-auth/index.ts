@@ -77,11 +77,7 @@ export const keyAuth = definePlugin({
       const result =
         key === null
           ? ({ ok: false, reason: "malformed" } as const)
-          : await resolveApiKey(db, keyCache, key, {
-              ttlMs: env.KEY_CACHE_TTL_SECONDS * 1000,
-              negativeTtlMs: env.KEY_NEGATIVE_CACHE_TTL_SECONDS * 1000,
-              waitUntil: (p) => waitUntil(c, p),
-            });
+          : await resolveApiKey(db, keyCache, key, { ttlMs: env.KEY_CACHE_TTL_SECONDS * 1000, negativeTtlMs: env.KEY_NEGATIVE_CACHE_TTL_SECONDS * 1000 });
       if (!result.ok) {
         console.log(
           JSON.stringify({

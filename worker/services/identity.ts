@@ -153,7 +153,7 @@ export async function resolveApiKey(
   db: Database,
   cache: KeyCache,
   presented: string | undefined,
-  opts: { ttlMs: number; negativeTtlMs: number; now?: number; waitUntil?: (p: Promise<unknown>) => void },
+  opts: { ttlMs: number; negativeTtlMs: number; now?: number },
 ): Promise<ResolveResult> {
   if (!presented) return { ok: false, reason: "missing" };
   // A key in the memo was well-formed when it got there: skip the shape and checksum test.
@@ -165,14 +165,16 @@ export async function resolveApiKey(
   const now = opts.now ?? Date.now();
   let identity = cache.get(hash, now);
   if (identity === undefined) {
+    const readAt = cache.generation;
     try {
-      // Single-flight: concurrent misses of this key share one D1 read (KeyCache.resolve).
-      identity = await cache.resolve(hash, now, () => loadIdentityByHash(db, hash), (i) => (i ? opts.ttlMs : opts.negativeTtlMs), opts.waitUntil);
+      identity = await loadIdentityByHash(db, hash);
     } catch (err) {
       // Fail closed: a key we could not check is neither accepted nor called invalid (a 401 would
       // tell a client its good key is bad). Nothing is cached, so the next request asks D1 again.
       throw identityStoreFailed(err, "key resolution failed", [hash]);
     }
+    // Not cached when an admin change purged the cache while the read was out.
+    cache.set(hash, identity, identity ? opts.ttlMs : opts.negativeTtlMs, now, readAt);
   }
   if (!identity) return { ok: false, reason: "unknown" };
   const failure = identityFailure(identity, now);

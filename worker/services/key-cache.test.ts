@@ -4,70 +4,34 @@ import { KeyCache } from "./key-cache";
 
 const identity = (id: string) => ({ authMethod: "api-key", user: { id }, key: { id: `key_${id}` } }) as unknown as ResolvedIdentity;
 
-/** A load the test settles by hand, counting how often the cache started one. */
-function controlledLoad() {
-  const calls: Array<{ resolve: (v: ResolvedIdentity | null) => void; reject: (e: unknown) => void }> = [];
-  const load = () => new Promise<ResolvedIdentity | null>((resolve, reject) => void calls.push({ resolve, reject }));
-  return { load, calls };
-}
-
-const ttl = () => 60_000;
-
-describe("KeyCache.resolve (single-flight misses)", () => {
-  it("concurrent misses of one key share one load, and the answer is cached", async () => {
+describe("KeyCache", () => {
+  it("answers from the cache for the TTL, then misses", () => {
     const cache = new KeyCache();
-    const { load, calls } = controlledLoad();
-    const waiting = Array.from({ length: 10 }, () => cache.resolve("h1", 1_000, load, ttl));
-    expect(calls).toHaveLength(1);
-    calls[0]!.resolve(identity("u1"));
-    const answers = await Promise.all(waiting);
-    expect(new Set(answers).size).toBe(1);
-    expect(answers[0]!.user.id).toBe("u1");
-    expect(cache.get("h1", 2_000)?.user.id).toBe("u1");
-    // Another key is its own load.
-    void cache.resolve("h2", 1_000, load, ttl);
-    expect(calls).toHaveLength(2);
+    cache.set("h", identity("u1"), 1_000, 10_000);
+    expect(cache.get("h", 10_999)?.user.id).toBe("u1");
+    expect(cache.get("h", 11_000)).toBeUndefined();
+    cache.set("unknown", null, 500, 10_000);
+    expect(cache.get("unknown", 10_100)).toBeNull();
   });
 
-  it("a load in flight when the cache is purged answers its waiters but is not cached", async () => {
+  it("a read that a purge overtook is not cached: it may hold the state from before the change", () => {
     const cache = new KeyCache();
-    const { load, calls } = controlledLoad();
-    const before = cache.resolve("h", 1_000, load, ttl);
-    cache.purge(); // an admin change (say, a revocation) lands while the read is out
-    const after = cache.resolve("h", 1_000, load, ttl);
-    expect(calls).toHaveLength(2); // requests after the change do not join the older read
-    calls[0]!.resolve(identity("stale"));
-    expect((await before)!.user.id).toBe("stale");
-    expect(cache.get("h", 1_001)).toBeUndefined();
-    calls[1]!.resolve(null);
-    expect(await after).toBeNull();
-    expect(cache.get("h", 1_001)).toBeNull(); // the fresh read is cached (negative)
+    const readAt = cache.generation; // a request misses and reads D1…
+    cache.purge(); // …an admin change (say, a revocation) lands and purges while the read is out…
+    cache.set("h", identity("before-the-revocation"), 1_000, 10_000, readAt); // …and the read comes back
+    expect(cache.get("h", 10_001)).toBeUndefined();
+    // A read taken after the purge is cached as usual.
+    cache.set("h", identity("after"), 1_000, 10_000, cache.generation);
+    expect(cache.get("h", 10_001)?.user.id).toBe("after");
   });
 
-  it("a failed load rejects every waiter, is not cached, and the next miss loads again", async () => {
-    const cache = new KeyCache();
-    const { load, calls } = controlledLoad();
-    const a = cache.resolve("h", 1_000, load, ttl);
-    const b = cache.resolve("h", 1_000, load, ttl);
-    calls[0]!.reject(new Error("D1 down"));
-    await expect(a).rejects.toThrow("D1 down");
-    await expect(b).rejects.toThrow("D1 down");
-    expect(cache.get("h", 1_000)).toBeUndefined();
-    void cache.resolve("h", 1_000, load, ttl);
-    expect(calls).toHaveLength(2);
-  });
-
-  it("hands the new load to keepAlive once, not the joiners'", async () => {
-    const cache = new KeyCache();
-    const { load, calls } = controlledLoad();
-    const kept: Promise<unknown>[] = [];
-    const keepAlive = (p: Promise<unknown>) => void kept.push(p);
-    const a = cache.resolve("h", 1_000, load, ttl, keepAlive);
-    const b = cache.resolve("h", 1_000, load, ttl, keepAlive);
-    expect(kept).toHaveLength(1);
-    calls[0]!.resolve(identity("u"));
-    await Promise.all([a, b, ...kept]);
-    // The kept promise settles only after the cache is filled.
-    expect(cache.get("h", 1_000)?.user.id).toBe("u");
+  it("is bounded: the oldest entry goes first", () => {
+    const cache = new KeyCache(2);
+    cache.set("a", identity("a"), 1_000, 0);
+    cache.set("b", identity("b"), 1_000, 0);
+    cache.set("c", identity("c"), 1_000, 0);
+    expect(cache.get("a", 1)).toBeUndefined();
+    expect(cache.get("b", 1)?.user.id).toBe("b");
+    expect(cache.get("c", 1)?.user.id).toBe("c");
   });
 });
