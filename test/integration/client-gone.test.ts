@@ -54,7 +54,7 @@ describe("a shared backend call outlives the request that started it", () => {
   });
 });
 
-describe("the request that starts a shared backend call hands it to waitUntil", () => {
+describe("the request that starts a lease call hands it to waitUntil", () => {
   const app = createApp(
     defineGateway({
       upstreams: testUpstreams,
@@ -76,14 +76,15 @@ describe("the request that starts a shared backend call hands it to waitUntil", 
     return { status: res.status, kept: n };
   }
 
-  it("the override snapshot read and the lease call, each once; a warm request hands over nothing", async () => {
+  it("the lease call once; the override snapshot read is the request's own; a warm request hands over nothing", async () => {
     const { key } = await seedCaller({ permissions: ["echo:read"] });
     const m = unique("shared");
-    // The key resolved (its read handed over) and its last_used_at recorded: none of that below.
-    expect(await kept(`/plain/${m}-0`, key)).toEqual({ status: 200, kept: 2 });
+    // The key resolved and its last_used_at recorded (the one waitUntil): none of that below.
+    expect(await kept(`/plain/${m}-0`, key)).toEqual({ status: 200, kept: 1 });
     isolateOverrideCache.purge();
-    // First request of the subject: reads the override snapshot (a miss after the purge) and leases.
-    expect(await kept(`/shared/${m}-1`, key)).toEqual({ status: 200, kept: 2 });
+    // First request of the subject: reads the override snapshot itself (a miss after the purge:
+    // not shared, so nothing to hand over) and starts the lease call, which others may wait on.
+    expect(await kept(`/shared/${m}-1`, key)).toEqual({ status: 200, kept: 1 });
     // Warm: snapshot cached, a leased token spent.
     expect(await kept(`/shared/${m}-2`, key)).toEqual({ status: 200, kept: 0 });
   });

@@ -163,16 +163,6 @@ export function specFor(def: LimitDefinition, limit: number, now: number): Limit
 export const leaseMaxFor = (def: LimitDefinition, limit: number): number =>
   def.leaseMax === "auto" ? Math.min(100, Math.max(1, Math.floor(limit / 20))) : def.leaseMax;
 
-/**
- * `read`, also handed to the request's `waitUntil`: the override reads are shared by every request
- * of the isolate that misses them together, so the one that started a read must not let the
- * runtime cancel it when its own client goes away (see `AcquireOptions.keepAlive`).
- */
-function keptAlive<T>(c: Context, read: Promise<T>): Promise<T> {
-  waitUntil(c, read.catch(() => {}));
-  return read;
-}
-
 /** Runs a backend call within the limit's time budget; any failure becomes LimiterUnavailableError. */
 export async function withinBudget<T>(backend: LimiterBackend, timeoutMs: number, call: () => Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -405,12 +395,12 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
     try {
       if (identity) {
         const cache = isolateOverrideCache;
-        const snapshot = cache.peek(now) ?? (await keptAlive(c, cache.snapshot(c.get("services").db, overrideTtlMs(c), now)));
+        const snapshot = cache.peek(now) ?? (await cache.snapshot(c.get("services").db, overrideTtlMs(c), now));
         if (!snapshot.empty) {
           const userId = identity.user.id;
           const own = snapshot.users
             ? snapshot.users.get(userId)
-            : (cache.peekUser(userId, now) ?? (await keptAlive(c, cache.userOverrides(c.get("services").db, userId, overrideTtlMs(c), now))));
+            : (cache.peekUser(userId, now) ?? (await cache.userOverrides(c.get("services").db, userId, overrideTtlMs(c), now)));
           ({ limit, source } = effectiveLimitOf(snapshot, own, identity.roles, def.name, def.limit));
         }
       }

@@ -54,4 +54,22 @@ describe("override snapshot", () => {
     expect(cache.peek(now)).toBeUndefined();
     expect(cache.peekUser(userId, now)).toBeUndefined();
   });
+
+  it("does not cache a read that a purge overtook (it may predate the admin change)", async () => {
+    const { userId } = await seedOverrides();
+    const cache = new OverrideCache(100, 0);
+    const now = Date.now();
+    const snapshot = cache.snapshot(db(), 60_000, now);
+    const own = cache.userOverrides(db(), userId, 60_000, now);
+    cache.purge(); // an override change lands while both reads are out
+    expect((await own).get("monthly")).toBe(42);
+    await snapshot;
+    expect(cache.peek(now)).toBeUndefined();
+    expect(cache.peekUser(userId, now)).toBeUndefined();
+    // Reads started after the purge are cached.
+    await cache.snapshot(db(), 60_000, now);
+    await cache.userOverrides(db(), userId, 60_000, now);
+    expect(cache.peek(now)).toBeDefined();
+    expect(cache.peekUser(userId, now)?.get("monthly")).toBe(42);
+  });
 });

@@ -98,9 +98,7 @@ export function effectiveLimitOf(
 }
 
 interface Cached<T> {
-  value: Promise<T>;
-  /** Set once `value` has resolved (what the synchronous `peek*` answer). */
-  resolved: T | undefined;
+  value: T;
   freshUntil: number;
 }
 
@@ -112,74 +110,65 @@ interface Cached<T> {
  * Cost: the whole override set is one snapshot, read once per TTL per isolate whatever the number
  * of users (a per-user read would be one D1 batch per active user per TTL — as many reads again
  * as the key cache makes). Only when user_limits outgrows MAX_SNAPSHOT_USER_ROWS are users' own
- * overrides read per user (concurrent misses for one user share one read). Reads are synchronous
- * when cached and settled (`peek`, `peekUser`), so the hot path does not wait a microtask.
+ * overrides read per user. Reads are synchronous when cached (`peek`, `peekUser`), so the hot path
+ * does not wait a microtask.
+ *
+ * A request that misses reads for itself; only the answer is shared, and only if no purge
+ * happened while it was being read (`generation`). Requests do not wait on each other's reads:
+ * sharing a D1 read made workerd cancel some of the waiting requests (docs/design.md, "Key cache
+ * guarantee"), so the few requests that miss while a refresh is out each read once.
  */
 export class OverrideCache {
   private snap: Cached<OverrideSnapshot> | undefined;
   private readonly perUser = new Map<string, Cached<Map<string, number>>>();
+  private generation = 0;
 
   constructor(
     private readonly maxUsers = 10_000,
     private readonly maxSnapshotUserRows = MAX_SNAPSHOT_USER_ROWS,
   ) {}
 
-  /** The snapshot when cached, fresh and read; undefined = call `snapshot`. */
+  /** The snapshot when cached and fresh; undefined = call `snapshot`. */
   peek(now: number): OverrideSnapshot | undefined {
     const e = this.snap;
-    return e !== undefined && e.freshUntil > now ? e.resolved : undefined;
+    return e !== undefined && e.freshUntil > now ? e.value : undefined;
   }
 
-  snapshot(db: Database, ttlMs: number, now = Date.now()): Promise<OverrideSnapshot> {
-    const e = this.snap;
-    if (e && e.freshUntil > now) return e.value;
-    const entry = this.track(loadOverrideSnapshot(db, this.maxSnapshotUserRows), ttlMs, now, () => {
-      if (this.snap === entry) this.snap = undefined;
-    });
-    this.snap = entry;
-    return entry.value;
+  /** Reads the snapshot (after `peek` missed) and caches it for `ttlMs` from `now`. A failed read is not cached. */
+  async snapshot(db: Database, ttlMs: number, now = Date.now()): Promise<OverrideSnapshot> {
+    const readAt = this.generation;
+    const value = await loadOverrideSnapshot(db, this.maxSnapshotUserRows);
+    if (readAt === this.generation) this.snap = { value, freshUntil: now + Math.max(ttlMs, 0) };
+    return value;
   }
 
   /** A user's own overrides when the snapshot does not hold them (many users with overrides). */
   peekUser(userId: string, now: number): Map<string, number> | undefined {
     const e = this.perUser.get(userId);
-    return e !== undefined && e.freshUntil > now ? e.resolved : undefined;
+    return e !== undefined && e.freshUntil > now ? e.value : undefined;
   }
 
-  userOverrides(db: Database, userId: string, ttlMs: number, now = Date.now()): Promise<Map<string, number>> {
-    const e = this.perUser.get(userId);
-    if (e && e.freshUntil > now) return e.value;
-    if (this.perUser.size >= this.maxUsers) this.perUser.delete(this.perUser.keys().next().value!);
-    const load = db
-      .select({ limitName: userLimits.limitName, limit: userLimits.limit })
-      .from(userLimits)
-      .where(eq(userLimits.userId, userId))
-      .then((rows) => new Map(rows.map((r) => [r.limitName, r.limit])));
-    const entry = this.track(load, ttlMs, now, () => {
-      if (this.perUser.get(userId) === entry) this.perUser.delete(userId);
-    });
-    this.perUser.set(userId, entry);
-    return entry.value;
+  /** Reads a user's own overrides (after `peekUser` missed) and caches them. */
+  async userOverrides(db: Database, userId: string, ttlMs: number, now = Date.now()): Promise<Map<string, number>> {
+    const readAt = this.generation;
+    const rows = await db.select({ limitName: userLimits.limitName, limit: userLimits.limit }).from(userLimits).where(eq(userLimits.userId, userId));
+    const value = new Map(rows.map((r) => [r.limitName, r.limit]));
+    if (readAt === this.generation) {
+      if (this.perUser.size >= this.maxUsers) this.perUser.delete(this.perUser.keys().next().value!);
+      this.perUser.set(userId, { value, freshUntil: now + Math.max(ttlMs, 0) });
+    }
+    return value;
   }
 
   /** Puts a snapshot in the cache as if just read (benchmarks and tests without D1). */
   prime(snapshot: OverrideSnapshot, ttlMs: number, now = Date.now()): void {
-    this.snap = { value: Promise.resolve(snapshot), resolved: snapshot, freshUntil: now + Math.max(ttlMs, 0) };
+    this.snap = { value: snapshot, freshUntil: now + Math.max(ttlMs, 0) };
   }
 
   purge(): void {
     this.snap = undefined;
     this.perUser.clear();
-  }
-
-  private track<T>(value: Promise<T>, ttlMs: number, now: number, forget: () => void): Cached<T> {
-    const entry: Cached<T> = { value, resolved: undefined, freshUntil: now + Math.max(ttlMs, 0) };
-    value.then(
-      (v) => void (entry.resolved = v),
-      // A failed read is not cached: the next request tries again.
-      () => forget(),
-    );
-    return entry;
+    this.generation++;
   }
 }
 
