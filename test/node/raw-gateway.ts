@@ -50,6 +50,7 @@ export async function startRawGateway(originUrl: string, root = defaultRoot) {
       LIMITER: { className: "LimiterDurableObject", useSQLite: true },
       LIMITER_STALLED: "StalledLimiter",
       LIMITER_BROKEN: "BrokenLimiter",
+      LIMITER_SLOW: { className: "SlowLimiter", useSQLite: true },
     },
     durableObjectsPersist: false,
     // The worker's own log lines (key refusals…) would flood the test output; drain them.
