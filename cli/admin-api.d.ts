@@ -65,6 +65,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -146,6 +155,15 @@ export interface paths {
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -235,6 +253,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -300,6 +327,15 @@ export interface paths {
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -373,6 +409,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -431,6 +476,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -501,6 +555,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -590,6 +653,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         delete?: never;
@@ -629,6 +701,15 @@ export interface paths {
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -697,6 +778,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -744,6 +834,15 @@ export interface paths {
                 };
                 /** @description Conflict with current state (`CONFLICT`) */
                 409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -814,6 +913,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -860,6 +968,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -936,6 +1053,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         trace?: never;
@@ -988,6 +1114,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1053,6 +1188,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         post?: never;
@@ -1095,6 +1239,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1153,6 +1306,15 @@ export interface paths {
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1234,6 +1396,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         post?: never;
@@ -1291,6 +1462,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         options?: never;
@@ -1328,6 +1508,15 @@ export interface paths {
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1394,6 +1583,15 @@ export interface paths {
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1473,6 +1671,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1520,6 +1727,15 @@ export interface paths {
                 };
                 /** @description Conflict with current state (`CONFLICT`) */
                 409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1590,6 +1806,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1638,6 +1863,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1714,6 +1948,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         trace?: never;
@@ -1778,6 +2021,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         put?: never;
@@ -1830,6 +2082,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1900,6 +2161,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         /**
@@ -1958,6 +2228,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
             };
         };
         post?: never;
@@ -2000,6 +2279,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2088,6 +2376,15 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
                 /** @description No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`) */
                 503: {
                     headers: {
@@ -2156,6 +2453,15 @@ export interface paths {
                 };
                 /** @description Not found */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2399,7 +2705,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
+            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "ADMIN_THROTTLED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
             /** @description What went wrong in this occurrence */
             detail: string;
             /** @description Field errors, for VALIDATION_FAILED */

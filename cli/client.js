@@ -42,7 +42,7 @@ export async function ok(call) {
   if (response.ok) return /** @type {any} */ ({});
   const problem = error && typeof error === "object" ? error : {};
   const detail = problem.detail ?? (typeof error === "string" && error ? error : response.statusText || `HTTP ${response.status}`);
-  throw new CliError(String(detail), exitCodeForStatus(response.status), {
+  throw new CliError(String(detail), exitCodeForStatus(response.status, problem.code), {
     code: problem.code,
     requestId: problem.requestId ?? response.headers.get("x-request-id") ?? undefined,
     status: response.status,

@@ -9,7 +9,7 @@ export const EXIT = Object.freeze({
   FAILURE: 1,
   /** Bad command line, file or missing configuration: nothing was sent. */
   USAGE: 2,
-  /** The gateway refused the admin token (401/403). */
+  /** The gateway refused the admin token (401/403), or throttles it after wrong ones (429 ADMIN_THROTTLED). */
   AUTH: 3,
   /** The user, role or key does not exist (404). */
   NOT_FOUND: 4,
@@ -38,9 +38,12 @@ export class CliError extends Error {
   }
 }
 
-/** @param {number} status */
-export function exitCodeForStatus(status) {
-  if (status === 401 || status === 403) return EXIT.AUTH;
+/**
+ * @param {number} status
+ * @param {string} [code] the problem's code
+ */
+export function exitCodeForStatus(status, code) {
+  if (status === 401 || status === 403 || code === "ADMIN_THROTTLED") return EXIT.AUTH;
   if (status === 404) return EXIT.NOT_FOUND;
   if (status >= 500) return EXIT.SERVER;
   return EXIT.REJECTED;

@@ -29,7 +29,7 @@ function run(args) {
  * const gw = await startTestGateway({ originUrl: "http://127.0.0.1:8601", adminToken: "t".repeat(32) });
  * await fetch(`${gw.url}/healthz`); await gw.stop();
  * @param {{ originUrl: string, adminToken: string, port?: number, entrypoint?: string }} opts
- * @returns {Promise<{ url: string, stop: () => Promise<void> }>}
+ * @returns {Promise<{ url: string, persist: string, stop: () => Promise<void> }>}
  */
 export async function startTestGateway({ originUrl, adminToken, port = 0, entrypoint = "test/fixtures/worker.ts" }) {
   const persist = await mkdtemp(path.join(tmpdir(), "portcullis-gw-"));
@@ -56,9 +56,19 @@ export async function startTestGateway({ originUrl, adminToken, port = 0, entryp
   const url = (await worker.url).toString().replace(/\/$/, "");
   return {
     url,
+    persist,
     stop: async () => {
       await worker.dispose();
       await rm(persist, { recursive: true, force: true });
     },
   };
 }
+
+/**
+ * Runs SQL on a test gateway's local D1 the way an operator would (`wrangler d1 execute DB
+ * --local`), e.g. the README's way out of an admin token throttle. Returns wrangler's output.
+ *
+ * @param {string} persist the gateway's `persist` directory
+ * @param {string} sql
+ */
+export const d1Execute = (persist, sql) => run(["d1", "execute", "DB", "--local", "--persist-to", persist, "--command", sql]);

@@ -16,6 +16,7 @@ export const errorCatalog = {
   TOKEN_INVALID: { status: 401, title: "A valid bearer token is required" },
   HEADER_INVALID: { status: 400, title: "A header value is not allowed" },
   ADMIN_UNAUTHORIZED: { status: 401, title: "Admin authentication required" },
+  ADMIN_THROTTLED: { status: 429, title: "Too many wrong admin tokens" },
   FORBIDDEN: { status: 403, title: "Forbidden" },
   NOT_FOUND: { status: 404, title: "Not found" },
   USER_NOT_FOUND: { status: 404, title: "Proxy user not found" },

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { CLI_TYPES_FILE, renderAdminApiTypes } from "../../scripts/cli-types.mjs";
+import { d1Execute } from "../../scripts/test-gateway.mjs";
 import { cli, cliJson, proxy, uniqueName } from "./cli";
 
 const gatewayUrl = inject("gatewayUrl");
@@ -122,6 +123,24 @@ describe("errors and exit codes", () => {
     expect(r.stderr).toContain("error: Send the admin token as `Authorization: Bearer <ADMIN_TOKEN>`.");
     expect(r.stderr).toMatch(/code ADMIN_UNAUTHORIZED, HTTP 401, requestId req_[0-9a-f]{32}/);
     expect(r.stdout).toBe("");
+  });
+
+  it("exit 3 once wrong tokens have throttled the address — the right token too — until the README's DELETE clears it", async () => {
+    // Every CLI call here comes from 127.0.0.1, one bucket for the whole e2e run: start from a
+    // clean count, and leave one behind whatever happens.
+    const clear = () => d1Execute(inject("gatewayPersist"), "DELETE FROM admin_sign_in_failures");
+    await clear();
+    try {
+      for (let i = 0; i < 5; i++) expect((await cli(["users", "list"], { env: { PORTCULLIS_ADMIN_TOKEN: "wrong-token-0123456789" } })).code).toBe(3);
+      const r = await cli(["users", "list"]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/error: Too many wrong admin tokens from this address; try again in \d+ s\./);
+      expect(r.stderr).toMatch(/code ADMIN_THROTTLED, HTTP 429, requestId req_[0-9a-f]{32}/);
+      expect(r.stdout).toBe("");
+    } finally {
+      await clear();
+    }
+    expect((await cli(["users", "list"])).code).toBe(0);
   });
 
   it("exit 4 when the user or key does not exist", async () => {

@@ -7,6 +7,8 @@ declare module "vitest" {
     gatewayUrl: string;
     adminToken: string;
     e2eOriginUrl: string;
+    /** The gateway's local D1 directory, for `d1Execute` (scripts/test-gateway.mjs). */
+    gatewayPersist: string;
   }
 }
 
@@ -20,6 +22,7 @@ export default async function setup(project: TestProject) {
   project.provide("gatewayUrl", gateway.url);
   project.provide("adminToken", ADMIN_TOKEN);
   project.provide("e2eOriginUrl", originUrl);
+  project.provide("gatewayPersist", gateway.persist);
   return async () => {
     await gateway.stop();
     await new Promise<void>((resolve) => origin.server.close(() => resolve()));

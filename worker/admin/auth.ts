@@ -4,6 +4,7 @@ import { GatewayError } from "../errors";
 import { sealChain } from "../audit/chain";
 import { purgeIsolateCaches } from "../lib/ttl-cache";
 import type { AdminActor } from "../services/admin-audit";
+import { reserveSignInAttempt, signInThrottledFor, signInThrottleOptions } from "../services/sign-in-throttle";
 
 async function sha256(text: string): Promise<ArrayBuffer> {
   return crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -18,12 +19,33 @@ export async function isAdminToken(given: string, expected: string): Promise<boo
   return crypto.subtle.timingSafeEqual(a, b);
 }
 
-/** Checks `Authorization: Bearer <ADMIN_TOKEN>`. */
+/**
+ * Checks `Authorization: Bearer <ADMIN_TOKEN>`. A wrong token counts as a failed admin sign-in of
+ * its client address, in the same count as the dashboard's sign-in form (both guess the same
+ * token; see worker/services/sign-in-throttle.ts). Once an address has used up its failures,
+ * every token it sends gets 429 `ADMIN_THROTTLED`, the right one too, so the answer says nothing
+ * about the token. A missing or non-bearer header is not a guess and is not counted.
+ */
 export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
   async function adminAuth(c, next) {
-    const header = c.req.header("authorization") ?? "";
-    const m = /^Bearer (\S+)$/i.exec(header.trim());
-    if (!m || !(await isAdminToken(m[1] ?? "", c.var.services.env.ADMIN_TOKEN))) {
+    const { db, env } = c.var.services;
+    const m = /^Bearer (\S+)$/i.exec((c.req.header("authorization") ?? "").trim());
+    const ok = m ? await isAdminToken(m[1]!, env.ADMIN_TOKEN) : false;
+    if (m) {
+      const opts = signInThrottleOptions(env);
+      let retryAfter: number | undefined;
+      if (ok) retryAfter = await signInThrottledFor(db, c.var.clientIp, opts);
+      else {
+        const slot = await reserveSignInAttempt(db, c.var.clientIp, opts);
+        // Someone may be guessing: say so where operators look (never what was sent).
+        console.warn(JSON.stringify({ level: "warn", msg: "admin token rejected", requestId: c.var.requestId, client: slot.client }));
+        if (!slot.allowed) retryAfter = slot.retryAfterSeconds;
+      }
+      if (retryAfter) {
+        throw new GatewayError("ADMIN_THROTTLED", `Too many wrong admin tokens from this address; try again in ${retryAfter} s.`, { headers: { "retry-after": String(retryAfter) } });
+      }
+    }
+    if (!ok) {
       throw new GatewayError("ADMIN_UNAUTHORIZED", "Send the admin token as `Authorization: Bearer <ADMIN_TOKEN>`.", {
         headers: { "www-authenticate": 'Bearer realm="portcullis-admin"' },
       });

@@ -7,6 +7,7 @@ export function problems(...statuses: (400 | 404 | 409)[]) {
   const problemContent = { "application/problem+json": { schema: problemSchema() } };
   const out: RouteConfig["responses"] = {
     401: { description: "Missing or wrong admin token (`ADMIN_UNAUTHORIZED`)", content: problemContent },
+    429: { description: "Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`)", content: problemContent },
   };
   for (const s of statuses) {
     out[s] = {

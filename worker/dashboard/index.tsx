@@ -9,7 +9,7 @@ import { isAdminToken, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from 
 import { uiActor, type DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
 import { constantTimeEqual, endSession, pruneSessions, resolveSession, SESSION_TTL_MS, startSession } from "./session";
-import { pruneSignInFailures, releaseSignInAttempt, reserveSignInAttempt } from "./sign-in-throttle";
+import { pruneSignInFailures, releaseSignInAttempt, reserveSignInAttempt, signInThrottleOptions } from "../services/sign-in-throttle";
 // Order matters: each feature adds its section to the user page as it loads (limits, then usage).
 import { limitsPages } from "./limits";
 import { auditPages } from "./audit";
@@ -85,9 +85,9 @@ export function createDashboard() {
     const { db, env } = c.var.services;
     const form = await c.req.parseBody();
     const token = typeof form["token"] === "string" ? form["token"] : "";
-    // The attempt takes a slot before the token is looked at (see ./sign-in-throttle.ts); a
+    // The attempt takes a slot before the token is looked at (see worker/services/sign-in-throttle.ts); a
     // throttled address gets 429 whatever it sent, so the answer says nothing about the token.
-    const slot = await reserveSignInAttempt(db, c.var.clientIp, { maxFailures: env.ADMIN_SIGNIN_MAX_FAILURES, windowMs: env.ADMIN_SIGNIN_WINDOW_SECONDS * 1000 });
+    const slot = await reserveSignInAttempt(db, c.var.clientIp, signInThrottleOptions(env));
     if (!slot.allowed) {
       console.warn(JSON.stringify({ level: "warn", msg: "dashboard sign-in throttled", requestId: c.var.requestId, client: slot.client, retryAfterSeconds: slot.retryAfterSeconds }));
       const minutes = Math.ceil(slot.retryAfterSeconds / 60);
@@ -132,7 +132,7 @@ export async function dashboardScheduled(controller: Pick<ScheduledController, "
   const db = dbFor(env.DB);
   const now = controller.scheduledTime;
   const sessions = await pruneSessions(db, now);
-  const throttle = await pruneSignInFailures(db, { maxFailures: cfg.ADMIN_SIGNIN_MAX_FAILURES, windowMs: cfg.ADMIN_SIGNIN_WINDOW_SECONDS * 1000 }, now);
+  const throttle = await pruneSignInFailures(db, signInThrottleOptions(cfg), now);
   console.log(JSON.stringify({ level: "info", msg: "dashboard maintenance", expiredSessions: sessions, expiredSignInWindows: throttle }));
 }
 

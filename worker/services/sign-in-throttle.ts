@@ -1,10 +1,12 @@
 import { and, eq, lte, sql } from "drizzle-orm";
 import type { Database } from "../db";
+import type { ValidatedEnv } from "../env";
 import { adminSignInFailures } from "../db/schema";
 import { ipBucket } from "../limits/engine";
 
 /**
- * Throttles failed dashboard sign-ins per client address (IPv4, or IPv6 per /64 — the limiter's
+ * Throttles failed admin sign-ins — the dashboard's sign-in form and wrong bearer tokens sent to
+ * the admin API, which guess the same token and so share one count — per client address (IPv4, or IPv6 per /64 — the limiter's
  * own bucketing): at most `maxFailures` per fixed window of `windowMs`; beyond that the sign-in
  * answers 429 without even looking at the token, so guessing stops paying.
  *
@@ -28,6 +30,12 @@ export interface SignInThrottleOptions {
   maxFailures: number;
   windowMs: number;
 }
+
+/** The throttle's settings, from `ADMIN_SIGNIN_MAX_FAILURES` and `ADMIN_SIGNIN_WINDOW_SECONDS`. */
+export const signInThrottleOptions = (env: ValidatedEnv): SignInThrottleOptions => ({
+  maxFailures: env.ADMIN_SIGNIN_MAX_FAILURES,
+  windowMs: env.ADMIN_SIGNIN_WINDOW_SECONDS * 1000,
+});
 
 export type SignInReservation =
   | { allowed: true; client: string; windowStart: number }
@@ -54,6 +62,24 @@ export async function reserveSignInAttempt(db: Database, clientIp: string | unde
   const windowStart = row!.windowStart.getTime();
   if (row!.failures <= opts.maxFailures) return { allowed: true, client, windowStart };
   return { allowed: false, client, retryAfterSeconds: Math.max(1, Math.ceil((windowStart + opts.windowMs - now) / 1000)) };
+}
+
+/**
+ * Seconds until `clientIp`'s window ends if it has used up its failures, else undefined. A read:
+ * nothing is counted. The admin API asks this for a request whose token is right (a wrong one is
+ * counted with `reserveSignInAttempt` after the check instead), so good callers pay one D1 read
+ * and no write. The price is the bound under concurrency: a right guess that reads before
+ * in-flight wrong ones are counted is let through, so a burst of parallel guesses can have more
+ * than the limit checked — as many as are in flight when the limit is reached. Sequential guesses
+ * get exactly the limit. (Reserving first, as the dashboard does, would be exact, but concurrent
+ * good calls would then hold slots and refuse each other: fine for a sign-in form, not for a
+ * provisioning script.)
+ */
+export async function signInThrottledFor(db: Database, clientIp: string | undefined, opts: SignInThrottleOptions, now = Date.now()): Promise<number | undefined> {
+  const t = adminSignInFailures;
+  const [row] = await db.select({ failures: t.failures, windowStart: t.windowStart }).from(t).where(eq(t.client, ipBucket(clientIp)));
+  const end = row ? row.windowStart.getTime() + opts.windowMs : 0;
+  return row && end > now && row.failures >= opts.maxFailures ? Math.max(1, Math.ceil((end - now) / 1000)) : undefined;
 }
 
 /** Gives back the slot of an attempt that succeeded (only within the window it was taken in). */
