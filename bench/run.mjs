@@ -126,6 +126,11 @@ const allScenarios = [
     { backend: "upstash", label: "Upstash backend (bridge over local Redis)", limiter: "upstash", needs: useRedis },
   ].flatMap(({ backend, label, limiter, needs }) => [
     { name: `ratelimit-${backend}`, label: `default pipeline + rate limit, ${label}`, kind: "worker", scenario: `ratelimit-${backend}`, warm: true, limiter, needs, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
+    // A diagnostic, run only when named: a lease call per request, waited on by the subject's other
+    // requests in the isolate, with D1 reads before (key) and after (origin secret) the wait. At the
+    // fixed rate it is far overloaded, the pattern that made workerd cancel requests which waited
+    // on another request's D1 read (docs/design.md, "Key cache guarantee"); --smoke fails on any error.
+    { name: `ratelimit-${backend}-near-cold`, label: `… close to its limit, nothing cached (D1 before and after each shared lease call)`, kind: "worker", scenario: `ratelimit-${backend}-near`, limiter, needs, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
     { name: `ratelimit-${backend}-near`, label: `… close to its limit: ${backend === "do" ? "a Durable Object" : "an Upstash"} call per request`, kind: "worker", scenario: `ratelimit-${backend}-near`, warm: true, limiter, needs, modes: ["sat"], full: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   ]),
   ...[["two-copies", "headers copied twice (the gateway's method before session 13)"], ["unsanitized", "copy not stripped of hop-by-hop headers"]].map(([kind, how]) => ({ name: `floor-response-${kind}`, label: `… floor with its response ${how}`, kind: "worker", scenario: `floor-response-${kind}`, optIn: true, modes: ["sat"] })),
