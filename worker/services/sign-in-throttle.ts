@@ -5,26 +5,30 @@ import { adminSignInFailures } from "../db/schema";
 import { ipBucket } from "../limits/engine";
 
 /**
- * Throttles failed admin sign-ins — the dashboard's sign-in form and wrong bearer tokens sent to
- * the admin API, which guess the same token and so share one count — per client address (IPv4, or IPv6 per /64 — the limiter's
- * own bucketing): at most `maxFailures` per fixed window of `windowMs`; beyond that the sign-in
- * answers 429 without even looking at the token, so guessing stops paying.
+ * Throttles failed admin sign-ins per client address (IPv4, or IPv6 per /64 — the limiter's own
+ * bucketing): the dashboard's sign-in form and wrong bearer tokens sent to the admin API share
+ * one count, since both guess the same token. At most `maxFailures` per fixed window of
+ * `windowMs`; beyond that every attempt from the address answers 429, the right token's too,
+ * so guessing stops paying.
  *
  * Why a D1 table and not the limiter's Durable Object / Upstash backend:
  * - Only failures may count (an operator signing in often from a shared office address must not
  *   lock themselves out), yet a burst of parallel guesses must not all pass a "fewer than N so
- *   far?" check before any of them is counted. That needs reserve-then-refund: every attempt
- *   takes a slot atomically before the token is checked, and a successful one gives it back.
- *   The limiter leases cannot hand a token back for fixed or sliding windows (`give` is for the
- *   token bucket and quotas, and only for expired leases); one SQLite upsert can do exactly this.
- * - Sign-ins are rare and off the proxy's hot path: a D1 write per attempt costs nothing that
+ *   far?" check before any of them is counted. The dashboard reserves-then-refunds: every
+ *   attempt takes a slot atomically before the token is checked, and a successful one gives it
+ *   back. The limiter leases cannot hand a token back for fixed or sliding windows (`give` is
+ *   for the token bucket and quotas, and only for expired leases); one SQLite upsert can.
+ * - Sign-ins are rare and off the proxy's hot path: a D1 write per failure costs nothing that
  *   matters, the sessions live in D1 already, and it works the same whichever limiter backend
  *   (or none) a deployment runs.
  * - An operator locked out by someone else's guessing on a shared address can see and clear the
- *   row (`wrangler d1 execute DB --command "DELETE FROM admin_sign_in_failures"`), and still has
- *   the admin API and CLI, which take the token as a bearer header.
- * Guarantee: at most `maxFailures` token checks fail per address per window, whatever the
- * concurrency (D1 serializes writes; the upsert reads and bumps the count in one statement).
+ *   row (`wrangler d1 execute DB --command "DELETE FROM admin_sign_in_failures"`).
+ * Guarantees, per address per window: the dashboard answers "wrong token" at most `maxFailures`
+ * times and checks no token after that, whatever the concurrency (D1 serializes writes; the
+ * upsert reads and bumps the count in one statement). The admin API counts a wrong token after
+ * checking it, so it too answers 401 at most `maxFailures` times (later ones get the same 429 as
+ * the right token), but a right token is refused only once the failures are counted: see
+ * `signInThrottledFor` for what that allows under a burst.
  */
 export interface SignInThrottleOptions {
   maxFailures: number;
