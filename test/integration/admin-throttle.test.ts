@@ -101,15 +101,23 @@ describe("admin API token throttle", () => {
     expect(await failuresOf(ip)).toMatchObject({ failures: 1 });
   });
 
-  it("logs each wrong token with its client bucket and request id, never the token sent", async () => {
+  it("logs one line per refusal — each wrong token, each throttled call — with the client bucket and request id, never the token sent", async () => {
     const ip = freshIp();
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
       const refused = await expectProblem(await call(ip, WRONG), 401, "ADMIN_UNAUTHORIZED");
       expect((await call(ip, env.ADMIN_TOKEN)).status).toBe(200);
+      for (let i = 0; i < 4; i++) await call(ip, WRONG);
+      const throttledWrong = await expectProblem(await call(ip, WRONG), 429, "ADMIN_THROTTLED");
+      const throttledRight = await expectProblem(await call(ip, env.ADMIN_TOKEN), 429, "ADMIN_THROTTLED");
       const lines = warn.mock.calls.map(([line]) => String(line));
-      const rejected = lines.filter((l) => l.includes('"admin token rejected"')).map((l) => JSON.parse(l));
-      expect(rejected).toEqual([{ level: "warn", msg: "admin token rejected", requestId: refused.requestId, client: `ip:${ip}` }]);
+      const ours = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === "admin token rejected" || l.msg === "admin API throttled");
+      const client = `ip:${ip}`;
+      expect(ours).toHaveLength(7);
+      expect(ours[0]).toEqual({ level: "warn", msg: "admin token rejected", requestId: refused.requestId, client });
+      expect(ours.slice(1, 5).every((l) => l.msg === "admin token rejected" && l.client === client)).toBe(true);
+      expect(ours[5]).toEqual({ level: "warn", msg: "admin API throttled", requestId: throttledWrong.requestId, client, retryAfterSeconds: expect.any(Number) });
+      expect(ours[6]).toEqual({ level: "warn", msg: "admin API throttled", requestId: throttledRight.requestId, client, retryAfterSeconds: expect.any(Number) });
       for (const l of lines) {
         expect(l).not.toContain(WRONG);
         expect(l).not.toContain(env.ADMIN_TOKEN);

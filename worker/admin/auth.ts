@@ -5,6 +5,7 @@ import { sealChain } from "../audit/chain";
 import { purgeIsolateCaches } from "../lib/ttl-cache";
 import type { AdminActor } from "../services/admin-audit";
 import { reserveSignInAttempt, signInThrottledFor, signInThrottleOptions } from "../services/sign-in-throttle";
+import { ipBucket } from "../limits/engine";
 
 async function sha256(text: string): Promise<ArrayBuffer> {
   return crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -33,17 +34,15 @@ export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
     const ok = m ? await isAdminToken(m[1]!, env.ADMIN_TOKEN) : false;
     if (m) {
       const opts = signInThrottleOptions(env);
-      let retryAfter: number | undefined;
-      if (ok) retryAfter = await signInThrottledFor(db, c.var.clientIp, opts);
-      else {
-        const slot = await reserveSignInAttempt(db, c.var.clientIp, opts);
-        // Someone may be guessing: say so where operators look (never what was sent).
-        console.warn(JSON.stringify({ level: "warn", msg: "admin token rejected", requestId: c.var.requestId, client: slot.client }));
-        if (!slot.allowed) retryAfter = slot.retryAfterSeconds;
-      }
+      const slot = ok ? undefined : await reserveSignInAttempt(db, c.var.clientIp, opts);
+      const retryAfter = slot ? (slot.allowed ? undefined : slot.retryAfterSeconds) : await signInThrottledFor(db, c.var.clientIp, opts);
+      // Someone may be guessing: say so where operators look, one line per refusal (never what was sent).
+      const log = { level: "warn", requestId: c.var.requestId, client: ipBucket(c.var.clientIp) };
       if (retryAfter) {
+        console.warn(JSON.stringify({ ...log, msg: "admin API throttled", retryAfterSeconds: retryAfter }));
         throw new GatewayError("ADMIN_THROTTLED", `Too many wrong admin tokens from this address; try again in ${retryAfter} s.`, { headers: { "retry-after": String(retryAfter) } });
       }
+      if (slot) console.warn(JSON.stringify({ ...log, msg: "admin token rejected" }));
     }
     if (!ok) {
       throw new GatewayError("ADMIN_UNAUTHORIZED", "Send the admin token as `Authorization: Bearer <ADMIN_TOKEN>`.", {
