@@ -60,6 +60,13 @@ describe("admin API token throttle", () => {
     await expectProblem(await call(ip, env.ADMIN_TOKEN), 429, "ADMIN_THROTTLED");
   });
 
+  it("counts an IPv6 /64 as one address; the next /64 is another", async () => {
+    const net = `2001:db8:${(Date.now() % 65_000).toString(16)}`;
+    for (let i = 1; i <= 5; i++) await expectProblem(await call(`${net}:1::${i}`, WRONG), 401, "ADMIN_UNAUTHORIZED");
+    await expectProblem(await call(`${net}:1::abcd`, env.ADMIN_TOKEN), 429, "ADMIN_THROTTLED");
+    expect((await call(`${net}:2::1`, env.ADMIN_TOKEN)).status).toBe(200);
+  });
+
   it("refuses a throttled mutation before it runs: nothing is stored", async () => {
     const ip = freshIp();
     for (let i = 0; i < 5; i++) await call(ip, WRONG);
