@@ -386,6 +386,13 @@ function report(err) {
     for (const e of p.errors ?? []) if (!err.message.includes(e.message)) process.stderr.write(`  ${e.path}: ${e.message}\n`);
     const meta = [p.code && `code ${p.code}`, p.status && `HTTP ${p.status}`, p.requestId && `requestId ${p.requestId}`].filter(Boolean).join(", ");
     if (meta) process.stderr.write(color.dim(`(${meta})\n`));
+    // Whoever runs the CLI is an operator: say how to get back in (the problem detail, sent to anyone, stays short).
+    if (p.code === "ADMIN_THROTTLED") {
+      process.stderr.write(
+        `hint: wrong admin tokens from this address (yours, or someone's sharing it) locked it out until Retry-After.\n` +
+          `      To clear it: npx wrangler d1 execute DB --remote --command "DELETE FROM admin_sign_in_failures" (--local for npm start).\n`,
+      );
+    }
     return err.exitCode;
   }
   process.stderr.write(`${color.red("error:")} ${err?.stack ?? err}\n`);

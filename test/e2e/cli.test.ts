@@ -136,6 +136,7 @@ describe("errors and exit codes", () => {
       expect(r.code).toBe(3);
       expect(r.stderr).toMatch(/error: Too many wrong admin tokens from this address; try again in \d+ s\./);
       expect(r.stderr).toMatch(/code ADMIN_THROTTLED, HTTP 429, requestId req_[0-9a-f]{32}/);
+      expect(r.stderr).toContain('npx wrangler d1 execute DB --remote --command "DELETE FROM admin_sign_in_failures"');
       expect(r.stdout).toBe("");
     } finally {
       await clear();
