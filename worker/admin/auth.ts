@@ -52,15 +52,14 @@ export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
     await next();
   };
 
-/** Admin mutations change identities: purge this isolate's key cache so it never serves the old state. */
+/**
+ * Admin mutations change identities: purge this isolate's caches (keys, JWT users, origin secrets)
+ * so it never serves the old state. The key cache is a TtlCache, so `purgeIsolateCaches` covers it.
+ */
 export const purgeKeyCacheOnMutation = (): MiddlewareHandler<GatewayEnv> =>
   async function purgeKeyCacheOnMutation(c, next) {
     await next();
-    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
-      c.var.services.keyCache.purge();
-      // JWT-user and origin-secret caches too: the change must show at once where it landed.
-      purgeIsolateCaches();
-    }
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") purgeIsolateCaches();
   };
 
 /**
