@@ -32,7 +32,14 @@ function readMigrations() {
 
 type Gateway = Awaited<ReturnType<typeof startGateway>>;
 
-async function startGateway(name: string, persist: string, env: { originUrl: string; upstashUrl: string }) {
+interface StartOptions {
+  /** The dev registry directory (default: the process's own persist directory). */
+  registry?: string;
+  /** Bind LIMITER to this worker's LimiterDurableObject instead of an own namespace. */
+  limiterFrom?: string;
+}
+
+async function startGateway(name: string, persist: string, env: { originUrl: string; upstashUrl: string }, opts: StartOptions = {}) {
   const worker = await unstable_startWorker({
     name,
     config: path.join(root, "wrangler.toml"),
@@ -45,8 +52,9 @@ async function startGateway(name: string, persist: string, env: { originUrl: str
       UPSTASH_TEST_URL: { type: "plain_text", value: env.upstashUrl },
       UPSTASH_TEST_TOKEN: { type: "plain_text", value: UPSTASH_TOKEN },
       TEST_MIGRATIONS: { type: "json", value: readMigrations() },
+      ...(opts.limiterFrom ? { LIMITER: { type: "durable_object_namespace", class_name: "LimiterDurableObject", script_name: opts.limiterFrom } } : {}),
     },
-    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, persist, logLevel: "error", watch: false, registry: persist },
+    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, persist, logLevel: "error", watch: false, registry: opts.registry ?? persist },
   });
   await worker.ready;
   const base = await worker.url;
@@ -126,6 +134,38 @@ describe("limits across gateway processes", () => {
     // Both processes took part.
     expect(statuses.filter((s, i) => s === 200 && i % 2 === 0).length).toBeGreaterThan(0);
     expect(statuses.filter((s, i) => s === 200 && i % 2 === 1).length).toBeGreaterThan(0);
+  });
+
+  // In production every isolate of a deployment shares its Durable Object namespace. Locally, two
+  // separately started processes can share one the way two `wrangler dev` sessions do: through
+  // wrangler's dev registry, the second binding LIMITER to the first one's class (`script_name`).
+  // Without that binding each process counts alone and this test admits 2N.
+  it("two gateway processes sharing one Durable Object namespace together admit no more than N", async () => {
+    const [registry, dirC, dirD] = ["pcl-reg-", "pcl-c-", "pcl-d-"].map((p) => mkdtempSync(path.join(os.tmpdir(), p))) as [string, string, string];
+    dirs.push(registry, dirC, dirD);
+    // The owner of the namespace registers first, so the second process finds it.
+    const c = await startGateway("portcullis-c", dirC, env, { registry });
+    running.push(c);
+    const d = await startGateway("portcullis-d", dirD, env, { registry, limiterFrom: "portcullis-c" });
+    running.push(d);
+    const group = `grp-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    const [cc, cd] = await Promise.all([c.caller(group), d.caller(group)]);
+    expect(await c.get(`/echo/warm`, cc.key)).toBe(200);
+    expect(await d.get(`/echo/warm`, cd.key)).toBe(200);
+    const marker = `shared-do-${Date.now().toString(36)}`;
+    const N = 20;
+    const statuses = await Promise.all(
+      Array.from({ length: 4 * N }, (_, i) => (i % 2 === 0 ? c.get(`/shared-do/${marker}/${i}`, cc.key) : d.get(`/shared-do/${marker}/${i}`, cd.key))),
+    );
+    const admitted = statuses.filter((s) => s === 200).length;
+    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+    expect(admitted).toBeLessThanOrEqual(N);
+    expect(admitted).toBeGreaterThanOrEqual(N - 2 * 5);
+    expect(await records(marker)).toBe(admitted);
+    expect(statuses.filter((s, i) => s === 200 && i % 2 === 0).length).toBeGreaterThan(0);
+    expect(statuses.filter((s, i) => s === 200 && i % 2 === 1).length).toBeGreaterThan(0);
+    for (const g of [d, c]) await g.dispose();
+    running = running.filter((g) => g !== c && g !== d);
   });
 
   it("quota counts survive a gateway restart (Durable Object and Upstash backends)", async () => {
