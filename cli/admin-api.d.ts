@@ -2411,7 +2411,7 @@ export interface paths {
         };
         /**
          * Current usage and remaining, per limit
-         * @description Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.
+         * @description Every limit counted by user, group or route: the user's own and the shared ones. Limits counted per key or client IP are not listed.
          */
         get: {
             parameters: {
@@ -2630,7 +2630,7 @@ export interface components {
                 name: string;
                 /** @description Quotas: `day`, `week` or `month` (UTC) */
                 period: string | null;
-                /** @description Counted per user, so `/users/{id}/limits/status` reports it */
+                /** @description Each user has a counter of their own */
                 perUser: boolean;
                 /** @description Routes whose chain runs this limit */
                 routes: string[];
@@ -2972,6 +2972,8 @@ export interface components {
                 resetAt: string | null;
                 /** @description Set when the limit counts per route */
                 route: string | null;
+                /** @description The group's or the route's counter; a user's reset leaves it alone */
+                shared: boolean;
                 /** @description `config`, `role:<name>` or `user` */
                 source: string;
                 /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
@@ -3019,6 +3021,8 @@ export interface components {
                 resetAt: string | null;
                 /** @description Set when the limit counts per route */
                 route: string | null;
+                /** @description The group's or the route's counter; a user's reset leaves it alone */
+                shared: boolean;
                 /** @description `config`, `role:<name>` or `user` */
                 source: string;
                 /** @description Counted by the backend, including tokens leased to isolates but not yet spent */

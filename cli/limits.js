@@ -41,12 +41,13 @@ export function registerLimits(program, { apiFor, globals }) {
       const user = await resolveUser(api, ref);
       const status = await ok(api.GET("/users/{id}/limits/status", { params: { path: { id: user.id } } }));
       if (globals(cmd).json) return printJson(status);
-      if (!status.limits.length) return console.log(color.dim("No limits counted per user are configured."));
+      if (!status.limits.length) return console.log(color.dim("No limits counted by user, group or route are configured."));
       console.log(
         table(
           ["LIMIT", "KIND", "LIMIT/WINDOW", "SOURCE", "USED", "REMAINING", "RESETS", "BACKEND"],
           status.limits.map((l) => [
-            l.name,
+            // A shared counter (the user's group's, or the route's) is spent by others too.
+            `${l.name}${l.route ? ` (${l.route})` : ""}${l.shared ? color.dim(" shared") : ""}`,
             l.kind,
             `${l.limit}/${l.window ?? l.period ?? "?"}`,
             l.source,

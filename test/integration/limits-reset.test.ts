@@ -195,3 +195,71 @@ describe("dashboard: a reset says per limit what happened", () => {
     expect(all.alert).toBeUndefined();
   });
 });
+
+describe("shared counters: the user's group's and the route's", () => {
+  /** A gateway with a quota of the user's own, one per group, one counter per route and one per key. */
+  const callShared = testGateway({
+    plugins: [keyAuth(), authorize()],
+    routes: [
+      route("q-do", [quota({ name: "q-do", limit: 3, period: "month" })]),
+      // A user without a group is counted alone (worker/limits/engine.ts, subjectKey).
+      route("g-quota", [quota({ name: "g-quota", limit: 3, period: "month", by: ["group"] })]),
+      route("rt-rate", [rateLimit({ name: "rt-rate", limit: 100, window: "1h", by: ["route"] })]),
+      route("k-rate", [rateLimit({ name: "k-rate", limit: 100, window: "1h", by: ["key"] })]),
+    ],
+  });
+  const reset = (userId: string, body: unknown = {}) =>
+    callShared(`/admin/v1/users/${userId}/limits/reset`, { method: "POST", headers: { ...ADMIN, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const status = async (userId: string) => ((await (await callShared(`/admin/v1/users/${userId}/limits/status`, { headers: ADMIN })).json()) as any).limits as any[];
+  const spend = async (path: string, key: string, n: number) => {
+    const out = [];
+    for (let i = 0; i < n; i++) out.push((await callShared(`/${path}/${unique("r")}`, { headers: { authorization: `Bearer ${key}` } })).status);
+    return out;
+  };
+
+  it("status shows them marked shared, with the usage everyone spent; a user's reset leaves them alone", async () => {
+    const group = unique("grp");
+    const a = await seedCaller({ permissions: ["echo:read"], group });
+    const b = await seedCaller({ permissions: ["echo:read"], group });
+    const solo = await seedCaller({ permissions: ["echo:read"] });
+    expect(await spend("g-quota", a.key, 2)).toEqual([200, 200]);
+    expect(await spend("rt-rate", a.key, 1)).toEqual([200]);
+
+    const [sa, sb, ss] = await Promise.all([status(a.user.id), status(b.user.id), status(solo.user.id)]);
+    const of = (s: any[], name: string) => s.find((l) => l.name === name);
+    // b spent nothing, yet sees what a spent from the group's counter.
+    expect(of(sb, "g-quota")).toMatchObject({ shared: true, used: 2, remaining: 1, limit: 3, by: ["group"], error: null });
+    expect(of(sa, "g-quota")).toMatchObject({ shared: true, used: 2, remaining: 1 });
+    expect(of(sb, "q-do")).toMatchObject({ shared: false, used: 0 });
+    // Without a group, a group limit counts the user alone.
+    expect(of(ss, "g-quota")).toMatchObject({ shared: false, used: 0, remaining: 3 });
+    // The route's counter is everyone's (leased tokens included, so at least the one request).
+    expect(of(sb, "rt-rate")).toMatchObject({ shared: true, by: ["route"], error: null });
+    expect(of(sb, "rt-rate").used).toBeGreaterThanOrEqual(1);
+    expect(of(ss, "rt-rate")).toMatchObject({ shared: true, used: of(sb, "rt-rate").used });
+    // Limits counted per key or client IP are still not listed.
+    expect(sb.map((l) => l.name).sort()).toEqual(["g-quota", "q-do", "rt-rate"]);
+
+    // Resetting one user must not reset the group's or the route's counter.
+    await expectProblem(await reset(b.user.id, { names: ["g-quota"] }), 400, "VALIDATION_FAILED");
+    const all = await reset(b.user.id);
+    expect(all.status).toBe(200);
+    expect(((await all.json()) as any).results.map((r: any) => r.name)).toEqual(["q-do"]);
+    expect(of(await status(a.user.id), "g-quota")).toMatchObject({ used: 2 });
+    // And it is the counter requests spend from: b gets the group's last one.
+    expect(await spend("g-quota", b.key, 2)).toEqual([200, 429]);
+    // A user counted alone is reset as before.
+    expect(await spend("g-quota", solo.key, 1)).toEqual([200]);
+    expect((await reset(solo.user.id, { names: ["g-quota"] })).status).toBe(200);
+    expect(of(await status(solo.user.id), "g-quota")).toMatchObject({ shared: false, used: 0 });
+
+    // The dashboard marks the shared row and offers no reset on it.
+    const { cookie } = await signIn();
+    const html = await (await callShared(`/admin/ui/users/${b.user.id}`, { headers: { cookie } })).text();
+    const row = (name: string) => html.match(new RegExp(`<tr data-limit="${name}">[\\s\\S]*?</tr>`))?.[0] ?? "";
+    expect(row("g-quota")).toContain("(shared)");
+    expect(row("g-quota")).not.toContain("Reset usage of g-quota");
+    expect(row("q-do")).not.toContain("(shared)");
+    expect(row("q-do")).toContain("Reset usage of q-do");
+  });
+});

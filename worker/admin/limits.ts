@@ -54,6 +54,7 @@ export function limitsRouter() {
         remaining: z.number().int().nullable(),
         resetAt: z.string().nullable(),
         error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),
+        shared: z.boolean().describe("The group's or the route's counter; a user's reset leaves it alone"),
       }),
     ),
   };
@@ -90,7 +91,7 @@ export function limitsRouter() {
           period: z.string().nullable().describe("Quotas: `day`, `week` or `month` (UTC)"),
           by: z.array(z.string()).describe("What one counter is shared by"),
           routes: z.array(z.string()).describe("Routes whose chain runs this limit"),
-          perUser: z.boolean().describe("Counted per user, so `/users/{id}/limits/status` reports it"),
+          perUser: z.boolean().describe("Each user has a counter of their own"),
           dryRun: z.boolean(),
           failMode: z.enum(["open", "closed"]),
         }),
@@ -145,7 +146,7 @@ export function limitsRouter() {
         path: "/users/{id}/limits/status",
         tags,
         summary: "Current usage and remaining, per limit",
-        description: "Every configured limit counted per user (optionally per group / route). Limits counted per key or client IP are not listed.",
+        description: "Every limit counted by user, group or route: the user's own and the shared ones. Limits counted per key or client IP are not listed.",
         request: { params: userParams },
         // A backend that does not answer is reported per limit (`error`), never as a 503 for the whole call.
         responses: { 200: json(statusView, "Usage per limit"), ...problems(400, 404) },

@@ -43,7 +43,7 @@ userSections.push(async (c: DashboardContext, user: UserView): Promise<Child> =>
   const overview = await limits.userLimitsOverview(c.var.services.db, c.var.gateway, c.env, user.id);
   const csrf = c.var.session.csrfToken;
   const draft = drafts.get(c.req.raw);
-  const hasQuotaCounters = overview.some((l) => l.kind === "quota" && l.counters.length > 0);
+  const hasQuotaCounters = overview.some((l) => l.kind === "quota" && l.counters.some((s) => !s.shared));
   return (
     <section aria-labelledby="limits">
       <h2 id="limits">Limits</h2>
@@ -140,6 +140,7 @@ const LimitsTable = ({ user, rows, csrf }: { user: UserView; rows: UserLimitOver
             <th scope="row" class="nowrap">
               {l.name}
               {s?.route ? <span class="muted"> ({s.route})</span> : null}
+              {s?.shared ? <span class="muted"> (shared)</span> : null}
               {l.dryRun ? <span class="badge expired"> dry run</span> : null}
             </th>
             <td>{kindText(l)}</td>
@@ -166,7 +167,7 @@ const LimitsTable = ({ user, rows, csrf }: { user: UserView; rows: UserLimitOver
               </>
             )}
             <td>
-              {s !== null && i === 0 ? (
+              {s !== null && !s.shared && i === 0 ? (
                 <PostButton
                   action={`${userHref(user.id)}/limits/reset`}
                   csrf={csrf}

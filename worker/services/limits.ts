@@ -171,19 +171,28 @@ export interface LimitStatus {
   resetAt: string | null;
   /** Set (and the figures null) when this limit's backend could not be read. */
   error: "LIMITER_UNAVAILABLE" | null;
+  /**
+   * The counter is not this user's alone: the limit counts by group (and the user has one) or only
+   * by route, so everyone in the group, or on the route, spends from it. Shown because it can
+   * refuse this user; never reset through one user (that would reset everyone's).
+   */
+  shared: boolean;
 }
 
 /**
- * The counters that belong to a user: every configured limit counted by user (optionally also
- * by group and/or route). Limits counted by key or client IP are not per-user and not listed.
+ * The counters a user's requests spend from: every configured limit counted by user, group and/or
+ * route — the user's own (`shared: false`) and those of the user's group or of a whole route
+ * (`shared: true`). Limits counted by key or client IP are not the user's and not listed.
  */
 function userCounters(gateway: CompiledGateway, user: { id: string; group: string | null }) {
-  const out: { def: LimitDefinition; route: string | null; key: string }[] = [];
+  const out: { def: LimitDefinition; route: string | null; key: string; shared: boolean }[] = [];
   for (const { def, routes } of limitDefinitions(gateway)) {
-    if (!countsPerUser(def)) continue;
+    if (def.by.some((p) => p === "key" || p === "ip")) continue;
     const perRoute = def.by.includes("route");
+    // A group limit counts a user without a group on their own (subjectKey).
+    const shared = !def.by.includes("user") && !(def.by.includes("group") && !user.group);
     for (const route of perRoute ? routes : [routes[0]!]) {
-      out.push({ def, route: perRoute ? route : null, key: subjectKey(def, { userId: user.id, keyId: undefined, group: user.group, clientIp: undefined, route }) });
+      out.push({ def, route: perRoute ? route : null, key: subjectKey(def, { userId: user.id, keyId: undefined, group: user.group, clientIp: undefined, route }), shared });
     }
   }
   return out;
@@ -194,7 +203,7 @@ export async function userLimitStatus(db: Database, gateway: CompiledGateway, en
   const overrides = await loadUserOverrides(db, userId);
   const now = Date.now();
   const limits = await Promise.all(
-    userCounters(gateway, user).map(async ({ def, route, key }) => {
+    userCounters(gateway, user).map(async ({ def, route, key, shared }) => {
       const { limit, source } = effectiveLimit(overrides, def.name, def.limit);
       const backend = backendFor(def, env);
       const spec = specFor(def, limit, now);
@@ -217,6 +226,7 @@ export async function userLimitStatus(db: Database, gateway: CompiledGateway, en
         remaining: usage?.remaining ?? null,
         resetAt: usage ? new Date(now + usage.resetMs).toISOString() : null,
         error: usage ? null : "LIMITER_UNAVAILABLE",
+        shared,
       } satisfies LimitStatus;
     }),
   );
@@ -270,7 +280,8 @@ export async function resetUserLimits(
   names: string[] | undefined,
 ): Promise<{ userId: string; results: LimitResetResult[] }> {
   const user = await findUser(db, userId);
-  const counters = userCounters(gateway, user);
+  // A shared counter (the group's, the route's) is everyone's: resetting it for one user would reset theirs too.
+  const counters = userCounters(gateway, user).filter((c) => !c.shared);
   if (names) {
     const known = new Set(counters.map((c) => c.def.name));
     const unknown = names.filter((n) => !known.has(n));
