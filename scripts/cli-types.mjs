@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm run cli:types`: regenerates cli/admin-api.d.ts (the CLI's typed client) from the admin
-// OpenAPI document of a freshly started local gateway. The node test suite checks the committed
-// file against the live document, so a changed admin API fails CI until this is re-run.
+// `npm run cli:types`: regenerates the admin OpenAPI document (scripts/openapi.mjs) and, from it,
+// cli/admin-api.d.ts (the CLI's typed client). The tests check both committed files against the
+// route schemas, so a changed admin API fails CI until this is re-run.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import openapiTS, { astToString } from "openapi-typescript";
@@ -16,14 +16,10 @@ export async function renderAdminApiTypes(doc) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { startTestGateway } = await import("./test-gateway.mjs");
-  const token = "cli-types-" + "0".repeat(24);
-  const gw = await startTestGateway({ originUrl: "http://127.0.0.1:9", adminToken: token });
-  try {
-    const doc = await (await fetch(`${gw.url}/admin/v1/openapi.json`)).json();
-    await writeFile(CLI_TYPES_FILE, await renderAdminApiTypes(doc));
-    console.log(`wrote ${path.relative(process.cwd(), CLI_TYPES_FILE)}`);
-  } finally {
-    await gw.stop();
-  }
+  // The types come from the committed document: regenerate it first, so both stay in step.
+  const { OPENAPI_FILE, renderAdminOpenApi } = await import("./openapi.mjs");
+  const doc = await renderAdminOpenApi();
+  await writeFile(OPENAPI_FILE, doc);
+  await writeFile(CLI_TYPES_FILE, await renderAdminApiTypes(JSON.parse(doc)));
+  console.log(`wrote ${path.relative(process.cwd(), OPENAPI_FILE)} and ${path.relative(process.cwd(), CLI_TYPES_FILE)}`);
 }

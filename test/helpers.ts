@@ -1,10 +1,18 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { expect } from "vitest";
+import { adminOpenApiDocument } from "../worker/admin/openapi-document";
 import { createApp } from "../worker/app";
 import { defineGateway } from "../worker/gateway/config";
 import { testUpstreams } from "./fixtures/upstreams";
 
 export const ADMIN = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
+
+/**
+ * The admin API's OpenAPI document as the route schemas generate it (the pool builds without the
+ * Worker's generator stub). The asset layer serves the committed copy, which
+ * test/integration/admin-api.test.ts checks against this, so tests of the document use this one.
+ */
+export const adminDoc = (): any => JSON.parse(JSON.stringify(adminOpenApiDocument()));
 
 /**
  * A request to the worker under test (workerd), as a client would send it, with the response

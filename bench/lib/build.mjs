@@ -23,9 +23,9 @@ export async function buildWorker(outDir, tree = root, name = "bench-worker") {
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["browser", "module", "main"],
     external: ["cloudflare:*", "node:*"],
-    // The deployed Worker's zod (wrangler.toml [alias]), this checkout's for an older tree too:
-    // the shim reaches into node_modules by relative path, and only this checkout has one.
-    alias: { zod: path.join(root, "worker/vendor/zod.js") },
+    // The deployed Worker's zod and zod-to-openapi (wrangler.toml [alias]), this checkout's for an
+    // older tree too: the shims reach into node_modules by relative path, and only this checkout has one.
+    alias: { zod: path.join(root, "worker/vendor/zod.js"), "@asteasolutions/zod-to-openapi": path.join(root, "worker/vendor/zod-to-openapi.js") },
     logLevel: "error",
   });
   return outfile;

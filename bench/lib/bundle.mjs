@@ -17,7 +17,7 @@ const WRANGLER_LIKE = {
   platform: "browser",
   conditions: ["workerd", "worker", "browser"],
   mainFields: ["browser", "module", "main"],
-  alias: { zod: "./worker/vendor/zod.js" },
+  alias: { zod: "./worker/vendor/zod.js", "@asteasolutions/zod-to-openapi": "./worker/vendor/zod-to-openapi.js" },
   external: ["cloudflare:*"],
   minify: true,
   logLevel: "error",
@@ -84,8 +84,9 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
 
   // The floor under it: the fixed stack alone (Hono, @hono/zod-openapi with zod and
   // zod-to-openapi, drizzle's D1 driver, @upstash/redis's HTTP client), each used once — a table, one schema
-  // parsed, one route — bundled and minified as wrangler does (zod aliased to the same vendored
-  // build). No gateway code: what no trimming of ours can take off the bundle or the start-up.
+  // parsed, one route — bundled and minified as wrangler does (zod and zod-to-openapi aliased to
+  // the same vendored builds, the latter without its document generators). No gateway code: what
+  // no trimming of ours can take off the bundle or the start-up.
   buildSync({ ...WRANGLER_LIKE, stdin: { contents: STACK_FLOOR, resolveDir: root, loader: "ts" }, outfile: path.join(outDir, "stack-floor.js") });
   const stackSamples = startupOf("stack-floor");
   const stackFloor = {

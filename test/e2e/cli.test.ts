@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { CLI_TYPES_FILE, renderAdminApiTypes } from "../../scripts/cli-types.mjs";
+import { OPENAPI_FILE } from "../../scripts/openapi.mjs";
 import { d1Execute } from "../../scripts/test-gateway.mjs";
 import { cli, cliJson, proxy, uniqueName } from "./cli";
 
@@ -10,8 +11,14 @@ const gatewayUrl = inject("gatewayUrl");
 const adminToken = inject("adminToken");
 
 describe("the CLI's typed client", () => {
-  it("matches the live admin OpenAPI document (run `npm run cli:types` after changing the admin API)", async () => {
-    const doc = await (await fetch(`${gatewayUrl}/admin/v1/openapi.json`)).json();
+  it("matches the admin OpenAPI document the gateway serves (run `npm run cli:types` after changing the admin API)", async () => {
+    // Served by the asset layer from public/ (no token), the committed file byte for byte.
+    const res = await fetch(`${gatewayUrl}/admin/v1/openapi.json`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    const text = await res.text();
+    expect(text === (await readFile(OPENAPI_FILE, "utf8"))).toBe(true);
+    const doc = JSON.parse(text);
     const committed = await readFile(CLI_TYPES_FILE, "utf8");
     expect(committed === (await renderAdminApiTypes(doc)), "cli/admin-api.d.ts is stale: run `npm run cli:types`").toBe(true);
   });

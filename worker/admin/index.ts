@@ -19,12 +19,8 @@ import { usersRouter } from "./users";
 export function createAdminApp() {
   const admin = createAdminRouter();
   admin.openAPIRegistry.registerComponent("securitySchemes", "adminToken", { type: "http", scheme: "bearer", description: "The ADMIN_TOKEN secret" });
-  // The document describes the API; it holds no data, so it is served without the token.
-  admin.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: { title: "Portcullis admin API", version: "1.0.0", description: "Manage proxy users, roles, keys and origin secrets. Errors are RFC 9457 problem+json with a stable `code`." },
-    security: [{ adminToken: [] }],
-  });
+  // The OpenAPI document of these routes is built at build time (./openapi-document.ts) and served
+  // as a static file at /admin/v1/openapi.json, without the token: it describes the API, no data.
   admin.use("*", adminAuth(), purgeKeyCacheOnMutation(), sealAdminAuditOnMutation());
   admin.route("/", usersRouter());
   admin.route("/", keysRouter());
