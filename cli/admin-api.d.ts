@@ -114,6 +114,8 @@ export interface paths {
                     group?: string;
                     /** @description Key id */
                     keyId?: string;
+                    /** @description A limit had this outcome (`fail-open`: let through while its backend was down) */
+                    limitOutcome?: "refused" | "dry-run-refused" | "fail-open" | "fail-closed";
                     /** @description Which trail */
                     log?: "requests" | "admin";
                     /** @description Route name */
@@ -211,6 +213,8 @@ export interface paths {
                     keyId?: string;
                     /** @description Page size (1–500) */
                     limit?: number;
+                    /** @description A limit had this outcome (`fail-open`: let through while its backend was down) */
+                    limitOutcome?: "refused" | "dry-run-refused" | "fail-open" | "fail-closed";
                     /** @description Route name */
                     route?: string;
                     /** @description Status class of the response */

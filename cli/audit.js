@@ -47,6 +47,7 @@ export function registerAudit(program, { apiFor, globals }) {
       .option("--decision <d>", "allowed, refused or error")
       .option("--status <class>", "status class: 2xx, 4xx, 5xx…")
       .option("--code <code>", "problem code, e.g. KEY_INVALID")
+      .option("--limit-outcome <o>", "a limit's outcome: refused, dry-run-refused, fail-open or fail-closed")
       .option("--since <when>", "from this instant or this long ago (15m, 24h, 7d)")
       .option("--until <when>", "until this instant");
   /** @param {any} api @param {any} o */
@@ -58,6 +59,7 @@ export function registerAudit(program, { apiFor, globals }) {
     decision: o.decision,
     statusClass: o.status,
     code: o.code,
+    limitOutcome: o.limitOutcome,
     from: since(o.since),
     to: since(o.until),
   });

@@ -33,6 +33,8 @@ describe("portcullis audit and usage", () => {
     expect(events.filter((e) => e.decision === "refused")).toMatchObject([{ status: 403, code: "FORBIDDEN" }]);
     expect(events.every((e) => e.userId === user.id)).toBe(true);
     expect(JSON.stringify(events)).not.toContain(key);
+    // No limit touched these requests: filtered by a limit outcome, none are left.
+    expect(await cliJson<any[]>(["audit", "requests", "--user", name, "--limit-outcome", "refused"])).toEqual([]);
 
     const table = await cli(["audit", "requests", "--user", name, "--status", "2xx"]);
     expect(table.code).toBe(0);

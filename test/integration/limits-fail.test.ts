@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { expectProblem, gw, originRecords, seedCaller, unique } from "../helpers";
+import { waitForEvents } from "../audit-helpers";
+import { admin, expectProblem, gw, json, originRecords, seedCaller, unique } from "../helpers";
 
 // Generous: the limits under test time out after 300 ms; the stalled backends would take 30 s.
 const BOUND_MS = 5_000;
@@ -40,5 +41,29 @@ describe("backend down → the declared fail mode, within the bounded timeout", 
     expect(res.headers.get("retry-after")).toBe("1");
     expect(Date.now() - started).toBeLessThan(BOUND_MS);
     expect((await originRecords(marker)).length).toBe(0);
+  });
+});
+
+describe("fail-mode events are counted across isolates: the audit trail's limitOutcome filter", () => {
+  it("finds the requests a limit let through fail-open, and those it refused fail-closed, and no others", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    const auth = { headers: { authorization: `Bearer ${key}` } };
+    const marker = unique("outcomes");
+    // Two fail-open admissions, one fail-closed refusal, one request no limit touched, one the limit refused.
+    for (const p of [`/fail-up-down-open/${marker}/1`, `/fail-up-down-open/${marker}/2`, `/fail-up-down-closed/${marker}/3`, `/echo/${marker}/4`]) await (await gw(p, auth)).text();
+    for (let i = 0; i < 3; i++) await (await gw(`/rl-override/${marker}/r${i}`, auth)).text();
+    expect((await gw(`/rl-override/${marker}/r3`, auth)).status).toBe(429);
+    await waitForEvents("user_id = ? AND path LIKE ?", [user.id, `%${marker}%`], 8);
+
+    const paths = async (q: string) => {
+      const res = await admin("GET", `/audit/requests?userId=${user.id}&${q}`);
+      expect(res.status, q).toBe(200);
+      return ((await json(res)).data as { path: string }[]).map((e) => e.path.split("/").pop()).sort();
+    };
+    expect(await paths("limitOutcome=fail-open")).toEqual(["1", "2"]);
+    expect(await paths("limitOutcome=fail-closed")).toEqual(["3"]);
+    expect(await paths("limitOutcome=refused")).toEqual(["r3"]);
+    expect(await paths("limitOutcome=fail-open&decision=refused")).toEqual([]);
+    await expectProblem(await admin("GET", "/audit/requests?limitOutcome=open"), 400, "VALIDATION_FAILED");
   });
 });

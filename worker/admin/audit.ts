@@ -31,6 +31,7 @@ export function auditRouter() {
     decidedBy: idLike.optional().describe("Refusing plugin (`key-auth`, `authorize`, …) or `gateway` / `upstream`"),
     code: idLike.optional().describe("Problem code, e.g. `KEY_INVALID`"),
     statusClass: z.enum(["1xx", "2xx", "3xx", "4xx", "5xx"]).optional().describe("Status class of the response"),
+    limitOutcome: z.enum(["refused", "dry-run-refused", "fail-open", "fail-closed"]).optional().describe("A limit had this outcome (`fail-open`: let through while its backend was down)"),
     ...range,
   };
   const adminFilters = {

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, lt, or, type Column, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, like, lt, or, type Column, type SQL } from "drizzle-orm";
 import type { Database } from "../db";
 import { adminAudit, requestEvents, usageRollups, type AdminAuditRow, type RequestEventRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -76,6 +76,8 @@ export interface RequestEventFilter {
   decidedBy?: string | undefined;
   code?: string | undefined;
   statusClass?: "1xx" | "2xx" | "3xx" | "4xx" | "5xx" | undefined;
+  /** A limit of the request had this outcome (worker/limits/engine.ts, LimitOutcome). */
+  limitOutcome?: "refused" | "dry-run-refused" | "fail-open" | "fail-closed" | undefined;
   from?: Date | undefined;
   to?: Date | undefined;
 }
@@ -91,6 +93,8 @@ function requestConditions(f: RequestEventFilter): (SQL | undefined)[] {
     f.decidedBy ? eq(requestEvents.decidedBy, f.decidedBy) : undefined,
     f.code ? eq(requestEvents.code, f.code) : undefined,
     cls !== undefined ? and(gte(requestEvents.status, cls), lt(requestEvents.status, cls + 100)) : undefined,
+    // limit_state is the JSON list of the request's limit outcomes; limit names cannot hold a quote.
+    f.limitOutcome ? like(requestEvents.limitState, `%"outcome":"${f.limitOutcome}"%`) : undefined,
     f.from ? gte(requestEvents.ts, f.from.getTime()) : undefined,
     f.to ? lt(requestEvents.ts, f.to.getTime()) : undefined,
   ];
