@@ -42,7 +42,9 @@ describe("dashboard audit and usage pages", () => {
     const marker = unique("dash-aud");
     expect((await gw(`/echo/${marker}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     expect((await gw(`/echo-write/${marker}`, { method: "POST", headers: { authorization: `Bearer ${key}` } })).status).toBe(403);
-    await eventsFor(marker, 2);
+    // A rate limit whose Upstash backend refuses connections: let through, fail-open.
+    expect((await gw(`/fail-up-down-open/${marker}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    await eventsFor(marker, 3);
     const cookie = await session();
 
     const all = await page(`/audit/requests?userId=${user.id}`, cookie);
@@ -53,6 +55,10 @@ describe("dashboard audit and usage pages", () => {
     const refused = await page(`/audit/requests?userId=${user.id}&decision=refused`, cookie);
     expect(refused).toContain(`POST /echo-write/${marker}`);
     expect(refused).not.toContain(`GET /echo/${marker}`);
+    const failOpen = await page(`/audit/requests?userId=${user.id}&limitOutcome=fail-open`, cookie);
+    expect(failOpen).toContain(`GET /fail-up-down-open/${marker}`);
+    expect(failOpen).not.toContain(`GET /echo/${marker}`);
+    expect(failOpen).toMatch(/<option value="fail-open" selected(="")?>fail-open<\/option>/);
 
     const adminEvents = await page(`/audit/admin?targetId=${user.id}`, cookie);
     expect(adminEvents).toContain("user.create");

@@ -152,12 +152,14 @@ userSections.push(async (c: DashboardContext, user: UserView) => {
 
 const DECISIONS = ["allowed", "refused", "error"] as const;
 const CLASSES = ["2xx", "3xx", "4xx", "5xx"] as const;
+const LIMIT_OUTCOMES = ["refused", "dry-run-refused", "fail-open", "fail-closed"] as const;
 
 auditPages.get("/audit/requests", async (c) => {
   const q = c.req.query();
   const decision = DECISIONS.find((d) => d === q.decision);
   const statusClass = CLASSES.find((s) => s === q.statusClass);
-  const filters = { userId: q.userId || undefined, route: q.route || undefined, code: q.code || undefined, decision, statusClass };
+  const limitOutcome = LIMIT_OUTCOMES.find((o) => o === q.limitOutcome);
+  const filters = { userId: q.userId || undefined, route: q.route || undefined, code: q.code || undefined, decision, statusClass, limitOutcome };
   const page = await listRequestEvents(c.var.services.db, { ...filters, limit: 50, cursor: q.cursor || undefined });
   const qs = new URLSearchParams(Object.entries(filters).filter((e): e is [string, string] => !!e[1]));
   return c.html(
@@ -171,6 +173,7 @@ auditPages.get("/audit/requests", async (c) => {
         </Field>
         <FilterSelect id="a-decision" label="Decision" name="decision" options={DECISIONS} value={decision} />
         <FilterSelect id="a-status" label="Status" name="statusClass" options={CLASSES} value={statusClass} />
+        <FilterSelect id="a-limit" label="Limit outcome" name="limitOutcome" options={LIMIT_OUTCOMES} value={limitOutcome} />
         <Field id="a-code" label="Error code">
           <input id="a-code" name="code" type="text" value={filters.code ?? ""} />
         </Field>
