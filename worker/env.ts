@@ -14,6 +14,12 @@ export interface Env {
   DB: D1Database;
   /** Bearer token for /admin/v1. A Worker secret in production, `.dev.vars` locally. */
   ADMIN_TOKEN: string;
+  /**
+   * The token ADMIN_TOKEN replaced, while a rotation is under way: still accepted (admin API and
+   * dashboard sign-in), its uses logged and audited as `admin-token-previous`. Remove it once
+   * nothing uses it.
+   */
+  ADMIN_TOKEN_PREVIOUS?: string;
   /** How long a resolved key stays fresh in an isolate, seconds (default 5, max 60). */
   KEY_CACHE_TTL_SECONDS?: string;
   /** How long an unknown key is remembered as unknown, seconds (default 2). */
@@ -61,6 +67,7 @@ const aesKeyText = (name: string) =>
 const envSchema = z.object({
   DB: z.custom<D1Database>((v) => typeof v === "object" && v !== null && "prepare" in v, "DB must be a D1 binding"),
   ADMIN_TOKEN: z.string().min(16, "ADMIN_TOKEN must be at least 16 characters"),
+  ADMIN_TOKEN_PREVIOUS: z.string().min(16, "ADMIN_TOKEN_PREVIOUS must be at least 16 characters").optional(),
   KEY_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(5),
   KEY_NEGATIVE_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(60).default(2),
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
@@ -108,6 +115,8 @@ export interface GatewayVariables {
   gateway: CompiledGateway;
   /** Client address from `CF-Connecting-IP` (never `X-Forwarded-For`, which clients can forge). */
   clientIp: string | undefined;
+  /** Set by the admin API's auth: which admin token the call used (its audit rows' actor). */
+  adminActor: "admin-token" | "admin-token-previous" | undefined;
   route: CompiledRoute;
   upstream: CompiledUpstream;
   /** Headers the forwarded request will carry; plugins edit them, the forwarder adds identity last. */

@@ -21,6 +21,15 @@ export async function isAdminToken(given: string, expected: string): Promise<boo
 }
 
 /**
+ * Which admin token `given` is: ADMIN_TOKEN, ADMIN_TOKEN_PREVIOUS (a rotation under way) or
+ * neither. Both are always compared, so the time taken says nothing about which one matched.
+ */
+export async function whichAdminToken(given: string, env: { ADMIN_TOKEN: string; ADMIN_TOKEN_PREVIOUS?: string | undefined }): Promise<"admin-token" | "admin-token-previous" | null> {
+  const [current, previous] = await Promise.all([isAdminToken(given, env.ADMIN_TOKEN), env.ADMIN_TOKEN_PREVIOUS ? isAdminToken(given, env.ADMIN_TOKEN_PREVIOUS) : false]);
+  return current ? "admin-token" : previous ? "admin-token-previous" : null;
+}
+
+/**
  * Checks `Authorization: Bearer <ADMIN_TOKEN>`. A wrong token counts as a failed admin sign-in of
  * its client address, in the same count as the dashboard's sign-in form (both guess the same
  * token; see worker/services/sign-in-throttle.ts). Once an address has used up its failures,
@@ -31,7 +40,8 @@ export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
   async function adminAuth(c, next) {
     const { db, env } = c.var.services;
     const m = /^Bearer (\S+)$/i.exec((c.req.header("authorization") ?? "").trim());
-    const ok = m ? await isAdminToken(m[1]!, env.ADMIN_TOKEN) : false;
+    const which = m ? await whichAdminToken(m[1]!, env) : null;
+    const ok = which !== null;
     if (m) {
       const opts = signInThrottleOptions(env);
       const slot = ok ? undefined : await reserveSignInAttempt(db, c.var.clientIp, opts);
@@ -49,6 +59,9 @@ export const adminAuth = (): MiddlewareHandler<GatewayEnv> =>
         headers: { "www-authenticate": 'Bearer realm="portcullis-admin"' },
       });
     }
+    // During a rotation, who still calls with the old token is what the operator needs to find.
+    if (which === "admin-token-previous") console.warn(JSON.stringify({ level: "warn", msg: "admin token previous used", requestId: c.var.requestId, client: ipBucket(c.var.clientIp) }));
+    c.set("adminActor", which);
     await next();
   };
 
@@ -77,5 +90,5 @@ export const sealAdminAuditOnMutation = (): MiddlewareHandler<GatewayEnv> =>
     );
   };
 
-/** There is one admin credential today; the actor names it so audit rows stay meaningful when more arrive. */
-export const actorOf = (c: Context<GatewayEnv>): AdminActor => ({ actor: "admin-token", requestId: c.var.requestId });
+/** The admin token the call used: `admin-token`, or `admin-token-previous` while a rotation is under way. */
+export const actorOf = (c: Context<GatewayEnv>): AdminActor => ({ actor: c.get("adminActor") ?? "admin-token", requestId: c.var.requestId });

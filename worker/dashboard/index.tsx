@@ -5,7 +5,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { dbFor } from "../db";
 import { validateEnv, type Env } from "../env";
 import { GatewayError } from "../errors";
-import { isAdminToken, purgeKeyCacheOnMutation, sealAdminAuditOnMutation } from "../admin/auth";
+import { purgeKeyCacheOnMutation, sealAdminAuditOnMutation, whichAdminToken } from "../admin/auth";
 import { uiActor, type DashboardEnv } from "./forms";
 import { BASE, Field, Layout } from "./layout";
 import { constantTimeEqual, endSession, pruneSessions, resolveSession, SESSION_TTL_MS, startSession } from "./session";
@@ -94,12 +94,14 @@ export function createDashboard() {
       c.header("retry-after", String(slot.retryAfterSeconds));
       return c.html(<SignIn error={`Too many failed sign-ins from your network address. Try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`} />, 429);
     }
-    if (!token || !(await isAdminToken(token, env.ADMIN_TOKEN))) {
+    const which = token ? await whichAdminToken(token, env) : null;
+    if (!which) {
       // Someone may be guessing: say so where operators look (never what was sent).
       console.warn(JSON.stringify({ level: "warn", msg: "dashboard sign-in failed", requestId: c.var.requestId, client: slot.client }));
       return c.html(<SignIn error="That is not the admin token." />, 401);
     }
     await releaseSignInAttempt(db, slot);
+    if (which === "admin-token-previous") console.warn(JSON.stringify({ level: "warn", msg: "admin token previous used", requestId: c.var.requestId, client: slot.client }));
     const { cookie } = await startSession(db, { actor: "admin-ui", requestId: c.var.requestId }, env.ADMIN_TOKEN, c.var.clientIp);
     setCookie(c, COOKIE, cookie, { path: BASE, httpOnly: true, secure: !isLocalDev(c.req.url), sameSite: "Strict", maxAge: SESSION_TTL_MS / 1000 });
     return c.redirect(`${BASE}/users`, 303);
