@@ -731,6 +731,184 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/limits/{name}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reset a shared limit (a group's quota, say)
+         * @description Resets the counters of a limit counted by group and/or route only, each on its own: `200`, `207` or `503` as for a user's reset.
+         */
+        post: {
+            parameters: {
+                query?: {
+                    /** @description The group, for a limit counted per group */
+                    group?: string;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Every chosen counter was reset; usage after the reset */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SharedLimitReset"];
+                    };
+                };
+                /** @description Some counters were reset and some were not (`results[].outcome`); usage after the reset */
+                207: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SharedLimitReset"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/limits/{name}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage of a shared limit (a group's, or a route's)
+         * @description For a limit counted by group and/or route only: its counters' usage. Limits counted per user, key or client IP answer 400.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The group, for a limit counted per group */
+                    group?: string;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Usage per counter */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SharedLimitStatus"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many wrong admin tokens from this address (`ADMIN_THROTTLED`, `Retry-After`) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/roles": {
         parameters: {
             query?: never;
@@ -2709,7 +2887,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "ADMIN_THROTTLED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
+            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "ADMIN_THROTTLED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "LIMIT_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
             /** @description What went wrong in this occurrence */
             detail: string;
             /** @description Field errors, for VALIDATION_FAILED */
@@ -2915,6 +3093,93 @@ export interface components {
         };
         RotatedApiKey: components["schemas"]["IssuedApiKey"] & {
             previous: components["schemas"]["ApiKey"];
+        };
+        SharedLimitReset: {
+            group: string | null;
+            /** @description One counter, or one per route (usage under the configured limit) */
+            limits: {
+                algorithm: string;
+                /** @enum {string} */
+                backend: "durable-object" | "upstash";
+                by: string[];
+                dryRun: boolean;
+                /**
+                 * @description Set when this limit's backend could not be read (figures are then null)
+                 * @enum {string|null}
+                 */
+                error: "LIMITER_UNAVAILABLE" | null;
+                /** @enum {string} */
+                failMode: "open" | "closed";
+                /** @enum {string} */
+                kind: "rate" | "quota";
+                /** @description Effective limit for this user */
+                limit: number;
+                name: string;
+                period: string | null;
+                remaining: number | null;
+                resetAt: string | null;
+                /** @description Set when the limit counts per route */
+                route: string | null;
+                /** @description The group's or the route's counter; a user's reset leaves it alone */
+                shared: boolean;
+                /** @description `config`, `role:<name>` or `user` */
+                source: string;
+                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                used: number | null;
+                window: string | null;
+            }[];
+            name: string;
+            /** @description One entry per counter the reset chose (a limit counted per route has one per route) */
+            results: {
+                /** @enum {string} */
+                backend: "durable-object" | "upstash";
+                /** @enum {string|null} */
+                error: "LIMITER_UNAVAILABLE" | null;
+                name: string;
+                /**
+                 * @description `reset`: the backend confirmed zero. `unavailable`: the backend failed or timed out; not confirmed (safe to repeat)
+                 * @enum {string}
+                 */
+                outcome: "reset" | "unavailable";
+                /** @description Set when the limit counts per route */
+                route: string | null;
+            }[];
+        };
+        SharedLimitStatus: {
+            group: string | null;
+            /** @description One counter, or one per route (usage under the configured limit) */
+            limits: {
+                algorithm: string;
+                /** @enum {string} */
+                backend: "durable-object" | "upstash";
+                by: string[];
+                dryRun: boolean;
+                /**
+                 * @description Set when this limit's backend could not be read (figures are then null)
+                 * @enum {string|null}
+                 */
+                error: "LIMITER_UNAVAILABLE" | null;
+                /** @enum {string} */
+                failMode: "open" | "closed";
+                /** @enum {string} */
+                kind: "rate" | "quota";
+                /** @description Effective limit for this user */
+                limit: number;
+                name: string;
+                period: string | null;
+                remaining: number | null;
+                resetAt: string | null;
+                /** @description Set when the limit counts per route */
+                route: string | null;
+                /** @description The group's or the route's counter; a user's reset leaves it alone */
+                shared: boolean;
+                /** @description `config`, `role:<name>` or `user` */
+                source: string;
+                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                used: number | null;
+                window: string | null;
+            }[];
+            name: string;
         };
         Usage: {
             /** @enum {string} */

@@ -111,27 +111,61 @@ export function registerLimits(program, { apiFor, globals }) {
       // answer), 503 none (a CliError from ok(), exit 6).
       const call = api.POST("/users/{id}/limits/reset", { params: { path: { id: user.id } }, body: names.length ? { names } : {} });
       const report = await ok(call);
-      const { response } = await call;
-      if (globals(cmd).json) printJson(report);
-      else if (!report.results.length) console.log(color.dim(`Nothing to reset: ${user.name} has no ${names.length ? "such" : "quota"} counters.`));
-      else
-        console.log(
-          table(
-            ["LIMIT", "ROUTE", "OUTCOME", "USED", "REMAINING"],
-            report.results.map((r) => {
-              const now = report.limits.find((l) => l.name === r.name && l.route === r.route);
-              return [r.name, r.route, r.outcome === "reset" ? color.green("reset") : color.red(`not reset (${r.error ?? "failed"})`), now?.used, now?.remaining];
-            }),
-          ),
-        );
-      const failed = report.results.filter((r) => r.outcome !== "reset");
-      if (failed.length) {
-        const which = failed.map((r) => (r.route ? `${r.name} (route ${r.route})` : r.name)).join(", ");
-        throw new CliError(`${failed.length} of ${report.results.length} limits not reset: the limiter backend of ${which} did not answer. Try again shortly.`, EXIT.PARTIAL, {
-          code: failed[0]?.error ?? undefined,
-          status: response.status,
-          requestId: response.headers.get("x-request-id") ?? undefined,
-        });
-      }
+      if (!globals(cmd).json && !report.results.length) return console.log(color.dim(`Nothing to reset: ${user.name} has no ${names.length ? "such" : "quota"} counters.`));
+      printReset(report, (await call).response, Boolean(globals(cmd).json));
     });
+  limits
+    .command("shared <name>")
+    .description("usage of a limit counted by group and/or route only (a group's quota, say)")
+    .option("--group <group>", "the group, for a limit counted per group")
+    .action(async (name, o, cmd) => {
+      const status = await ok(apiFor(cmd).GET("/limits/{name}/status", { params: { path: { name }, query: { group: o.group } } }));
+      if (globals(cmd).json) return printJson(status);
+      console.log(
+        table(
+          ["LIMIT", "ROUTE", "LIMIT/WINDOW", "USED", "REMAINING", "RESETS", "BACKEND"],
+          status.limits.map((l) => [l.name, l.route, `${l.limit}/${l.window ?? l.period ?? "?"}`, l.error ? color.red(l.error) : l.used, l.remaining === 0 ? color.red("0") : l.remaining, when(l.resetAt), l.backend]),
+        ),
+      );
+    });
+  limits
+    .command("reset-shared <name>")
+    .description("reset a limit counted by group and/or route only, for everyone it counts (a group's quota, say)")
+    .option("--group <group>", "the group, for a limit counted per group")
+    .action(async (name, o, cmd) => {
+      const call = apiFor(cmd).POST("/limits/{name}/reset", { params: { path: { name }, query: { group: o.group } } });
+      const report = await ok(call);
+      printReset(report, (await call).response, Boolean(globals(cmd).json));
+    });
+}
+
+/**
+ * A reset's report, one line per counter; exits 8 (done in part) when some were not reset. The
+ * gateway answers 200 all, 207 some (others' backends did not answer), 503 none (a CliError
+ * from ok(), exit 6).
+ * @param {{ results: { name: string; route: string | null; outcome: string; error: string | null }[]; limits: { name: string; route: string | null; used: number | null; remaining: number | null }[] }} report
+ * @param {Response} response
+ * @param {boolean} json
+ */
+function printReset(report, response, json) {
+  if (json) printJson(report);
+  else
+    console.log(
+      table(
+        ["LIMIT", "ROUTE", "OUTCOME", "USED", "REMAINING"],
+        report.results.map((r) => {
+          const now = report.limits.find((l) => l.name === r.name && l.route === r.route);
+          return [r.name, r.route, r.outcome === "reset" ? color.green("reset") : color.red(`not reset (${r.error ?? "failed"})`), now?.used, now?.remaining];
+        }),
+      ),
+    );
+  const failed = report.results.filter((r) => r.outcome !== "reset");
+  if (failed.length) {
+    const which = failed.map((r) => (r.route ? `${r.name} (route ${r.route})` : r.name)).join(", ");
+    throw new CliError(`${failed.length} of ${report.results.length} limits not reset: the limiter backend of ${which} did not answer. Try again shortly.`, EXIT.PARTIAL, {
+      code: failed[0]?.error ?? undefined,
+      status: response.status,
+      requestId: response.headers.get("x-request-id") ?? undefined,
+    });
+  }
 }

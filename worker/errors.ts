@@ -22,6 +22,7 @@ export const errorCatalog = {
   USER_NOT_FOUND: { status: 404, title: "Proxy user not found" },
   ROLE_NOT_FOUND: { status: 404, title: "Role not found" },
   KEY_NOT_FOUND: { status: 404, title: "Key not found" },
+  LIMIT_NOT_FOUND: { status: 404, title: "No limit has this name" },
   METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   CONFLICT: { status: 409, title: "Conflict" },
   SECRET_NOT_FOUND: { status: 404, title: "Secret not found" },

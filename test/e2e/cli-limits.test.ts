@@ -175,3 +175,37 @@ describe("portcullis limits list", () => {
     expect(json.find((d: any) => d.name === "api")).toMatchObject({ kind: "rate", limit: 3, perUser: true });
   });
 });
+
+describe("portcullis limits shared / reset-shared", () => {
+  beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
+  it("shows and resets a group's counter, which every member spends from", async () => {
+    const role = uniqueName("shared-role");
+    await cli(["roles", "create", role, "--permission", "echo:read"]);
+    const group = uniqueName("grp");
+    const [a, b] = [uniqueName("shared-a"), uniqueName("shared-b")];
+    for (const u of [a, b]) await cliJson(["users", "create", u, "--group", group, "--role", role]);
+    const [ka, kb] = [(await cli(["keys", "issue", a])).stdout.trim(), (await cli(["keys", "issue", b])).stdout.trim()];
+    // shared-do: 20 per group an hour (test/fixtures/gateway.test.config.ts).
+    for (let i = 0; i < 3; i++) expect((await proxy(`/shared-do/${a}-${i}`, ka)).status).toBe(200);
+    expect((await proxy(`/shared-do/${b}`, kb)).status).toBe(200);
+
+    const status = await cliJson(["limits", "shared", "shared-do", "--group", group]);
+    expect(status).toMatchObject({ name: "shared-do", group, limits: [{ name: "shared-do", limit: 20, shared: true }] });
+    expect(status.limits[0].used).toBeGreaterThanOrEqual(4); // leased tokens count as used
+    const table = await cli(["limits", "shared", "shared-do", "--group", group]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^LIMIT\s+ROUTE\s+LIMIT\/WINDOW\s+USED\s+REMAINING\s+RESETS\s+BACKEND$/m);
+    expect(table.stdout).toMatch(/^shared-do\s+—\s+20\/3600s\s+\d+\s+\d+\s+/m);
+
+    const reset = await cli(["limits", "reset-shared", "shared-do", "--group", group]);
+    expect(reset.code).toBe(0);
+    expect(reset.stdout).toMatch(/^shared-do\s+—\s+reset\s+0\s+20$/m);
+    expect((await cliJson(["limits", "shared", "shared-do", "--group", group])).limits[0].used).toBe(0);
+
+    // Without the group it names nothing: a validation error (exit 5), and nothing is reset.
+    const bad = await cli(["limits", "reset-shared", "shared-do"]);
+    expect(bad.code).toBe(5);
+    expect(bad.stderr).toContain("VALIDATION_FAILED");
+  });
+});

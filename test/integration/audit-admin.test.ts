@@ -39,6 +39,8 @@ describe("admin audit covers every mutation", () => {
 
     await step("PUT /users/{id}/limits", `/users/${user.id}/limits`, { limits: { api: { limit: 7 } } }, ["user.limits.set"]);
     await step("POST /users/{id}/limits/reset", `/users/${user.id}/limits/reset`, { names: ["monthly"] }, ["user.limits.reset"]);
+    // shared-do counts per group: the group's counter, reset as the limit's own.
+    await step("POST /limits/{name}/reset", `/limits/shared-do/reset?group=${group}`, undefined, ["limit.reset"]);
     await step("DELETE /users/{id}/limits", `/users/${user.id}/limits`, undefined, ["user.limits.clear"]);
     await step("PUT /roles/{id}/limits", `/roles/${role.id}/limits`, { limits: { api: { limit: 9 } } }, ["role.limits.set"]);
     await step("DELETE /roles/{id}/limits", `/roles/${role.id}/limits`, undefined, ["role.limits.clear"]);

@@ -206,6 +206,8 @@ describe("shared counters: the user's group's and the route's", () => {
       route("g-quota", [quota({ name: "g-quota", limit: 3, period: "month", by: ["group"] })]),
       route("rt-rate", [rateLimit({ name: "rt-rate", limit: 100, window: "1h", by: ["route"] })]),
       route("k-rate", [rateLimit({ name: "k-rate", limit: 100, window: "1h", by: ["key"] })]),
+      // A group quota on a Durable Object that never answers: given up after 300 ms.
+      route("g-stall", [quota({ name: "g-stall", limit: 3, period: "month", by: ["group"], durableObjectBinding: "LIMITER_STALLED", timeoutMs: 300 })]),
     ],
   });
   const reset = (userId: string, body: unknown = {}) =>
@@ -238,7 +240,7 @@ describe("shared counters: the user's group's and the route's", () => {
     expect(of(sb, "rt-rate").used).toBeGreaterThanOrEqual(1);
     expect(of(ss, "rt-rate")).toMatchObject({ shared: true, used: of(sb, "rt-rate").used });
     // Limits counted per key or client IP are still not listed.
-    expect(sb.map((l) => l.name).sort()).toEqual(["g-quota", "q-do", "rt-rate"]);
+    expect(sb.map((l) => l.name).sort()).toEqual(["g-quota", "g-stall", "q-do", "rt-rate"]);
 
     // Resetting one user must not reset the group's or the route's counter.
     await expectProblem(await reset(b.user.id, { names: ["g-quota"] }), 400, "VALIDATION_FAILED");
@@ -261,5 +263,49 @@ describe("shared counters: the user's group's and the route's", () => {
     expect(row("g-quota")).not.toContain("Reset usage of g-quota");
     expect(row("q-do")).not.toContain("(shared)");
     expect(row("q-do")).toContain("Reset usage of q-do");
+  });
+
+  it("an admin reads and resets a shared counter itself: a group's quota, a route's rate", async () => {
+    const group = unique("grp");
+    const a = await seedCaller({ permissions: ["echo:read"], group });
+    const b = await seedCaller({ permissions: ["echo:read"], group });
+    expect(await spend("g-quota", a.key, 2)).toEqual([200, 200]);
+    expect(await spend("g-quota", b.key, 2)).toEqual([200, 429]);
+    const get = async (path: string) => callShared(`/admin/v1${path}`, { headers: ADMIN });
+    const post = async (path: string) => callShared(`/admin/v1${path}`, { method: "POST", headers: ADMIN });
+
+    const status = await get(`/limits/g-quota/status?group=${group}`);
+    expect(status.status).toBe(200);
+    expect(await status.json()).toMatchObject({ name: "g-quota", group, limits: [{ name: "g-quota", route: null, used: 3, remaining: 0, limit: 3, source: "config", shared: true, error: null }] });
+
+    const res = await post(`/limits/g-quota/reset?group=${group}`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.results).toEqual([resultOf("g-quota", null, "durable-object", "reset")]);
+    expect(body.limits[0]).toMatchObject({ used: 0, remaining: 3 });
+    // Every member of the group is served again; the audit row names the limit and the group.
+    expect(await spend("g-quota", b.key, 1)).toEqual([200]);
+    const row = await env.DB.prepare("SELECT actor, target_type, after FROM admin_audit WHERE action = 'limit.reset' AND target_id = 'g-quota' ORDER BY created_at DESC, seq DESC LIMIT 1").first<{ actor: string; target_type: string; after: string }>();
+    expect(row).toMatchObject({ actor: "admin-token", target_type: "limit" });
+    expect(JSON.parse(row!.after)).toEqual({ group, reset: [{ name: "g-quota", route: null }] });
+
+    // A route's counter needs no group; its usage is everyone's on the route.
+    expect(await spend("rt-rate", a.key, 1)).toEqual([200]);
+    const route = (await (await get("/limits/rt-rate/status")).json()) as any;
+    expect(route).toMatchObject({ name: "rt-rate", group: null, limits: [{ route: "rt-rate", shared: true, source: "config" }] });
+    expect(route.limits[0].used).toBeGreaterThanOrEqual(1);
+    expect((await post("/limits/rt-rate/reset")).status).toBe(200);
+    expect(((await (await get("/limits/rt-rate/status")).json()) as any).limits[0].used).toBe(0);
+
+    // What is not a shared counter, or not named right, is refused and changes nothing.
+    await expectProblem(await get("/limits/g-quota/status"), 400, "VALIDATION_FAILED");
+    await expectProblem(await get(`/limits/rt-rate/status?group=${group}`), 400, "VALIDATION_FAILED");
+    await expectProblem(await get("/limits/q-do/status"), 400, "VALIDATION_FAILED");
+    await expectProblem(await post("/limits/k-rate/reset"), 400, "VALIDATION_FAILED");
+    await expectProblem(await get("/limits/nope/status"), 404, "LIMIT_NOT_FOUND");
+    // A backend that never answers: 503, nothing audited.
+    const stalled = await post(`/limits/g-stall/reset?group=${group}`);
+    await expectProblem(stalled, 503, "LIMITER_UNAVAILABLE");
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_audit WHERE action = 'limit.reset' AND target_id = 'g-stall'").first<{ n: number }>()).toEqual({ n: 0 });
   });
 });

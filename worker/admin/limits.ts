@@ -60,10 +60,7 @@ export function limitsRouter() {
   };
   const statusView = z.object(statusFields).openapi("UserLimitStatus");
 
-  const resetView = z
-    .object({
-      ...statusFields,
-      results: z
+  const resetResults = z
         .array(
           z.object({
             name: z.string(),
@@ -75,8 +72,9 @@ export function limitsRouter() {
             error: z.enum(["LIMITER_UNAVAILABLE"]).nullable(),
           }),
         )
-        .describe("One entry per counter the reset chose (a limit counted per route has one per route)"),
-    })
+        .describe("One entry per counter the reset chose (a limit counted per route has one per route)");
+  const resetView = z
+    .object({ ...statusFields, results: resetResults })
     .openapi("UserLimitReset", { description: "What the reset did to each chosen counter (`results`), and the user's usage afterwards (`limits`, as `…/limits/status`)" });
 
   const definitionsView = z
@@ -98,6 +96,19 @@ export function limitsRouter() {
       ),
     })
     .openapi("LimitDefinitions");
+
+  // A shared limit (counted by group and/or route only): its counters have no user.
+  const sharedParams = z.object({ name: z.string().regex(LIMIT_NAME).openapi({ param: { name: "name", in: "path" }, example: "partner-monthly" }) });
+  const sharedQuery = z.object({ group: z.string().min(1).max(100).optional().describe("The group, for a limit counted per group") });
+  const sharedFields = { name: z.string(), group: z.string().nullable(), limits: statusFields.limits.describe("One counter, or one per route (usage under the configured limit)") };
+  const sharedStatusView = z.object(sharedFields).openapi("SharedLimitStatus");
+  const sharedResetView = z.object({ ...sharedFields, results: resetResults }).openapi("SharedLimitReset");
+  const resetAnswers = (what: typeof resetView | typeof sharedResetView) => ({
+    200: json(what, "Every chosen counter was reset; usage after the reset"),
+    207: json(what, "Some counters were reset and some were not (`results[].outcome`); usage after the reset"),
+    ...problems(400, 404),
+    503: { description: "No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`)", content: { "application/problem+json": { schema: problemSchema() } } },
+  });
 
   const resetInput = z
     .strictObject({
@@ -162,12 +173,7 @@ export function limitsRouter() {
         description:
           "Each chosen counter is reset on its own, so one unreachable backend does not stop the others: `200` when every one was reset, `207` when some were and others' backends did not answer (`results` says which; repeat the call for those), `503 LIMITER_UNAVAILABLE` when none could be reset (nothing changed).",
         request: { params: userParams, body: { ...jsonBody(resetInput, "Which limits (send `{}` for all quotas)"), required: false } },
-        responses: {
-          200: json(resetView, "Every chosen counter was reset; usage after the reset"),
-          207: json(resetView, "Some counters were reset and some were not (`results[].outcome`); usage after the reset"),
-          ...problems(400, 404),
-          503: { description: "No chosen counter could be reset: their limiter backends did not answer (`LIMITER_UNAVAILABLE`, `Retry-After`)", content: { "application/problem+json": { schema: problemSchema() } } },
-        },
+        responses: resetAnswers(resetView),
       }),
       async (c) => {
         const { db } = c.var.services;
@@ -177,6 +183,37 @@ export function limitsRouter() {
         if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
         const status = await limits.userLimitStatus(db, c.var.gateway, c.env, id);
         return c.json({ ...status, results }, notReset.length ? 207 : 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/limits/{name}/status",
+        tags,
+        summary: "Usage of a shared limit (a group's, or a route's)",
+        description: "For a limit counted by group and/or route only: its counters' usage. Limits counted per user, key or client IP answer 400.",
+        request: { params: sharedParams, query: sharedQuery },
+        responses: { 200: json(sharedStatusView, "Usage per counter"), ...problems(400, 404) },
+      }),
+      async (c) => c.json(await limits.sharedLimitStatus(c.var.gateway, c.env, c.req.valid("param").name, c.req.valid("query").group), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/limits/{name}/reset",
+        tags,
+        summary: "Reset a shared limit (a group's quota, say)",
+        description: "Resets the counters of a limit counted by group and/or route only, each on its own: `200`, `207` or `503` as for a user's reset.",
+        request: { params: sharedParams, query: sharedQuery },
+        responses: resetAnswers(sharedResetView),
+      }),
+      async (c) => {
+        const { name } = c.req.valid("param");
+        const { group } = c.req.valid("query");
+        const { results } = await limits.resetSharedLimit(c.var.services.db, c.var.gateway, c.env, actorOf(c), name, group);
+        const notReset = results.filter((r) => r.outcome !== "reset");
+        if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
+        return c.json({ ...(await limits.sharedLimitStatus(c.var.gateway, c.env, name, group)), results }, notReset.length ? 207 : 200);
       },
     )
     .openapi(

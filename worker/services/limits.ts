@@ -184,8 +184,15 @@ export interface LimitStatus {
  * route — the user's own (`shared: false`) and those of the user's group or of a whole route
  * (`shared: true`). Limits counted by key or client IP are not the user's and not listed.
  */
-function userCounters(gateway: CompiledGateway, user: { id: string; group: string | null }) {
-  const out: { def: LimitDefinition; route: string | null; key: string; shared: boolean }[] = [];
+interface Counter {
+  def: LimitDefinition;
+  route: string | null;
+  key: string;
+  shared: boolean;
+}
+
+function userCounters(gateway: CompiledGateway, user: { id: string; group: string | null }): Counter[] {
+  const out: Counter[] = [];
   for (const { def, routes } of limitDefinitions(gateway)) {
     if (def.by.some((p) => p === "key" || p === "ip")) continue;
     const perRoute = def.by.includes("route");
@@ -198,38 +205,37 @@ function userCounters(gateway: CompiledGateway, user: { id: string; group: strin
   return out;
 }
 
+/** One counter's usage under `limit`. One unreachable backend must not hide the others: it is reported on its own line. */
+async function counterStatus({ def, route, key, shared }: Counter, env: Env, { limit, source }: { limit: number; source: LimitSource }, now: number): Promise<LimitStatus> {
+  const backend = backendFor(def, env);
+  const spec = specFor(def, limit, now);
+  const usage = await withinBudget(backend, def.timeoutMs, () => backend.usage(key, spec)).catch(() => null);
+  return {
+    name: def.name,
+    kind: def.kind,
+    algorithm: def.algorithm,
+    by: def.by,
+    route,
+    window: windowOf(def),
+    period: def.period ?? null,
+    limit,
+    source,
+    backend: backend.kind,
+    dryRun: def.dryRun,
+    failMode: def.failMode,
+    used: usage?.used ?? null,
+    remaining: usage?.remaining ?? null,
+    resetAt: usage ? new Date(now + usage.resetMs).toISOString() : null,
+    error: usage ? null : "LIMITER_UNAVAILABLE",
+    shared,
+  };
+}
+
 export async function userLimitStatus(db: Database, gateway: CompiledGateway, env: Env, userId: string): Promise<{ userId: string; limits: LimitStatus[] }> {
   const user = await findUser(db, userId);
   const overrides = await loadUserOverrides(db, userId);
   const now = Date.now();
-  const limits = await Promise.all(
-    userCounters(gateway, user).map(async ({ def, route, key, shared }) => {
-      const { limit, source } = effectiveLimit(overrides, def.name, def.limit);
-      const backend = backendFor(def, env);
-      const spec = specFor(def, limit, now);
-      // One unreachable backend must not hide the others: report it on its own line.
-      const usage = await withinBudget(backend, def.timeoutMs, () => backend.usage(key, spec)).catch(() => null);
-      return {
-        name: def.name,
-        kind: def.kind,
-        algorithm: def.algorithm,
-        by: def.by,
-        route,
-        window: windowOf(def),
-        period: def.period ?? null,
-        limit,
-        source,
-        backend: backend.kind,
-        dryRun: def.dryRun,
-        failMode: def.failMode,
-        used: usage?.used ?? null,
-        remaining: usage?.remaining ?? null,
-        resetAt: usage ? new Date(now + usage.resetMs).toISOString() : null,
-        error: usage ? null : "LIMITER_UNAVAILABLE",
-        shared,
-      } satisfies LimitStatus;
-    }),
-  );
+  const limits = await Promise.all(userCounters(gateway, user).map((c) => counterStatus(c, env, effectiveLimit(overrides, c.def.name, c.def.limit), now)));
   return { userId, limits };
 }
 
@@ -291,30 +297,83 @@ export async function resetUserLimits(
   }
   const overrides = await loadUserOverrides(db, userId);
   const now = Date.now();
-  const chosen = counters
-    .filter((c) => (names ? names.includes(c.def.name) : c.def.kind === "quota"))
-    .map((c) => ({ ...c, backend: backendFor(c.def, env), spec: specFor(c.def, effectiveLimit(overrides, c.def.name, c.def.limit).limit, now) }));
-  const results = await Promise.all(
+  const chosen = counters.filter((c) => (names ? names.includes(c.def.name) : c.def.kind === "quota"));
+  const results = await resetCounters(chosen, env, (def) => effectiveLimit(overrides, def.name, def.limit).limit, now, { userId });
+  const after = resetAuditAfter(results);
+  if (after) await db.batch([adminAuditInsert(db, who, { action: "user.limits.reset", targetType: "user", targetId: userId, after }, new Date(now))]);
+  return { userId, results };
+}
+
+/**
+ * Resets `counters`, each on its own (see resetUserLimits). Every backend is looked up first, so
+ * a configuration error fails the call before anything changes. `whose` goes into the log line of
+ * a counter whose backend did not answer.
+ */
+async function resetCounters(counters: Counter[], env: Env, limitOf: (def: LimitDefinition) => number, now: number, whose: Record<string, string>): Promise<LimitResetResult[]> {
+  const chosen = counters.map((c) => ({ ...c, backend: backendFor(c.def, env), spec: specFor(c.def, limitOf(c.def), now) }));
+  return Promise.all(
     chosen.map(async ({ def, route, key, backend, spec }): Promise<LimitResetResult> => {
       const result = { name: def.name, route, backend: backend.kind };
       try {
         await withinBudget(backend, def.timeoutMs, () => backend.reset(key, spec));
       } catch (err) {
         // Down, slow or broken: this counter's outcome, never the whole call's.
-        console.error(JSON.stringify({ level: "warn", msg: "limit reset failed", userId, limit: def.name, route, backend: backend.kind, error: String(err) }));
+        console.error(JSON.stringify({ level: "warn", msg: "limit reset failed", ...whose, limit: def.name, route, backend: backend.kind, error: String(err) }));
         return { ...result, outcome: "unavailable", error: "LIMITER_UNAVAILABLE" };
       }
       isolateLeaseBook.forget(`${backend.kind}|${key}|${stateSlot(spec)}`);
       return { ...result, outcome: "reset", error: null };
     }),
   );
+}
+
+/** The audit row's `after` for a reset: what was reset and what was not; null when nothing was (no row then). */
+function resetAuditAfter(results: LimitResetResult[]): Record<string, unknown> | null {
   const reset = results.filter((r) => r.outcome === "reset");
   const unavailable = results.filter((r) => r.outcome !== "reset");
-  if (reset.length || !results.length) {
-    const after = { reset: reset.map(({ name, route }) => ({ name, route })), ...(unavailable.length ? { unavailable: unavailable.map(({ name, route }) => ({ name, route })) } : {}) };
-    await db.batch([adminAuditInsert(db, who, { action: "user.limits.reset", targetType: "user", targetId: userId, after }, new Date(now))]);
+  if (!reset.length && results.length) return null;
+  return { reset: reset.map(({ name, route }) => ({ name, route })), ...(unavailable.length ? { unavailable: unavailable.map(({ name, route }) => ({ name, route })) } : {}) };
+}
+
+/**
+ * The counters of a shared limit — counted by group and/or route only, so no user owns them: the
+ * group's (name it), one per route when the limit counts by route. Limits counted per user, key
+ * or client IP are refused (a user's are under `/users/{id}/limits`).
+ */
+function sharedCounters(gateway: CompiledGateway, name: string, group: string | undefined): Counter[] {
+  const entry = limitDefinitions(gateway).find((d) => d.def.name === name);
+  if (!entry) throw new GatewayError("LIMIT_NOT_FOUND", `No rate-limit or quota plugin is named "${name}".`);
+  const { def, routes } = entry;
+  const own = def.by.filter((p) => p === "user" || p === "key" || p === "ip");
+  if (own.length) throw new GatewayError("VALIDATION_FAILED", `"${name}" is counted per ${own.join(" + ")}, not shared; a user's counters are under /users/{id}/limits.`);
+  const byGroup = def.by.includes("group");
+  if (byGroup !== (group !== undefined)) {
+    throw new GatewayError("VALIDATION_FAILED", byGroup ? `"${name}" is counted per group: name one (?group=).` : `"${name}" is not counted per group.`, { errors: [{ path: "group", message: byGroup ? "required" : "not allowed" }] });
   }
-  return { userId, results };
+  const perRoute = def.by.includes("route");
+  return (perRoute ? routes : [routes[0]!]).map((route) => ({
+    def,
+    route: perRoute ? route : null,
+    key: subjectKey(def, { userId: undefined, keyId: undefined, group, clientIp: undefined, route }),
+    shared: true,
+  }));
+}
+
+/** Usage of a shared limit's counters, under the configured limit (overrides are per user and role). */
+export async function sharedLimitStatus(gateway: CompiledGateway, env: Env, name: string, group: string | undefined): Promise<{ name: string; group: string | null; limits: LimitStatus[] }> {
+  const now = Date.now();
+  const limits = await Promise.all(sharedCounters(gateway, name, group).map((c) => counterStatus(c, env, { limit: c.def.limit, source: "config" }, now)));
+  return { name, group: group ?? null, limits };
+}
+
+/** Resets a shared limit's counters (a group's quota, say), each on its own; audited as `limit.reset`. */
+export async function resetSharedLimit(db: Database, gateway: CompiledGateway, env: Env, who: AdminActor, name: string, group: string | undefined): Promise<{ name: string; group: string | null; results: LimitResetResult[] }> {
+  const counters = sharedCounters(gateway, name, group);
+  const now = Date.now();
+  const results = await resetCounters(counters, env, (def) => def.limit, now, { limitName: name, ...(group ? { group } : {}) });
+  const after = resetAuditAfter(results);
+  if (after) await db.batch([adminAuditInsert(db, who, { action: "limit.reset", targetType: "limit", targetId: name, after: { ...(group ? { group } : {}), ...after } }, new Date(now))]);
+  return { name, group: group ?? null, results };
 }
 
 /** One limit on a user's page: its default, the overrides that apply, the result and the user's counters. */
