@@ -256,13 +256,26 @@ describe("shared counters: the user's group's and the route's", () => {
     expect(of(await status(solo.user.id), "g-quota")).toMatchObject({ shared: false, used: 0 });
 
     // The dashboard marks the shared row and offers no reset on it.
-    const { cookie } = await signIn();
+    const { cookie, csrf } = await signIn();
     const html = await (await callShared(`/admin/ui/users/${b.user.id}`, { headers: { cookie } })).text();
     const row = (name: string) => html.match(new RegExp(`<tr data-limit="${name}">[\\s\\S]*?</tr>`))?.[0] ?? "";
     expect(row("g-quota")).toContain("(shared)");
     expect(row("g-quota")).not.toContain("Reset usage of g-quota");
     expect(row("q-do")).not.toContain("(shared)");
     expect(row("q-do")).toContain("Reset usage of q-do");
+    // It offers the group's reset instead, for the user's own group (the form cannot name another).
+    expect(row("g-quota")).toContain(`Reset g-quota to zero for everyone in group ${group}?`);
+    const done = await callShared(`/admin/ui/users/${b.user.id}/limits/shared-reset`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN, cookie },
+      body: new URLSearchParams({ name: "g-quota", group: "someone-elses", _csrf: csrf }),
+    });
+    expect(done.status).toBe(303);
+    expect(done.headers.get("location")).toBe(`/admin/ui/users/${b.user.id}?notice=limits-reset&reset=g-quota#limits`);
+    expect(of(await status(a.user.id), "g-quota")).toMatchObject({ shared: true, used: 0 });
+    const uiRow = await env.DB.prepare("SELECT actor, after FROM admin_audit WHERE action = 'limit.reset' AND target_id = 'g-quota' ORDER BY created_at DESC, seq DESC LIMIT 1").first<{ actor: string; after: string }>();
+    expect(uiRow?.actor).toBe("admin-ui");
+    expect(JSON.parse(uiRow!.after).group).toBe(group);
   });
 
   it("an admin reads and resets a shared counter itself: a group's quota, a route's rate", async () => {

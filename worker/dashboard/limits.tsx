@@ -4,7 +4,7 @@ import { overridesInput } from "../admin/limits";
 import { GatewayError } from "../errors";
 import * as limits from "../services/limits";
 import type { UserLimitOverview } from "../services/limits";
-import type { UserView } from "../services/users";
+import { findUser, type UserView } from "../services/users";
 import { formAction, formOf, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
 import { BASE, Csrf, PostButton, when } from "./layout";
 import { renderUser, userSections } from "./users";
@@ -177,6 +177,17 @@ const LimitsTable = ({ user, rows, csrf }: { user: UserView; rows: UserLimitOver
                   ariaLabel={`Reset usage of ${l.name}`}
                   confirm={`Reset ${user.name}'s usage of ${l.name} to zero?`}
                 />
+              ) : s?.shared && i === 0 ? (
+                // Everyone's counter: reset as the limit's own, for the user's group (or the route).
+                <PostButton
+                  action={`${userHref(user.id)}/limits/shared-reset`}
+                  csrf={csrf}
+                  fields={{ name: l.name }}
+                  label="Reset for all"
+                  class="small danger"
+                  ariaLabel={`Reset the shared usage of ${l.name}`}
+                  confirm={`Reset ${l.name} to zero for everyone ${l.by.includes("group") ? `in group ${user.group}` : "on its route"}?`}
+                />
               ) : null}
             </td>
           </tr>
@@ -235,17 +246,38 @@ limitsPages.post("/users/:id/limits/delete", async (c) => {
   });
 });
 
+/**
+ * The user's page after a reset. Each counter's outcome travels in the redirect (names only), so
+ * the page can say what was reset and what was not; an unreachable limiter is an operational fact
+ * to show, not a crash.
+ */
+function resetNotice(id: string, results: limits.LimitResetResult[]): string {
+  const q = new URLSearchParams({ notice: "limits-reset" });
+  for (const r of results) q.append(r.outcome === "reset" ? "reset" : "unavailable", limits.counterLabel(r));
+  return `${userHref(id)}?${q}#limits`;
+}
+
+// A shared counter from a member's page: the group is the user's own, never taken from the form.
+limitsPages.post("/users/:id/limits/shared-reset", async (c) => {
+  const id = c.req.param("id");
+  const name = str((await formOf(c)).name);
+  try {
+    const user = await findUser(c.var.services.db, id);
+    const byGroup = limits.listLimitDefinitions(c.var.gateway).find((d) => d.name === name)?.by.includes("group");
+    const { results } = await limits.resetSharedLimit(c.var.services.db, c.var.gateway, c.env, uiActor(c), name, byGroup ? (user.group ?? undefined) : undefined);
+    return c.redirect(resetNotice(id, results), 303);
+  } catch (err) {
+    return formAction(c, userHref(id), () => Promise.reject(err));
+  }
+});
+
 limitsPages.post("/users/:id/limits/reset", async (c) => {
   const id = c.req.param("id");
   const f = await formOf(c);
   const names = typeof f.names === "string" ? [str(f.names)] : Array.isArray(f.names) ? f.names.map((n) => n.trim()) : [];
   try {
     const { results } = await limits.resetUserLimits(c.var.services.db, c.var.gateway, c.env, uiActor(c), id, names.length ? names : undefined);
-    // Each counter's outcome travels in the redirect (names only), so the page can say what was
-    // reset and what was not; an unreachable limiter is an operational fact to show, not a crash.
-    const q = new URLSearchParams({ notice: "limits-reset" });
-    for (const r of results) q.append(r.outcome === "reset" ? "reset" : "unavailable", limits.counterLabel(r));
-    return c.redirect(`${userHref(id)}?${q}#limits`, 303);
+    return c.redirect(resetNotice(id, results), 303);
   } catch (err) {
     return formAction(c, userHref(id), () => Promise.reject(err));
   }
