@@ -179,11 +179,7 @@ export interface LimitStatus {
   shared: boolean;
 }
 
-/**
- * The counters a user's requests spend from: every configured limit counted by user, group and/or
- * route — the user's own (`shared: false`) and those of the user's group or of a whole route
- * (`shared: true`). Limits counted by key or client IP are not the user's and not listed.
- */
+/** One counter of a limit: its subject key in the backend, its route when the limit counts per route. */
 interface Counter {
   def: LimitDefinition;
   route: string | null;
@@ -191,6 +187,11 @@ interface Counter {
   shared: boolean;
 }
 
+/**
+ * The counters a user's requests spend from: every configured limit counted by user, group and/or
+ * route — the user's own (`shared: false`) and those of the user's group or of a whole route
+ * (`shared: true`). Limits counted by key or client IP are not the user's and not listed.
+ */
 function userCounters(gateway: CompiledGateway, user: { id: string; group: string | null }): Counter[] {
   const out: Counter[] = [];
   for (const { def, routes } of limitDefinitions(gateway)) {
