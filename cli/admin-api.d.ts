@@ -3189,7 +3189,7 @@ export interface components {
                 bucket: string;
                 bytesIn: number;
                 bytesOut: number;
-                /** @description `allowed`, or `<decidedBy>:<code>` → count */
+                /** @description `allowed`, `allowed:fail-open` (let through while a limit's backend was down), or `<decidedBy>:<code>` → count */
                 decisions: {
                     [key: string]: number;
                 };

@@ -65,5 +65,13 @@ describe("fail-mode events are counted across isolates: the audit trail's limitO
     expect(await paths("limitOutcome=refused")).toEqual(["r3"]);
     expect(await paths("limitOutcome=fail-open&decision=refused")).toEqual([]);
     await expectProblem(await admin("GET", "/audit/requests?limitOutcome=open"), 400, "VALIDATION_FAILED");
+
+    // The usage rollups count fail-open admissions apart from the others, per bucket.
+    const from = new Date(Date.now() - 86_400_000).toISOString();
+    const usage = await json(await admin("GET", `/usage?by=user&value=${user.id}&granularity=day&from=${from}`));
+    const decisions: Record<string, number> = {};
+    for (const b of usage.data) for (const [k, v] of Object.entries(b.decisions as Record<string, number>)) decisions[k] = (decisions[k] ?? 0) + v;
+    expect(decisions).toMatchObject({ "allowed:fail-open": 2, allowed: 4 });
+    expect(Object.values(decisions).reduce((a, b) => a + b, 0)).toBe(8);
   });
 });

@@ -138,7 +138,7 @@ export function auditRouter() {
           bucket: z.string().describe("Bucket start (UTC)"),
           requests: z.number().int(),
           status: z.object({ "1xx": z.number(), "2xx": z.number(), "3xx": z.number(), "4xx": z.number(), "5xx": z.number() }),
-          decisions: z.record(z.string(), z.number()).describe("`allowed`, or `<decidedBy>:<code>` → count"),
+          decisions: z.record(z.string(), z.number()).describe("`allowed`, `allowed:fail-open` (let through while a limit's backend was down), or `<decidedBy>:<code>` → count"),
           latencyMs: z.object({ avg: z.number().nullable(), p50: z.number().nullable(), p90: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
           bytesIn: z.number(),
           bytesOut: z.number(),

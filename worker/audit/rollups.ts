@@ -20,9 +20,13 @@ export function latencyBucket(ms: number): number {
   return LATENCY_BUCKETS_MS.length - 1;
 }
 
-/** The rollup `decision` of an event: `allowed`, or who refused and with which code. */
-export const rollupDecision = (e: Pick<RequestEvent, "decision" | "decidedBy" | "code">) =>
-  e.decision === "allowed" ? "allowed" : `${e.decidedBy ?? "gateway"}:${e.code ?? "-"}`;
+/**
+ * The rollup `decision` of an event: `allowed`; `allowed:fail-open` when a limit let it through
+ * only because its backend was down (so a limiter outage shows, and is counted, per bucket); or
+ * who refused and with which code.
+ */
+export const rollupDecision = (e: Pick<RequestEvent, "decision" | "decidedBy" | "code" | "limitState">) =>
+  e.decision === "allowed" ? (e.limitState?.includes('"outcome":"fail-open"') ? "allowed:fail-open" : "allowed") : `${e.decidedBy ?? "gateway"}:${e.code ?? "-"}`;
 
 function dimValue(e: RequestEvent, dim: Dimension): string {
   if (dim === "all") return "*";
