@@ -179,10 +179,8 @@ export function limitsRouter() {
         const { db } = c.var.services;
         const id = c.req.valid("param").id;
         const { results } = await limits.resetUserLimits(db, c.var.gateway, c.env, actorOf(c), id, c.req.valid("json")?.names);
-        const notReset = results.filter((r) => r.outcome !== "reset");
-        if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
-        const status = await limits.userLimitStatus(db, c.var.gateway, c.env, id);
-        return c.json({ ...status, results }, notReset.length ? 207 : 200);
+        const code = limits.resetAnswerCode(results);
+        return c.json({ ...(await limits.userLimitStatus(db, c.var.gateway, c.env, id)), results }, code);
       },
     )
     .openapi(
@@ -211,9 +209,8 @@ export function limitsRouter() {
         const { name } = c.req.valid("param");
         const { group } = c.req.valid("query");
         const { results } = await limits.resetSharedLimit(c.var.services.db, c.var.gateway, c.env, actorOf(c), name, group);
-        const notReset = results.filter((r) => r.outcome !== "reset");
-        if (notReset.length && notReset.length === results.length) throw limits.nothingResetError(results);
-        return c.json({ ...(await limits.sharedLimitStatus(c.var.gateway, c.env, name, group)), results }, notReset.length ? 207 : 200);
+        const code = limits.resetAnswerCode(results);
+        return c.json({ ...(await limits.sharedLimitStatus(c.var.gateway, c.env, name, group)), results }, code);
       },
     )
     .openapi(

@@ -264,6 +264,13 @@ export function nothingResetError(results: LimitResetResult[]): GatewayError {
   return new GatewayError("LIMITER_UNAVAILABLE", `No limit was reset: the limiter backend of ${which} did not answer. Try again shortly.`, { headers: { "retry-after": "1" } });
 }
 
+/** A reset's answer: 200 when every counter was reset, 207 when some were; none → the 503 problem (nothing changed). */
+export function resetAnswerCode(results: LimitResetResult[]): 200 | 207 {
+  const notReset = results.filter((r) => r.outcome !== "reset").length;
+  if (notReset && notReset === results.length) throw nothingResetError(results);
+  return notReset ? 207 : 200;
+}
+
 /**
  * Resets a user's counters (by default its quotas; `names` picks limits, rate or quota), each on
  * its own: one unreachable backend does not stop the others, and the report says per counter
