@@ -1669,10 +1669,18 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Re-encrypt the store under a new SECRETS_KEY */
+        /**
+         * Re-encrypt the store under a new SECRETS_KEY, a page at a time
+         * @description Re-encrypts the page's secrets still sealed with SECRETS_KEY_PREVIOUS; follow `nextCursor` until it is null. Paged so that each call stays within D1's queries per Worker invocation.
+         */
         post: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description `nextCursor` from the previous page */
+                    cursor?: string;
+                    /** @description Secrets per call (1–100) */
+                    limit?: number;
+                };
                 header?: never;
                 path?: never;
                 cookie?: never;
@@ -1686,6 +1694,15 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["OriginSecretRekey"];
+                    };
+                };
+                /** @description Invalid input (`VALIDATION_FAILED`, `BAD_REQUEST`) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
                 /** @description Missing or wrong admin token (`ADMIN_UNAUTHORIZED`) */
@@ -2877,7 +2894,10 @@ export interface components {
         };
         OriginSecretRekey: {
             alreadyCurrent: number;
+            /** @description Pass as `cursor` to rekey the next page; null on the last */
+            nextCursor: string | null;
             rekeyed: number;
+            /** @description Secrets this page examined */
             total: number;
             /** @description Neither key opens these */
             undecryptable: components["schemas"]["OriginSecret"][];

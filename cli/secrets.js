@@ -90,10 +90,27 @@ export function registerSecrets(program, { apiFor, globals }) {
     });
   secrets
     .command("rekey")
-    .description("re-encrypt every secret still sealed with SECRETS_KEY_PREVIOUS under SECRETS_KEY (the second step of rotating the store's key)")
-    .action(async (_o, cmd) => {
+    .description("re-encrypt every secret still sealed with SECRETS_KEY_PREVIOUS under SECRETS_KEY (the second step of rotating the store's key), a page per call until the store is done")
+    .option("--page-size <n>", "secrets per admin API call (1-100; the gateway's default keeps a call within D1's per-invocation query limit)")
+    .action(async (o, cmd) => {
       const api = apiFor(cmd);
-      const r = await ok(api.POST("/secrets/rekey", {}));
+      const limit = o.pageSize === undefined ? undefined : Number(o.pageSize);
+      if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 100)) throw usageError("--page-size must be a whole number from 1 to 100.");
+      // Every page, summed: the operator needs the store's answer, not one page's.
+      /** @type {{ total: number, rekeyed: number, alreadyCurrent: number, undecryptable: import("./client.js").Schemas["OriginSecret"][], pages: number }} */
+      const r = { total: 0, rekeyed: 0, alreadyCurrent: 0, undecryptable: [], pages: 0 };
+      /** @type {string | undefined} */
+      let cursor;
+      do {
+        /** @type {import("./client.js").Schemas["OriginSecretRekey"]} */
+        const p = await ok(api.POST("/secrets/rekey", { params: { query: { limit, cursor } } }));
+        r.total += p.total;
+        r.rekeyed += p.rekeyed;
+        r.alreadyCurrent += p.alreadyCurrent;
+        r.undecryptable.push(...p.undecryptable);
+        r.pages++;
+        cursor = p.nextCursor ?? undefined;
+      } while (cursor);
       if (globals(cmd).json) return printJson(r);
       console.log(`${color.green("Re-encrypted")} ${r.rekeyed} of ${r.total} secret(s); ${r.alreadyCurrent} already under SECRETS_KEY.`);
       if (r.undecryptable.length) {

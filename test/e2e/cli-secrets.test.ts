@@ -51,6 +51,18 @@ describe("portcullis secrets", () => {
     expect(json.total).toBeGreaterThanOrEqual(1);
     expect(json.alreadyCurrent).toBe(json.total);
     expect(human.stdout + JSON.stringify(json)).not.toContain(value);
+    // The gateway rekeys a page per call; the CLI follows the pages to the end and sums them.
+    const second = `${name}_2`;
+    expect((await cli(["secrets", "set", second], { input: value })).code).toBe(0);
+    const paged = await cliJson(["secrets", "rekey", "--page-size", "1"]);
+    expect(paged.total).toBeGreaterThanOrEqual(2);
+    expect(paged.pages).toBe(paged.total);
+    expect(paged.alreadyCurrent).toBe(paged.total);
+    expect((await cliJson(["secrets", "rekey"])).total).toBe(paged.total);
+    const bad = await cli(["secrets", "rekey", "--page-size", "0"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--page-size");
+    expect((await cli(["secrets", "delete", second, "--yes"])).code).toBe(0);
     expect((await cli(["secrets", "delete", name, "--yes"])).code).toBe(0);
   });
 });

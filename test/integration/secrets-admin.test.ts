@@ -2,8 +2,10 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import { describe, expect, it, vi } from "vitest";
 import { createApp } from "../../worker/app";
 import { createDb } from "../../worker/db";
+import { encodeCursor } from "../../worker/services/pagination";
 import { putSecret, resolveSecret } from "../../worker/services/secrets";
 import gateway from "../fixtures/gateway.test.config";
+import { ORIGIN, signIn, UI } from "../dashboard-helpers";
 import { ADMIN, admin, adminDoc, expectProblem, gw, json, seedCaller, unique } from "../helpers";
 
 const name = () => unique("TOKEN").replace(/[^A-Za-z0-9_.-]/g, "_");
@@ -118,13 +120,46 @@ describe("rotating SECRETS_KEY", () => {
   const randomKey = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
   const rotatedGateway = createApp(gateway);
 
-  /** The admin API of a gateway whose bindings are mid-rotation: SECRETS_KEY new, SECRETS_KEY_PREVIOUS old. */
-  async function rekeyWith(previous: string | undefined, bindings: Partial<typeof env> = {}) {
+  /** One rekey call to the admin API of a gateway whose bindings are mid-rotation: SECRETS_KEY new, SECRETS_KEY_PREVIOUS old. */
+  async function rekeyPage(previous: string | undefined, query = "", bindings: Partial<typeof env> = {}) {
     const ctx = createExecutionContext();
-    const res = await rotatedGateway.fetch(new Request("https://gateway.test/admin/v1/secrets/rekey", { method: "POST", headers: ADMIN }), { ...env, ...bindings, SECRETS_KEY_PREVIOUS: previous }, ctx);
+    const res = await rotatedGateway.fetch(new Request(`https://gateway.test/admin/v1/secrets/rekey${query}`, { method: "POST", headers: ADMIN }), { ...env, ...bindings, SECRETS_KEY_PREVIOUS: previous }, ctx);
     const text = await res.text();
     await waitOnExecutionContext(ctx);
-    return { status: res.status, text, body: JSON.parse(text) };
+    return { status: res.status, text, body: JSON.parse(text), requestId: res.headers.get("x-request-id")! };
+  }
+
+  /** A whole pass over the store, following nextCursor as the CLI does: every page, and their sums. */
+  async function rekeyWith(previous: string | undefined, bindings: Partial<typeof env> = {}, limit?: number) {
+    const pages: Array<Awaited<ReturnType<typeof rekeyPage>>> = [];
+    let cursor: string | null = null;
+    do {
+      const q = new URLSearchParams();
+      if (limit) q.set("limit", String(limit));
+      if (cursor) q.set("cursor", cursor);
+      const p = await rekeyPage(previous, q.size ? `?${q}` : "", bindings);
+      expect(p.status).toBe(200);
+      pages.push(p);
+      cursor = p.body.nextCursor;
+    } while (cursor);
+    const sum = (k: "total" | "rekeyed" | "alreadyCurrent") => pages.reduce((n, p) => n + p.body[k], 0);
+    return {
+      status: 200,
+      pages,
+      text: pages.map((p) => p.text).join("\n"),
+      body: { total: sum("total"), rekeyed: sum("rekeyed"), alreadyCurrent: sum("alreadyCurrent"), undecryptable: pages.flatMap((p) => p.body.undecryptable) },
+    };
+  }
+
+  /** The `secret.rekey` audit rows the pages wrote, in page order. */
+  async function rekeyAudit(pages: Array<{ requestId: string }>) {
+    const rows = [];
+    for (const p of pages) {
+      const { results } = await env.DB.prepare("SELECT action, after FROM admin_audit WHERE request_id = ?").bind(p.requestId).all<{ action: string; after: string }>();
+      expect(results).toHaveLength(1);
+      rows.push({ action: results[0]!.action, after: JSON.parse(results[0]!.after) });
+    }
+    return rows;
   }
 
   it("old-key secrets are served during the rotation, the rekey moves them to the new key (same values and versions), and a key neither opens is reported", async () => {
@@ -142,14 +177,14 @@ describe("rotating SECRETS_KEY", () => {
 
     // Mid-rotation: the new key alone does not open them; with the old one as SECRETS_KEY_PREVIOUS it does.
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    let first: Awaited<ReturnType<typeof rekeyWith>>;
     try {
       await expect(resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, a, {})).rejects.toMatchObject({ code: "GATEWAY_MISCONFIGURED" });
       const rotating = { SECRETS_KEY: env.SECRETS_KEY, SECRETS_KEY_PREVIOUS: oldKey, SECRET_CACHE_TTL_SECONDS: 0 };
       expect(await resolveSecret(db, rotating, a, {})).toBe(values.a);
       expect(await resolveSecret(db, rotating, b, { group })).toBe(values.b);
 
-      const first = await rekeyWith(oldKey);
-      expect(first.status).toBe(200);
+      first = await rekeyWith(oldKey);
       // Only this test seals rows with oldKey, so exactly its two rows move; other files' rows are already current.
       expect(first.body.rekeyed).toBe(2);
       expect(first.body.total).toBe(first.body.rekeyed + first.body.alreadyCurrent + first.body.undecryptable.length);
@@ -178,14 +213,103 @@ describe("rotating SECRETS_KEY", () => {
     const second = await rekeyWith(oldKey);
     expect(second.body.rekeyed).toBe(0);
 
-    // Each call left one admin audit row with the counts and the stray secret's name, no values.
-    const audit = (await env.DB.prepare("SELECT action, after FROM admin_audit WHERE action = 'secret.rekey' ORDER BY seq DESC LIMIT 2").all()).results as Array<{ action: string; after: string }>;
-    expect(audit).toHaveLength(2);
-    expect(JSON.parse(audit[1]!.after)).toMatchObject({ rekeyed: 2, undecryptable: expect.arrayContaining([stray]) });
-    expect(JSON.parse(audit[0]!.after)).toMatchObject({ rekeyed: 0 });
-    for (const leak of [...Object.values(values), oldKey, strayKey]) expect(JSON.stringify(audit)).not.toContain(leak);
+    // Each page left one admin audit row with its counts and the stray secret's name, no values.
+    const firstAudit = await rekeyAudit(first.pages);
+    const secondAudit = await rekeyAudit(second.pages);
+    expect(firstAudit.every((r) => r.action === "secret.rekey")).toBe(true);
+    expect(firstAudit.reduce((n, r) => n + r.after.rekeyed, 0)).toBe(2);
+    expect(firstAudit.flatMap((r) => r.after.undecryptable)).toContain(stray);
+    expect(secondAudit.reduce((n, r) => n + r.after.rekeyed, 0)).toBe(0);
+    for (const leak of [...Object.values(values), oldKey, strayKey]) expect(JSON.stringify([firstAudit, secondAudit])).not.toContain(leak);
 
     await env.DB.prepare("DELETE FROM origin_secrets WHERE name = ?").bind(stray).run();
+  });
+
+  it("a call rekeys one page: at most `limit` secrets, in id order; following nextCursor covers the store once; bad paging is a 400 that writes nothing", async () => {
+    const db = createDb(env.DB);
+    const who = { actor: "test", requestId: "req_test" };
+    const oldKey = randomKey();
+    const names = Array.from({ length: 5 }, name);
+    for (const n of names) await putSecret(db, { SECRETS_KEY: oldKey }, who, n, { value: `v-${n}` });
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    const pass = await rekeyWith(oldKey, {}, 2).finally(() => errors.mockRestore());
+    // Every page but the last is full and names the next; the last says there is none.
+    expect(pass.pages.length).toBeGreaterThanOrEqual(3);
+    for (const p of pass.pages.slice(0, -1)) expect(p.body).toMatchObject({ total: 2, nextCursor: expect.any(String) });
+    expect(pass.pages.at(-1)!.body.total).toBeLessThanOrEqual(2);
+    expect(pass.pages.at(-1)!.body.nextCursor).toBeNull();
+    // Exactly this test's five rows were under oldKey, each rekeyed once across the pages.
+    expect(pass.body.rekeyed).toBe(5);
+    for (const n of names) expect(await resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).toBe(`v-${n}`);
+    // One audit row per page, covering consecutive id ranges in order.
+    const audit = await rekeyAudit(pass.pages);
+    expect(audit.map((r) => r.after.more)).toEqual([...pass.pages.slice(0, -1).map(() => true), false]);
+    const ranges = audit.filter((r) => r.after.first).map((r) => [r.after.first, r.after.last] as [string, string]);
+    for (let i = 1; i < ranges.length; i++) expect(ranges[i]![0] > ranges[i - 1]![1]).toBe(true);
+
+    for (const q of ["?limit=0", "?limit=101", "?limit=two", "?cursor=not-a-cursor!"]) {
+      const bad = await rekeyPage(oldKey, q);
+      expect(bad.status, q).toBe(400);
+      expect(bad.body).toMatchObject({ code: "VALIDATION_FAILED", requestId: bad.requestId });
+      const n = await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_audit WHERE request_id = ?").bind(bad.requestId).first<{ n: number }>();
+      expect(n?.n, q).toBe(0);
+    }
+  });
+
+  it("the dashboard offers the rekey while SECRETS_KEY_PREVIOUS is set, one page per click, with a button for the next page", async () => {
+    const db = createDb(env.DB);
+    const oldKey = randomKey();
+    const n = name();
+    const value = `dash-rekey-${crypto.randomUUID()}`;
+    await putSecret(db, { SECRETS_KEY: oldKey }, { actor: "test", requestId: "req_test" }, n, { value });
+    const { cookie, csrf } = await signIn();
+    const ui = async (path: string, init: RequestInit = {}, previous: string | null = oldKey) => {
+      const ctx = createExecutionContext();
+      const res = await rotatedGateway.fetch(new Request(`${UI}${path}`, { redirect: "manual", ...init, headers: { cookie, origin: ORIGIN, ...init.headers } }), { ...env, SECRETS_KEY_PREVIOUS: previous ?? undefined }, ctx);
+      const text = await res.text();
+      await waitOnExecutionContext(ctx);
+      return { res, text };
+    };
+    // No rotation under way: no button.
+    expect((await ui("/secrets", {}, null)).text).not.toContain("Re-encrypt");
+    const start = await ui("/secrets");
+    expect(start.text).toContain('action="/admin/ui/secrets/rekey"');
+    expect(start.text).toContain("Re-encrypt from the start");
+
+    // Click through every page; the store is done when a page names no next one.
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    let cursor: string | undefined;
+    let clicks = 0;
+    let pageHtml = "";
+    const posts: Array<{ requestId: string }> = [];
+    try {
+      do {
+        const form = new URLSearchParams({ _csrf: csrf, ...(cursor ? { cursor } : {}) });
+        const posted = await ui("/secrets/rekey", { method: "POST", body: form, headers: { "content-type": "application/x-www-form-urlencoded" } });
+        expect(posted.res.status).toBe(303);
+        posts.push({ requestId: posted.res.headers.get("x-request-id")! });
+        const to = new URL(posted.res.headers.get("location")!, ORIGIN);
+        expect(to.pathname).toBe("/admin/ui/secrets");
+        pageHtml = (await ui(`/secrets${to.search}`)).text;
+        expect(pageHtml).toMatch(/Re-encrypted \d+ of \d+ secret\(s\) on this page; \d+ already under SECRETS_KEY\./);
+        cursor = to.searchParams.get("next") ?? undefined;
+        if (cursor) expect(pageHtml).toContain("Re-encrypt the next page");
+        clicks++;
+      } while (cursor && clicks < 100);
+    } finally {
+      errors.mockRestore();
+    }
+    expect(cursor).toBeUndefined();
+    expect(pageHtml).toContain("That was the last page.");
+    expect(pageHtml).not.toContain(value);
+    // The secret opens with the new key alone now; the dashboard's rows name the dashboard as actor.
+    expect(await resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).toBe(value);
+    const audit = await rekeyAudit(posts);
+    expect(audit.reduce((k, r) => k + r.after.rekeyed, 0)).toBe(1);
+    for (const p of posts) expect((await env.DB.prepare("SELECT actor FROM admin_audit WHERE request_id = ?").bind(p.requestId).first<{ actor: string }>())?.actor).toBe("admin-ui");
+    // Without the session's CSRF token nothing runs.
+    const forged = await ui("/secrets/rekey", { method: "POST", body: new URLSearchParams({ _csrf: "forged" }), headers: { "content-type": "application/x-www-form-urlencoded" } });
+    expect(forged.res.status).toBe(403);
   });
 
   it("without SECRETS_KEY the rekey is a 500 GATEWAY_MISCONFIGURED problem and changes nothing; without the admin token a 401", async () => {
@@ -206,7 +330,7 @@ describe("rotating SECRETS_KEY", () => {
     const oldKey = randomKey();
     const n = name();
     await putSecret(db, { SECRETS_KEY: oldKey }, who, n, { value: "before-rotation" });
-    // The rekey reads every row, then writes in one batch. A PUT under the new key lands in between:
+    // The rekey reads a page of rows, then writes in one batch. A PUT under the new key lands in between:
     // D1 is hooked so the PUT runs just before the rekey's batch.
     const realBatch = env.DB.batch.bind(env.DB);
     let raced = false;
@@ -226,9 +350,14 @@ describe("rotating SECRETS_KEY", () => {
     });
     // Rows other tests left undecryptable on purpose are reported on the error log: not this test's business.
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
-    const res = await rekeyWith(oldKey, { DB: racingDb }).finally(() => errors.mockRestore());
+    // The page that holds the row: it starts just before it, so the hooked batch is that page's.
+    const { id } = (await env.DB.prepare("SELECT id FROM origin_secrets WHERE name = ?").bind(n).first<{ id: string }>())!;
+    const before = await env.DB.prepare("SELECT id FROM origin_secrets WHERE id < ? ORDER BY id DESC LIMIT 1").bind(id).first<{ id: string }>();
+    const res = await rekeyPage(oldKey, `?limit=100${before ? `&cursor=${encodeCursor(before.id)}` : ""}`, { DB: racingDb }).finally(() => errors.mockRestore());
     expect(res.status).toBe(200);
     expect(raced).toBe(true);
+    // Read under the old key and counted, so the race was on this page's write.
+    expect(res.body.rekeyed).toBe(1);
     expect(await resolveSecret(db, { SECRETS_KEY: env.SECRETS_KEY, SECRET_CACHE_TTL_SECONDS: 0 }, n, {})).toBe("after-rotation");
     const row = await env.DB.prepare("SELECT version FROM origin_secrets WHERE name = ?").bind(n).first<{ version: number }>();
     expect(row?.version).toBe(2);

@@ -3,6 +3,7 @@ import { userStatuses } from "../db/schema";
 import { parseCidr } from "../lib/cidr";
 import { once } from "../lib/once";
 import { PERMISSION_PATTERN } from "../lib/permissions";
+import { REKEY_PAGE } from "../services/secrets";
 
 // Names end up in identity headers sent to origins, so they are restricted to header-safe text.
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$/;
@@ -195,17 +196,22 @@ function buildAdminSchemas() {
 
   const secretRekeySchema = z
     .object({
-      total: z.number().int(),
+      total: z.number().int().describe("Secrets this page examined"),
       rekeyed: z.number().int(),
       alreadyCurrent: z.number().int(),
       undecryptable: z.array(secretSchema).describe("Neither key opens these"),
+      nextCursor: z.string().nullable().describe("Pass as `cursor` to rekey the next page; null on the last"),
     })
     .openapi("OriginSecretRekey");
+  const secretRekeyQuery = z.object({
+    limit: z.coerce.number().int().min(1).max(REKEY_PAGE.max).default(REKEY_PAGE.default).describe(`Secrets per call (1–${REKEY_PAGE.max})`),
+    cursor: listQuery.shape.cursor,
+  });
 
   const secretBindingQuery = z.object(secretBinding);
   const secretListQuery = listQuery.extend({ name: z.string().max(64).optional().describe("Only secrets with this name") });
 
-  return { listQuery, roleSchema, roleCreateSchema, rolePatchSchema, userSchema, userCreateSchema, userPatchSchema, userListQuery, userDeletedSchema, keySchema, issuedKeySchema, rotatedKeySchema, keyCreateSchema, keyRotateSchema, secretNameParam, secretSchema, secretPutSchema, secretRekeySchema, secretBindingQuery, secretListQuery };
+  return { listQuery, roleSchema, roleCreateSchema, rolePatchSchema, userSchema, userCreateSchema, userPatchSchema, userListQuery, userDeletedSchema, keySchema, issuedKeySchema, rotatedKeySchema, keyCreateSchema, keyRotateSchema, secretNameParam, secretSchema, secretPutSchema, secretRekeySchema, secretRekeyQuery, secretBindingQuery, secretListQuery };
 }
 
 export const adminSchemas = once(buildAdminSchemas);

@@ -6,7 +6,7 @@ import { adminSchemas, pageOf } from "./schemas";
 
 /** Write-only origin credentials: values go in, only names, bindings, versions and timestamps come out. */
 export function secretsRouter() {
-  const { secretBindingQuery, secretListQuery, secretNameParam, secretPutSchema, secretRekeySchema, secretSchema } = adminSchemas();
+  const { secretBindingQuery, secretListQuery, secretNameParam, secretPutSchema, secretRekeyQuery, secretRekeySchema, secretSchema } = adminSchemas();
   const tags = ["origin secrets"];
 
   return createAdminRouter()
@@ -39,10 +39,12 @@ export function secretsRouter() {
         method: "post",
         path: "/secrets/rekey",
         tags,
-        summary: "Re-encrypt the store under a new SECRETS_KEY",
-        responses: { 200: json(secretRekeySchema, "What was re-encrypted (no values)"), ...problems() },
+        summary: "Re-encrypt the store under a new SECRETS_KEY, a page at a time",
+        description: "Re-encrypts the page's secrets still sealed with SECRETS_KEY_PREVIOUS; follow `nextCursor` until it is null. Paged so that each call stays within D1's queries per Worker invocation.",
+        request: { query: secretRekeyQuery },
+        responses: { 200: json(secretRekeySchema, "What was re-encrypted (no values)"), ...problems(400) },
       }),
-      async (c) => c.json(await secrets.rekeySecrets(c.var.services.db, c.var.services.env, actorOf(c)), 200),
+      async (c) => c.json(await secrets.rekeySecrets(c.var.services.db, c.var.services.env, actorOf(c), c.req.valid("query")), 200),
     )
     .openapi(
       createRoute({

@@ -114,23 +114,39 @@ async function decrypt(env: KeyEnv, row: OriginSecretRow): Promise<string> {
   throw new GatewayError("GATEWAY_MISCONFIGURED", "An origin secret could not be decrypted.");
 }
 
-/** What a rekey did: counts, and the secrets neither key opens (metadata only). */
+/** What one page of a rekey did: counts, and the secrets neither key opens (metadata only). */
 export interface RekeyReport {
+  /** Secrets this call examined (one page, in id order). */
   total: number;
   rekeyed: number;
   alreadyCurrent: number;
   undecryptable: SecretView[];
+  /** Pass as `cursor` to rekey the next page; null when this was the last. */
+  nextCursor: string | null;
 }
 
+/** A rekey page: small enough that one call stays within D1's queries per invocation on every plan. */
+export const REKEY_PAGE = { default: 25, max: 100 } as const;
+
 /**
- * Re-encrypts under SECRETS_KEY every secret still sealed with SECRETS_KEY_PREVIOUS — the second
- * step of rotating the store's key (README, "Origin secrets"). Values, versions and bindings are
- * unchanged. Each update only applies if the row is still the one that was read, so a PUT racing
- * the rekey is never overwritten with the older value. One `secret.rekey` admin audit row holds
- * the counts and the names of secrets neither key opens (those rows are left as they are).
+ * Re-encrypts under SECRETS_KEY every secret of one page (ids after `cursor`, up to `limit`)
+ * still sealed with SECRETS_KEY_PREVIOUS — the second step of rotating the store's key (README,
+ * "Origin secrets"); callers follow `nextCursor` to the end. Paged because a call's work must
+ * be bounded: a Worker invocation may run only so many D1 queries (50 on the Free plan, 1,000
+ * on Paid) and so much CPU, and a store of any size must still rotate. Values, versions and
+ * bindings are unchanged. Each update only applies if the row is still the one that was read,
+ * so a PUT racing the rekey is never overwritten with the older value. One `secret.rekey` admin
+ * audit row per page holds its counts and the names of secrets neither key opens (those rows are
+ * left as they are).
  */
-export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor): Promise<RekeyReport> {
-  const rows = await db.select().from(originSecrets).orderBy(asc(originSecrets.id));
+export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor, q: { limit: number; cursor?: string | undefined }): Promise<RekeyReport> {
+  const read = await db
+    .select()
+    .from(originSecrets)
+    .where(q.cursor ? gt(originSecrets.id, decodeCursor(q.cursor)) : undefined)
+    .orderBy(asc(originSecrets.id))
+    .limit(q.limit + 1);
+  const { rows, nextCursor } = page(read, q.limit);
   const updates = [];
   const undecryptable: SecretView[] = [];
   let alreadyCurrent = 0;
@@ -152,9 +168,10 @@ export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor): 
   // Counted as read: a row a racing PUT replaced is not updated here, but that PUT sealed it with
   // SECRETS_KEY too, so every counted row ends under the new key either way.
   const rekeyed = updates.length;
-  await db.batch([adminAuditInsert(db, who, { action: "secret.rekey", targetType: "secret", targetId: "all", after: { rekeyed, alreadyCurrent, undecryptable: undecryptable.map((u) => u.name) } }, now), ...updates]);
+  const after = { rekeyed, alreadyCurrent, undecryptable: undecryptable.map((u) => u.name), first: rows[0]?.id ?? null, last: rows.at(-1)?.id ?? null, more: nextCursor !== null };
+  await db.batch([adminAuditInsert(db, who, { action: "secret.rekey", targetType: "secret", targetId: "all", after }, now), ...updates]);
   for (const u of undecryptable) console.error(JSON.stringify({ level: "error", msg: UNDECRYPTABLE, secret: u.name, scope: u.scope }));
-  return { total: rows.length, rekeyed, alreadyCurrent, undecryptable };
+  return { total: rows.length, rekeyed, alreadyCurrent, undecryptable, nextCursor };
 }
 
 // ── admin operations ───────────────────────────────────────────────────────────
