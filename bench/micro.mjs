@@ -10,6 +10,9 @@
 //   node --expose-gc bench/micro.mjs --profile +authorize
 //                                                 CPU profile of one chain → bench/scratch/*.cpuprofile
 //                                                 and its top functions by self time
+//   node --expose-gc bench/micro.mjs --heap-profile core
+//                                                 allocation sites of one chain (V8's sampling heap
+//                                                 profiler, objects later collected included), bytes/request
 //
 // Numbers are Node's V8 with undici's Request/Response/Headers, whose costs differ from
 // workerd's C++ implementations: use them to compare chains and find hot spots; the workerd
@@ -24,7 +27,7 @@ import { importForNode } from "./lib/build.mjs";
 import { median } from "./lib/stats.mjs";
 import { stubD1 as createStubD1 } from "./lib/stub-d1.mjs";
 
-const { values: args } = parseArgs({ options: { json: { type: "boolean" }, smoke: { type: "boolean" }, profile: { type: "string" }, tree: { type: "string" }, "no-soak": { type: "boolean" } } });
+const { values: args } = parseArgs({ options: { json: { type: "boolean" }, smoke: { type: "boolean" }, profile: { type: "string" }, "heap-profile": { type: "string" }, tree: { type: "string" }, "no-soak": { type: "boolean" } } });
 if (typeof globalThis.gc !== "function") {
   console.error("run with node --expose-gc");
   process.exit(2);
@@ -121,8 +124,42 @@ async function profile(name) {
   for (const [label, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${label}`);
 }
 
+/** Where a chain's bytes are allocated: V8's sampling heap profiler, keeping the samples of objects
+ *  that GC later freed (most of a request's garbage), totalled per allocating function. */
+async function heapProfile(name) {
+  const chain = chains.find((c) => c.name === name);
+  if (!chain) throw new Error(`no chain "${name}"; chains: ${chains.map((c) => c.name).join(", ")}`);
+  for (let i = 0; i < 5000; i++) await one(chain.app);
+  const n = 20_000;
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.enable");
+  await session.post("HeapProfiler.startSampling", { samplingInterval: 64, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  for (let i = 0; i < n; i++) {
+    await one(chain.app);
+    if (i % 500 === 499) await turn();
+  }
+  const { profile: p } = await session.post("HeapProfiler.stopSampling");
+  const file = path.join(scratch, `micro-${name.replace(/\W/g, "")}.heapprofile`);
+  writeFileSync(file, JSON.stringify(p));
+  const self = new Map();
+  const walk = (node, parent) => {
+    const f = node.callFrame;
+    const label = `${f.functionName || "(anonymous)"} ${f.url ? path.basename(f.url) : ""}:${f.lineNumber + 1}${parent ? ` ← ${parent}` : ""}`;
+    const bytes = node.selfSize;
+    if (bytes) self.set(label, (self.get(label) ?? 0) + bytes);
+    const here = `${f.functionName || "(anonymous)"}:${f.lineNumber + 1}`;
+    for (const c of node.children) walk(c, here);
+  };
+  walk(p.head, "");
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  console.log(`heap profile of "${name}" → ${file}\n${Math.round(total / n)} sampled bytes/request (the driver's included); top allocating sites:`);
+  for (const [label, b] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`${Math.round(b / n).toString().padStart(6)} B  ${label}`);
+}
+
 async function main() {
   if (args.profile) return profile(args.profile);
+  if (args["heap-profile"]) return heapProfile(args["heap-profile"]);
   const n = args.smoke ? 100 : 3000;
   const rounds = args.smoke ? 1 : 5;
   for (const c of chains) for (let i = 0; i < (args.smoke ? 50 : 5000); i++) await one(c.app);

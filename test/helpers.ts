@@ -103,8 +103,10 @@ export async function originRecords(marker: string): Promise<Array<{ method: str
  * `echo` and `prefixed`. Returns a fetch that reads the response body, then waits for the
  * request's `waitUntil` work.
  */
-export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "upstreams"> & { upstreams?: Parameters<typeof defineGateway>[0]["upstreams"] }) {
+export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "upstreams"> & { upstreams?: Parameters<typeof defineGateway>[0]["upstreams"] }, bindings?: Record<string, unknown>) {
   const app = createApp(defineGateway({ upstreams: testUpstreams, ...config }));
+  // One bindings object for the gateway's life, as in an isolate (per-env caches key on it).
+  const gatewayEnv = bindings ? { ...env, ...bindings } : env;
   return async (path: string, init: RequestInit & { ip?: string } = {}): Promise<Response> => {
     const { ip, ...rest } = init;
     const req = new Request(`https://gateway.test${path}`, { redirect: "manual", ...rest });
@@ -112,7 +114,7 @@ export function testGateway(config: Omit<Parameters<typeof defineGateway>[0], "u
     const ctx = createExecutionContext();
     // Read the body first, as a client would: the audit event of a streamed (length-less) body is
     // recorded when that body ends, in a waitUntil that would otherwise never settle.
-    const res = await readToEnd(await app.fetch(req, env, ctx));
+    const res = await readToEnd(await app.fetch(req, gatewayEnv, ctx));
     await waitOnExecutionContext(ctx);
     return res;
   };

@@ -111,7 +111,9 @@ export const jwtAuth = definePlugin({
       ? createRemoteJWKSet(new URL(o.jwksUrl), { cacheMaxAge: o.jwksCacheSeconds * 1000, cooldownDuration: o.jwksCooldownSeconds * 1000, timeoutDuration: 5000 })
       : undefined;
     const local = o.jwks ? createLocalJWKSet(o.jwks as JSONWebKeySet) : undefined;
-    const hmacKeys = new WeakMap<object, Uint8Array>();
+    // The HMAC key imported once per isolate (bindings are one object for its life): handed raw
+    // bytes, jose would `importKey` them again on every verification.
+    const hmacKeys = new WeakMap<object, Promise<CryptoKey>>();
 
     const keyFor = (env: Record<string, unknown>): JWTVerifyGetKey => async (header, token) => {
       // jose checks `algorithms` before asking for a key; this guard keeps the pinning true even if
@@ -121,10 +123,12 @@ export const jwtAuth = definePlugin({
         let key = hmacKeys.get(env);
         if (!key) {
           const secret = env[o.secretFromEnv!];
-          if (typeof secret !== "string" || new TextEncoder().encode(secret).length < 32) {
+          const bytes = typeof secret === "string" ? new TextEncoder().encode(secret) : undefined;
+          if (!bytes || bytes.length < 32) {
             throw new GatewayError("GATEWAY_MISCONFIGURED", `jwt-auth: ${o.secretFromEnv} is missing or shorter than 32 bytes.`);
           }
-          hmacKeys.set(env, (key = new TextEncoder().encode(secret)));
+          // Verify-only and not extractable: the imported key can check signatures, never make them.
+          hmacKeys.set(env, (key = crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["verify"])));
         }
         return key;
       }

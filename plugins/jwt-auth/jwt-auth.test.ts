@@ -153,6 +153,35 @@ describe("jwt-auth", () => {
     await expectProblem(await fetchGw(`/jwt-hs/${unique("m")}`, { headers: { authorization: `Bearer ${await sign({ client_id: user.name }, { alg: "HS256" })}` } }), 403, "FORBIDDEN");
   });
 
+  it("HS256: a secret shorter than 32 bytes is a 500 GATEWAY_MISCONFIGURED that never reaches the origin; the imported key verifies every later token and only those", async () => {
+    const hs = (secretFromEnv: string, bindings: Record<string, unknown>) =>
+      testGateway(
+        { plugins: [jwtAuth({ algorithms: ["HS256"], secretFromEnv, userClaim: "client_id", userLookup: "name", issuer: ISS }), authorize()], routes: [{ name: "hs-own", path: "/hs-own/*", upstream: "echo", permission: "echo:read" }] },
+        bindings,
+      );
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const short = "only-31-bytes-of-secret-0123456";
+    const shortGw = hs("SHORT_JWT_SECRET", { SHORT_JWT_SECRET: short });
+    const marker = unique("hs-short");
+    const token = await sign({ client_id: user.name }, { alg: "HS256", key: new TextEncoder().encode(short) });
+    const res = await shortGw(`/hs-own/${marker}`, { headers: { authorization: `Bearer ${token}` } });
+    const body = await expectProblem(res, 500, "GATEWAY_MISCONFIGURED");
+    expect(JSON.stringify(body)).not.toContain(short);
+    expect(await originRecords(marker)).toHaveLength(0);
+
+    // A good secret: imported once, then every token signed with it passes and a token signed
+    // with another secret of the same length fails, however many came before.
+    const secret = "a-32-byte-or-longer-secret-for-hs256-tests";
+    const okGw = hs("OWN_JWT_SECRET", { OWN_JWT_SECRET: secret });
+    const other = new TextEncoder().encode(secret.replace("a-32", "b-32"));
+    for (let i = 0; i < 3; i++) {
+      const good = await sign({ client_id: user.name, n: i }, { alg: "HS256", key: new TextEncoder().encode(secret) });
+      expect((await okGw(`/hs-own/${unique("m")}`, { headers: { authorization: `Bearer ${good}` } })).status).toBe(200);
+      const forged = await sign({ client_id: user.name, n: i }, { alg: "HS256", key: other });
+      await expectProblem(await okGw(`/hs-own/${unique("m")}`, { headers: { authorization: `Bearer ${forged}` } }), 401, "TOKEN_INVALID");
+    }
+  });
+
   it("inline public keys verify without any fetch", async () => {
     const { user } = await seedCaller({ permissions: ["echo:read"] });
     const token = await new SignJWT({ sub: user.id }).setProtectedHeader({ alg: "ES256", kid: "inline-1" }).sign(inlineEc.privateKey);
