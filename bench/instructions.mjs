@@ -83,6 +83,7 @@ const SCENARIOS = {
   "ratelimit-do": { base: "default", label: "default + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
   "ratelimit-upstash": { base: "default", label: "default + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
   jwt: { base: "default", label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
+  "jwt-verify-each": { base: "jwt", label: "JWT auth, every token verified (verifiedCacheSeconds: 0)", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
   // The building blocks issue #6 quotes, each on bare (named only).
   ...Object.fromEntries(BLOCKS.map(({ name, ...b }) => [name, { base: "bare", ...b }])),
 };

@@ -116,6 +116,9 @@ const allScenarios = [
   { name: "default-queue-tiny", label: "default pipeline, audit sends carry tiny bodies (same calls and messages)", kind: "worker", scenario: "default", warm: true, optIn: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300", BENCH_AUDIT_QUEUE: "tiny" } },
   { name: "cold", label: "default pipeline, cold cache (D1 per request)", kind: "worker", scenario: "cold", bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
   { name: "jwt", label: "JWT auth (HS256) instead of key-auth, warm", kind: "worker", scenario: "jwt", warm: true, credentials: "jwt", bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
+  // The same with `verifiedCacheSeconds: 0`: jose verifies every request (what jwt cost before
+  // verified tokens were reused). Closed loop only, not in the smoke run.
+  { name: "jwt-verify-each", label: "… JWT with every token verified (verifiedCacheSeconds: 0)", kind: "worker", scenario: "jwt-verify-each", warm: true, credentials: "jwt", modes: ["sat"], full: true, bindings: { SECRET_CACHE_TTL_SECONDS: "300" } },
   // Rate limit (bench/worker/scenarios.ts BENCH_RATE_LIMIT) on top of the warm default pipeline,
   // far from its limit: leased tokens spent in the isolate. The "near" twins hold one token per
   // lease — a backend call per request, the cost of a subject close to its limit — and run the

@@ -69,9 +69,9 @@ export function rateLimitedPlugins(backend: "durable-object" | "upstash", near =
   return [auditFirst!, auth!, authz!, rateLimitPlugin(backend, near), rewrite!];
 }
 
-/** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. */
-export function jwtPlugins(opts: ScenarioOptions = {}): PluginInstance[] {
-  return [auditPlugin(opts), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60 }), authorize(), headerRewrite(true)];
+/** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. `verifiedCacheSeconds: 0` verifies every request. */
+export function jwtPlugins(opts: ScenarioOptions = {}, verifiedCacheSeconds?: number): PluginInstance[] {
+  return [auditPlugin(opts), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60, ...(verifiedCacheSeconds === undefined ? {} : { verifiedCacheSeconds }) }), authorize(), headerRewrite(true)];
 }
 
 /**
@@ -130,6 +130,7 @@ export const gatewayScenarios: Record<string, (opts?: ScenarioOptions) => Compil
   "chain-key-auth": (o) => gatewayWith(defaultPlugins(true, o).slice(0, 2), "http://127.0.0.1:9", false),
   "chain-authorize": (o) => gatewayWith(defaultPlugins(true, o).slice(0, 3), "http://127.0.0.1:9", false),
   jwt: (o) => gatewayWith(jwtPlugins(o), "http://127.0.0.1:9", false),
+  "jwt-verify-each": (o) => gatewayWith(jwtPlugins(o, 0), "http://127.0.0.1:9", false),
   "ratelimit-do": (o) => gatewayWith(rateLimitedPlugins("durable-object", false, true, o), "http://127.0.0.1:9", false),
   "ratelimit-upstash": (o) => gatewayWith(rateLimitedPlugins("upstash", false, true, o), "http://127.0.0.1:9", false),
   "ratelimit-do-near": (o) => gatewayWith(rateLimitedPlugins("durable-object", true, true, o), "http://127.0.0.1:9", false),

@@ -56,6 +56,13 @@ export const jwtAuthOptions = z
       .optional()
       .describe("Claim with permissions (space-separated string or array) that narrow the user's roles, like a key's scope; default: no narrowing"),
     userCacheSeconds: z.number().int().min(0).max(60).default(5).describe("How long a looked-up proxy user is reused in an isolate"),
+    verifiedCacheSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(300)
+      .default(60)
+      .describe("How long an isolate reuses a token it has verified (never past its `exp` or `maxTokenAgeSeconds`); 0 verifies every request"),
     hideCredentials: z.boolean().default(true).describe("Remove the Authorization header before forwarding"),
   })
   .superRefine((o, ctx) => {
@@ -143,6 +150,37 @@ export const jwtAuth = definePlugin({
       return remote!(header, token);
     };
 
+    // Tokens jose has verified, with their payload. The same bytes verify the same way against
+    // the same keys and claim rules, so only time can change the answer, and only towards
+    // refusal (`exp`, the token age; `nbf` only ever turns valid): an entry lasts until the first
+    // of those instants, at most verifiedCacheSeconds. A failed token is never kept. Purged with
+    // the isolate's other caches on admin changes. An entry holds the bindings it was verified
+    // with (one object per isolate) and is only used with those: a new HS256 secret is a new env.
+    const verified = new TtlCache<{ payload: JWTPayload; env: object }>();
+    const reusableFor = (p: JWTPayload, now: number): number => {
+      let until = now + o.verifiedCacheSeconds * 1000;
+      // jose refuses once floor(now / 1000) >= exp + leeway, or > iat + maxTokenAge + leeway: stop before either.
+      if (typeof p.exp === "number") until = Math.min(until, (p.exp + o.leewaySeconds) * 1000);
+      if (o.maxTokenAgeSeconds && typeof p.iat === "number") until = Math.min(until, (p.iat + o.maxTokenAgeSeconds + o.leewaySeconds) * 1000);
+      return until - now;
+    };
+
+    /** jose's full check (signature, pinned algorithm, claims); a token that passes is kept in `verified`. */
+    const verify = async (token: string, env: Record<string, unknown>): Promise<JWTPayload> => {
+      const readAt = verified.generation;
+      const { payload } = await jwtVerify(token, keyFor(env), {
+        algorithms: [...o.algorithms],
+        issuer: o.issuer,
+        audience: o.audience,
+        clockTolerance: o.leewaySeconds,
+        requiredClaims: o.requireExp ? ["exp"] : [],
+        ...(o.maxTokenAgeSeconds ? { maxTokenAge: o.maxTokenAgeSeconds } : {}),
+      });
+      const now = Date.now();
+      verified.set(token, { payload, env }, reusableFor(payload, now), now, readAt);
+      return payload;
+    };
+
     return async function jwtAuth(c, next) {
       const last = isLastAuthenticator(c, "jwt-auth");
       const auth = c.req.header("authorization")?.trim();
@@ -155,22 +193,18 @@ export const jwtAuth = definePlugin({
         refuse(c, auth ? "malformed" : "missing", auth ? TOKEN_INVALID_DETAIL : credentialRequiredDetail(c));
       }
 
-      let payload: JWTPayload;
-      try {
-        ({ payload } = await jwtVerify(token, keyFor(c.env), {
-          algorithms: [...o.algorithms],
-          issuer: o.issuer,
-          audience: o.audience,
-          clockTolerance: o.leewaySeconds,
-          requiredClaims: o.requireExp ? ["exp"] : [],
-          ...(o.maxTokenAgeSeconds ? { maxTokenAge: o.maxTokenAgeSeconds } : {}),
-        }));
-      } catch (err) {
-        if (err instanceof GatewayError) throw err;
-        if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && o.jwksUrl)) {
-          console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", requestId: c.get("requestId"), error: String(err) }));
+      const hit = verified.get(token);
+      let payload = hit?.env === c.env ? hit.payload : undefined;
+      if (!payload) {
+        try {
+          payload = await verify(token, c.env);
+        } catch (err) {
+          if (err instanceof GatewayError) throw err;
+          if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && o.jwksUrl)) {
+            console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", requestId: c.get("requestId"), error: String(err) }));
+          }
+          refuse(c, err instanceof joseErrors.JOSEError ? err.code : "verify_failed");
         }
-        refuse(c, err instanceof joseErrors.JOSEError ? err.code : "verify_failed");
       }
 
       const subject = payload[o.userClaim];

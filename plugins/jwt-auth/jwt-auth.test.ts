@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { ADMIN, admin, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../../test/helpers";
 import { eventsFor } from "../../test/audit-helpers";
 import { audit } from "../audit";
@@ -180,6 +180,59 @@ describe("jwt-auth", () => {
       const forged = await sign({ client_id: user.name, n: i }, { alg: "HS256", key: other });
       await expectProblem(await okGw(`/hs-own/${unique("m")}`, { headers: { authorization: `Bearer ${forged}` } }), 401, "TOKEN_INVALID");
     }
+  });
+
+  describe("verified tokens reused in the isolate", () => {
+    const secret = "another-32-byte-or-longer-secret-for-reuse";
+    const key = new TextEncoder().encode(secret);
+    const gwWith = (opts: { verifiedCacheSeconds?: number; maxTokenAgeSeconds?: number }) =>
+      testGateway(
+        { plugins: [jwtAuth({ algorithms: ["HS256"], secretFromEnv: "REUSE_JWT_SECRET", userClaim: "client_id", userLookup: "name", issuer: ISS, leewaySeconds: 0, ...opts }), authorize()], routes: [{ name: "reuse", path: "/reuse/*", upstream: "echo", permission: "echo:read" }] },
+        { REUSE_JWT_SECRET: secret },
+      );
+    /** Signature checks the runtime performs while `run` goes. */
+    async function verifications(run: () => Promise<void>): Promise<number> {
+      const spy = vi.spyOn(crypto.subtle, "verify");
+      try {
+        await run();
+        return spy.mock.calls.length;
+      } finally {
+        spy.mockRestore();
+      }
+    }
+    const call = async (gw: ReturnType<typeof testGateway>, token: string) => (await gw(`/reuse/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } })).status;
+
+    it("a token is verified once and then reused, and verified every time with verifiedCacheSeconds: 0; a different token is verified on its own", async () => {
+      const { user } = await seedCaller({ permissions: ["echo:read"] });
+      const token = await sign({ client_id: user.name }, { alg: "HS256", key });
+      const reusing = gwWith({});
+      expect(await verifications(async () => { for (let i = 0; i < 4; i++) expect(await call(reusing, token)).toBe(200); })).toBe(1);
+      const other = await sign({ client_id: user.name, n: 2 }, { alg: "HS256", key });
+      expect(await verifications(async () => expect(await call(reusing, other)).toBe(200))).toBe(1);
+      // A forged token is refused every time: failures are never kept.
+      const forged = `${token.slice(0, token.lastIndexOf(".") + 1)}${b64url("not-the-signature")}`;
+      expect(await verifications(async () => { for (let i = 0; i < 2; i++) expect(await call(reusing, forged)).toBe(401); })).toBe(2);
+      const always = gwWith({ verifiedCacheSeconds: 0 });
+      expect(await verifications(async () => { for (let i = 0; i < 3; i++) expect(await call(always, token)).toBe(200); })).toBe(3);
+    });
+
+    it("a reused token is still refused the moment it expires, and once it is older than maxTokenAgeSeconds", async () => {
+      const { user } = await seedCaller({ permissions: ["echo:read"] });
+      const exp = now() + 2;
+      const expiring = await sign({ client_id: user.name }, { alg: "HS256", key, exp });
+      const reusing = gwWith({});
+      expect(await call(reusing, expiring)).toBe(200);
+      expect(await verifications(async () => expect(await call(reusing, expiring)).toBe(200))).toBe(0);
+      await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 + 100 - Date.now())));
+      expect(await call(reusing, expiring)).toBe(401);
+
+      const aging = gwWith({ maxTokenAgeSeconds: 1 });
+      const young = await sign({ client_id: user.name }, { alg: "HS256", key, exp: now() + 300 });
+      const iat = now();
+      expect(await call(aging, young)).toBe(200);
+      await new Promise((r) => setTimeout(r, Math.max(0, (iat + 2) * 1000 + 100 - Date.now())));
+      expect(await call(aging, young)).toBe(401);
+    });
   });
 
   it("inline public keys verify without any fetch", async () => {
