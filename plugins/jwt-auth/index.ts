@@ -75,6 +75,9 @@ export const jwtAuthOptions = z
 export type JwtAuthOptions = z.input<typeof jwtAuthOptions>;
 
 type UserPart = Omit<ResolvedIdentity, "key" | "authMethod">;
+
+/** Longer tokens are verified on every request rather than kept (see `verified` below). */
+const MAX_REUSED_TOKEN = 4096;
 const userCache = new TtlCache<UserPart | null>();
 
 /** `scope`-style claim → permission list; undefined when the claim is absent. */
@@ -156,7 +159,8 @@ export const jwtAuth = definePlugin({
     // of those instants, at most verifiedCacheSeconds. A failed token is never kept. Purged with
     // the isolate's other caches on admin changes. An entry holds the bindings it was verified
     // with (one object per isolate) and is only used with those: a new HS256 secret is a new env.
-    const verified = new TtlCache<{ payload: JWTPayload; env: object }>();
+    // Bounded in memory (an isolate has 128 MB): at most 5,000 tokens of up to 4 KB each.
+    const verified = new TtlCache<{ payload: JWTPayload; env: object }>(5_000);
     const reusableFor = (p: JWTPayload, now: number): number => {
       let until = now + o.verifiedCacheSeconds * 1000;
       // jose refuses once floor(now / 1000) >= exp + leeway, or > iat + maxTokenAge + leeway: stop before either.
@@ -177,7 +181,7 @@ export const jwtAuth = definePlugin({
         ...(o.maxTokenAgeSeconds ? { maxTokenAge: o.maxTokenAgeSeconds } : {}),
       });
       const now = Date.now();
-      verified.set(token, { payload, env }, reusableFor(payload, now), now, readAt);
+      if (token.length <= MAX_REUSED_TOKEN) verified.set(token, { payload, env }, reusableFor(payload, now), now, readAt);
       return payload;
     };
 

@@ -212,6 +212,10 @@ describe("jwt-auth", () => {
       // A forged token is refused every time: failures are never kept.
       const forged = `${token.slice(0, token.lastIndexOf(".") + 1)}${b64url("not-the-signature")}`;
       expect(await verifications(async () => { for (let i = 0; i < 2; i++) expect(await call(reusing, forged)).toBe(401); })).toBe(2);
+      // A token over 4 KB is not kept (the cache's memory stays bounded): verified every time.
+      const big = await sign({ client_id: user.name, pad: "x".repeat(4_000) }, { alg: "HS256", key });
+      expect(big.length).toBeGreaterThan(4096);
+      expect(await verifications(async () => { for (let i = 0; i < 2; i++) expect(await call(reusing, big)).toBe(200); })).toBe(2);
       const always = gwWith({ verifiedCacheSeconds: 0 });
       expect(await verifications(async () => { for (let i = 0; i < 3; i++) expect(await call(always, token)).toBe(200); })).toBe(3);
     });
