@@ -167,3 +167,64 @@ describe("dashboard: a user's limits", () => {
     expect(res.headers.get("location")).toMatch(/^\/admin\/ui\/users\/usr_doesnotexist0000000\?error=No%20proxy%20user/);
   });
 });
+
+describe("dashboard: the limits page", () => {
+  beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
+  /** The text of the declared-limits row whose first cell is `name`. */
+  const declaredRow = (html: string, name: string) =>
+    [...html.matchAll(/<tr><td class="mono">([\s\S]*?)<\/tr>/g)]
+      .map((m) => m[1]!.replace(/<\/td>/g, " | ").replace(/<[^>]+>/g, "").replace(/\s+/g, " ").trim())
+      .find((t) => t.startsWith(`${name} |`));
+
+  it("lists every declared limit; a group's shared counter is shown, reset for all (audited as the dashboard) and then admits again; bad input is a message, not a 500", async () => {
+    const { cookie, csrf } = await signIn();
+    const group = unique("grp").replace(/[^a-z0-9-]/g, "-").slice(0, 60);
+    const { key } = await seedCaller({ group });
+    for (let i = 0; i < 3; i++) expect((await gw(`/shared-do/${unique("m")}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+
+    const list = await (await get("/limits", cookie)).text();
+    expect(list).toContain('aria-current="page">Limits</a>');
+    expect(declaredRow(list, "shared-do")).toMatch(/^shared-do \| rate, sliding window, per 1 h \| 20 \| group \| shared-do \|/);
+    expect(list).toContain('action="/admin/ui/limits/shared-do"');
+    expect(declaredRow(list, "rl-do")).toMatch(/\| user \| rl-do \| per caller \|$/);
+
+    const usedOf = async () => {
+      const html = await (await get(`/limits/shared-do?group=${group}`, cookie)).text();
+      const cells = /<td>all its routes<\/td><td>(\d+)<\/td><td>(\d+)<\/td><td>20<\/td>/.exec(html);
+      expect(cells, html).not.toBeNull();
+      return { used: Number(cells![1]), remaining: Number(cells![2]), html };
+    };
+    // Leases count as used: at least the three requests, at most one lease more.
+    const before = await usedOf();
+    expect(before.used).toBeGreaterThanOrEqual(3);
+    expect(before.used + before.remaining).toBe(20);
+    expect(before.html).toContain(`group ${group}`);
+
+    const res = await post("/limits/shared-do/reset", { group, _csrf: csrf }, cookie);
+    expect(res.status).toBe(303);
+    const to = new URL(res.headers.get("location")!, "https://gateway.test");
+    expect(to.pathname).toBe("/admin/ui/limits/shared-do");
+    expect(to.searchParams.get("group")).toBe(group);
+    expect(to.searchParams.getAll("reset")).toEqual(["shared-do"]);
+    expect(await (await get(`${to.pathname.slice("/admin/ui".length)}${to.search}`, cookie)).text()).toContain("Usage reset: shared-do.");
+    expect((await usedOf()).used).toBe(0);
+    const audit = await env.DB.prepare("SELECT actor, after FROM admin_audit WHERE action = 'limit.reset' AND target_id = 'shared-do' AND instr(after, ?) > 0").bind(group).all<{ actor: string; after: string }>();
+    expect(audit.results.map((r) => r.actor)).toEqual(["admin-ui"]);
+    expect(JSON.parse(audit.results[0]!.after)).toMatchObject({ group, reset: [{ name: "shared-do", route: null }] });
+    expect((await gw(`/shared-do/${unique("m")}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+
+    // A group limit without a group, a per-caller limit, an unknown one: back to the list with the reason.
+    for (const [path, reason] of [
+      ["/limits/shared-do", "is counted per group"],
+      ["/limits/rl-do", "is counted per user"],
+      ["/limits/nope", 'No rate-limit or quota plugin is named "nope"'],
+    ] as const) {
+      const r = await get(path, cookie);
+      expect(r.status, path).toBe(303);
+      expect(decodeURIComponent(r.headers.get("location")!), path).toContain(reason);
+    }
+    // Without the session's CSRF token nothing is reset.
+    expect((await post("/limits/shared-do/reset", { group }, cookie)).status).toBe(403);
+  });
+});

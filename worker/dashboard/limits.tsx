@@ -6,7 +6,7 @@ import * as limits from "../services/limits";
 import type { UserLimitOverview } from "../services/limits";
 import { findUser, type UserView } from "../services/users";
 import { formAction, formOf, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
-import { BASE, Csrf, PostButton, when } from "./layout";
+import { addNav, BASE, Csrf, Layout, PostButton, when } from "./layout";
 import { renderUser, userSections } from "./users";
 
 /**
@@ -19,6 +19,8 @@ import { renderUser, userSections } from "./users";
  * is validated with the admin API's own body schema.
  */
 export const limitsPages = new Hono<DashboardEnv>();
+
+addNav({ id: "limits", href: `${BASE}/limits`, label: "Limits" });
 
 const userHref = (id: string) => `${BASE}/users/${encodeURIComponent(id)}`;
 /** Form fields are `limit.<name>`: limit names are `[a-z0-9][a-z0-9_-]*`, so the dot is unambiguous. */
@@ -35,8 +37,9 @@ function span(window: string | null): string {
   if (sec >= 60 && sec % 60 === 0) return `${sec / 60} min`;
   return `${sec} s`;
 }
-const per = (l: UserLimitOverview) => (l.kind === "rate" ? `per ${span(l.window)}` : `per ${l.period}`);
-const kindText = (l: UserLimitOverview) => (l.kind === "rate" ? `rate, ${l.algorithm.replace("-", " ")}, ${per(l)}` : `quota, ${per(l)} (UTC)`);
+type LimitShape = Pick<limits.LimitDefinitionView, "kind" | "algorithm" | "window" | "period">;
+const per = (l: LimitShape) => (l.kind === "rate" ? `per ${span(l.window)}` : `per ${l.period}`);
+const kindText = (l: LimitShape) => (l.kind === "rate" ? `rate, ${l.algorithm.replace("-", " ")}, ${per(l)}` : `quota, ${per(l)} (UTC)`);
 const sourceText = (s: string) => (s === "user" ? "user override" : s === "config" ? "route default" : `role ${s.slice("role:".length)}`);
 
 userSections.push(async (c: DashboardContext, user: UserView): Promise<Child> => {
@@ -281,4 +284,147 @@ limitsPages.post("/users/:id/limits/reset", async (c) => {
   } catch (err) {
     return formAction(c, userHref(id), () => Promise.reject(err));
   }
+});
+
+// ── the limits gateway.config.ts declares, and the shared ones' usage ──────────────────────────
+
+/** Counted by group and/or route only: one counter for a whole group (or route), not per caller. */
+const isShared = (d: limits.LimitDefinitionView) => !d.by.some((p) => p === "user" || p === "key" || p === "ip");
+const limitHref = (name: string, group?: string) => `${BASE}/limits/${encodeURIComponent(name)}${group ? `?group=${encodeURIComponent(group)}` : ""}`;
+
+/**
+ * Every declared limit; for the shared ones (a partner group's monthly quota, a route's total),
+ * a way to their usage, which no single user's page owns. Per-caller limits are on each user's page.
+ */
+limitsPages.get("/limits", (c) => {
+  const defs = limits.listLimitDefinitions(c.var.gateway);
+  return c.html(
+    <Layout title="Limits" nav="limits" csrf={c.var.session.csrfToken} error={c.req.query("error")}>
+      <p class="muted">
+        The rate limits and quotas gateway.config.ts declares, with their route defaults. A limit counted per user, key or client address is on each user's page; one counted by group or route is
+        shared, and its usage is here.
+      </p>
+      {defs.length === 0 ? (
+        <p class="card muted">No rate limits or quotas are configured.</p>
+      ) : (
+        <table aria-label="Declared limits">
+          <thead>
+            <tr>
+              <th scope="col">Limit</th>
+              <th scope="col">Kind</th>
+              <th scope="col">Default</th>
+              <th scope="col">Counted per</th>
+              <th scope="col">Routes</th>
+              <th scope="col">Shared usage</th>
+            </tr>
+          </thead>
+          <tbody>
+            {defs.map((d) => (
+              <tr>
+                <td class="mono">
+                  {d.name}
+                  {d.dryRun ? " (dry run)" : ""}
+                </td>
+                <td>{kindText(d)}</td>
+                <td>{d.limit}</td>
+                <td>{d.by.join(" + ")}</td>
+                <td>{d.routes.join(", ")}</td>
+                <td>
+                  {!isShared(d) ? (
+                    <span class="muted">per caller</span>
+                  ) : d.by.includes("group") ? (
+                    <form method="get" action={limitHref(d.name)}>
+                      <label for={`group-${d.name}`}>Group</label> <input id={`group-${d.name}`} name="group" required maxlength={64} /> <button class="small secondary">Show</button>
+                    </form>
+                  ) : (
+                    <a href={limitHref(d.name)}>Show</a>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </Layout>,
+  );
+});
+
+/** A shared limit's counters (one per route when it counts per route), under its configured limit, with a reset for all. */
+limitsPages.get("/limits/:name", async (c) => {
+  const name = c.req.param("name");
+  const group = c.req.query("group") || undefined;
+  let status: Awaited<ReturnType<typeof limits.sharedLimitStatus>>;
+  try {
+    status = await limits.sharedLimitStatus(c.var.gateway, c.env, name, group);
+  } catch (err) {
+    if (err instanceof GatewayError && err.status < 500) return c.redirect(`${BASE}/limits?error=${encodeURIComponent(err.detail)}`, 303);
+    throw err;
+  }
+  const reset = c.req.queries("reset") ?? [];
+  const unavailable = c.req.queries("unavailable") ?? [];
+  const title = `${name}${group ? ` · group ${group}` : ""}`;
+  return c.html(
+    <Layout
+      title={title}
+      nav="limits"
+      csrf={c.var.session.csrfToken}
+      notice={reset.length ? `Usage reset: ${reset.join(", ")}.` : undefined}
+      error={unavailable.length ? `Not reset: ${unavailable.join(", ")} — the limiter backend did not answer. Try again shortly.` : undefined}
+    >
+      <p class="muted">
+        Everyone {group ? `in group ${group}` : "on its routes"} spends from these counters. Shown under the route default; a role or user override changes the limit a member is held to, not the
+        count.
+      </p>
+      <table aria-label={`Usage of ${name}`}>
+        <thead>
+          <tr>
+            <th scope="col">Counter</th>
+            <th scope="col">Used</th>
+            <th scope="col">Remaining</th>
+            <th scope="col">Limit</th>
+            <th scope="col">Resets</th>
+          </tr>
+        </thead>
+        <tbody>
+          {status.limits.map((l) => (
+            <tr>
+              <td>{l.route ? `route ${l.route}` : "all its routes"}</td>
+              {l.error ? (
+                <td colspan={2}>limiter did not answer</td>
+              ) : (
+                <>
+                  <td>{l.used}</td>
+                  <td>{l.remaining}</td>
+                </>
+              )}
+              <td>{l.limit}</td>
+              <td>{when(l.resetAt)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <PostButton
+        action={`${BASE}/limits/${encodeURIComponent(name)}/reset`}
+        csrf={c.var.session.csrfToken}
+        fields={group ? { group } : {}}
+        label="Reset for all"
+        class="small danger"
+        confirm={`Reset ${name} to zero for everyone ${group ? `in group ${group}` : "on its routes"}?`}
+      />
+      <p>
+        <a href={`${BASE}/limits`}>← All limits</a>
+      </p>
+    </Layout>,
+  );
+});
+
+limitsPages.post("/limits/:name/reset", async (c) => {
+  const name = c.req.param("name");
+  const group = str((await formOf(c)).group) || undefined;
+  return formAction(c, `${BASE}/limits`, async () => {
+    const { results } = await limits.resetSharedLimit(c.var.services.db, c.var.gateway, c.env, uiActor(c), name, group);
+    const q = new URLSearchParams(group ? { group } : {});
+    for (const r of results) q.append(r.outcome === "reset" ? "reset" : "unavailable", limits.counterLabel(r));
+    return `${BASE}/limits/${encodeURIComponent(name)}?${q}`;
+  });
 });
