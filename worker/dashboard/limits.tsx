@@ -7,6 +7,7 @@ import type { UserLimitOverview } from "../services/limits";
 import { findUser, type UserView } from "../services/users";
 import { formAction, formOf, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
 import { addNav, BASE, Csrf, Layout, PostButton, when } from "./layout";
+import { resetMessages, resetQuery } from "./reset-notice";
 import { renderUser, userSections } from "./users";
 
 /**
@@ -255,9 +256,7 @@ limitsPages.post("/users/:id/limits/delete", async (c) => {
  * to show, not a crash.
  */
 function resetNotice(id: string, results: limits.LimitResetResult[]): string {
-  const q = new URLSearchParams({ notice: "limits-reset" });
-  for (const r of results) q.append(r.outcome === "reset" ? "reset" : "unavailable", limits.counterLabel(r));
-  return `${userHref(id)}?${q}#limits`;
+  return `${userHref(id)}?${resetQuery(results, new URLSearchParams({ notice: "limits-reset" }))}#limits`;
 }
 
 // A shared counter from a member's page: the group is the user's own, never taken from the form.
@@ -360,16 +359,15 @@ limitsPages.get("/limits/:name", async (c) => {
     if (err instanceof GatewayError && err.status < 500) return c.redirect(`${BASE}/limits?error=${encodeURIComponent(err.detail)}`, 303);
     throw err;
   }
-  const reset = c.req.queries("reset") ?? [];
-  const unavailable = c.req.queries("unavailable") ?? [];
+  const msg = c.req.query("notice") === "limits-reset" ? resetMessages(c) : { notice: undefined, error: undefined };
   const title = `${name}${group ? ` · group ${group}` : ""}`;
   return c.html(
     <Layout
       title={title}
       nav="limits"
       csrf={c.var.session.csrfToken}
-      notice={reset.length ? `Usage reset: ${reset.join(", ")}.` : undefined}
-      error={unavailable.length ? `Not reset: ${unavailable.join(", ")} — the limiter backend did not answer. Try again shortly.` : undefined}
+      notice={msg.notice}
+      error={msg.error}
     >
       <p class="muted">
         Everyone {group ? `in group ${group}` : "on its routes"} spends from these counters. Shown under the route default; a role or user override changes the limit a member is held to, not the
@@ -423,8 +421,6 @@ limitsPages.post("/limits/:name/reset", async (c) => {
   const group = str((await formOf(c)).group) || undefined;
   return formAction(c, `${BASE}/limits`, async () => {
     const { results } = await limits.resetSharedLimit(c.var.services.db, c.var.gateway, c.env, uiActor(c), name, group);
-    const q = new URLSearchParams(group ? { group } : {});
-    for (const r of results) q.append(r.outcome === "reset" ? "reset" : "unavailable", limits.counterLabel(r));
-    return `${BASE}/limits/${encodeURIComponent(name)}?${q}`;
+    return `${BASE}/limits/${encodeURIComponent(name)}?${resetQuery(results, new URLSearchParams({ ...(group ? { group } : {}), notice: "limits-reset" }))}`;
   });
 });

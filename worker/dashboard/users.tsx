@@ -10,6 +10,7 @@ import type { UserView } from "../services/users";
 import { GatewayError } from "../errors";
 import { fieldErrors, formAction, formOf, isFieldProblem, list, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
 import { Badge, BASE, Csrf, Field, FieldError, FilterSelect, invalid, Layout, PostButton, when } from "./layout";
+import { resetMessages } from "./reset-notice";
 
 const NOTICES: Record<string, string> = {
   created: "Proxy user created.",
@@ -39,17 +40,6 @@ const GRACE_CHOICES: Array<[string, string]> = [
 
 const userHref = (id: string) => `${BASE}/users/${encodeURIComponent(id)}`;
 const messages = (c: DashboardContext) => (c.req.query("notice") === "limits-reset" ? resetMessages(c) : { notice: NOTICES[c.req.query("notice") ?? ""], error: c.req.query("error") });
-
-/** After "Reset": which counters were reset (a notice) and which were not because their limiter did not answer (an alert). */
-function resetMessages(c: DashboardContext): { notice: string | undefined; error: string | undefined } {
-  const reset = c.req.queries("reset") ?? [];
-  const unavailable = c.req.queries("unavailable") ?? [];
-  const notice = reset.length ? `Usage reset: ${reset.join(", ")}.` : unavailable.length ? undefined : "Usage reset.";
-  const error = unavailable.length
-    ? `${reset.length ? "Not reset" : "Nothing was reset"}: ${unavailable.join(", ")} — the limiter backend did not answer. Try again shortly.`
-    : undefined;
-  return { notice, error };
-}
 
 export const usersPages = new Hono<DashboardEnv>();
 
