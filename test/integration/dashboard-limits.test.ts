@@ -187,6 +187,8 @@ describe("dashboard: the limits page", () => {
     expect(list).toContain('aria-current="page">Limits</a>');
     expect(declaredRow(list, "shared-do")).toMatch(/^shared-do \| rate, sliding window, per 1 h \| 20 \| group \| shared-do \|/);
     expect(list).toContain('action="/admin/ui/limits/shared-do"');
+    // The group field suggests the groups users are in.
+    expect(list).toContain(`<option value="${group}"></option>`);
     expect(declaredRow(list, "rl-do")).toMatch(/\| user \| rl-do \| per caller \|$/);
 
     const usedOf = async () => {

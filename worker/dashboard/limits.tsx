@@ -4,7 +4,7 @@ import { overridesInput } from "../admin/limits";
 import { GatewayError } from "../errors";
 import * as limits from "../services/limits";
 import type { UserLimitOverview } from "../services/limits";
-import { findUser, type UserView } from "../services/users";
+import { findUser, listGroups, type UserView } from "../services/users";
 import { formAction, formOf, parseForm, str, uiActor, type DashboardContext, type DashboardEnv, type FormDraft } from "./forms";
 import { addNav, BASE, Csrf, Layout, PostButton, when } from "./layout";
 import { resetMessages, resetQuery } from "./reset-notice";
@@ -295,8 +295,10 @@ const limitHref = (name: string, group?: string) => `${BASE}/limits/${encodeURIC
  * Every declared limit; for the shared ones (a partner group's monthly quota, a route's total),
  * a way to their usage, which no single user's page owns. Per-caller limits are on each user's page.
  */
-limitsPages.get("/limits", (c) => {
+limitsPages.get("/limits", async (c) => {
   const defs = limits.listLimitDefinitions(c.var.gateway);
+  // Suggestions for the group fields (typing any group still works).
+  const groups = defs.some((d) => isShared(d) && d.by.includes("group")) ? await listGroups(c.var.services.db, 200) : [];
   return c.html(
     <Layout title="Limits" nav="limits" csrf={c.var.session.csrfToken} error={c.req.query("error")}>
       <p class="muted">
@@ -333,7 +335,7 @@ limitsPages.get("/limits", (c) => {
                     <span class="muted">per caller</span>
                   ) : d.by.includes("group") ? (
                     <form method="get" action={limitHref(d.name)}>
-                      <label for={`group-${d.name}`}>Group</label> <input id={`group-${d.name}`} name="group" required maxlength={64} /> <button class="small secondary">Show</button>
+                      <label for={`group-${d.name}`}>Group</label> <input id={`group-${d.name}`} name="group" required maxlength={64} list="known-groups" /> <button class="small secondary">Show</button>
                     </form>
                   ) : (
                     <a href={limitHref(d.name)}>Show</a>
@@ -344,6 +346,11 @@ limitsPages.get("/limits", (c) => {
           </tbody>
         </table>
       )}
+      <datalist id="known-groups">
+        {groups.map((g) => (
+          <option value={g} />
+        ))}
+      </datalist>
     </Layout>,
   );
 });

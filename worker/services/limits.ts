@@ -353,7 +353,7 @@ function sharedCounters(gateway: CompiledGateway, name: string, group: string | 
   if (!entry) throw new GatewayError("LIMIT_NOT_FOUND", `No rate-limit or quota plugin is named "${name}".`);
   const { def, routes } = entry;
   const own = def.by.filter((p) => p === "user" || p === "key" || p === "ip");
-  if (own.length) throw new GatewayError("VALIDATION_FAILED", `"${name}" is counted per ${own.join(" + ")}, not shared; a user's counters are under /users/{id}/limits.`);
+  if (own.length) throw new GatewayError("VALIDATION_FAILED", `"${name}" is counted per ${own.join(" + ")}, not shared: each user's usage of it is with that user's limits.`);
   const byGroup = def.by.includes("group");
   if (byGroup !== (group !== undefined)) {
     throw new GatewayError("VALIDATION_FAILED", byGroup ? `"${name}" is counted per group: name one (?group=).` : `"${name}" is not counted per group.`, { errors: [{ path: "group", message: byGroup ? "required" : "not allowed" }] });

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNotNull, isNull, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "../db";
 import { apiKeys, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
@@ -135,6 +135,12 @@ export async function listUsers(db: Database, q: UserListQuery): Promise<{ data:
   const { rows: pageRows, nextCursor } = page(rows, q.limit);
   const names = await roleNamesOf(db, pageRows.map((r) => r.id));
   return { data: pageRows.map((r) => userView(r, names.get(r.id) ?? [])), nextCursor };
+}
+
+/** The groups proxy users are in, sorted, at most `limit` (groups are free text on users; there is no group table). */
+export async function listGroups(db: Database, limit: number): Promise<string[]> {
+  const rows = await db.selectDistinct({ group: proxyUsers.group }).from(proxyUsers).where(isNotNull(proxyUsers.group)).orderBy(asc(proxyUsers.group)).limit(limit);
+  return rows.map((r) => r.group!);
 }
 
 export async function updateUser(db: Database, who: AdminActor, id: string, patch: Partial<UserInput>): Promise<UserView> {
