@@ -287,8 +287,6 @@ limitsPages.post("/users/:id/limits/reset", async (c) => {
 
 // ── the limits gateway.config.ts declares, and the shared ones' usage ──────────────────────────
 
-/** Counted by group and/or route only: one counter for a whole group (or route), not per caller. */
-const isShared = (d: limits.LimitDefinitionView) => !d.by.some((p) => p === "user" || p === "key" || p === "ip");
 const limitHref = (name: string, group?: string) => `${BASE}/limits/${encodeURIComponent(name)}${group ? `?group=${encodeURIComponent(group)}` : ""}`;
 
 /**
@@ -298,7 +296,7 @@ const limitHref = (name: string, group?: string) => `${BASE}/limits/${encodeURIC
 limitsPages.get("/limits", async (c) => {
   const defs = limits.listLimitDefinitions(c.var.gateway);
   // Suggestions for the group fields (typing any group still works).
-  const groups = defs.some((d) => isShared(d) && d.by.includes("group")) ? await listGroups(c.var.services.db, 200) : [];
+  const groups = defs.some((d) => limits.isSharedLimit(d.by) && d.by.includes("group")) ? await listGroups(c.var.services.db, 200) : [];
   return c.html(
     <Layout title="Limits" nav="limits" csrf={c.var.session.csrfToken} error={c.req.query("error")}>
       <p class="muted">
@@ -331,7 +329,7 @@ limitsPages.get("/limits", async (c) => {
                 <td>{d.by.join(" + ")}</td>
                 <td>{d.routes.join(", ")}</td>
                 <td>
-                  {!isShared(d) ? (
+                  {!limits.isSharedLimit(d.by) ? (
                     <span class="muted">per caller</span>
                   ) : d.by.includes("group") ? (
                     <form method="get" action={limitHref(d.name)}>

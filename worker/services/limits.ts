@@ -41,6 +41,10 @@ export function limitDefinitions(gateway: CompiledGateway): { def: LimitDefiniti
 }
 
 /** Whether a limit keeps one counter per proxy user (optionally also per group / route), so a user's usage can be shown. */
+/** What a limit counts by that belongs to one caller (user, key, client address); without any, its counters are shared. */
+const callerParts = (by: readonly string[]) => by.filter((p) => p === "user" || p === "key" || p === "ip");
+/** Counted by group and/or route only: one counter for a whole group or route, read and reset as the limit's own. */
+export const isSharedLimit = (by: readonly string[]) => callerParts(by).length === 0;
 const countsPerUser = (def: LimitDefinition) => def.by.includes("user") && !def.by.some((p) => p === "key" || p === "ip");
 const windowOf = (def: LimitDefinition) => (def.kind === "rate" ? `${def.windowMs / 1000}s` : null);
 
@@ -352,7 +356,7 @@ function sharedCounters(gateway: CompiledGateway, name: string, group: string | 
   const entry = limitDefinitions(gateway).find((d) => d.def.name === name);
   if (!entry) throw new GatewayError("LIMIT_NOT_FOUND", `No rate-limit or quota plugin is named "${name}".`);
   const { def, routes } = entry;
-  const own = def.by.filter((p) => p === "user" || p === "key" || p === "ip");
+  const own = callerParts(def.by);
   if (own.length) throw new GatewayError("VALIDATION_FAILED", `"${name}" is counted per ${own.join(" + ")}, not shared: each user's usage of it is with that user's limits.`);
   const byGroup = def.by.includes("group");
   if (byGroup !== (group !== undefined)) {
