@@ -44,5 +44,6 @@ export const quota = definePlugin({
       upstash: o.upstash,
       timeoutMs: o.timeoutMs,
       leaseMax: o.leaseMax,
+      headers: o.headers,
     }),
 });

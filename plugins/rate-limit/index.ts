@@ -55,5 +55,6 @@ export const rateLimit = definePlugin({
       upstash: o.upstash,
       timeoutMs: o.timeoutMs,
       leaseMax: o.leaseMax,
+      headers: o.headers,
     }),
 });

@@ -37,6 +37,7 @@ describe("rate-limit options", () => {
       durableObjectBinding: "LIMITER",
       timeoutMs: 1000,
       leaseMax: "auto",
+      headers: "draft-06",
       upstash: { urlFromEnv: "UPSTASH_REDIS_REST_URL", tokenFromEnv: "UPSTASH_REDIS_REST_TOKEN", prefix: "portcullis:limits" },
     });
   });

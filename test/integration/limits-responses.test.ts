@@ -1,6 +1,10 @@
 // Rate limits and quotas: headers, algorithms, subjects, dry-run, quota sharing and reset.
 import { beforeEach, describe, expect, it } from "vitest";
-import { admin, expectProblem, gw, json, originRecords, seedCaller, unique } from "../helpers";
+import { authorize } from "../../plugins/authorize";
+import { keyAuth } from "../../plugins/key-auth";
+import { quota } from "../../plugins/quota";
+import { rateLimit } from "../../plugins/rate-limit";
+import { admin, expectProblem, gw, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
 import { clearOfHourEdge, startOfFreshWindow } from "../window-edges";
 
 const auth = (key: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${key}`, ...extra } });
@@ -106,6 +110,80 @@ describe("responses", () => {
     expect(flags[2]).toBe('would-refuse; limit="rl-dry"; code=RATE_LIMITED');
     expect(flags[3]).toBe('would-refuse; limit="rl-dry"; code=RATE_LIMITED');
     expect((await originRecords(marker)).length).toBe(4);
+  });
+});
+
+describe("draft-08 headers (`headers: \"draft-08\"`)", () => {
+  // The structured RateLimit / RateLimit-Policy lists: one member per limit, named after it.
+  const viaDownBridge = { backend: "upstash", upstash: { urlFromEnv: "UPSTASH_DOWN_URL", tokenFromEnv: "UPSTASH_TEST_TOKEN" }, timeoutMs: 200 } as const;
+  const call = testGateway({
+    plugins: [keyAuth(), authorize()],
+    routes: [
+      {
+        name: "sf",
+        path: "/sf/*",
+        methods: ["GET"],
+        upstream: "echo",
+        permission: "echo:read",
+        plugins: [rateLimit({ name: "sf-rate", limit: 3, window: "1h", headers: "draft-08" }), quota({ name: "sf-quota", limit: 4, period: "day", headers: "draft-08" })],
+      },
+      {
+        name: "sf-open",
+        path: "/sf-open/*",
+        methods: ["GET"],
+        upstream: "echo",
+        permission: "echo:read",
+        plugins: [rateLimit({ name: "sf-open", limit: 5, window: "1m", headers: "draft-08", ...viaDownBridge })],
+      },
+    ],
+  });
+  /** A list field's members by name: `"a";r=1;t=2, "b";…` → { a: { r: 1, t: 2 }, b: … }. */
+  const members = (field: string | null) =>
+    Object.fromEntries(
+      (field ?? "").split(", ").filter(Boolean).map((m) => {
+        const [name, ...params] = m.split(";");
+        return [JSON.parse(name!), Object.fromEntries(params.map((p) => p.split("=")).map(([k, v]) => [k, Number(v)]))];
+      }),
+    );
+
+  it("an admitted response lists every limit of the route with what is left; the draft-06 fields are absent", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const marker = unique("sf");
+    const res = await call(`/sf/${marker}/0`, auth(key));
+    expect(res.status).toBe(200);
+    expect(members(res.headers.get("ratelimit-policy"))).toEqual({ "sf-rate": { q: 3, w: 3600 }, "sf-quota": { q: 4, w: 86_400 } });
+    const current = members(res.headers.get("ratelimit"));
+    expect(Object.keys(current).sort()).toEqual(["sf-quota", "sf-rate"]);
+    expect(current["sf-rate"].r).toBe(2);
+    expect(current["sf-rate"].t).toBeGreaterThan(0);
+    expect(current["sf-rate"].t).toBeLessThanOrEqual(3600);
+    expect(current["sf-quota"].r).toBe(3);
+    expect(current["sf-quota"].t).toBeGreaterThan(0);
+    expect(current["sf-quota"].t).toBeLessThanOrEqual(86_400);
+    for (const name of ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]) expect(res.headers.get(name)).toBeNull();
+  });
+
+  it("a refusal names the limit that refused with r=0, and Retry-After; the origin never sees it", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const marker = unique("sf");
+    for (let i = 0; i < 3; i++) expect((await call(`/sf/${marker}/${i}`, auth(key))).status).toBe(200);
+    const res = await call(`/sf/${marker}/x`, auth(key));
+    await expectProblem(res, 429, "RATE_LIMITED");
+    // The rate limit runs first and refuses before the quota is asked: only its members.
+    expect(members(res.headers.get("ratelimit-policy"))).toEqual({ "sf-rate": { q: 3, w: 3600 } });
+    const current = members(res.headers.get("ratelimit"));
+    expect(Object.keys(current)).toEqual(["sf-rate"]);
+    expect(current["sf-rate"].r).toBe(0);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await originRecords(marker)).length).toBe(3);
+  });
+
+  it("failing open, a limit names its policy but says nothing of what is left", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const res = await call(`/sf-open/${unique("sf")}`, auth(key));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("ratelimit-policy")).toBe('"sf-open";q=5;w=60');
+    expect(res.headers.get("ratelimit")).toBeNull();
   });
 });
 

@@ -46,6 +46,12 @@ export const commonLimitOptions = {
     .union([z.literal("auto"), z.number().int().min(1).max(10_000)])
     .default("auto")
     .describe("Most tokens an isolate leases at once (`auto` = limit/20, 1–100; 1 = a backend call per request). See README: leasing never over-admits"),
+  headers: z
+    .enum(["draft-06", "draft-08"])
+    .default("draft-06")
+    .describe(
+      "RateLimit fields on every limited response: `draft-06` RateLimit-Limit, -Remaining, -Reset and -Policy (the route's limit with the fewest remaining); `draft-08` the structured RateLimit and RateLimit-Policy lists, one member named after each limit",
+    ),
 };
 
 export interface LimitDefinition {
@@ -64,6 +70,8 @@ export interface LimitDefinition {
   upstash: { urlFromEnv: string; tokenFromEnv: string; prefix: string };
   timeoutMs: number;
   leaseMax: number | "auto";
+  /** Which IETF draft's RateLimit fields the responses carry (see commonLimitOptions.headers). */
+  headers: "draft-06" | "draft-08";
 }
 
 /** Parses `500ms`, `1s`, `30s`, `1m`, `1h` (or a number of seconds) into ms. */
@@ -195,7 +203,53 @@ export const limiterCalls = { count: 0 };
 // ── headers ───────────────────────────────────────────────────────────────────────────────────
 const secs = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
 
-/** IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers, -07 field names), for a 429's own headers. */
+/** Header texts that depend only on the effective limit (and the window): built once per value. */
+interface LimitTexts {
+  limit: string;
+  /** draft-06: `<limit>;w=<seconds>`; draft-08: `"<name>";q=<limit>;w=<seconds>`, one list member. */
+  policy: string;
+}
+
+/**
+ * How a limit reports itself on responses (draft-ietf-httpapi-ratelimit-headers). Picked once per
+ * limit from its `headers` option, so the request path does not branch on it.
+ */
+interface HeaderStyle {
+  texts(limit: number): LimitTexts;
+  /** An admitted (or dry-run) response: what is left and when it resets. */
+  admitted(c: Context<GatewayEnv>, t: LimitTexts, remaining: number, resetMs: number): void;
+  /** Failing open: which limit applies; what is left is unknown, so it is not said. */
+  failedOpen(c: Context<GatewayEnv>, t: LimitTexts): void;
+  /** A 429's own headers. */
+  refused(t: LimitTexts, remaining: number, resetMs: number): Record<string, string>;
+}
+
+function headerStyle(def: LimitDefinition): HeaderStyle {
+  const windowS = secs(def.windowMs);
+  if (def.headers === "draft-08") {
+    // Structured-field lists: each limit on the route adds its own member, named after the limit
+    // (limit names are tokens of [a-z0-9_-], so they need no escaping inside the quotes).
+    const member = `"${def.name}"`;
+    const current = (remaining: number, resetMs: number) => `${member};r=${Math.max(0, remaining)};t=${secs(resetMs)}`;
+    return {
+      texts: (limit) => ({ limit: String(limit), policy: `${member};q=${limit};w=${windowS}` }),
+      admitted(c, t, remaining, resetMs) {
+        applyHeader(c, "ratelimit-policy", t.policy, true);
+        applyHeader(c, "ratelimit", current(remaining, resetMs), true);
+      },
+      failedOpen: (c, t) => applyHeader(c, "ratelimit-policy", t.policy, true),
+      refused: (t, remaining, resetMs) => ({ "ratelimit-policy": t.policy, ratelimit: current(remaining, resetMs) }),
+    };
+  }
+  return {
+    texts: (limit) => ({ limit: String(limit), policy: `${limit};w=${windowS}` }),
+    admitted: applyLimitHeaders,
+    failedOpen: applyPolicyHeaders,
+    refused: rateLimitHeaders,
+  };
+}
+
+/** draft-06 RateLimit headers (RateLimit-Limit, -Remaining, -Reset, -Policy), for a 429's own headers. */
 function rateLimitHeaders(t: LimitTexts, remaining: number, resetMs: number): Record<string, string> {
   return {
     "ratelimit-limit": t.limit,
@@ -206,8 +260,9 @@ function rateLimitHeaders(t: LimitTexts, remaining: number, resetMs: number): Re
 }
 
 /**
- * Sets the RateLimit headers on the response unless a tighter limit (or the origin) already
- * reported fewer remaining. Four `set`s, no intermediate object: this runs on every request.
+ * Sets the draft-06 RateLimit headers on the response unless a tighter limit (or the origin)
+ * already reported fewer remaining: those four fields can describe one limit only. Four `set`s,
+ * no intermediate object: this runs on every request.
  */
 function applyLimitHeaders(c: Context<GatewayEnv>, t: LimitTexts, remaining: number, resetMs: number): void {
   let res = c.res;
@@ -243,13 +298,15 @@ function applyPolicyHeaders(c: Context<GatewayEnv>, t: LimitTexts): void {
   applyHeader(c, "ratelimit-policy", t.policy);
 }
 
-/** Sets one header, copying an immutable response once (see applyLimitHeaders). */
-function applyHeader(c: Context<GatewayEnv>, name: string, value: string): void {
+/** Sets (or appends) one header, copying an immutable response once (see applyLimitHeaders). */
+function applyHeader(c: Context<GatewayEnv>, name: string, value: string, append = false): void {
   try {
-    c.res.headers.set(name, value);
+    if (append) c.res.headers.append(name, value);
+    else c.res.headers.set(name, value);
   } catch {
     const res = new Response(c.res.body, c.res);
-    res.headers.set(name, value);
+    if (append) res.headers.append(name, value);
+    else res.headers.set(name, value);
     c.res = res;
   }
 }
@@ -279,12 +336,6 @@ function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): void {
 }
 
 // ── per-handler caches (built once per plugin instance, not per request) ──────────────────────
-/** Header texts that depend only on the effective limit (and the window). */
-interface LimitTexts {
-  limit: string;
-  policy: string;
-}
-
 /**
  * Builds a subject's key in the cache of one handler: for the common single-part subjects a
  * string the request already holds (the user's or key's id, the client IP as sent — no parsing
@@ -329,7 +380,8 @@ export const limitRegistry = new WeakMap<MiddlewareHandler<GatewayEnv>, LimitDef
  *
  * Hot path (a warm subject holding leased tokens): no backend call and no await before `next()`
  * — a Map lookup for the subject, a synchronous read of the cached overrides, one token spent,
- * one small outcome object for the audit event, four response headers. Everything that depends
+ * one small outcome object for the audit event, four response headers (two in draft-08).
+ * Everything that depends
  * only on the options (key builder, header texts, the backend for the bindings) is built here,
  * once per plugin instance.
  */
@@ -338,14 +390,15 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
   const localKey = localKeyBuilder(def);
   const windowS = secs(def.windowMs);
 
-  const configTexts: LimitTexts = { limit: String(def.limit), policy: `${def.limit};w=${windowS}` };
+  const style = headerStyle(def);
+  const configTexts = style.texts(def.limit);
   const overriddenTexts = new Map<number, LimitTexts>();
   const textsFor = (limit: number): LimitTexts => {
     if (limit === def.limit) return configTexts;
     let t = overriddenTexts.get(limit);
     if (!t) {
       if (overriddenTexts.size >= 1_000) overriddenTexts.clear();
-      overriddenTexts.set(limit, (t = { limit: String(limit), policy: `${limit};w=${windowS}` }));
+      overriddenTexts.set(limit, (t = style.texts(limit)));
     }
     return t;
   };
@@ -454,7 +507,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       }
       recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-open", limit, remaining: null, source });
       await next();
-      applyPolicyHeaders(c, textsFor(limit));
+      style.failedOpen(c, textsFor(limit));
       return;
     }
     const texts = textsFor(limit);
@@ -464,20 +517,20 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
         throw new GatewayError(
           code,
           def.kind === "quota" ? `The quota "${def.name}" (${limit} per ${def.period}) is used up.` : `The rate limit "${def.name}" (${limit} per ${windowS}s) is exceeded.`,
-          { headers: { ...rateLimitHeaders(texts, remaining, resetMs), "retry-after": String(Math.max(1, secs(retryMs))) } },
+          { headers: { ...style.refused(texts, remaining, resetMs), "retry-after": String(Math.max(1, secs(retryMs))) } },
         );
       }
       recordOutcome(c, { name: def.name, kind: def.kind, outcome: "dry-run-refused", limit, remaining: 0, source });
       console.log(JSON.stringify({ level: "info", msg: "limit would refuse (dry run)", requestId: c.get("requestId"), limit: def.name, code }));
       await next();
-      applyLimitHeaders(c, texts, remaining, resetMs);
-      // Always reported, even when a tighter limit's figures won the RateLimit-* headers.
+      style.admitted(c, texts, remaining, resetMs);
+      // Always reported, even when a tighter limit's figures won the draft-06 RateLimit-* headers.
       applyHeader(c, "ratelimit-dry-run", `would-refuse; limit="${def.name}"; code=${code}`);
       return;
     }
     recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining, source });
     await next();
-    applyLimitHeaders(c, texts, remaining, resetMs);
+    style.admitted(c, texts, remaining, resetMs);
   };
   limitRegistry.set(handler, def);
   return handler;
