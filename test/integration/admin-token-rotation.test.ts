@@ -10,7 +10,7 @@ import { expectProblem, unique } from "../helpers";
 
 const OLD = env.ADMIN_TOKEN;
 const NEW = "rotated-admin-token-0123456789abcdef";
-const app = createApp(defineGateway({ upstreams: testUpstreams, routes: [{ name: "echo", path: "/echo/*", methods: ["GET"], upstream: "echo", permission: "echo:read", plugins: [] }] }));
+const app = createApp(defineGateway({ upstreams: testUpstreams, routes: [{ name: "echo", path: "/echo/*", methods: ["GET"], upstream: "echo", plugins: [] }] }));
 let n = 0;
 /** A client address of its own per call group (wrong tokens count per address). */
 const freshIp = () => `198.51.${100 + n++}.${1 + Math.floor(Math.random() * 250)}`;

@@ -30,6 +30,16 @@ describe("defineGateway", () => {
     expect(attempt).toThrow(/routes\[2\]\.path \(route "bad-path"\)/);
   });
 
+  it("refuses a permission that nothing enforces (no authorize on the route)", () => {
+    const attempt = (routes: Parameters<typeof defineGateway>[0]["routes"]) => () => defineGateway({ upstreams, plugins: [keyAuth(), authorize()], routes });
+    expect(attempt([{ name: "open", path: "/open/*", upstream: "api", permission: "a:b", disablePlugins: ["authorize"] }])).toThrow(
+      /routes\[0\]\.permission \(route "open"\): nothing enforces it: the authorize plugin does not run on this route/,
+    );
+    expect(() => defineGateway({ upstreams, plugins: [keyAuth()], routes: [{ name: "r", path: "/r/*", upstream: "api", permission: "a:b" }] })).toThrow(/nothing enforces it/);
+    // A public route says so by having no permission.
+    expect(attempt([{ name: "open", path: "/open/*", upstream: "api", disablePlugins: ["key-auth", "authorize"] }])).not.toThrow();
+  });
+
   it("rejects unsafe upstream URLs and unknown fields", () => {
     expect(() => defineGateway({ upstreams: { x: { url: "ftp://files.example" } }, routes: [{ name: "r", path: "/r/*", upstream: "x" }] })).toThrow(/upstreams\.x\.url/);
     expect(() => defineGateway({ upstreams: { x: { url: "https://u:p@api.example" } }, routes: [{ name: "r", path: "/r/*", upstream: "x" }] })).toThrow(/credentials/);

@@ -102,6 +102,10 @@ export const gatewaySchema = z
         if (firstAuthenticator === -1 || firstAuthenticator > at) {
           ctx.addIssue({ code: "custom", path: ["routes", i, "plugins"], message: "authorize runs before any authenticator (key-auth, jwt-auth): it would refuse every request" });
         }
+      } else if (r.permission) {
+        // Only authorize enforces a route's permission: without it the route would look protected
+        // in gateway.config.ts and forward every request.
+        ctx.addIssue({ code: "custom", path: ["routes", i, "permission"], message: "nothing enforces it: the authorize plugin does not run on this route (add authorize() or drop the permission)" });
       }
       const preflight = chain.findIndex((p) => p.traits?.answersPreflight);
       if (preflight !== -1 && firstAuthenticator !== -1 && firstAuthenticator < preflight) {
