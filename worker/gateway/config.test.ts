@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { authorize } from "../../plugins/authorize";
+import { rateLimit } from "../../plugins/rate-limit";
 import { keyAuth } from "../../plugins/key-auth";
 import shipped from "../../gateway.config";
 import { defineGateway, GatewayConfigError } from "./config";
@@ -38,6 +39,20 @@ describe("defineGateway", () => {
     expect(() => defineGateway({ upstreams, plugins: [keyAuth()], routes: [{ name: "r", path: "/r/*", upstream: "api", permission: "a:b" }] })).toThrow(/nothing enforces it/);
     // A public route says so by having no permission.
     expect(attempt([{ name: "open", path: "/open/*", upstream: "api", disablePlugins: ["key-auth", "authorize"] }])).not.toThrow();
+  });
+
+  it("refuses one limit name declared with two different counters; the same limit on several routes is fine", () => {
+    const routes = (second: ReturnType<typeof rateLimit>) => [
+      { name: "a", path: "/a/*", upstream: "api", permission: "a:b" },
+      { name: "search", path: "/search/*", upstream: "api", permission: "a:b", plugins: [second] },
+    ];
+    const load = (second: ReturnType<typeof rateLimit>) => () => defineGateway({ upstreams, plugins: [keyAuth(), authorize(), rateLimit({ limit: 600, window: "1m" })], routes: routes(second) });
+    expect(load(rateLimit({ limit: 2, window: "10s", by: ["user", "route"] }))).toThrow(
+      /routes\[1\]\.plugins \(route "search"\): limit "rate" is declared with other limit, windowMs, by than on route "a": one name is one counter/,
+    );
+    // Per-route settings that do not change the counter may differ (a dry run on one route).
+    expect(load(rateLimit({ limit: 600, window: "1m", dryRun: true, timeoutMs: 200 }))).not.toThrow();
+    expect(load(rateLimit({ name: "search", limit: 2, window: "10s" }))).not.toThrow();
   });
 
   it("rejects unsafe upstream URLs and unknown fields", () => {

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { PERMISSION_PATTERN } from "../lib/permissions";
+import { limitRegistry, type LimitDefinition } from "../limits/engine";
 import type { CompiledGateway, CompiledRoute, CompiledUpstream, PluginInstance, RouteAccess } from "./types";
 
 export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
@@ -81,6 +82,8 @@ export const gatewaySchema = z
     g.plugins.forEach((p, j) => {
       if (g.plugins.findIndex((q) => q.name === p.name) !== j) ctx.addIssue({ code: "custom", path: ["plugins", j], message: `plugin "${p.name}" appears twice in the global chain` });
     });
+    // One limit name, one counter: status, resets and overrides find a limit by its name.
+    const limitsByName = new Map<string, { def: LimitDefinition; route: string }>();
     g.routes.forEach((r, i) => {
       reportPluginIssues(r.plugins, ["routes", i, "plugins"]);
       r.plugins.forEach((p, j) => {
@@ -95,6 +98,22 @@ export const gatewaySchema = z
         if (!globalNames.has(d)) ctx.addIssue({ code: "custom", path: ["routes", i, "disablePlugins"], message: `no global plugin named "${d}"` });
       }
       const chain = effectiveChain(g.plugins, r.plugins, r.disablePlugins);
+      for (const p of chain) {
+        const def = limitRegistry.get(p.handler);
+        if (!def) continue;
+        const seen = limitsByName.get(def.name);
+        if (!seen) limitsByName.set(def.name, { def, route: r.name });
+        else if (seen.def !== def) {
+          const differs = COUNTER_FIELDS.filter((f) => JSON.stringify(def[f]) !== JSON.stringify(seen.def[f]));
+          if (differs.length) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["routes", i, "plugins"],
+              message: `limit "${def.name}" is declared with other ${differs.join(", ")} than on route "${seen.route}": one name is one counter, so give this limit its own name`,
+            });
+          }
+        }
+      }
       const firstAuthenticator = chain.findIndex((p) => p.traits?.authenticator);
       if (chain.some((p) => p.name === "authorize")) {
         if (!r.permission) ctx.addIssue({ code: "custom", path: ["routes", i, "permission"], message: "required when the authorize plugin runs on this route" });
@@ -117,6 +136,9 @@ export const gatewaySchema = z
       }
     });
   });
+
+/** What decides a limit's counter and its size; declarations of one limit name must agree on them (dryRun, failMode, timeouts, leases and headers may differ per route). */
+const COUNTER_FIELDS = ["kind", "algorithm", "limit", "windowMs", "period", "by", "backend", "durableObjectBinding", "upstash"] as const satisfies readonly (keyof LimitDefinition)[];
 
 export type GatewayConfigInput = z.input<typeof gatewaySchema>;
 export type UpstreamConfigInput = z.input<typeof upstreamSchema>;

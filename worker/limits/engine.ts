@@ -362,6 +362,8 @@ interface Subject {
   state: LeaseState;
   /** The lease book's generation when `state` was looked up (see LeaseBook.generation). */
   gen: number;
+  /** The effective limit of this subject's last request: a lower one voids held tokens. */
+  limit: number;
 }
 
 const MAX_SUBJECTS = 20_000;
@@ -427,7 +429,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       if (subjects.size >= MAX_SUBJECTS) subjects.delete(subjects.keys().next().value!);
       const key = local.startsWith(`${def.name}|`) ? local : subjectKey(def, subjectPartsOf(identity, c.get("clientIp"), c.get("route").name));
       const bookId = `${backend!.kind}|${key}|${stateSlot(spec)}`;
-      sub = { key, bookId, state: book.stateFor(bookId, spec), gen: book.generation };
+      sub = { key, bookId, state: book.stateFor(bookId, spec), gen: book.generation, limit: spec.limit };
       subjects.set(local, sub);
     } else if (sub.gen !== book.generation) {
       sub.state = book.stateFor(sub.bookId, spec);
@@ -438,7 +440,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
 
   const handler: MiddlewareHandler<GatewayEnv> = async function limit(c, next) {
     const identity = c.get("identity");
-    const now = Date.now();
+    let now = Date.now();
     let limit = def.limit;
     let source: LimitSource = "config";
     let allowed: boolean;
@@ -456,6 +458,9 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
             : (cache.peekUser(userId, now) ?? (await cache.userOverrides(c.get("services").db, userId, overrideTtlMs(c), now)));
           ({ limit, source } = effectiveLimitOf(snapshot, own, identity.roles, def.name, def.limit));
         }
+        // The reads above may have waited on D1: a token must not be spent, nor a window or
+        // period chosen, by a clock read before that wait (it could be past its window by now).
+        now = Date.now();
       }
       if (c.env !== boundEnv) {
         backend = backendFor(def, c.env);
@@ -465,6 +470,12 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       const spec = specAt(limit, now);
       const sub = subjectFor(localKey(identity, c), identity, c, spec);
       const s = sub.state;
+      if (limit < sub.limit) {
+        // The limit was lowered (an override): tokens leased under the higher one must not be
+        // spent. Expired now; a bucket or quota hands them back with its next lease call.
+        s.expiresAt = 0;
+      }
+      sub.limit = limit;
       if (spendLeased(s, now)) {
         // A warm subject: a token this isolate already holds (counted by the backend when leased).
         allowed = true;
@@ -477,7 +488,11 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
           leaseMax: leaseMaxFor(def, limit),
           call: (want, give, giveWindow) => {
             limiterCalls.count++;
-            return withinBudget(b, def.timeoutMs, () => b.lease(key, { spec, want, give, giveWindow }));
+            // The spec as of this call, not of the request's start: a request waiting on another's
+            // lease call may outlive its quota period, and a stale period's grant would expire on
+            // arrival (asked again with the same stale spec, for ever).
+            const current = specAt(limit, Date.now());
+            return withinBudget(b, def.timeoutMs, () => b.lease(key, { spec: current, want, give, giveWindow }));
           },
           keepAlive: (call) => waitUntil(c, call),
         });

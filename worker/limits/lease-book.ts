@@ -25,6 +25,9 @@ import type { LeaseReply, LimiterBackend, LimitSpec } from "./types";
  */
 export const NEGATIVE_TTL_MS = 1_000;
 
+/** Lease calls in a row whose grant had expired on arrival before one request gives up (see acquireFrom). */
+const MAX_EXPIRED_ON_ARRIVAL = 3;
+
 export interface Decision {
   allowed: boolean;
   /** What is left, as far as this isolate knows: the backend's remaining plus tokens it holds. */
@@ -137,6 +140,7 @@ export class LeaseBook {
   /** `acquire` on a state already looked up (see `stateFor`, `generation`). */
   async acquireFrom(s: LeaseState, opts: AcquireOptions): Promise<Decision> {
     let roundTrip = false;
+    let expiredOnArrival = 0;
     for (;;) {
       const now = Date.now();
       if (s.tokens > 0 && now < s.expiresAt) {
@@ -177,6 +181,12 @@ export class LeaseBook {
       opts.keepAlive?.(s.inflight.catch(() => {}));
       // A failed lease rejects every request waiting on it; each applies its limit's fail mode.
       await s.inflight;
+      // A grant can expire before it arrives (a window or period ending during a slow call); the
+      // next call asks in the new one. Should that keep happening, give up and let the limit's
+      // fail mode decide, rather than call the backend for ever.
+      if (s.tokens > 0 && Date.now() >= s.expiresAt && ++expiredOnArrival >= MAX_EXPIRED_ON_ARRIVAL) {
+        throw new Error(`${MAX_EXPIRED_ON_ARRIVAL} leases in a row expired before they arrived`);
+      }
     }
   }
 

@@ -12,6 +12,18 @@ export interface UserOverrides {
   role: Map<string, { limit: number; role: string }>;
 }
 
+/**
+ * Whether a stored override can be a limit: a whole number from 0 to 1e9, as the admin API writes
+ * them. D1 does not enforce the column's type, so a row written by hand could hold text ("1,000"),
+ * a fraction or an overflow; used as a limit, NaN would make every lease call grant nothing and
+ * refuse nothing. Such a row is ignored (the next source applies) and logged, never fatal.
+ */
+function usable(r: { limit: unknown; limitName: string }, owner: string): boolean {
+  if (Number.isSafeInteger(r.limit) && (r.limit as number) >= 0 && (r.limit as number) <= 1_000_000_000) return true;
+  console.error(JSON.stringify({ level: "warn", msg: "limit override ignored: not a whole number from 0 to 1e9", owner, limit: r.limitName, value: String(r.limit).slice(0, 40) }));
+  return false;
+}
+
 /** Loads one user's overrides: its own rows and those of every role it holds (one D1 batch). */
 export async function loadUserOverrides(db: Database, userId: string): Promise<UserOverrides> {
   const [own, viaRoles] = await db.batch([
@@ -25,10 +37,11 @@ export async function loadUserOverrides(db: Database, userId: string): Promise<U
   ]);
   const role = new Map<string, { limit: number; role: string }>();
   for (const r of viaRoles) {
+    if (!usable(r, `role:${r.role}`)) continue;
     const best = role.get(r.limitName);
     if (!best || r.limit > best.limit) role.set(r.limitName, { limit: r.limit, role: r.role });
   }
-  return { user: new Map(own.map((r) => [r.limitName, r.limit])), role };
+  return { user: new Map(own.filter((r) => usable(r, `user:${userId}`)).map((r) => [r.limitName, r.limit])), role };
 }
 
 /** The limit that applies: the user's override, else the most generous role override, else the config. */
@@ -59,6 +72,7 @@ export const MAX_SNAPSHOT_USER_ROWS = 10_000;
 const groupBy = (rows: { key: string; limitName: string; limit: number }[]): Map<string, Map<string, number>> => {
   const out = new Map<string, Map<string, number>>();
   for (const r of rows) {
+    if (!usable(r, r.key)) continue;
     let m = out.get(r.key);
     if (!m) out.set(r.key, (m = new Map()));
     m.set(r.limitName, r.limit);

@@ -25,7 +25,7 @@ export type OverridesInput = Record<string, { limit: number }>;
 const view = (rows: { limitName: string; limit: number; updatedAt: Date }[]): OverridesView =>
   Object.fromEntries(rows.map((r) => [r.limitName, { limit: r.limit, updatedAt: r.updatedAt.toISOString() }]));
 
-/** Every limit definition in the gateway (one per limit name; the first route that declares it wins). */
+/** Every limit definition in the gateway, one per limit name (defineGateway refuses one name with two counters), with its routes. */
 export function limitDefinitions(gateway: CompiledGateway): { def: LimitDefinition; routes: string[] }[] {
   const byName = new Map<string, { def: LimitDefinition; routes: string[] }>();
   for (const route of gateway.routes) {
