@@ -20,12 +20,17 @@ const USER_FIELDS = new Set(["name", "description", "group", "status", "roles", 
 const LIMIT_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const MAX_LIMIT = 1_000_000_000;
 const KEY_FIELDS = new Set(["name", "permissions", "expiresAt"]);
+/** The gateway's PERMISSION_PATTERN (worker/lib/permissions.ts), so a bad key spec fails before anything is sent. */
+const PERMISSION = /^[A-Za-z0-9_.:\-/*]{1,128}$/;
+/** An ISO date-time with an offset, as the admin API takes it (`2027-01-01T00:00:00Z`). */
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 
 /**
  * @typedef {Record<string, number>} LimitsSpec limit name → override
  * @typedef {{ name: string, description?: string | null, permissions: string[], limits?: LimitsSpec }} RoleSpec
  * @typedef {{ name: string, permissions?: string[] | null, expiresAt?: string | null }} KeySpec
  * @typedef {{ name: string, description?: string | null, group?: string | null, status?: "active" | "disabled", roles?: string[], metadata?: Record<string, unknown>, expiresAt?: string | null, allowedIps?: string[] | null, keys?: KeySpec[], limits?: LimitsSpec }} UserSpec
+ * @typedef {{ user: string, name: string, id: string, key: string }} IssuedKey
  * @typedef {{ kind: "role" | "user" | "key", op: "create" | "update" | "delete", name: string, changes: Array<[string, unknown, unknown]>, run: () => Promise<unknown> }} Change
  */
 
@@ -52,6 +57,31 @@ function checkLimits(obj, where) {
     if (!LIMIT_NAME.test(name)) throw usageError(`${where}.limits: "${name}" is not a limit name (lower-case letters, digits, _ and -).`);
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > MAX_LIMIT) throw usageError(`${where}.limits.${name}: must be a whole number from 0 to ${MAX_LIMIT}.`);
   }
+}
+
+/**
+ * An `expiresAt` the gateway would take: null, or an ISO date-time with offset that has not passed.
+ * @param {unknown} v @param {string} where
+ */
+function checkExpiry(v, where) {
+  if (v === null || v === undefined) return;
+  if (typeof v !== "string" || !DATE_TIME.test(v) || Number.isNaN(Date.parse(v))) throw usageError(`${where}.expiresAt: must be an ISO date-time with offset, e.g. 2027-01-01T00:00:00Z.`);
+  if (Date.parse(v) <= Date.now()) throw usageError(`${where}.expiresAt: ${v} has passed.`);
+}
+
+/**
+ * A key spec is checked whole before anything is applied: its key is issued (and shown once) while
+ * apply runs, so a spec the gateway refuses must not stop apply halfway, after other keys.
+ * @param {Record<string, unknown>} k @param {string} where
+ */
+function checkKey(k, where) {
+  checkFields(k, KEY_FIELDS, where);
+  if (/** @type {string} */ (k.name).length > 100) throw usageError(`${where}: "name" is longer than 100 characters.`);
+  if (k.permissions !== undefined && k.permissions !== null) {
+    if (!Array.isArray(k.permissions) || k.permissions.length > 200) throw usageError(`${where}.permissions: must be a list of at most 200 permission strings (or null).`);
+    for (const p of k.permissions) if (typeof p !== "string" || !PERMISSION.test(p)) throw usageError(`${where}.permissions: "${p}" is not a permission string (letters, digits, _ . : - / and * wildcards).`);
+  }
+  checkExpiry(k.expiresAt, where);
 }
 
 /** @param {string} file @returns {{ roles: RoleSpec[], users: UserSpec[] }} */
@@ -91,7 +121,14 @@ export function readApplyFile(file) {
       seen.add(`u:${o.name}`);
       const keys = /** @type {unknown[]} */ (o.keys ?? []);
       if (!Array.isArray(keys)) throw usageError(`users[${i}] (${o.name}): "keys" must be a list of {name}.`);
-      keys.forEach((k, j) => checkFields(objectAt(k, `users[${i}].keys[${j}]`), KEY_FIELDS, `users[${i}].keys[${j}]`));
+      const labels = new Set();
+      keys.forEach((k, j) => {
+        const where = `users[${i}].keys[${j}]`;
+        const spec = objectAt(k, where);
+        checkKey(spec, where);
+        if (labels.has(spec.name)) throw usageError(`${where}: key "${spec.name}" is listed twice for ${o.name}.`);
+        labels.add(spec.name);
+      });
       checkLimits(o, `users[${i}] (${o.name})`);
       return /** @type {UserSpec} */ (o);
     }),
@@ -169,9 +206,9 @@ async function checkLimitNames(api, desired) {
  * @param {AdminClient} api
  * @param {{ roles: RoleSpec[], users: UserSpec[] }} desired
  * @param {{ prune?: boolean }} opts
- * @param {Array<{ user: string, name: string, id: string, key: string }>} issuedKeys filled in as changes run
+ * @param {(k: IssuedKey) => void} onIssued called as each key is issued, as changes run
  */
-export async function plan(api, desired, opts, issuedKeys) {
+export async function plan(api, desired, opts, onIssued) {
   const [roles, users] = await Promise.all([
     all((cursor) => ok(api.GET("/roles", { params: { query: { limit: 100, cursor } } }))),
     all((cursor) => ok(api.GET("/users", { params: { query: { limit: 100, cursor } } }))),
@@ -273,7 +310,7 @@ export async function plan(api, desired, opts, issuedKeys) {
         changes: [],
         run: async () => {
           const issued = await ok(api.POST("/users/{id}/keys", { params: { path: { id: /** @type {string} */ (ref.id) } }, body: /** @type {any} */ (k) }));
-          issuedKeys.push({ user: spec.name, name: k.name, id: issued.id, key: issued.key });
+          onIssued({ user: spec.name, name: k.name, id: issued.id, key: issued.key });
         },
       });
     }
@@ -319,7 +356,9 @@ function describe(c) {
 
 /**
  * `portcullis apply <file>`: plan, print the diff, confirm, run in dependency order (roles before
- * the users that hold them; deletions last), then print newly issued keys once.
+ * the users that hold them; deletions last). A newly issued key is printed the moment it is issued
+ * (with --json: in the closing JSON, written even when a later change fails): once issued it counts
+ * as present, so a key not printed then would be live and lost for good.
  *
  * @param {AdminClient} api
  * @param {string} file
@@ -327,9 +366,14 @@ function describe(c) {
  */
 export async function applyCommand(api, file, o) {
   const desired = readApplyFile(file);
-  /** @type {Array<{ user: string, name: string, id: string, key: string }>} */
+  /** @type {IssuedKey[]} */
   const issuedKeys = [];
-  const { changes, unchanged } = await plan(api, desired, o, issuedKeys);
+  const { changes, unchanged } = await plan(api, desired, o, (k) => {
+    issuedKeys.push(k);
+    if (o.json) return;
+    if (issuedKeys.length === 1) process.stdout.write(`\n${color.bold("New keys")} — ${color.yellow("shown once, store them now")}:\n`);
+    process.stdout.write(`  ${k.user}/${k.name}  ${k.id}  ${k.key}\n`);
+  });
   const counts = { create: 0, update: 0, delete: 0 };
   for (const c of changes) counts[c.op]++;
   const summary = { create: counts.create, update: counts.update, delete: counts.delete, unchanged };
@@ -345,12 +389,22 @@ export async function applyCommand(api, file, o) {
   if (!o.yes && !(await o.confirm("Apply these changes?"))) throw usageError("Not applied: confirm on a terminal or pass --yes.");
 
   const order = (/** @type {Change} */ c) => (c.op === "delete" ? (c.kind === "user" ? 3 : 4) : { role: 0, user: 1, key: 2 }[c.kind]);
-  for (const c of [...changes].sort((a, b) => order(a) - order(b))) await c.run();
+  const sorted = [...changes].sort((a, b) => order(a) - order(b));
+  let done = 0;
+  try {
+    for (const c of sorted) {
+      await c.run();
+      done++;
+    }
+  } catch (err) {
+    // Stopped halfway: say how far it got (the error itself is reported by the caller), and with
+    // --json still print the keys issued so far — they are shown nowhere else.
+    const failed = sorted[done];
+    process.stderr.write(`${color.red("Stopped")} at ${failed.kind} ${failed.name}: ${done} of ${sorted.length} change(s) applied.\n`);
+    if (o.json) printJson({ applied: false, failed: { kind: failed.kind, op: failed.op, name: failed.name }, done, summary, changes: asJson(), issuedKeys });
+    throw err;
+  }
 
   if (o.json) return printJson({ applied: true, summary, changes: asJson(), issuedKeys });
   process.stdout.write(`${color.green("Applied.")}\n`);
-  if (issuedKeys.length) {
-    process.stdout.write(`\n${color.bold("New keys")} — ${color.yellow("shown once, store them now")}:\n`);
-    for (const k of issuedKeys) process.stdout.write(`  ${k.user}/${k.name}  ${k.id}  ${k.key}\n`);
-  }
 }

@@ -16,6 +16,12 @@ function since(text) {
   return d.toISOString();
 }
 
+/**
+ * `audit tail -f` looks again this far before the newest event it showed (README "CLI"): an event
+ * stored up to this long after a newer one is still printed; later ones show in `audit requests`.
+ */
+const TAIL_LOOKBACK_S = 30;
+
 const SPARKS = "▁▂▃▄▅▆▇█";
 /** A terminal sparkline: one block per value, scaled to the largest. @param {number[]} values */
 export function sparkline(values) {
@@ -76,17 +82,32 @@ export function registerAudit(program, { apiFor, globals }) {
   requestFilters(audit.command("tail").description("print new request events as they arrive (Ctrl-C to stop)"))
     .option("-f, --follow", "keep following (default: print the latest and exit)")
     .option("--interval <seconds>", "poll interval", "2")
+    .option("--lookback <seconds>", "how far before the newest event shown each poll looks again, for events stored late", String(TAIL_LOOKBACK_S))
     .action(async (o, cmd) => {
       const api = apiFor(cmd);
       const g = globals(cmd);
       const q = await requestQuery(api, o);
-      const seen = new Set();
+      const lookbackMs = Number(o.lookback) * 1000;
+      if (!(lookbackMs >= 0)) throw usageError(`--lookback must be a number of seconds, not "${o.lookback}".`);
+      // Events are stored asynchronously and carry their request's time, not their storage time: a
+      // batch from another isolate, a streamed response's event or a queue retry lands after newer
+      // ones were shown. So each poll looks back from the newest event shown, and `seen` (id → time)
+      // drops what was already printed; ids older than the window cannot come back, so they leave
+      // `seen` and it stays bounded by the window.
+      /** @type {Map<string, number>} */
+      const seen = new Map();
       let from = q.from ?? new Date(Date.now() - 60_000).toISOString();
+      let newest = 0;
       let header = !g.json;
       for (;;) {
-        const page = await ok(api.GET("/audit/requests", { params: { query: { ...q, from, limit: 500 } } }));
-        const fresh = page.data.filter((e) => !seen.has(e.id)).reverse();
-        for (const e of fresh) seen.add(e.id);
+        // Every page (newest first), not only the newest 500: a busy interval must not drop events.
+        const rows = await all((cursor) => ok(api.GET("/audit/requests", { params: { query: { ...q, from, limit: 500, cursor } } })));
+        const fresh = rows.filter((e) => !seen.has(e.id)).reverse();
+        for (const e of fresh) {
+          const t = Date.parse(e.timestamp);
+          seen.set(e.id, t);
+          newest = Math.max(newest, t);
+        }
         if (fresh.length) {
           if (g.json) for (const e of fresh) process.stdout.write(`${JSON.stringify(e)}\n`);
           else {
@@ -94,9 +115,13 @@ export function registerAudit(program, { apiFor, globals }) {
             console.log((header ? text : text.slice(1)).join("\n"));
             header = false;
           }
-          from = /** @type {any} */ (fresh[fresh.length - 1]).timestamp;
         }
         if (!o.follow) return;
+        const windowStart = newest - lookbackMs;
+        if (windowStart > Date.parse(from)) {
+          from = new Date(windowStart).toISOString();
+          for (const [id, t] of seen) if (t < windowStart) seen.delete(id);
+        }
         await new Promise((r) => setTimeout(r, Number(o.interval) * 1000));
       }
     });
@@ -153,7 +178,11 @@ export function registerAudit(program, { apiFor, globals }) {
         if (report.firstBroken) console.log(color.red(`First broken link: ${report.firstBroken.chain ?? o.log} seq ${report.firstBroken.seq} (${report.firstBroken.id}): ${report.firstBroken.reason}`));
         else console.log(color.green(`Verified ${report.checkedRows} rows${report.truncated ? " (truncated: raise maxRows or narrow the range)" : ""}.`));
       }
-      if (!report.ok) process.exitCode = EXIT.VERIFY_FAILED;
+      // Thrown, not process.exitCode: run() returns the exit code, and bin/ sets it from that.
+      if (!report.ok) {
+        const b = report.firstBroken;
+        throw new CliError(`Broken hash chain${b ? `: ${b.chain ?? o.log} seq ${b.seq} (${b.reason})` : ""}.`, EXIT.VERIFY_FAILED);
+      }
     });
 
   program

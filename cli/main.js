@@ -409,7 +409,9 @@ export async function run(argv) {
   }
   try {
     await program.parseAsync(argv);
-    return EXIT.OK;
+    // Commands fail by throwing a CliError; a process.exitCode set on the way is kept all the
+    // same, since bin/ sets process.exitCode from what run() returns.
+    return Number(process.exitCode ?? 0) || EXIT.OK;
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version exit 0; a bare group (`portcullis users`) shows help with exit 1,

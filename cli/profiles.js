@@ -43,6 +43,13 @@ function readConfig(file) {
  * The gateway to talk to. Precedence: --url/--token, then an explicit --profile
  * (or PORTCULLIS_PROFILE), then PORTCULLIS_URL/PORTCULLIS_ADMIN_TOKEN, then the file's default profile.
  *
+ * The URL and the token always come as a pair from one place: a profile's token is never sent to a
+ * URL from a flag or the environment (nor a flag's or the environment's token to a profile's URL),
+ * and a profile whose tokenEnv is unset does not fall back to PORTCULLIS_ADMIN_TOKEN. Half a pair
+ * is a usage error: otherwise PORTCULLIS_URL alone would send the default (say, prod) profile's
+ * token to whatever it points at. Flags and environment variables count as given explicitly and
+ * pair with each other (`--url` with $PORTCULLIS_ADMIN_TOKEN), except with an explicit profile.
+ *
  * @param {{ url?: string, token?: string, profile?: string }} flags
  * @returns {{ url: string, token: string, source: string }}
  */
@@ -50,30 +57,47 @@ export function resolveTarget(flags) {
   const env = process.env;
   const file = configPath();
   const wanted = flags.profile ?? env.PORTCULLIS_PROFILE;
-  /** @type {{ url?: string, token?: string, source: string }} */
-  let fromProfile = { source: "" };
-  const config = wanted || !(env.PORTCULLIS_URL && env.PORTCULLIS_ADMIN_TOKEN) ? readConfig(file) : null;
-  const name = wanted ?? config?.default;
+  // An explicit profile outranks the environment, so then only flags are given explicitly.
+  const url = flags.url ?? (wanted ? undefined : env.PORTCULLIS_URL);
+  const token = flags.token ?? (wanted ? undefined : env.PORTCULLIS_ADMIN_TOKEN);
+  if (url && token) return checked(url, token, flags.url || flags.token ? "flags" : "environment");
+
+  const config = readConfig(file);
   if (wanted && !config) throw usageError(`Profile "${wanted}" requested but ${file} does not exist.`);
-  if (name && config) {
-    const p = config.profiles[name];
-    if (!p) throw usageError(`No profile "${name}" in ${file} (have: ${Object.keys(config.profiles).join(", ") || "none"}).`);
-    let token = p.token;
-    if (p.tokenEnv) token = env[p.tokenEnv];
-    else if (p.token) assertPrivate(file);
-    fromProfile = { url: p.url, token, source: `profile ${name}` };
+  const name = wanted ?? config?.default;
+  if (!name || !config) {
+    if (!url) throw usageError(`No gateway URL: set PORTCULLIS_URL, pass --url, or add a profile to ${file}.`);
+    throw usageError(`No admin token: set PORTCULLIS_ADMIN_TOKEN, or use a profile with tokenEnv in ${file}.`);
   }
-  const explicitProfile = !!wanted;
-  const url = flags.url ?? (explicitProfile ? fromProfile.url : undefined) ?? env.PORTCULLIS_URL ?? fromProfile.url;
-  const token = flags.token ?? (explicitProfile ? fromProfile.token : undefined) ?? env.PORTCULLIS_ADMIN_TOKEN ?? fromProfile.token;
-  if (!url) throw usageError(`No gateway URL: set PORTCULLIS_URL, pass --url, or add a profile to ${file}.`);
-  if (!token) throw usageError(`No admin token: set PORTCULLIS_ADMIN_TOKEN, or use a profile with tokenEnv in ${file}.`);
+  if (url || token) {
+    const given = url ? (flags.url ? "--url" : "PORTCULLIS_URL") : flags.token ? "--token" : "PORTCULLIS_ADMIN_TOKEN";
+    const missing = url ? (wanted ? "--token" : "an admin token (--token or PORTCULLIS_ADMIN_TOKEN)") : wanted ? "--url" : "a gateway URL (--url or PORTCULLIS_URL)";
+    throw usageError(
+      `${given} is given without ${missing}: the URL and token must come from one place, so profile "${name}"'s ${url ? "token" : "URL"} is not used with it. ` +
+        `Give both, or neither to use profile "${name}".`,
+    );
+  }
+  const p = config.profiles[name];
+  if (!p) throw usageError(`No profile "${name}" in ${file} (have: ${Object.keys(config.profiles).join(", ") || "none"}).`);
+  if (!p.url) throw usageError(`Profile "${name}" in ${file} has no url.`);
+  if (p.tokenEnv) {
+    const fromEnv = env[p.tokenEnv];
+    if (!fromEnv) throw usageError(`Profile "${name}" takes its token from $${p.tokenEnv}, which is not set.`);
+    return checked(p.url, fromEnv, `profile ${name}`);
+  }
+  if (!p.token) throw usageError(`Profile "${name}" in ${file} has neither token nor tokenEnv.`);
+  assertPrivate(file);
+  return checked(p.url, p.token, `profile ${name}`);
+}
+
+/** @param {string} url @param {string} token @param {string} source */
+function checked(url, token, source) {
   try {
     new URL(url);
   } catch {
     throw usageError(`Not a URL: ${url}`);
   }
-  return { url, token, source: fromProfile.source || "environment" };
+  return { url, token, source };
 }
 
 /** A token stored in a file other users can read is as good as leaked: refuse to use it. */

@@ -1,7 +1,7 @@
 // @ts-check
 import { readFileSync } from "node:fs";
 import { all, ok, resolveUser } from "./client.js";
-import { usageError } from "./errors.js";
+import { CliError, EXIT, usageError } from "./errors.js";
 import { color, printJson, table, when } from "./output.js";
 
 /**
@@ -111,13 +111,16 @@ export function registerSecrets(program, { apiFor, globals }) {
         r.pages++;
         cursor = p.nextCursor ?? undefined;
       } while (cursor);
-      if (globals(cmd).json) return printJson(r);
-      console.log(`${color.green("Re-encrypted")} ${r.rekeyed} of ${r.total} secret(s); ${r.alreadyCurrent} already under SECRETS_KEY.`);
-      if (r.undecryptable.length) {
-        console.log(color.red(`${r.undecryptable.length} secret(s) open with neither key; set their values again:`));
-        console.log(table(["NAME", "SCOPE", "USER", "GROUP", "VERSION"], r.undecryptable.map((s) => [s.name, s.scope, s.userId, s.group, s.version])));
-        process.exitCode = 1;
-      } else if (r.rekeyed === 0) console.log(color.dim("Nothing is left under the previous key: SECRETS_KEY_PREVIOUS can be removed."));
+      if (globals(cmd).json) printJson(r);
+      else {
+        console.log(`${color.green("Re-encrypted")} ${r.rekeyed} of ${r.total} secret(s); ${r.alreadyCurrent} already under SECRETS_KEY.`);
+        if (r.undecryptable.length) {
+          console.log(color.red(`${r.undecryptable.length} secret(s) open with neither key; set their values again:`));
+          console.log(table(["NAME", "SCOPE", "USER", "GROUP", "VERSION"], r.undecryptable.map((s) => [s.name, s.scope, s.userId, s.group, s.version])));
+        } else if (r.rekeyed === 0) console.log(color.dim("Nothing is left under the previous key: SECRETS_KEY_PREVIOUS can be removed."));
+      }
+      // Exit 1 (README) in --json mode too. Thrown, not process.exitCode: run() returns the exit code.
+      if (r.undecryptable.length) throw new CliError(`${r.undecryptable.length} secret(s) open with neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS.`, EXIT.FAILURE);
     });
   secrets
     .command("delete <name>")

@@ -1,5 +1,38 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
 import { describe, expect, inject, it } from "vitest";
+import { d1Execute } from "../../scripts/test-gateway.mjs";
 import { cli, cliJson, proxy, uniqueName } from "./cli";
+
+const BIN = path.resolve(import.meta.dirname, "../../bin/portcullis.mjs");
+const hex = () => [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, "0")).join("");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Writes request events straight into the gateway's D1, as a late audit flush would. */
+const sql = (text: string) => d1Execute(inject("gatewayPersist"), text);
+
+/** `audit tail -f --json` as a running process: the paths it has printed so far, and a way to stop it. */
+function tailFollow(args: string[]) {
+  const child = spawn(process.execPath, [BIN, "audit", "tail", "-f", "--interval", "1", "--json", ...args], {
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME!, PORTCULLIS_URL: inject("gatewayUrl"), PORTCULLIS_ADMIN_TOKEN: inject("adminToken"), PORTCULLIS_CONFIG: "/nonexistent" },
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const paths = () => out.split("\n").filter(Boolean).map((l) => JSON.parse(l).path as string);
+  return {
+    paths,
+    /** Waits until `n` events were printed (then one more poll, to catch duplicates), or times out. */
+    async waitFor(n: number, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (paths().length < n && Date.now() < deadline) await sleep(200);
+      await sleep(1500);
+      if (err) throw new Error(err);
+      return paths();
+    },
+    stop: () => child.kill(),
+  };
+}
 
 /** Polls until `check` passes: audit events are written asynchronously (batched, via the queue). */
 async function eventually<T>(fn: () => Promise<T>, check: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
@@ -68,5 +101,45 @@ describe("portcullis audit and usage", () => {
     const tail = await cli(["audit", "tail", "--user", name, "--since", "10m"]);
     expect(tail.code).toBe(0);
     expect(tail.stdout).toContain(`/echo/aud-${name}-2`);
+  });
+
+  it("tail -f shows events stored after newer ones (a late flush), and every event of a busy interval", async () => {
+    const user = await cliJson(["users", "create", uniqueName("aud-tail")]);
+    const chain = `tail-${hex()}`;
+    const now = Date.now();
+    const row = (seq: number, ts: number, p: string) => `('req_t${hex()}${seq}', '${chain}', ${seq}, ${ts}, '${user.id}', 'GET', '${p}', 'allowed', 200, 5)`;
+    const insert = (...rows: string[]) => sql(`INSERT INTO request_events (id, chain, seq, ts, user_id, method, path, decision, status, latency_ms) VALUES ${rows.join(", ")}`);
+    await insert(row(1, now, "/echo/first"));
+    const tail = tailFollow(["--user", user.id]);
+    try {
+      expect(await tail.waitFor(1)).toEqual(["/echo/first"]);
+      // Stored now, for a request received 3 s before the one already shown; then a newer one.
+      await insert(row(2, now - 3000, "/echo/late"), row(3, now + 10, "/echo/after"));
+      expect(await tail.waitFor(3)).toEqual(["/echo/first", "/echo/late", "/echo/after"]);
+      // 600 events within one poll: more than one page (500) of the admin API.
+      await sql(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) ` +
+          `INSERT INTO request_events (id, chain, seq, ts, user_id, method, path, decision, status, latency_ms) ` +
+          `SELECT 'req_b${hex()}' || i, '${chain}', 100 + i, ${now + 100} + i, '${user.id}', 'GET', '/echo/busy-' || i, 'allowed', 200, 5 FROM n`,
+      );
+      const all = await tail.waitFor(603);
+      expect(all).toHaveLength(603);
+      expect(all.slice(3)).toEqual(Array.from({ length: 600 }, (_, i) => `/echo/busy-${i + 1}`));
+    } finally {
+      tail.stop();
+    }
+  });
+
+  it("verify exits 7 on a broken chain, with --json too", async () => {
+    // A day long gone, so no other test's chain: one row whose hashes do not link.
+    const day = "2001-01-01";
+    await sql(`INSERT INTO request_events (id, chain, seq, ts, method, path, decision, status, latency_ms, prev_hash, hash) VALUES ('req_v${hex()}', '${day}', 1, ${Date.parse(day)}, 'GET', '/echo/forged', 'allowed', 200, 5, 'forged', 'forged')`);
+    const human = await cli(["audit", "verify", "--chain", day]);
+    expect(human.code).toBe(7);
+    expect(human.stdout).toContain(`First broken link: ${day} seq 1`);
+    expect(human.stderr).toContain(`Broken hash chain: ${day} seq 1`);
+    const json = await cli(["audit", "verify", "--chain", day, "--json"]);
+    expect(json.code).toBe(7);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, firstBroken: { chain: day, seq: 1 } });
   });
 });

@@ -1,7 +1,8 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
+import { d1Execute } from "../../scripts/test-gateway.mjs";
 import { cli, cliJson, uniqueName } from "./cli";
 
 describe("portcullis secrets", () => {
@@ -64,5 +65,23 @@ describe("portcullis secrets", () => {
     expect(bad.stderr).toContain("--page-size");
     expect((await cli(["secrets", "delete", second, "--yes"])).code).toBe(0);
     expect((await cli(["secrets", "delete", name, "--yes"])).code).toBe(0);
+  });
+
+  it("rekey exits 1 when a secret opens with neither key, with --json too", async () => {
+    const name = `CLI_TAMPERED_${Date.now().toString(36).toUpperCase()}`;
+    expect((await cli(["secrets", "set", name], { input: "value" })).code).toBe(0);
+    // Renamed behind the gateway's back: the name is in the ciphertext's associated data, so no key opens it.
+    await d1Execute(inject("gatewayPersist"), `UPDATE origin_secrets SET name = '${name}_X' WHERE name = '${name}'`);
+    try {
+      const human = await cli(["secrets", "rekey"]);
+      expect(human.code).toBe(1);
+      expect(human.stdout).toContain("1 secret(s) open with neither key");
+      expect(human.stdout).toMatch(new RegExp(`^${name}_X\\s+global`, "m"));
+      const json = await cli(["secrets", "rekey", "--json"]);
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.stdout).undecryptable).toMatchObject([{ name: `${name}_X` }]);
+    } finally {
+      expect((await cli(["secrets", "delete", `${name}_X`, "--yes"])).code).toBe(0);
+    }
   });
 });

@@ -1,4 +1,6 @@
 import { chmod, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, inject, it } from "vitest";
@@ -188,6 +190,26 @@ describe("errors and exit codes", () => {
   });
 });
 
+/**
+ * A local HTTP server for the duration of a test: `handle` answers each request (its body read
+ * whole); `seen` lists what arrived, with the Authorization header.
+ */
+async function localServer(handle: (req: IncomingMessage, body: Buffer, res: ServerResponse) => unknown) {
+  const seen: Array<{ method: string; url: string; authorization: string | undefined }> = [];
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    seen.push({ method: req.method!, url: req.url!, authorization: req.headers.authorization });
+    await handle(req, Buffer.concat(chunks), res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 describe("profiles", () => {
   it("picks a gateway from the profile file; a token in a world-readable file is refused", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "pcl-profile-"));
@@ -204,6 +226,46 @@ describe("profiles", () => {
     const privateFile = await cli(["--profile", "broken", "roles", "list"], { env });
     expect(privateFile.code).toBe(6);
     expect((await cli(["--profile", "nope", "roles", "list"], { env })).stderr).toContain('No profile "nope"');
+  });
+
+  it("takes the URL and the token from one place: half a pair from flags or the environment never pairs with a profile's other half", async () => {
+    // Stands for any gateway other than the profile's: it must never see the profile's token.
+    const other = await localServer((_req, _body, res) => res.writeHead(200, { "content-type": "application/json" }).end('{"data":[],"nextCursor":null}'));
+    try {
+      const dir = await mkdtemp(path.join(tmpdir(), "pcl-pair-"));
+      const file = path.join(dir, "config.yaml");
+      await writeFile(file, `default: local\nprofiles:\n  local:\n    url: ${gatewayUrl}\n    tokenEnv: MY_GATEWAY_TOKEN\n  elsewhere:\n    url: ${other.url}\n    tokenEnv: ELSEWHERE_TOKEN\n`);
+      const env = { PORTCULLIS_CONFIG: file, PORTCULLIS_URL: undefined, PORTCULLIS_ADMIN_TOKEN: undefined, MY_GATEWAY_TOKEN: adminToken };
+
+      // PORTCULLIS_URL alone: the default profile's token is not sent to it.
+      const urlOnly = await cli(["roles", "list"], { env: { ...env, PORTCULLIS_URL: other.url } });
+      expect(urlOnly.code).toBe(2);
+      expect(urlOnly.stderr).toContain('PORTCULLIS_URL is given without an admin token (--token or PORTCULLIS_ADMIN_TOKEN)');
+      expect(urlOnly.stderr).toContain('profile "local"');
+      // --url next to an explicit profile: the same.
+      const flagUrl = await cli(["--profile", "local", "--url", other.url, "roles", "list"], { env });
+      expect(flagUrl.code).toBe(2);
+      expect(flagUrl.stderr).toContain("--url is given without --token");
+      // A token from the environment is not sent to the default profile's URL either.
+      const tokenOnly = await cli(["roles", "list"], { env: { ...env, PORTCULLIS_ADMIN_TOKEN: adminToken } });
+      expect(tokenOnly.code).toBe(2);
+      expect(tokenOnly.stderr).toContain("PORTCULLIS_ADMIN_TOKEN is given without a gateway URL");
+      // An explicit profile whose tokenEnv is unset does not fall back to PORTCULLIS_ADMIN_TOKEN.
+      const unset = await cli(["--profile", "elsewhere", "roles", "list"], { env: { ...env, PORTCULLIS_ADMIN_TOKEN: adminToken } });
+      expect(unset.code).toBe(2);
+      expect(unset.stderr).toContain('Profile "elsewhere" takes its token from $ELSEWHERE_TOKEN, which is not set.');
+      expect(other.seen).toEqual([]);
+
+      // Whole pairs work: the environment's, flags (or a flag with the environment), a profile's.
+      expect((await cli(["roles", "list"], { env: { ...env, PORTCULLIS_URL: gatewayUrl, PORTCULLIS_ADMIN_TOKEN: adminToken } })).code).toBe(0);
+      expect((await cli(["--url", gatewayUrl, "roles", "list"], { env: { ...env, PORTCULLIS_ADMIN_TOKEN: adminToken } })).code).toBe(0);
+      expect((await cli(["--profile", "elsewhere", "--url", gatewayUrl, "--token", adminToken, "roles", "list"], { env })).code).toBe(0);
+      expect((await cli(["roles", "list"], { env })).code).toBe(0);
+      expect((await cli(["--profile", "elsewhere", "roles", "list"], { env: { ...env, ELSEWHERE_TOKEN: "elsewhere-token" } })).code).toBe(0);
+      expect(other.seen.map((r) => r.authorization)).toEqual(["Bearer elsewhere-token"]);
+    } finally {
+      await other.close();
+    }
   });
 });
 
@@ -279,6 +341,73 @@ users:
     expect((await cli(["apply", file, "--yes", "--prune"])).code).toBe(0);
     expect((await cli(["users", "show", stray])).code).toBe(4);
     expect((await cli(["users", "show", keep])).code).toBe(0);
+  });
+
+  it("prints each key as it is issued, so a later failure does not lose it (with --json too)", async () => {
+    // Between the CLI and the gateway: passes everything through, but fails the second key issued
+    // (a gateway error halfway through apply, after the first key exists).
+    let issues = 0;
+    const flaky = await localServer(async (req, body, res) => {
+      if (req.method === "POST" && /^\/admin\/v1\/users\/[^/]+\/keys$/.test(req.url!) && ++issues % 2 === 0) {
+        res.writeHead(503, { "content-type": "application/problem+json" }).end(JSON.stringify({ status: 503, detail: "Injected failure.", code: "INTERNAL" }));
+        return;
+      }
+      const upstream = await fetch(`${gatewayUrl}${req.url}`, {
+        method: req.method,
+        headers: { authorization: req.headers.authorization ?? "", "content-type": req.headers["content-type"] ?? "application/json" },
+        body: req.method === "GET" || req.method === "HEAD" ? undefined : body.toString("utf8"),
+      });
+      res.writeHead(upstream.status, { "content-type": upstream.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await upstream.arrayBuffer()));
+    });
+    const env = { PORTCULLIS_URL: flaky.url };
+    try {
+      for (const json of [false, true]) {
+        const a = uniqueName("apply-ka");
+        const b = uniqueName("apply-kb");
+        const file = await fileWith(JSON.stringify({ users: [{ name: a, keys: [{ name: "k1" }] }, { name: b, keys: [{ name: "k2" }] }] }));
+        const r = await cli(["apply", file, "--yes", ...(json ? ["--json"] : [])], { env });
+        expect(r.code).toBe(6);
+        expect(r.stderr).toContain("Injected failure.");
+        const [issued] = await cliJson(["keys", "list", a]);
+        expect(issued).toMatchObject({ name: "k1", status: "active" });
+        let key: string | undefined;
+        if (json) {
+          const out = JSON.parse(r.stdout);
+          expect(out).toMatchObject({ applied: false, failed: { kind: "key", op: "create", name: `${b}/k2` }, done: 3, issuedKeys: [{ user: a, name: "k1", id: issued.id }] });
+          key = out.issuedKeys[0].key;
+        } else {
+          key = new RegExp(`^\\s+${a}/k1\\s+${issued.id}\\s+(pcl_\\S+)$`, "m").exec(r.stdout)?.[1];
+          expect(r.stdout).not.toContain("Applied.");
+        }
+        expect(key?.startsWith(issued.start)).toBe(true);
+        expect(r.stderr).toContain(`Stopped at key ${b}/k2: 3 of 4 change(s) applied.`);
+        // Applied again: the key exists, so it is not issued (nor printed) again; the failed one is.
+        const again = await cliJson(["apply", file, "--yes"]);
+        expect(again.issuedKeys.map((k: any) => `${k.user}/${k.name}`)).toEqual([`${b}/k2`]);
+      }
+    } finally {
+      await flaky.close();
+    }
+  });
+
+  it("refuses a key spec the gateway would refuse before applying anything", async () => {
+    const a = uniqueName("apply-va");
+    const b = uniqueName("apply-vb");
+    const past = await fileWith(JSON.stringify({ users: [{ name: a, keys: [{ name: "a1" }] }, { name: b, keys: [{ name: "b1", expiresAt: "2001-01-01T00:00:00Z" }] }] }));
+    const r = await cli(["apply", past, "--yes"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("users[1].keys[0].expiresAt: 2001-01-01T00:00:00Z has passed.");
+    expect((await cli(["users", "show", a])).code).toBe(4);
+    const bad = async (...keys: object[]) => {
+      const r = await cli(["apply", await fileWith(JSON.stringify({ users: [{ name: a, keys }] })), "--yes"]);
+      expect(r.code).toBe(2);
+      return r.stderr;
+    };
+    expect(await bad({ name: "x", expiresAt: "next week" })).toContain("users[0].keys[0].expiresAt: must be an ISO date-time");
+    expect(await bad({ name: "x", permissions: ["orders read"] })).toContain('users[0].keys[0].permissions: "orders read" is not a permission string');
+    expect(await bad({ name: "x".repeat(101) })).toContain('users[0].keys[0]: "name" is longer than 100 characters.');
+    expect(await bad({ name: "x" }, { name: "x" })).toContain(`users[0].keys[1]: key "x" is listed twice for ${a}.`);
+    expect((await cli(["users", "show", a])).code).toBe(4);
   });
 
   it("rejects files holding keys or unknown fields, naming the field", async () => {
