@@ -43,8 +43,11 @@ const messages = (c: DashboardContext) => (c.req.query("notice") === "limits-res
 
 export const usersPages = new Hono<DashboardEnv>();
 
-/** A refused roles form of a user's page, kept for the page that answers it (per request: nothing outlives the response). */
-const drafts = new WeakMap<Request, FormDraft<{ roles: string[] }>>();
+/** A refused form of a user's page (roles, or issue-key), kept for the page that answers it (per request: nothing outlives the response). */
+interface UserDraft extends FormDraft<{ roles?: string[]; name?: string; permissions?: string; expiresInDays?: string }> {
+  form: "roles" | "key";
+}
+const drafts = new WeakMap<Request, UserDraft>();
 
 /** What the create-user form holds: kept when the form is refused, so nothing typed is lost. */
 interface NewUserValues {
@@ -219,7 +222,7 @@ usersPages.post("/users/:id/roles", async (c) => {
     return c.redirect(`${userHref(id)}?notice=roles`, 303);
   } catch (err) {
     if (isFieldProblem(err)) {
-      drafts.set(c.req.raw, { values: { roles }, errors: fieldErrors(err) });
+      drafts.set(c.req.raw, { form: "roles", values: { roles }, errors: fieldErrors(err) });
       return renderUser(c, id, { error: `The roles were not saved. ${err.detail}` }, err.status as 400 | 409);
     }
     return formAction(c, userHref(id), () => Promise.reject(err));
@@ -241,18 +244,25 @@ usersPages.get("/users/:id", async (c) => renderUser(c, c.req.param("id"), messa
 usersPages.post("/users/:id/keys", async (c) => {
   const id = c.req.param("id");
   const f = await formOf(c);
-  const days = Number(str(f.expiresInDays));
-  const perms = str(f.permissions)
-    .split(/[\s,]+/)
-    .filter(Boolean);
+  const values = { name: str(f.name), permissions: str(f.permissions), expiresInDays: str(f.expiresInDays) };
+  const days = Number(values.expiresInDays);
+  const perms = values.permissions.split(/[\s,]+/).filter(Boolean);
   try {
-    const issued = await keys.issueKey(c.var.services.db, uiActor(c), id, {
-      name: str(f.name) || null,
+    // The admin API's body schema, as for POST /admin/v1/users/{id}/keys: label length, permission strings.
+    const input = parseForm(adminSchemas().keyCreateSchema, {
+      name: values.name || null,
       permissions: perms.length ? perms : null,
-      expiresAt: days > 0 ? new Date(Date.now() + days * 86_400_000) : null,
+      expiresAt: days > 0 ? new Date(Date.now() + days * 86_400_000).toISOString() : null,
     });
+    const issued = await keys.issueKey(c.var.services.db, uiActor(c), id, input);
     return renderUser(c, id, { issued, notice: "Key issued." });
   } catch (err) {
+    if (isFieldProblem(err)) {
+      // A bad permission is quoted: the field holds a list (`permissions.2` is the third string typed).
+      const describe = (path: string, message: string) => (/^permissions\.\d+$/.test(path) ? `"${perms[Number(path.slice(12))]}": ${message}` : message);
+      drafts.set(c.req.raw, { form: "key", values, errors: fieldErrors(err, { describe }) });
+      return renderUser(c, id, { error: `The key was not issued. ${err.detail}` }, err.status as 400 | 409);
+    }
     return formAction(c, userHref(id), () => Promise.reject(err));
   }
 });
@@ -306,9 +316,14 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
   const [userKeys, allRoles] = await Promise.all([keys.listKeys(db, id, { limit: 100 }), roles.listRoles(db, { limit: 100 })]);
   const csrf = c.var.session.csrfToken;
   const extras = await Promise.all(userSections.map((s) => s(c, user)));
-  const rolesDraft = drafts.get(c.req.raw);
-  const rolesError = rolesDraft?.errors.get("roles");
-  const held = rolesDraft?.values.roles ?? user.roles;
+  const draft = drafts.get(c.req.raw);
+  const rolesError = draft?.form === "roles" ? draft.errors.get("roles") : undefined;
+  const held = (draft?.form === "roles" && draft.values.roles) || user.roles;
+  const typed = draft?.form === "key" ? draft.values : undefined;
+  const keyProblem = (field: string) => (typed ? draft!.errors.get(field) : undefined);
+  // Saving the form replaces the user's whole role set, so every role it holds gets a box, listed or not.
+  const listed = new Set(allRoles.data.map((r) => r.name));
+  const unlisted = [...new Set([...user.roles, ...held])].filter((n) => !listed.has(n));
   return c.html(
     <Layout title={user.name} nav="users" csrf={csrf} notice={msg.notice} error={msg.error}>
       <p>
@@ -345,12 +360,17 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
       <h2 id="roles">Roles</h2>
       <form class="card" method="post" action={`${userHref(id)}/roles`} aria-labelledby="roles">
         <Csrf token={csrf} />
-        {allRoles.data.length ? (
+        {allRoles.data.length + unlisted.length ? (
           <fieldset aria-describedby={rolesError ? "user-roles-error" : undefined}>
             <legend class="legend">Roles held</legend>
             {allRoles.data.map((r) => (
               <label>
                 <input type="checkbox" name="roles" value={r.name} checked={held.includes(r.name)} /> {r.name} <span class="muted mono">({r.permissions.join(", ")})</span>
+              </label>
+            ))}
+            {unlisted.map((n) => (
+              <label>
+                <input type="checkbox" name="roles" value={n} checked={held.includes(n)} /> {n}
               </label>
             ))}
             <FieldError id="user-roles" error={rolesError} />
@@ -368,18 +388,20 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
       <h3 id="issue-key">Issue a key</h3>
       <form class="card row" method="post" action={`${userHref(id)}/keys`} aria-labelledby="issue-key">
         <Csrf token={csrf} />
-        <Field id="k-name" label="Label">
-          <input id="k-name" name="name" type="text" placeholder="ci-deploy" maxlength={100} />
+        <Field id="k-name" label="Label" error={keyProblem("name")}>
+          <input id="k-name" name="name" type="text" placeholder="ci-deploy" maxlength={100} value={typed?.name ?? ""} {...invalid("k-name", keyProblem("name"))} />
         </Field>
-        <Field id="k-exp" label="Expires">
+        <Field id="k-exp" label="Expires" error={keyProblem("expiresAt")}>
           <select id="k-exp" name="expiresInDays">
             {EXPIRY_CHOICES.map(([v, l]) => (
-              <option value={v}>{l}</option>
+              <option value={v} selected={typed?.expiresInDays === v}>
+                {l}
+              </option>
             ))}
           </select>
         </Field>
-        <Field id="k-perms" label="Narrow to permissions (optional)">
-          <input id="k-perms" name="permissions" type="text" placeholder="orders:read, orders:list" />
+        <Field id="k-perms" label="Narrow to permissions (optional)" error={keyProblem("permissions")}>
+          <input id="k-perms" name="permissions" type="text" placeholder="orders:read, orders:list" value={typed?.permissions ?? ""} {...invalid("k-perms", keyProblem("permissions"))} />
         </Field>
         <button type="submit">Issue key</button>
       </form>
