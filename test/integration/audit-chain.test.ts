@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { dayChain } from "../../worker/audit/chain";
+import { dayChain, sealChain, verifyChain } from "../../worker/audit/chain";
 import { auditScheduled } from "../../worker/audit/handlers";
 import { runRetention } from "../../worker/audit/retention";
 import { writeRequestEvents } from "../../worker/audit/store";
@@ -108,6 +108,59 @@ describe("admin rows from before the chain (migration 0002)", () => {
       await env.DB.prepare("DELETE FROM admin_audit WHERE id = ?").bind(id).run();
     }
     expect((await json(await admin("GET", "/audit/verify?log=admin"))).unchainedRows).toBe(before.unchainedRows);
+  });
+});
+
+describe("verify while a sealer runs (the unsealed tail across its 500-row pages)", () => {
+  /** env.DB, except that a sealer runs (and finishes) right after verify's first page read. */
+  const sealerAfterFirstPage = (chain: string) => {
+    let done = false;
+    return {
+      prepare(sql: string) {
+        const stmt = env.DB.prepare(sql);
+        if (!sql.includes(`"seq" <= ?3`)) return stmt; // only verify's page query
+        return {
+          bind: (...args: unknown[]) => ({
+            all: async () => {
+              const out = await stmt.bind(...args).all();
+              if (!done && (done = true)) await sealChain(env.DB, "requests", chain);
+              return out;
+            },
+          }),
+        };
+      },
+    } as unknown as D1Database;
+  };
+  const unseal = (chain: string, from: number, to = 1e9) => env.DB.prepare("UPDATE request_events SET hash = NULL, prev_hash = NULL WHERE chain = ? AND seq BETWEEN ? AND ?").bind(chain, from, to).run();
+
+  it("reads an intact chain as intact when the tail gets sealed between two pages, and still flags a sealed row after an unsealed one", async () => {
+    // Its own far-future day chain: outside every default range, removed at the end.
+    const day = Date.UTC(2091, 0, 1 + Math.floor(Math.random() * 300));
+    const chain = dayChain(day);
+    await writeRequestEvents(env.DB, Array.from({ length: 510 }, (_, i) => fakeEvent({ ts: day + i })), day);
+    try {
+      const sealed = await verifyChain(env.DB, "requests", chain);
+      expect(sealed).toMatchObject({ broken: null, report: { status: "ok", rows: 510, unsealed: 0 } });
+      // Rows 496..510 as they are between their write and its sealer: the tail crosses verify's first page.
+      await unseal(chain, 496);
+      expect(await verifyChain(env.DB, "requests", chain)).toMatchObject({ broken: null, report: { status: "ok", rows: 495, unsealed: 15, lastSeq: 510 } });
+      // The sealer finishes after verify read page 1 (496..500 unsealed) and before page 2 (501.., now sealed).
+      const racing = await verifyChain(sealerAfterFirstPage(chain), "requests", chain);
+      expect(racing).toMatchObject({ broken: null, report: { status: "ok", rows: 510, unsealed: 0, lastSeq: 510, headHash: sealed.report.headHash } });
+
+      // Real damage stays a break. Across pages: 496..505 unsealed, 506.. sealed, no sealer running.
+      await unseal(chain, 496, 505);
+      const across = await verifyChain(env.DB, "requests", chain);
+      expect(across).toMatchObject({ report: { status: "broken" }, broken: { seq: 506, reason: "sealed_after_unsealed" } });
+      // Within one page: one row's hash removed in the middle, even with a sealer running alongside.
+      await unseal(chain, 496);
+      await sealChain(env.DB, "requests", chain); // (a sealer continues from the last sealed row)
+      expect((await verifyChain(env.DB, "requests", chain)).broken).toBeNull();
+      await unseal(chain, 10, 10);
+      expect((await verifyChain(sealerAfterFirstPage(chain), "requests", chain)).broken).toMatchObject({ seq: 11, reason: "sealed_after_unsealed" });
+    } finally {
+      await env.DB.prepare("DELETE FROM request_events WHERE chain = ?").bind(chain).run();
+    }
   });
 });
 

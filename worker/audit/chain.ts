@@ -204,7 +204,7 @@ async function unchainedAdminRows(d1: D1Database): Promise<Pick<ChainReport, "un
  * Recomputes one chain from `fromSeq` (default: its start, or its checkpoint) and reports the
  * first broken link. A row whose content was edited fails `content_hash_mismatch` at that row;
  * a deleted row makes its successor fail `missing_rows`; a re-hashed edit fails
- * `prev_hash_mismatch` at the next row.
+ * `prev_hash_mismatch` at the next row; a sealed row after an unsealed one (a removed hash), `sealed_after_unsealed`.
  */
 export async function verifyChain(
   d1: D1Database,
@@ -241,7 +241,10 @@ export async function verifyChain(
   let prev = anchor;
   let after = anchor.seq;
   let truncated = false;
-  for (;;) {
+  /** Seq of the first unsealed row seen (the unsealed tail starts there), or null. */
+  let tail: number | null = null;
+  pages: for (;;) {
+    const tailSeenBefore = tail !== null;
     const { results } = await d1
       .prepare(`SELECT ${selectList(log)} FROM ${table} WHERE ${chainWhere(log)} AND "seq" > ?2 AND "seq" <= ?3 ORDER BY "seq" LIMIT ${VERIFY_PAGE}`)
       .bind(...chainBinds(log, chain), after, toSeq)
@@ -255,11 +258,27 @@ export async function verifyChain(
       if (report.firstSeq === null) report.firstSeq = seq;
       report.lastSeq = seq;
       if (row.hash === null) {
+        tail ??= seq;
         report.unsealed++;
         after = seq;
         continue;
       }
-      if (report.unsealed > 0) return fail("sealed_after_unsealed", null, row.hash as string);
+      if (tail !== null) {
+        // A sealed row after an unsealed one. Within one read that is a break. Across reads, a
+        // sealer may have finished meanwhile (it seals in seq order, from the tail's first row):
+        // if that row is sealed now, read again from it; if it is still unsealed, it already was
+        // when this row was read sealed — a break too.
+        if (tailSeenBefore) {
+          const first = await d1.prepare(`SELECT "hash" FROM ${table} WHERE ${chainWhere(log)} AND "seq" = ?2`).bind(...chainBinds(log, chain), tail).first<{ hash: string | null }>();
+          if (first?.hash) {
+            tail = null;
+            report.unsealed = 0;
+            after = prev.seq;
+            continue pages;
+          }
+        }
+        return fail("sealed_after_unsealed", null, row.hash as string);
+      }
       if (seq !== prev.seq + 1) return fail("missing_rows", `seq ${prev.seq + 1}`, `seq ${seq}`);
       if (row.prev_hash !== prev.hash) return fail("prev_hash_mismatch", prev.hash, (row.prev_hash as string | null) ?? null);
       const h = await rowHash(log, prev.hash, row);
