@@ -36,8 +36,15 @@ function buildAdminSchemas() {
     .refine((s) => parseCidr(s) !== null, "must be an IPv4 or IPv6 address or CIDR")
     .openapi({ example: "10.0.0.0/8" });
   const metadata = z
-    .record(z.string(), z.unknown())
-    .refine((m) => JSON.stringify(m).length <= 4096, "metadata must serialize to at most 4096 bytes")
+    .preprocess(
+      (m, ctx) => {
+        // zod's record drops a "__proto__" key (copying it would set the prototype): refused here, before
+        // parsing, rather than stored silently as something other than what was sent.
+        if (m && typeof m === "object" && Object.hasOwn(m, "__proto__")) ctx.addIssue({ code: "custom", message: "the key __proto__ is not allowed", path: ["__proto__"] });
+        return m;
+      },
+      z.record(z.string(), z.unknown()).refine((m) => JSON.stringify(m).length <= 4096, "metadata must serialize to at most 4096 bytes"),
+    )
     .describe("Free-form JSON object (≤ 4 KiB) for your own bookkeeping");
 
   const listQuery = z.object({

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, lt, or } from "drizzle-orm";
+import { and, asc, eq, exists, gt, isNull, lt, or } from "drizzle-orm";
 import type { Database } from "../db";
 import { apiKeys, type ApiKeyRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -6,7 +6,7 @@ import { generateApiKey, hashApiKey } from "../lib/api-key";
 import { newId } from "../lib/ids";
 import { adminAuditInsert, type AdminActor } from "./admin-audit";
 import { decodeCursor, page } from "./pagination";
-import { findUser } from "./users";
+import { findUser, guard } from "./users";
 
 export type KeyStatus = "active" | "revoked" | "expired";
 
@@ -88,7 +88,13 @@ export async function issueKey(db: Database, who: AdminActor, userId: string, in
     throw new GatewayError("VALIDATION_FAILED", "expiresAt must be in the future.", { errors: [{ path: "expiresAt", message: "must be in the future" }] });
   }
   const { row, key } = await newKeyRow(userId, input, now, null);
-  await db.batch([db.insert(apiKeys).values(row), adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now)]);
+  try {
+    await db.batch([db.insert(apiKeys).values(row), adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now)]);
+  } catch (err) {
+    // The user deleted since the check fails the key's FOREIGN KEY: 404, not 500.
+    await findUser(db, userId);
+    throw err;
+  }
   return { ...keyView(row), key };
 }
 
@@ -153,16 +159,32 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
   if (keyStatus(old, now.getTime()) !== "active") throw new GatewayError("CONFLICT", `Key "${id}" is ${keyStatus(old, now.getTime())} and cannot be rotated.`);
   const { row, key } = await newKeyRow(old.userId, { name: old.name, permissions: old.permissions, expiresAt: old.expiresAt }, now, old.id);
   const graceEnd = new Date(now.getTime() + gracePeriodSeconds * 1000);
-  const oldAfter: ApiKeyRow =
-    gracePeriodSeconds === 0
-      ? { ...old, revokedAt: now, updatedAt: now }
-      : { ...old, expiresAt: old.expiresAt && old.expiresAt < graceEnd ? old.expiresAt : graceEnd, updatedAt: now };
-  await db.batch([
-    db.insert(apiKeys).values(row),
-    db.update(apiKeys).set({ revokedAt: oldAfter.revokedAt, expiresAt: oldAfter.expiresAt, updatedAt: now }).where(eq(apiKeys.id, id)),
-    adminAuditInsert(db, who, { action: "key.rotate", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(oldAfter), successorId: row.id, gracePeriodSeconds } }, now),
-    adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now),
-  ]);
+  // The grace path writes only the expiry: writing revokedAt back (null, as read) would undo a revoke that landed meanwhile.
+  const change = gracePeriodSeconds === 0 ? { revokedAt: now, updatedAt: now } : { expiresAt: old.expiresAt && old.expiresAt < graceEnd ? old.expiresAt : graceEnd, updatedAt: now };
+  const oldAfter: ApiKeyRow = { ...old, ...change };
+  // Still as read: not revoked, not expired, expiry unchanged (a concurrent rotation sets it).
+  const asRead = and(
+    eq(apiKeys.id, id),
+    isNull(apiKeys.revokedAt),
+    old.expiresAt ? eq(apiKeys.expiresAt, old.expiresAt) : isNull(apiKeys.expiresAt),
+    or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, now)),
+  );
+  try {
+    await db.batch([
+      guard(db, exists(db.select({ id: apiKeys.id }).from(apiKeys).where(asRead))),
+      db.insert(apiKeys).values(row),
+      db.update(apiKeys).set(change).where(asRead),
+      adminAuditInsert(db, who, { action: "key.rotate", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(oldAfter), successorId: row.id, gracePeriodSeconds } }, now),
+      adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now),
+    ]);
+  } catch (err) {
+    // Revoked, rotated or deleted (404) since read: nothing was stored, no successor exists.
+    const current = await findKey(db, id);
+    if (current.revokedAt || current.expiresAt?.getTime() !== old.expiresAt?.getTime()) {
+      throw new GatewayError("CONFLICT", `Key "${id}" was revoked or rotated by a concurrent request; read it again.`);
+    }
+    throw err;
+  }
   return { ...keyView(row), key, previous: keyView(oldAfter) };
 }
 
@@ -172,9 +194,17 @@ export async function revokeKey(db: Database, who: AdminActor, id: string): Prom
   if (old.revokedAt) return keyView(old);
   const now = new Date();
   const after: ApiKeyRow = { ...old, revokedAt: now, updatedAt: now };
-  await db.batch([
-    db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(eq(apiKeys.id, id)),
-    adminAuditInsert(db, who, { action: "key.revoke", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(after) } }, now),
-  ]);
+  try {
+    await db.batch([
+      // Not revoked meanwhile (a rotation without grace revokes): its revokedAt and audit row stand.
+      guard(db, exists(db.select({ id: apiKeys.id }).from(apiKeys).where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt))))),
+      db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(eq(apiKeys.id, id)),
+      adminAuditInsert(db, who, { action: "key.revoke", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(after) } }, now),
+    ]);
+  } catch (err) {
+    const current = await findKey(db, id); // deleted meanwhile: 404
+    if (current.revokedAt) return keyView(current);
+    throw err;
+  }
   return keyView(after);
 }

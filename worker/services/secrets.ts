@@ -1,11 +1,12 @@
-import { and, asc, eq, gt, or, sql } from "drizzle-orm";
+import { and, asc, eq, exists, gt, notExists, or, sql } from "drizzle-orm";
 import type { Database } from "../db";
-import { originSecrets, proxyUsers, type OriginSecretRow, type SecretScope } from "../db/schema";
+import { originSecrets, type OriginSecretRow, type SecretScope } from "../db/schema";
 import { GatewayError } from "../errors";
 import { newId } from "../lib/ids";
 import { TtlCache } from "../lib/ttl-cache";
 import { adminAuditInsert, type AdminActor } from "./admin-audit";
 import { decodeCursor, page } from "./pagination";
+import { findUser, guard, userExists } from "./users";
 
 /** Secret names as used in templates (`{secret:NAME}`). */
 export const SECRET_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
@@ -181,38 +182,47 @@ export async function rekeySecrets(db: Database, env: KeyEnv, who: AdminActor, q
  */
 export async function putSecret(db: Database, env: KeyEnv, who: AdminActor, name: string, input: SecretBinding & { value: string }): Promise<SecretView> {
   const { scopeType, scopeId } = scopeOf(input);
-  if (scopeType === "user") {
-    const user = await db.query.proxyUsers.findFirst({ where: eq(proxyUsers.id, scopeId), columns: { id: true } });
-    if (!user) throw new GatewayError("USER_NOT_FOUND", `No proxy user with id "${scopeId}".`);
-  }
-  const now = new Date();
-  const existing = await db.query.originSecrets.findFirst({
-    where: and(eq(originSecrets.name, name), eq(originSecrets.scopeType, scopeType), eq(originSecrets.scopeId, scopeId)),
-  });
+  if (scopeType === "user") await findUser(db, scopeId);
+  const where = and(eq(originSecrets.name, name), eq(originSecrets.scopeType, scopeType), eq(originSecrets.scopeId, scopeId));
   const { ciphertext, iv } = await encrypt(env, input.value, name, scopeType, scopeId);
-  const row: OriginSecretRow = {
-    id: existing?.id ?? newId("secret", now.getTime()),
-    name,
-    scopeType,
-    scopeId,
-    version: (existing?.version ?? 0) + 1,
-    ciphertext,
-    iv,
-    createdAt: existing?.createdAt ?? now,
-    updatedAt: now,
-  };
-  const view = secretView(row);
-  await db.batch([
-    db
-      .insert(originSecrets)
-      .values(row)
-      .onConflictDoUpdate({
-        target: [originSecrets.name, originSecrets.scopeType, originSecrets.scopeId],
-        set: { ciphertext, iv, version: sql`${originSecrets.version} + 1`, updatedAt: now },
-      }),
-    adminAuditInsert(db, who, { action: existing ? "secret.rotate" : "secret.create", targetType: "secret", targetId: row.id, before: existing ? { ...secretView(existing) } : null, after: { ...view } }, now),
-  ]);
-  return view;
+  // Optimistic: the batch runs only while the secret is as read (absent, or at the version read)
+  // and its user still exists, so the answer and the audit row (create or rotate, id, version)
+  // are what was stored. Two PUTs racing to create a secret: the second reads again and rotates.
+  for (let attempt = 1; ; attempt++) {
+    const now = new Date();
+    const existing = await db.query.originSecrets.findFirst({ where });
+    const row: OriginSecretRow = {
+      id: existing?.id ?? newId("secret", now.getTime()),
+      name,
+      scopeType,
+      scopeId,
+      version: (existing?.version ?? 0) + 1,
+      ciphertext,
+      iv,
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    };
+    const asRead = existing ? exists(db.select({ id: originSecrets.id }).from(originSecrets).where(and(eq(originSecrets.id, existing.id), eq(originSecrets.version, existing.version)))) : notExists(db.select({ id: originSecrets.id }).from(originSecrets).where(where));
+    try {
+      const [, [stored]] = await db.batch([
+        guard(db, and(asRead, scopeType === "user" ? userExists(db, scopeId) : undefined)),
+        db
+          .insert(originSecrets)
+          .values(row)
+          .onConflictDoUpdate({
+            target: [originSecrets.name, originSecrets.scopeType, originSecrets.scopeId],
+            set: { ciphertext, iv, version: sql`${originSecrets.version} + 1`, updatedAt: now },
+          })
+          .returning(),
+        adminAuditInsert(db, who, { action: existing ? "secret.rotate" : "secret.create", targetType: "secret", targetId: row.id, before: existing ? { ...secretView(existing) } : null, after: { ...secretView(row) } }, now),
+      ]);
+      return secretView(stored!);
+    } catch (err) {
+      // The user deleted meanwhile: 404. The secret changed meanwhile: read it again.
+      if (scopeType === "user") await findUser(db, scopeId);
+      if (attempt === 3) throw err;
+    }
+  }
 }
 
 export async function listSecrets(db: Database, q: { limit: number; cursor?: string | undefined; name?: string | undefined }) {

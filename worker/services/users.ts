@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNotNull, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, exists, gt, inArray, isNotNull, isNull, notExists, notInArray, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "../db";
 import { apiKeys, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
@@ -48,6 +48,20 @@ export interface UserInput {
   allowedIps?: string[] | null | undefined;
 }
 
+/**
+ * A batch statement that fails the whole batch unless `holds` is still true when the batch runs.
+ * A concurrent admin call can land between a service's reads and its batch; D1 runs a batch as
+ * one transaction, so with this first nothing of it (audit row included) is stored on a state
+ * that changed meanwhile. SQLite has no ASSERT outside triggers: json() of invalid text is the
+ * error. The caller re-reads after a failed batch to say what changed (404, 409) or retries.
+ */
+export const guard = (db: Database, holds: SQL | undefined) =>
+  // A select builder, not db.run: drizzle's D1 batch cannot bind the parameters of a raw statement.
+  db.select({ ok: sql`json(CASE WHEN ${holds} THEN '1' ELSE 'changed concurrently' END)` }).from(sql`(SELECT 1)`);
+
+/** The proxy user still exists (for `guard`). */
+export const userExists = (db: Database, id: string) => exists(db.select({ id: proxyUsers.id }).from(proxyUsers).where(eq(proxyUsers.id, id)));
+
 const nameTaken = (name: string) => new GatewayError("CONFLICT", `A proxy user named "${name}" already exists.`);
 
 async function findUser(db: Database, id: string): Promise<ProxyUserRow> {
@@ -89,6 +103,8 @@ export async function createUser(db: Database, who: AdminActor, input: UserInput
     await db.batch([db.insert(proxyUsers).values(row), ...assignments, adminAuditInsert(db, who, { action: "user.create", targetType: "user", targetId: row.id, after: { ...view } }, now)]);
   } catch (err) {
     if (isUniqueViolation(err)) throw nameTaken(input.name);
+    // A role deleted since it was looked up fails its assignment's FOREIGN KEY: 400 naming it, not 500.
+    await roleIdsByName(db, input.roles ?? []);
     throw err;
   }
   return view;
@@ -158,6 +174,7 @@ export async function updateUser(db: Database, who: AdminActor, id: string, patc
     : [];
   try {
     await db.batch([
+      guard(db, userExists(db, id)),
       db
         .update(proxyUsers)
         .set({ ...changes, updatedAt: now })
@@ -167,6 +184,9 @@ export async function updateUser(db: Database, who: AdminActor, id: string, patc
     ]);
   } catch (err) {
     if (isUniqueViolation(err)) throw nameTaken(after.name);
+    // Deleted meanwhile (the guard), or a role deleted since it was looked up (FOREIGN KEY): 404 / 400, not 500.
+    await findUser(db, id);
+    if (patch.roles !== undefined) await roleIdsByName(db, patch.roles);
     throw err;
   }
   return userView(after, afterRoles);
@@ -177,20 +197,35 @@ export async function updateUser(db: Database, who: AdminActor, id: string, patc
  * it, so no key of a deleted user can authenticate anywhere once caches expire.
  */
 export async function deleteUser(db: Database, who: AdminActor, id: string): Promise<{ id: string; revokedKeyIds: string[] }> {
-  const before = await findUser(db, id);
-  const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
-  const liveKeys = await db
-    .select({ id: apiKeys.id })
-    .from(apiKeys)
-    .where(and(eq(apiKeys.userId, id), isNull(apiKeys.revokedAt)));
-  const now = new Date();
-  const revokedKeyIds = liveKeys.map((k) => k.id);
-  await db.batch([
-    db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(and(eq(apiKeys.userId, id), isNull(apiKeys.revokedAt))),
-    db.delete(proxyUsers).where(eq(proxyUsers.id, id)),
-    adminAuditInsert(db, who, { action: "user.delete", targetType: "user", targetId: id, before: { ...userView(before, beforeRoles), revokedKeyIds } }, now),
-  ]);
-  return { id, revokedKeyIds };
+  for (let attempt = 1; ; attempt++) {
+    const before = await findUser(db, id);
+    const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
+    const live = and(eq(apiKeys.userId, id), isNull(apiKeys.revokedAt));
+    const revokedKeyIds = (await db.select({ id: apiKeys.id }).from(apiKeys).where(live)).map((k) => k.id);
+    const now = new Date();
+    try {
+      await db.batch([
+        // The ids reported (answer and audit row) are exactly the keys revoked: the batch only
+        // runs while the live keys are still the ones read (none issued or revoked meanwhile).
+        guard(
+          db,
+          and(
+            userExists(db, id),
+            sql`(SELECT count(*) FROM ${apiKeys} WHERE ${live}) = ${revokedKeyIds.length}`,
+            notExists(db.select({ id: apiKeys.id }).from(apiKeys).where(and(live, notInArray(apiKeys.id, revokedKeyIds)))),
+          ),
+        ),
+        db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(live),
+        db.delete(proxyUsers).where(eq(proxyUsers.id, id)),
+        adminAuditInsert(db, who, { action: "user.delete", targetType: "user", targetId: id, before: { ...userView(before, beforeRoles), revokedKeyIds } }, now),
+      ]);
+      return { id, revokedKeyIds };
+    } catch (err) {
+      // Deleted meanwhile: 404 (findUser). Its keys changed meanwhile: read them again.
+      await findUser(db, id);
+      if (attempt === 3) throw err;
+    }
+  }
 }
 
 export { findUser };
