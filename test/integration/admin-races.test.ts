@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../../worker/db";
 import { GatewayError } from "../../worker/errors";
 import * as keys from "../../worker/services/keys";
+import * as limits from "../../worker/services/limits";
+import gateway from "../fixtures/gateway.test.config";
 import * as roles from "../../worker/services/roles";
 import * as secrets from "../../worker/services/secrets";
 import * as users from "../../worker/services/users";
@@ -171,5 +173,21 @@ describe("user metadata", () => {
     const ok = await admin("PATCH", `/users/${user.id}`, { metadata: { a: { b: 1 }, constructor: "c" } });
     expect(ok.status).toBe(200);
     expect((await json(ok)).metadata).toEqual({ a: { b: 1 }, constructor: "c" });
+  });
+});
+
+describe("limit overrides: the user or role deleted meanwhile", () => {
+  it("setting a deleted user's overrides is a 404 USER_NOT_FOUND that stored nothing, not a 500", async () => {
+    const { user } = await seedCaller();
+    const db = interleaved(() => users.deleteUser(real(), who, user.id));
+    expectGatewayError(await failure(limits.setUserOverrides(db, gateway, who, user.id, { api: { limit: 5 } })), "USER_NOT_FOUND");
+    expect(await auditRows("user.limits.set", user.id)).toHaveLength(0);
+  });
+
+  it("setting a deleted role's overrides is a 404 ROLE_NOT_FOUND that stored nothing, not a 500", async () => {
+    const role = await roles.createRole(real(), who, { name: unique("race-role"), permissions: [] });
+    const db = interleaved(() => roles.deleteRole(real(), who, role.id));
+    expectGatewayError(await failure(limits.setRoleOverrides(db, gateway, who, role.id, { api: { limit: 5 } })), "ROLE_NOT_FOUND");
+    expect(await auditRows("role.limits.set", role.id)).toHaveLength(0);
   });
 });

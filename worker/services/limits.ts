@@ -106,11 +106,17 @@ export async function setUserOverrides(db: Database, gateway: CompiledGateway, w
   const before = await getUserOverrides(db, userId);
   const now = new Date();
   const rows = Object.entries(input).map(([limitName, o]) => ({ userId, limitName, limit: o.limit, createdAt: now, updatedAt: now }));
-  await db.batch([
-    db.delete(userLimits).where(eq(userLimits.userId, userId)),
-    ...rows.map((r) => db.insert(userLimits).values(r)),
-    adminAuditInsert(db, who, { action: "user.limits.set", targetType: "user", targetId: userId, before: { limits: before }, after: { limits: view(rows) } }, now),
-  ]);
+  try {
+    await db.batch([
+      db.delete(userLimits).where(eq(userLimits.userId, userId)),
+      ...rows.map((r) => db.insert(userLimits).values(r)),
+      adminAuditInsert(db, who, { action: "user.limits.set", targetType: "user", targetId: userId, before: { limits: before }, after: { limits: view(rows) } }, now),
+    ]);
+  } catch (err) {
+    // The user deleted since the check fails the overrides' FOREIGN KEY: 404, not 500.
+    await findUser(db, userId);
+    throw err;
+  }
   overridesChanged();
   return view(rows);
 }
@@ -136,11 +142,17 @@ export async function setRoleOverrides(db: Database, gateway: CompiledGateway, w
   const before = await getRoleOverrides(db, roleId);
   const now = new Date();
   const rows = Object.entries(input).map(([limitName, o]) => ({ roleId, limitName, limit: o.limit, createdAt: now, updatedAt: now }));
-  await db.batch([
-    db.delete(roleLimits).where(eq(roleLimits.roleId, roleId)),
-    ...rows.map((r) => db.insert(roleLimits).values(r)),
-    adminAuditInsert(db, who, { action: "role.limits.set", targetType: "role", targetId: roleId, before: { limits: before }, after: { limits: view(rows) } }, now),
-  ]);
+  try {
+    await db.batch([
+      db.delete(roleLimits).where(eq(roleLimits.roleId, roleId)),
+      ...rows.map((r) => db.insert(roleLimits).values(r)),
+      adminAuditInsert(db, who, { action: "role.limits.set", targetType: "role", targetId: roleId, before: { limits: before }, after: { limits: view(rows) } }, now),
+    ]);
+  } catch (err) {
+    // The role deleted since the check fails the overrides' FOREIGN KEY: 404, not 500.
+    await findRole(db, roleId);
+    throw err;
+  }
   overridesChanged();
   return view(rows);
 }
