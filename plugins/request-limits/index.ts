@@ -26,7 +26,7 @@ export const requestLimitsOptions = z.strictObject({
     .min(1)
     .optional()
     .describe("Media types a request body may have, `type/*` allowed (415 UNSUPPORTED_MEDIA_TYPE); default: any"),
-  timeoutMs: z.number().int().positive().max(300_000).optional().describe("Origin timeout for this route (504 UPSTREAM_TIMEOUT); lowers the upstream's `timeoutMs`, never raises it"),
+  timeoutMs: z.number().int().positive().max(300_000).optional().describe("Longest wait for the origin's response headers on this route (504 UPSTREAM_TIMEOUT); lowers the upstream's `timeoutMs`, never raises it"),
   maxResponseBytes: z
     .number()
     .int()
@@ -88,7 +88,9 @@ export const requestLimits = definePlugin({
       const body = c.req.raw.body;
       const hasBody = body !== null && method !== "GET" && method !== "HEAD";
       if (contentTypes && hasBody) {
-        const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+        // The type that will be sent, not the client's: a client's `Connection: content-type`
+        // makes the sanitizer drop the header, and the origin would get the body untyped.
+        const type = (c.get("upstreamHeaders").get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
         if (!type || !matchesType(type)) {
           throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `Content-Type "${type || "(none)"}" is not accepted here; use ${contentTypes.join(", ")}.`, {
             headers: { "accept-post": contentTypes.join(", ") },

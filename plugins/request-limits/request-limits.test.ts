@@ -80,6 +80,17 @@ describe("request-limits", () => {
     expect((await send("", { method: "POST", headers: { "content-type": "text/csv; charset=utf-8" }, body: "a,b" })).res.status).toBe(200);
   });
 
+  it("415 when the client's Connection header would strip the Content-Type that was checked", async () => {
+    // The sanitizer drops headers named in Connection: the check must see what is forwarded,
+    // or the body reaches the origin with no media type at all.
+    for (const connection of ["content-type", "keep-alive, Content-Type"]) {
+      const { res, records } = await send("", { method: "POST", headers: { "content-type": "application/json", connection }, body: "a=1&b=<xml/>" });
+      const problem = await expectProblem(res, 415, "UNSUPPORTED_MEDIA_TYPE");
+      expect(problem.detail).toContain("(none)");
+      expect(records).toEqual([]);
+    }
+  });
+
   it("504 when the origin is slower than the route's timeout", async () => {
     const { res } = await send("/__slow/1500");
     await expectProblem(res, 504, "UPSTREAM_TIMEOUT");

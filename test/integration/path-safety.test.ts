@@ -15,6 +15,22 @@ describe("path escapes never reach the origin", () => {
     "/echo/MARK/%00",
     "/echo/MARK/%252e%252e/admin",
     "/echo/MARK/%2fetc%2fpasswd",
+    // Not escapes at all: IIS's %u form ("." and "∕"), nibble double-encoding (%%32%65 and
+    // %2%65 decode to %2e on a second pass), a bare or truncated %.
+    "/echo/MARK/%u002e%u002e/%u002e%u002e/admin",
+    "/echo/MARK/%U002E%U002E/admin",
+    "/echo/MARK/..%u2215..%u2215admin",
+    "/echo/MARK/%%32%65%%32%65/admin",
+    "/echo/MARK/%2%65%2%65/admin",
+    "/echo/MARK/%/x",
+    "/echo/MARK/x%",
+    "/echo/MARK/x%4",
+    "/echo/MARK/%zz",
+    // 5- and 6-byte overlong forms (and the other bytes that never start UTF-8).
+    "/echo/MARK/%f8%80%80%80%ae",
+    "/echo/MARK/%FC%80%80%80%80%AF",
+    "/echo/MARK/%f5%80%80%80",
+    "/echo/MARK/%Ff",
   ];
 
   it.each(attacks)("refuses %s with 400 PATH_INVALID", async (template) => {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 
 /** What the recording origin saw of one request. */
 export interface RecordedRequest {
@@ -26,7 +27,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
  * X-Test-Marker header is X (not recorded itself).
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
  * `/__status/<code>` answers that status; `/__reflect` copies every request header into the
- * response as `x-reflected-<name>` (an origin that leaks what it was sent);
+ * response as `x-reflected-<name>` (an origin that leaks what it was sent); `/__reason` answers
+ * 401 with the credential it got in its reason phrase; `/__gzip` answers a gzip-encoded body;
  * `/__bytes/<n>` answers n bytes (`?chunked=1`: without Content-Length); `/__trickle/<n>` answers
  * n KiB without Content-Length, 1 KiB every 100 ms;
  * `PUT /__jwks/<name>` stores a JWKS that `GET /__jwks/<name>` then serves (fetches are recorded,
@@ -104,6 +106,17 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
         "www-authenticate": `Bearer error="invalid_token", token="${req.headers.authorization ?? ""}"`,
       });
       res.end("ok");
+      return;
+    }
+    if (url.includes("/__reason")) {
+      // A careless origin that puts the credential it was sent in its reason phrase.
+      res.writeHead(401, `Denied ${req.headers.authorization ?? ""} ${req.headers["x-origin-key"] ?? ""}`, { "content-type": "text/plain" });
+      res.end("no");
+      return;
+    }
+    if (url.includes("/__gzip")) {
+      // A compressed answer: the gateway must hand it on so the client can still decode it.
+      res.writeHead(200, { "content-type": "text/plain", "content-encoding": "gzip" }).end(gzipSync(Buffer.from("gzipped-body ".repeat(50))));
       return;
     }
     const status = /\/__status\/(\d{3})/.exec(url);

@@ -13,7 +13,7 @@ const RUNS = { paths: 150, pathsEntry: 50, headers: 40, admin: 25 };
 // Pieces real normalization bypasses are built from, plus ordinary segments and route names.
 const segment = fc.oneof(
   fc.constantFrom("echo", "echo-write", "admin", "v1", "users", "api", "v2", "base", "public", "status", "internal", "a", "B", "x.json"),
-  fc.constantFrom("..", ".", "...", "%2e", "%2E%2e", ".%2e", "%2e.", "%2f", "%2F", "%5c", "\\", ";", ";x=1", "..;", "%00", "%25", "%252e", "%252f", "x.", "~", "%c0%ae", "%e0%80%ae", "@evil.example", "%41", "%20", "ECHO", "Echo", ""),
+  fc.constantFrom("..", ".", "...", "%2e", "%2E%2e", ".%2e", "%2e.", "%2f", "%2F", "%5c", "\\", ";", ";x=1", "..;", "%00", "%25", "%252e", "%252f", "x.", "~", "%c0%ae", "%e0%80%ae", "%f8%80%80%80%ae", "%u002e", "%u2215", "%%32%65", "%2%65", "%", "@evil.example", "%41", "%20", "ECHO", "Echo", ""),
   fc.stringMatching(/^[A-Za-z0-9._~%-]{1,6}$/),
 );
 const rawTarget = fc

@@ -82,6 +82,15 @@ describe("path normalization over a real socket: refused, or authorized on the c
     ["/echo/a/%c0%ae%c0%ae/b", "refused", "refused"],
     ["/echo/a/%e0%80%ae%e0%80%ae/b", "refused", "refused"],
     ["/echo/a/%c0%af", "refused", "refused"],
+    // Invalid escapes (IIS %u, nibble double-encoding, a bare %) and 5/6-byte overlong leads.
+    ["/echo/a/%u002e%u002e/b", "refused", "refused"],
+    ["/api/v2/%u002e%u002e/%u002e%u002e/x", "refused", "refused"],
+    ["/echo/a/..%u2215..%u2215b", "refused", "refused"],
+    ["/echo/a/%%32%65%%32%65/b", "refused", "refused"],
+    ["/echo/a/%2%65%2%65/b", "refused", "refused"],
+    ["/echo/a/%/b", "refused", "refused"],
+    ["/echo/a/%f8%80%80%80%ae", "refused", "refused"],
+    ["/echo/a/%fc%80%80%80%80%af", "refused", "refused"],
   ];
 
   for (const [name, port] of ports()) {
@@ -89,6 +98,18 @@ describe("path normalization over a real socket: refused, or authorized on the c
       expect(await checkPath(port, target)).toBe(name === "direct" ? direct : entry);
     });
   }
+
+  it.each(ports())("%s: invalid and overlong escapes are the gateway's 400 PATH_INVALID problem, never forwarded", async (_n, port) => {
+    for (const target of ["/echo/a/%u002e%u002e/b", "/echo/a/%%32%65/b", "/echo/a/%2%65/b", "/echo/a/%", "/echo/a/%F8%80%80%80%AE", "/api/v2/%fc%80%80%80%80%af"]) {
+      const { res, origin } = await send(port, target);
+      expect(res.status, target).toBe(400);
+      expect(res.headers["content-type"], target).toBe("application/problem+json");
+      const problem = JSON.parse(res.body);
+      expect(problem.code, target).toBe("PATH_INVALID");
+      expect(problem.requestId).toBe(res.headers["x-request-id"]);
+      expect(origin, `${target} reached the origin`).toHaveLength(0);
+    }
+  });
 
   it.each(ports())("%s: climbing out of a public route into a protected one needs the protected route's key", async (_n, port) => {
     // Authorization is decided on the canonical path: /public/../echo/x is /echo/x, which needs a key.

@@ -85,21 +85,19 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
   let res: Response;
   const sentAt = Date.now();
+  // timeoutMs bounds the wait for the origin's answer (its status and headers), not the body: a
+  // download, an event stream or a long poll that outlasts it must not be cut off after a 200.
+  // The timer is cleared however fetch settles, so nothing is left pending once headers are in.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
-    res = await fetch(target, {
-      method,
-      headers,
-      body,
-      redirect: "manual",
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    res = await fetch(target, { method, headers, body, redirect: "manual", signal: abort.signal });
   } catch (err) {
-    const name = (err as Error)?.name;
-    if (name === "TimeoutError" || name === "AbortError") {
-      throw new GatewayError("UPSTREAM_TIMEOUT", `Upstream "${upstream.name}" did not answer within ${timeoutMs} ms.`);
-    }
+    if (abort.signal.aborted) throw new GatewayError("UPSTREAM_TIMEOUT", `Upstream "${upstream.name}" did not answer within ${timeoutMs} ms.`);
     console.error(JSON.stringify({ level: "warn", msg: "upstream fetch failed", requestId, upstream: upstream.name, error: String(err) }));
     throw new GatewayError("UPSTREAM_UNAVAILABLE", `Upstream "${upstream.name}" could not be reached.`);
+  } finally {
+    clearTimeout(timer);
   }
   c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
   let resBody = res.body;
@@ -113,10 +111,12 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     // hit, so the stream is cut off (the client sees an aborted body, never the excess).
     resBody = resBody.pipeThrough(byteLimit(maxResponseBytes, () => new GatewayError("UPSTREAM_RESPONSE_TOO_LARGE")));
   }
-  // The constructor copies status, status text and headers (a fetched response's own headers
-  // are immutable); the copy is then cleaned in place. X-Request-Id goes on by the
+  // The constructor copies the headers once (a fetched response's own headers are immutable);
+  // the copy is then cleaned in place. The origin's reason phrase is not passed on: it is free
+  // text the header scrub never sees (an origin can put the credential it got there), so the
+  // client gets the runtime's standard phrase for the status. X-Request-Id goes on by the
   // request-context middleware, on this and every other response.
-  const out = new Response(resBody, res);
+  const out = new Response(resBody, { status: res.status, headers: res.headers });
   sanitizeResponseHeaders(out.headers, injectedSecrets);
   return out;
 }

@@ -4,18 +4,16 @@ const HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "proxy-authe
 /**
  * Headers a client could set to impersonate someone or steer the origin: forwarding and
  * client-address headers (we set our own), our own identity headers, and method overrides
- * (the gateway authorized the request's real method, not an override).
+ * (the gateway authorized the request's real method, not an override). Every `x-forwarded-*`
+ * name is dropped by prefix (FORWARDED_PREFIX), not listed: auth proxies and meshes read
+ * `-User`, `-Email`, `-Groups`, `-Client-Cert`, `-Ssl`, `-Scheme`, `-Uri`… as vouched for.
  */
 const SPOOFABLE = [
   "forwarded",
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-forwarded-port",
-  "x-forwarded-prefix",
-  "x-forwarded-server",
   "x-real-ip",
   "x-client-ip",
+  "client-ip",
+  "x-cluster-client-ip",
   "true-client-ip",
   "x-original-url",
   "x-rewrite-url",
@@ -76,7 +74,9 @@ function stripInPlace(headers: Headers, drop: (name: string) => boolean, leaks?:
   if (doomed) for (const name of doomed) headers.delete(name);
 }
 
-const dropFromRequest = (name: string) => DROP_FROM_REQUEST.has(name) || name.startsWith(IDENTITY_HEADER_PREFIX) || name.startsWith("cf-");
+const FORWARDED_PREFIX = "x-forwarded-";
+const dropFromRequest = (name: string) =>
+  DROP_FROM_REQUEST.has(name) || name.startsWith(IDENTITY_HEADER_PREFIX) || name.startsWith("cf-") || name.startsWith(FORWARDED_PREFIX);
 const dropFromResponse = (name: string) => HOP.has(name);
 
 /**
@@ -92,9 +92,14 @@ export function sanitizeRequestHeaders(incoming: Headers): Headers {
   return headers;
 }
 
-/** Whether a response header value carries one of the injected secrets; undefined when none was injected. */
+/**
+ * Whether a response header value carries one of the injected secrets; undefined when none was
+ * injected. Compared with what was actually sent: `Headers.set` trims leading and trailing
+ * whitespace, so a secret ending in "\n" (an env var piped from a file) or " " goes out without
+ * it, and an origin echoing it back would not contain the stored form.
+ */
 function leaksOf(injectedSecrets: readonly string[]): ((value: string) => boolean) | undefined {
-  const secrets = injectedSecrets.filter((s) => s !== "");
+  const secrets = injectedSecrets.map((s) => s.trim()).filter((s) => s !== "");
   if (secrets.length === 0) return undefined;
   return (value) => secrets.some((s) => (s.length >= 8 ? value.includes(s) : value.trim() === s));
 }

@@ -10,9 +10,15 @@ import { GatewayError } from "../errors";
  * Overlong UTF-8 (`%c0%ae` = ".", `%c0%af` = "/", `%e0%80%ae` …) is never valid UTF-8, but
  * lenient decoders (old IIS, some Java and PHP stacks) turn it into dots and slashes: refused
  * for the same reason as `%2e` and `%2f`. C0/C1 lead bytes and E0 80–9F / F0 80–8F are exactly
- * the overlong forms.
+ * the overlong forms; F5–FF never start valid UTF-8 (F8 and FC are the 5- and 6-byte overlong
+ * leads).
+ *
+ * A `%` not followed by two hex digits is no escape at all, and decoders disagree on it: IIS
+ * reads `%u002e` as "." and `%u2215` as a slash, some stacks decode nibble by nibble
+ * (`%%32%65`, `%2%65` → `%2e` → "."), others keep it literally. The `i` flag covers both cases
+ * of the hex digits.
  */
-const FORBIDDEN_IN_PATH = /%2f|%5c|%2e|%25|%00|%c[01]|%e0%[89]|%f0%8|\\|;|[\x00-\x1f\x7f]/i;
+const FORBIDDEN_IN_PATH = /%2f|%5c|%2e|%25|%00|%c[01]|%e0%[89]|%f0%8|%f[5-9a-f]|%(?![0-9a-f]{2})|\\|;|[\x00-\x1f\x7f]/i;
 
 /** A segment that is exactly "." or "..". */
 const DOT_SEGMENT = /\/\.{1,2}(?=\/|$)/;
@@ -20,7 +26,7 @@ const DOT_SEGMENT = /\/\.{1,2}(?=\/|$)/;
 /** Why a raw path is not canonical, or null when it is. */
 export function nonCanonicalReason(rawPath: string): string | null {
   if (!rawPath.startsWith("/")) return "path must start with /";
-  if (FORBIDDEN_IN_PATH.test(rawPath)) return "path contains an encoded separator, dot, percent, overlong UTF-8, backslash, ';' or control character";
+  if (FORBIDDEN_IN_PATH.test(rawPath)) return "path contains an encoded separator, dot, percent, an invalid or overlong escape, backslash, ';' or control character";
   if (rawPath.includes("//")) return "path contains an empty segment (//)";
   if (DOT_SEGMENT.test(rawPath)) return "path contains a dot segment";
   return null;
