@@ -133,6 +133,17 @@ describe("forwarding and client-address headers are the gateway's alone", () => 
     expect(rec!.headers).not.toHaveProperty("client-ip");
     expect(rec!.headers).not.toHaveProperty("x-cluster-client-ip");
   });
+
+  it("an underscore spelling of a dropped header is dropped too (CGI-style origins read both as one)", async () => {
+    const { key: k } = await seedCaller({ permissions: ["echo:read"] });
+    const m = unique("xunder");
+    const spoofed = { X_Forwarded_For: "10.0.0.1", x_real_ip: "10.0.0.1", X_Portcullis_User_Id: "usr_admin", x_http_method_override: "DELETE", x_custom_thing: "kept" };
+    const res = await gw(`/echo/${m}`, { headers: { authorization: `Bearer ${k}`, ...spoofed } });
+    expect(res.status).toBe(200);
+    const [rec] = await originRecords(m);
+    const underscored = Object.keys(rec!.headers).filter((h) => h.includes("_"));
+    expect(underscored).toEqual(["x_custom_thing"]);
+  });
 });
 
 describe("timeoutMs bounds the wait for the origin's answer, not the body", () => {

@@ -32,7 +32,7 @@ export const upstreamSchema = z.strictObject({
     })
     .optional()
     .describe("Origin credential injected on every forwarded request (the client's own credential is never forwarded)"),
-  timeoutMs: z.number().int().positive().max(300_000).default(30_000).describe("Abort the origin call after this long (504 UPSTREAM_TIMEOUT)"),
+  timeoutMs: z.number().int().positive().max(300_000).default(30_000).describe("How long to wait for the origin's status and headers (504 UPSTREAM_TIMEOUT); a body that has started streams on"),
   identityHeaders: z
     .boolean()
     .default(true)

@@ -75,8 +75,11 @@ function stripInPlace(headers: Headers, drop: (name: string) => boolean, leaks?:
 }
 
 const FORWARDED_PREFIX = "x-forwarded-";
-const dropFromRequest = (name: string) =>
+const dropsAsSpelled = (name: string) =>
   DROP_FROM_REQUEST.has(name) || name.startsWith(IDENTITY_HEADER_PREFIX) || name.startsWith("cf-") || name.startsWith(FORWARDED_PREFIX);
+// CGI-style origins (PHP, WSGI, Rack) read `X_Forwarded_For` and `X-Forwarded-For` as the same
+// variable, so a name with underscores is dropped when its dashed spelling would be.
+const dropFromRequest = (name: string) => dropsAsSpelled(name) || (name.includes("_") && dropsAsSpelled(name.replaceAll("_", "-")));
 const dropFromResponse = (name: string) => HOP.has(name);
 
 /**

@@ -28,7 +28,7 @@ export interface PluginInstance {
  * plugins may tighten them before `next()`.
  */
 export interface ForwardOptions {
-  /** Abort the origin call after this long (504 UPSTREAM_TIMEOUT). */
+  /** How long to wait for the origin's status and headers (504 UPSTREAM_TIMEOUT); a body that has started streams on. */
   timeoutMs: number;
   /** When set, sent instead of the client's body (e.g. a body a plugin has already read and checked). */
   body?: ArrayBuffer | ReadableStream | null;
