@@ -33,6 +33,11 @@ export interface Env {
   /** When set, the scheduled handler revokes active keys unused for this many days. */
   AUTO_REVOKE_UNUSED_KEYS_DAYS?: string;
   /**
+   * Most D1 queries one scheduled run makes (default 900: Workers Paid allows 1,000 per
+   * invocation; set 45 on the Free plan, which allows 50). The run stops before it; the next goes on.
+   */
+  CRON_D1_QUERY_BUDGET?: string;
+  /**
    * Key encrypting the origin-secret store (AES-256-GCM): 32 random bytes, base64
    * (`openssl rand -base64 32 | wrangler secret put SECRETS_KEY`). Only needed once secrets are used.
    */
@@ -73,6 +78,7 @@ const envSchema = z.object({
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   USAGE_MINUTE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(7),
   AUTO_REVOKE_UNUSED_KEYS_DAYS: z.coerce.number().int().min(1).max(3650).optional(),
+  CRON_D1_QUERY_BUDGET: z.coerce.number().int().min(10).max(100_000).default(900),
   SECRETS_KEY: aesKeyText("SECRETS_KEY"),
   SECRETS_KEY_PREVIOUS: aesKeyText("SECRETS_KEY_PREVIOUS"),
   SECRET_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(300).default(10),

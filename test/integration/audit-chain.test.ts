@@ -1,9 +1,10 @@
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { dayChain, sealChain, verifyChain } from "../../worker/audit/chain";
 import { auditScheduled } from "../../worker/audit/handlers";
 import { runRetention } from "../../worker/audit/retention";
 import { writeRequestEvents } from "../../worker/audit/store";
+import { queryBudget, QueryBudgetSpent } from "../../worker/lib/query-budget";
 import { admin, gw, json, seedCaller, unique } from "../helpers";
 import { eventsFor, fakeEvent, waitForEvents } from "../audit-helpers";
 
@@ -264,6 +265,46 @@ describe("retention", () => {
       { granularity: "day", n: 10 },
       { granularity: "hour", n: 10 },
     ]);
+  });
+});
+
+describe("a D1 query budget per scheduled run", () => {
+  it("retention stops before the budget is spent, leaves a chain that verifies, and the next run goes on", async () => {
+    const now = Date.now();
+    const tag = unique("budget");
+    const at = now - 50 * DAY;
+    await writeRequestEvents(env.DB, Array.from({ length: 12 }, (_, i) => fakeEvent({ ts: at + i, path: `/echo/${tag}/${i}` })), at);
+    const chain = dayChain(at);
+    const count = async () => (await env.DB.prepare("SELECT COUNT(*) AS n FROM request_events WHERE chain = ?").bind(chain).first<{ n: number }>())!.n;
+    const before = await count();
+    // Each chunk of 2 rows takes a read and a batch of two statements: 10 queries do not finish 12+ rows.
+    const budget = queryBudget(env.DB, 10);
+    await expect(runRetention(budget.db, { retentionDays: 30, minuteRollupDays: 7, now, chunkSize: 2 })).rejects.toBeInstanceOf(QueryBudgetSpent);
+    expect(budget.used()).toBeLessThanOrEqual(10);
+    const left = await count();
+    expect(left).toBeLessThan(before);
+    expect(left).toBeGreaterThan(0);
+    expect(await json(await admin("GET", `/audit/verify?chain=${chain}`))).toMatchObject({ ok: true });
+    await runRetention(env.DB, { retentionDays: 30, minuteRollupDays: 7, now, chunkSize: 2 });
+    expect(await count()).toBe(0);
+  });
+
+  it("a run that spends its budget ends cleanly and says so; one with room finishes", async () => {
+    // A backlog: an expired day chain to seal and delete (with sealing today's, well over 10 queries).
+    const at = Date.now() - 55 * DAY;
+    await writeRequestEvents(env.DB, Array.from({ length: 5 }, (_, i) => fakeEvent({ ts: at + i, path: `/echo/${unique("backlog")}` })), at);
+    const log = vi.spyOn(console, "log");
+    try {
+      await auditScheduled({ scheduledTime: Date.now() }, { ...env, CRON_D1_QUERY_BUDGET: "10" } as never);
+      const lineOf = () => log.mock.calls.map((c) => String(c[0])).filter((l) => l.includes('"audit maintenance"')).map((l) => JSON.parse(l)).at(-1);
+      expect(lineOf()).toMatchObject({ budgetSpent: true, queries: expect.any(Number) });
+      expect(lineOf().queries).toBeLessThanOrEqual(10);
+      await auditScheduled({ scheduledTime: Date.now() }, env as never);
+      expect(lineOf()).toMatchObject({ budgetSpent: false });
+      expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM request_events WHERE chain = ?").bind(dayChain(at)).first<{ n: number }>())!.n).toBe(0);
+    } finally {
+      log.mockRestore();
+    }
   });
 });
 

@@ -1,7 +1,8 @@
 import { createDb } from "../db";
 import { validateEnv, type Env } from "../env";
 import { dayChain, sealChain } from "./chain";
-import { revokeUnusedKeys, runRetention } from "./retention";
+import { queryBudget, QueryBudgetSpent } from "../lib/query-budget";
+import { revokeUnusedKeys, runRetention, type RetentionResult } from "./retention";
 import type { RequestEvent } from "./event";
 import { eventsOfMessage } from "./sink";
 import { writeRequestEvents } from "./store";
@@ -39,20 +40,37 @@ export async function auditQueueConsumer(batch: MessageBatch<unknown>, env: Env)
   }
 }
 
+/** D1 queries one key revocation can take (its read and its batch of guard, update, audit row; one spare). */
+const QUERIES_PER_REVOCATION = 5;
+
 /**
- * Cron handler: seals any chain left unsealed (a write whose seal failed), applies retention,
- * and — when AUTO_REVOKE_UNUSED_KEYS_DAYS is set — revokes keys unused for that long.
+ * Cron handler: seals any chain left unsealed (a write whose seal failed), revokes keys unused for
+ * AUTO_REVOKE_UNUSED_KEYS_DAYS when set, and applies retention — in that order, the most
+ * important first, within CRON_D1_QUERY_BUDGET queries (lib/query-budget.ts): revocation takes
+ * at most half the budget, retention what is left. A run that spends the budget stops where it
+ * is (every step leaves consistent state: each sealed page, revoked key and deleted chunk is its
+ * own write) and says so in its log line; the next hour's run goes on from there.
  */
 export async function auditScheduled(controller: Pick<ScheduledController, "scheduledTime">, env: Env): Promise<void> {
   const cfg = validateEnv(env);
   const now = controller.scheduledTime;
-  for (const chain of [dayChain(now - 86_400_000), dayChain(now)]) await sealChain(env.DB, "requests", chain);
-  await sealChain(env.DB, "admin");
-  const retention = await runRetention(env.DB, { retentionDays: cfg.AUDIT_RETENTION_DAYS, minuteRollupDays: cfg.USAGE_MINUTE_RETENTION_DAYS, now });
+  const budget = queryBudget(env.DB, cfg.CRON_D1_QUERY_BUDGET);
+  const d1 = budget.db;
   let revoked: string[] = [];
-  if (cfg.AUTO_REVOKE_UNUSED_KEYS_DAYS) {
-    revoked = await revokeUnusedKeys(createDb(env.DB), cfg.AUTO_REVOKE_UNUSED_KEYS_DAYS, now);
-    await sealChain(env.DB, "admin");
+  let retention: RetentionResult = { deletedEvents: 0, retiredChains: [], deletedRollups: 0 };
+  let budgetSpent = false;
+  try {
+    for (const chain of [dayChain(now - 86_400_000), dayChain(now)]) await sealChain(d1, "requests", chain);
+    await sealChain(d1, "admin");
+    if (cfg.AUTO_REVOKE_UNUSED_KEYS_DAYS) {
+      const keys = Math.floor((cfg.CRON_D1_QUERY_BUDGET - budget.used()) / 2 / QUERIES_PER_REVOCATION);
+      revoked = await revokeUnusedKeys(createDb(d1), cfg.AUTO_REVOKE_UNUSED_KEYS_DAYS, now, Math.min(200, keys), revoked);
+      await sealChain(d1, "admin");
+    }
+    await runRetention(d1, { retentionDays: cfg.AUDIT_RETENTION_DAYS, minuteRollupDays: cfg.USAGE_MINUTE_RETENTION_DAYS, now }, retention);
+  } catch (err) {
+    if (!(err instanceof QueryBudgetSpent)) throw err;
+    budgetSpent = true;
   }
-  console.log(JSON.stringify({ level: "info", msg: "audit maintenance", ...retention, revokedKeys: revoked }));
+  console.log(JSON.stringify({ level: "info", msg: "audit maintenance", ...retention, revokedKeys: revoked, queries: budget.used(), budgetSpent }));
 }

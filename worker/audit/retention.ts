@@ -25,11 +25,12 @@ export interface RetentionResult {
 export async function runRetention(
   d1: D1Database,
   opts: { retentionDays: number; minuteRollupDays: number; now?: number; maxChunks?: number; chunkSize?: number },
+  /** Filled in as the run goes, so a caller whose run is cut short (a query budget) still knows what was done. */
+  result: RetentionResult = { deletedEvents: 0, retiredChains: [], deletedRollups: 0 },
 ): Promise<RetentionResult> {
   const now = opts.now ?? Date.now();
   // Chains strictly before the cutoff day hold only events written more than retentionDays ago.
   const cutoff = dayChain(now - opts.retentionDays * DAY);
-  const result: RetentionResult = { deletedEvents: 0, retiredChains: [], deletedRollups: 0 };
   let budget = opts.maxChunks ?? 500;
   const chunk = opts.chunkSize ?? DELETE_CHUNK;
   const { results: chains } = await d1.prepare(`SELECT DISTINCT "chain" FROM request_events WHERE "chain" < ?1 ORDER BY "chain"`).bind(cutoff).all<{ chain: string }>();
@@ -79,11 +80,12 @@ export async function runRetention(
 /**
  * Revokes keys unused for `days` days (optional: AUTO_REVOKE_UNUSED_KEYS_DAYS). Each revocation
  * goes through the keys service, so it gets its admin audit row (actor `system:auto-revoke`).
+ * The ids go into `revoked` as each is done (so a run cut short still reports them).
  */
-export async function revokeUnusedKeys(db: Database, days: number, now = Date.now(), max = 200): Promise<string[]> {
+export async function revokeUnusedKeys(db: Database, days: number, now = Date.now(), max = 200, revoked: string[] = []): Promise<string[]> {
+  if (max <= 0) return revoked;
   const rows = await db.select({ id: apiKeys.id }).from(apiKeys).where(unusedKeysCondition(days, now)).orderBy(apiKeys.id).limit(max);
   const who = { actor: "system:auto-revoke", requestId: `cron_${now.toString(36)}` };
-  const revoked: string[] = [];
   for (const { id } of rows) {
     await revokeKey(db, who, id);
     revoked.push(id);
