@@ -138,6 +138,18 @@ describe("users: checks the write no longer matches", () => {
   });
 });
 
+describe("users with many keys", () => {
+  it("deleting a user with 120 live keys revokes and reports every one (no per-key bound parameters)", async () => {
+    const { user, keyId } = await seedCaller();
+    const issued = [keyId];
+    for (let i = 0; i < 119; i++) issued.push((await keys.issueKey(real(), who, user.id, {})).id);
+    const res = await users.deleteUser(real(), who, user.id);
+    expect(res.revokedKeyIds.sort()).toEqual(issued.sort());
+    const live = await env.DB.prepare("SELECT COUNT(*) AS n FROM api_keys WHERE user_id = ? AND revoked_at IS NULL").bind(user.id).first<{ n: number }>();
+    expect(live!.n).toBe(0);
+  });
+});
+
 describe("secrets: PUTs racing", () => {
   it("two PUTs creating one secret: the second answers and audits what is stored (a rotation to version 2)", async () => {
     const name = `RACE_${Date.now().toString(36)}`;

@@ -1,4 +1,4 @@
-import { and, asc, eq, exists, gt, inArray, isNotNull, isNull, notExists, notInArray, sql, type SQL } from "drizzle-orm";
+import { and, asc, eq, exists, gt, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "../db";
 import { apiKeys, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
@@ -211,8 +211,9 @@ export async function deleteUser(db: Database, who: AdminActor, id: string): Pro
           db,
           and(
             userExists(db, id),
-            sql`(SELECT count(*) FROM ${apiKeys} WHERE ${live}) = ${revokedKeyIds.length}`,
-            notExists(db.select({ id: apiKeys.id }).from(apiKeys).where(and(live, notInArray(apiKeys.id, revokedKeyIds)))),
+            // The live ids as one sorted list, compared as one string: a list of ids as bound
+            // parameters would hit D1's 100-parameter cap for a user with many keys.
+            sql`(SELECT coalesce(group_concat(${apiKeys.id}, ',' ORDER BY ${apiKeys.id}), '') FROM ${apiKeys} WHERE ${live}) = ${[...revokedKeyIds].sort().join(",")}`,
           ),
         ),
         db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(live),
