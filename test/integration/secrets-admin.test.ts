@@ -72,6 +72,9 @@ describe("admin API: origin secrets", () => {
   it("refuses bad input as VALIDATION_FAILED and unknown users as USER_NOT_FOUND", async () => {
     const n = name();
     await expectProblem(await admin("PUT", `/secrets/${n}`, { value: "a\r\nx-evil: 1" }), 400, "VALIDATION_FAILED");
+    // Non-ASCII: the runtime would log a warning quoting the whole header value, secret included.
+    const accented = await expectProblem(await admin("PUT", `/secrets/${n}`, { value: "sup3r-s3cret-€" }), 400, "VALIDATION_FAILED");
+    expect(JSON.stringify(accented)).not.toContain("sup3r-s3cret");
     await expectProblem(await admin("PUT", `/secrets/${n}`, { value: "" }), 400, "VALIDATION_FAILED");
     await expectProblem(await admin("PUT", `/secrets/${n}`, { value: "v", extra: true }), 400, "VALIDATION_FAILED");
     await expectProblem(await admin("PUT", `/secrets/${n}`, { value: "v", userId: "usr_0000", group: "g" }), 400, "VALIDATION_FAILED");

@@ -18,6 +18,8 @@ const STORE_SECRET_NAME = unique("PH").replace(/[^A-Za-z0-9_]/g, "_");
 const ENV_SECRET = "env-origin-secret-with-newline-42\n";
 const SHORT_SECRET = " k3y\n";
 const STORE_SECRET = "store-origin-secret-trailing-space-42 ";
+// Non-ASCII: the runtime would log a warning quoting the whole header value, secret included.
+const ACCENTED_SECRET = "env-s3cret-t\u00f6ken-42";
 
 const fetchGw = testGateway(
   {
@@ -26,6 +28,7 @@ const fetchGw = testGateway(
       short: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL", credential: { header: "X-Origin-Key", fromEnv: "PH_SHORT_TOKEN" } },
       bare: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL" },
       echo: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL", timeoutMs: 2_000 },
+      accented: { url: "http://127.0.0.1:9", urlFromEnv: "TEST_ORIGIN_URL", credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "PH_ACCENTED_TOKEN" } },
     },
     plugins: [keyAuth(), authorize()],
     routes: [
@@ -33,9 +36,10 @@ const fetchGw = testGateway(
       { name: "short", path: "/short/*", upstream: "short", permission: "echo:read" },
       { name: "store", path: "/store/*", upstream: "bare", permission: "echo:read", plugins: [headers({ request: { set: { "x-api-token": `{secret:${STORE_SECRET_NAME}}` } } })] },
       { name: "long", path: "/long/*", upstream: "echo", permission: "echo:read", plugins: [requestLimits({ timeoutMs: 500 })] },
+      { name: "accented", path: "/accented/*", upstream: "accented", permission: "echo:read" },
     ],
   },
-  { PH_NEWLINE_TOKEN: ENV_SECRET, PH_SHORT_TOKEN: SHORT_SECRET },
+  { PH_NEWLINE_TOKEN: ENV_SECRET, PH_SHORT_TOKEN: SHORT_SECRET, PH_ACCENTED_TOKEN: ACCENTED_SECRET },
 );
 
 let key: string;
@@ -101,6 +105,17 @@ describe("the origin's reason phrase is not passed on", () => {
       expect(statusLine).toBe("HTTP/1.1 401 Unauthorized");
     }
     expect(await rawOriginRecords(m)).toHaveLength(2);
+  });
+});
+
+describe("an env credential that is not printable ASCII", () => {
+  it("is a 500 GATEWAY_MISCONFIGURED that names the variable, never the value, and nothing is forwarded", async () => {
+    const m = unique("accented");
+    const res = await fetchGw(`/accented/${m}`, { headers: withKey() });
+    const body = await expectProblem(res, 500, "GATEWAY_MISCONFIGURED");
+    expect(body.detail).toContain("PH_ACCENTED_TOKEN");
+    expect(JSON.stringify(body)).not.toContain("s3cret");
+    expect(await originRecords(m)).toHaveLength(0);
   });
 });
 

@@ -195,7 +195,9 @@ function buildAdminSchemas() {
         .string()
         .min(1)
         .max(8192)
-        .refine((v) => !/[\r\n\0]/.test(v), "must not contain CR, LF or NUL (it is sent in a header)")
+        // Sent in a header: CR, LF and NUL would break it, and the runtime logs a warning quoting any
+        // value with a non-ASCII character whole, which would put the secret in the logs.
+        .refine((v) => !/[^\t\x20-\x7e]/.test(v), "must be printable ASCII (it is sent in a header)")
         .describe("The secret. Stored encrypted (AES-256-GCM); never returned, logged or audited"),
       ...secretBinding,
     })

@@ -32,6 +32,9 @@ export function upstreamBaseUrl(upstream: CompiledUpstream, env: Record<string, 
   return base;
 }
 
+/** Anything but tab and printable ASCII: what a header value must not hold. */
+const NOT_HEADER_SAFE = /[^\t\x20-\x7e]/;
+
 const USER_ID_HEADER = `${IDENTITY_HEADER_PREFIX}user-id`;
 const USER_NAME_HEADER = `${IDENTITY_HEADER_PREFIX}user-name`;
 const USER_GROUP_HEADER = `${IDENTITY_HEADER_PREFIX}user-group`;
@@ -74,6 +77,11 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     if (typeof secret !== "string" || secret === "") {
       // Forwarding without the credential would hand the origin an anonymous request; refuse instead.
       throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}" has no credential configured.`);
+    }
+    // What `Headers.set` sends is the trimmed value; inside it, a control character would fail the
+    // request with a bare TypeError, and a non-ASCII one makes the runtime log the whole value.
+    if (NOT_HEADER_SAFE.test(secret.trim())) {
+      throw new GatewayError("GATEWAY_MISCONFIGURED", `Upstream "${upstream.name}": ${upstream.credential.fromEnv} is not printable ASCII.`);
     }
     headers.set(upstream.credential.header, upstream.credential.prefix + secret);
     forward.injectedSecrets.push(secret);
