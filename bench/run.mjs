@@ -136,6 +136,12 @@ const allScenarios = [
     { name: `ratelimit-${backend}-near-cold`, label: `… close to its limit, nothing cached (D1 before and after each shared lease call)`, kind: "worker", scenario: `ratelimit-${backend}-near`, limiter, needs, optIn: true, bindings: { KEY_CACHE_TTL_SECONDS: "0", KEY_NEGATIVE_CACHE_TTL_SECONDS: "0", SECRET_CACHE_TTL_SECONDS: "0" } },
     { name: `ratelimit-${backend}-near`, label: `… close to its limit: ${backend === "do" ? "a Durable Object" : "an Upstash"} call per request`, kind: "worker", scenario: `ratelimit-${backend}-near`, warm: true, limiter, needs, modes: ["sat"], full: true, bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds, SECRET_CACHE_TTL_SECONDS: "300" } },
   ]),
+  // Issue #4's "limited pipeline" at its plainest: key-auth and the same far-from-its-limit rate
+  // limit, nothing else (no audit, authorize or header rewriting), beside key-auth alone. Closed
+  // loop only: the #4 rows are throughput ratios.
+  { name: "keyauth", label: "key-auth only (warm), the minimal pipeline with a subject", kind: "worker", scenario: "keyauth", warm: true, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds } },
+  { name: "limit-do", label: "key-auth + rate limit, Durable Object backend (minimal limited pipeline)", kind: "worker", scenario: "limit-do", warm: true, limiter: "durable-object", modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds } },
+  { name: "limit-upstash", label: "key-auth + rate limit, Upstash backend (minimal limited pipeline)", kind: "worker", scenario: "limit-upstash", warm: true, limiter: "upstash", needs: useRedis, modes: ["sat"], bindings: { KEY_CACHE_TTL_SECONDS: cfg.warmKeyTtlSeconds } },
   ...[["two-copies", "headers copied twice (the gateway's method before session 13)"], ["unsanitized", "copy not stripped of hop-by-hop headers"]].map(([kind, how]) => ({ name: `floor-response-${kind}`, label: `… floor with its response ${how}`, kind: "worker", scenario: `floor-response-${kind}`, optIn: true, modes: ["sat"] })),
   // The floor without one of its parts each: what the runtime charges for each part of safety.
   // Closed loop only, and not in the smoke run: the report's notes give each part's cost.

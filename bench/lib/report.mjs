@@ -80,6 +80,9 @@ function costSteps(result) {
     ["core", "default", "default plugins over the core (audit, key-auth, authorize, headers + secret)"],
     ["default", "ratelimit-do", "a rate limit (Durable Object backend) over the default pipeline"],
     ["default", "ratelimit-upstash", "a rate limit (Upstash backend) over the default pipeline"],
+    ["core", "keyauth", "key-auth alone over the core"],
+    ["keyauth", "limit-do", "a rate limit (Durable Object backend) over key-auth alone"],
+    ["keyauth", "limit-upstash", "a rate limit (Upstash backend) over key-auth alone"],
   ];
   return ladder
     .filter(([a, b]) => has(a) && has(b))
@@ -150,6 +153,18 @@ export function targetRows(result) {
   // The bound on the limited pipelines: the gateway with no plugins at all (bench/README.md, "Where to look next").
   if (has("ratelimit-do") && has("core") && has("bare")) rows[rows.length - 1][2] += `; the gateway core with no plugins alone: ${fmtRange(pairedRatio(rounds, "core", "bare"), 2)}`;
   limitRow("… plus a rate limit on the Upstash backend (bridge over local Redis)", "ratelimit-upstash", 0.6);
+  // Issue #4 reads "the limited pipeline" without the rest of the default pipeline: key-auth and
+  // the limit alone (bench/README.md, "Rate-limit scenarios"), with what the limit adds to key-auth.
+  const minimalRow = (label, name, target) => {
+    ratioRow(label, name, target);
+    if (!has(name)) return;
+    const row = rows[rows.length - 1];
+    if (has("keyauth")) row[2] += `; ÷ key-auth alone ${fmt(median(pairedRatio(rounds, name, "keyauth")), 2)}, CPU ${fmt(median(S[name].cpu) - median(S.keyauth.cpu), 1)} µs/req over it`;
+    row[2] += `; ${fmt(limiterCallsInWindows(rounds, name), 4)} backend calls/req`;
+    if (has("core") && has("bare")) row[2] += `; the gateway core with no plugins: ${fmtRange(pairedRatio(rounds, "core", "bare"), 2)}`;
+  };
+  minimalRow("issue #4: key-auth + a rate limit, Durable Object backend (the minimal limited pipeline)", "limit-do", 0.75);
+  minimalRow("issue #4: key-auth + a rate limit, Upstash backend (the minimal limited pipeline)", "limit-upstash", 0.6);
   if (has("default") && has("bare")) {
     const added = median(S.default.cpu) - median(S.bare.cpu);
     const floor = has("floor") ? `; the safe pass-through floor alone adds ${fmt(median(S.floor.cpu) - median(S.bare.cpu), 1)}` : "";

@@ -69,6 +69,16 @@ export function rateLimitedPlugins(backend: "durable-object" | "upstash", near =
   return [auditFirst!, auth!, authz!, rateLimitPlugin(backend, near), rewrite!];
 }
 
+/**
+ * Issue #4's own reading of "the limited pipeline": a proxy user identified (key-auth, warm) and
+ * limited, nothing else — what the leased limiter costs over the plainest pipeline that has a
+ * subject to limit. `minimalPlugins()` alone ("keyauth") is its baseline. The #6 rows put the same
+ * limit on the whole default pipeline (rateLimitedPlugins).
+ */
+export function minimalPlugins(backend?: "durable-object" | "upstash"): PluginInstance[] {
+  return backend ? [keyAuth(), rateLimitPlugin(backend)] : [keyAuth()];
+}
+
 /** JWT instead of a key: HS256 tokens whose `sub` is the proxy user's id. `verifiedCacheSeconds: 0` verifies every request. */
 export function jwtPlugins(opts: ScenarioOptions = {}, verifiedCacheSeconds?: number): PluginInstance[] {
   return [auditPlugin(opts), jwtAuth({ algorithms: ["HS256"], secretFromEnv: "JWT_SECRET", userCacheSeconds: 60, ...(verifiedCacheSeconds === undefined ? {} : { verifiedCacheSeconds }) }), authorize(), headerRewrite(true)];
@@ -134,6 +144,9 @@ export const gatewayScenarios: Record<string, (opts?: ScenarioOptions) => Compil
   "jwt-verify-each": (o) => gatewayWith(jwtPlugins(o, 0), "http://127.0.0.1:9", false),
   "ratelimit-do": (o) => gatewayWith(rateLimitedPlugins("durable-object", false, true, o), "http://127.0.0.1:9", false),
   "ratelimit-upstash": (o) => gatewayWith(rateLimitedPlugins("upstash", false, true, o), "http://127.0.0.1:9", false),
+  keyauth: () => gatewayWith(minimalPlugins(), "http://127.0.0.1:9", false),
+  "limit-do": () => gatewayWith(minimalPlugins("durable-object"), "http://127.0.0.1:9", false),
+  "limit-upstash": () => gatewayWith(minimalPlugins("upstash"), "http://127.0.0.1:9", false),
   "ratelimit-do-near": (o) => gatewayWith(rateLimitedPlugins("durable-object", true, true, o), "http://127.0.0.1:9", false),
   "ratelimit-upstash-near": (o) => gatewayWith(rateLimitedPlugins("upstash", true, true, o), "http://127.0.0.1:9", false),
 };
