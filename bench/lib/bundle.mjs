@@ -1,7 +1,7 @@
 // The deployed bundle: its size as `wrangler deploy --dry-run` reports it, and the top-level
 // start-up work (evaluating the module once, as an isolate does before its first request).
 import { execFileSync, spawnSync } from "node:child_process";
-import { build, buildSync } from "esbuild";
+import { build } from "esbuild";
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -9,6 +9,19 @@ import { readFileSync } from "node:fs";
 import { median } from "./stats.mjs";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
+
+/**
+ * wrangler.toml's import specifiers aliased by exact match, as wrangler's alias plugin does: zod's
+ * JSON Schema generator, imported by relative paths that esbuild's own `alias` option refuses.
+ */
+const ZOD_JSON_SCHEMA = path.join(root, "worker/vendor/zod-json-schema.js");
+const RELATIVE_ALIASES = { "../core/json-schema-processors.js": ZOD_JSON_SCHEMA, "../core/to-json-schema.js": ZOD_JSON_SCHEMA };
+const relativeAliases = {
+  name: "wrangler-alias",
+  setup(b) {
+    b.onResolve({ filter: /json-schema/ }, (a) => (RELATIVE_ALIASES[a.path] ? { path: RELATIVE_ALIASES[a.path] } : undefined));
+  },
+};
 
 /** esbuild options that build as `wrangler deploy` builds this Worker: minified ESM for workerd, zod aliased. */
 const WRANGLER_LIKE = {
@@ -18,6 +31,7 @@ const WRANGLER_LIKE = {
   conditions: ["workerd", "worker", "browser"],
   mainFields: ["browser", "module", "main"],
   alias: { zod: "./worker/vendor/zod.js", "@asteasolutions/zod-to-openapi": "./worker/vendor/zod-to-openapi.js" },
+  plugins: [relativeAliases],
   external: ["cloudflare:*"],
   minify: true,
   logLevel: "error",
@@ -87,7 +101,7 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
   // parsed, one route — bundled and minified as wrangler does (zod and zod-to-openapi aliased to
   // the same vendored builds, the latter without its document generators). No gateway code: what
   // no trimming of ours can take off the bundle or the start-up.
-  buildSync({ ...WRANGLER_LIKE, stdin: { contents: STACK_FLOOR, resolveDir: root, loader: "ts" }, outfile: path.join(outDir, "stack-floor.js") });
+  await build({ ...WRANGLER_LIKE, stdin: { contents: STACK_FLOOR, resolveDir: root, loader: "ts" }, outfile: path.join(outDir, "stack-floor.js") });
   const stackSamples = startupOf("stack-floor");
   const stackFloor = {
     what: "Hono, @hono/zod-openapi + zod, drizzle D1, @upstash/redis's HTTP client",
@@ -105,6 +119,7 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
     entryPoints: [path.join(root, "worker/index.ts")],
     outfile: path.join(outDir, "no-admin.js"),
     plugins: [
+      relativeAliases,
       {
         name: "no-admin-ui",
         setup(b) {

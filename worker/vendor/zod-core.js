@@ -1,6 +1,7 @@
 // zod's core namespace (node_modules/zod/v4/core/index.js, zod 4.6.7) with English as its only
-// locale, without the ahead-of-time compiler (compile.js) and without `JSONSchemaGenerator`
-// (json-schema-generator.js, 0.2 KB gzip; nothing here or in @hono/zod-openapi uses it), for the
+// locale, without the ahead-of-time compiler (compile.js), without `JSONSchemaGenerator`
+// (json-schema-generator.js, 0.2 KB gzip; nothing here or in @hono/zod-openapi uses it) and with
+// `toJSONSchema` and its helpers taken from the stub in zod-json-schema.js, for the
 // same reason as zod-external.js: `z.core` is reachable from `z`, so its `locales`, `compile` and
 // generator would ship in the bundle.
 export * from "../../node_modules/zod/v4/core/core.js";
@@ -17,6 +18,5 @@ export * as locales from "./zod-locales.js";
 export * from "../../node_modules/zod/v4/core/registries.js";
 export * from "../../node_modules/zod/v4/core/doc.js";
 export * from "../../node_modules/zod/v4/core/api.js";
-export * from "../../node_modules/zod/v4/core/to-json-schema.js";
-export { toJSONSchema } from "../../node_modules/zod/v4/core/json-schema-processors.js";
+export { toJSONSchema, initializeContext, handleUnrepresentable, processSchema, process, extractDefs, finalize, createToJSONSchemaMethod, createStandardJSONSchemaMethod } from "./zod-json-schema.js";
 export * as JSONSchema from "../../node_modules/zod/v4/core/json-schema.js";

@@ -1,7 +1,7 @@
 // zod's `z` namespace (node_modules/zod/v4/classic/external.js, zod 4.6.7) with two changes: the
 // locales namespace holds English only, and the ahead-of-time compiler (`compile`, `withParser`,
-// `INVALID`, `ZodCompile*Error`) and `fromJSONSchema` are left out — the gateway uses none of
-// them. @hono/zod-openapi hands `z` as a value to extendZodWithOpenApi, so a bundler cannot
+// `INVALID`, `ZodCompile*Error`) and `fromJSONSchema` are left out, and `toJSONSchema` is the
+// stub in zod-json-schema.js — the gateway uses none of them. @hono/zod-openapi hands `z` as a value to extendZodWithOpenApi, so a bundler cannot
 // tree-shake any of it: the other ~40 locales were 258 KB of the Worker's 846 KB bundle
 // (minified), the compiler and the JSON-schema reader another 41 KB, all loaded and parsed by
 // every new isolate.
@@ -14,7 +14,7 @@ export * from "../../node_modules/zod/v4/classic/errors.js";
 export * from "../../node_modules/zod/v4/classic/parse.js";
 export * from "../../node_modules/zod/v4/classic/compat.js";
 export { globalRegistry, registry, config, memoizer, $output, $input, $brand, clone, regexes, treeifyError, prettifyError, formatError, flattenError, TimePrecision, util, NEVER, toZod, getDiscriminatedOption } from "./zod-core.js";
-export { toJSONSchema } from "../../node_modules/zod/v4/core/json-schema-processors.js";
+export { toJSONSchema } from "./zod-json-schema.js";
 export { deepPartial } from "../../node_modules/zod/v4/classic/deep-partial.js";
 export { input, output } from "../../node_modules/zod/v4/classic/in-out.js";
 export * as locales from "./zod-locales.js";
