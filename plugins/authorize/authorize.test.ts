@@ -15,7 +15,7 @@ const fetchGw = testGateway({
     { name: "az-all", path: "/az-all/*", upstream: "echo", permission: { allOf: ["orders:read", "orders:refund"] } },
     { name: "az-group", path: "/az-group/*", upstream: "echo", permission: "orders:read", plugins: [authorize({ groups: ["internal", "ops"] })] },
     { name: "az-net", path: "/az-net/*", upstream: "echo", permission: "orders:read", plugins: [authorize({ allowedIps: ["10.0.0.0/8", "2001:db8::/32"] })] },
-    { name: "az-noip", path: "/az-noip/*", upstream: "echo", permission: "orders:read", plugins: [authorize({ enforceIpAllowlist: false })] },
+    { name: "az-noip", path: "/az-noip/*", upstream: "echo", permission: "orders:read", plugins: [keyAuth({ enforceIpAllowlist: false })] },
   ],
 });
 
@@ -76,7 +76,7 @@ describe("authorize", () => {
     // X-Forwarded-For is never believed.
     const marker = unique("az-xff");
     await expectProblem(await fetchGw(`/az-one/${marker}`, { headers: { "x-api-key": key, "x-forwarded-for": "192.0.2.77" } }), 403, "FORBIDDEN");
-    // enforceIpAllowlist: false lets the route ignore the user's list.
+    // keyAuth({ enforceIpAllowlist: false }) lets the route ignore the user's list.
     expect((await call("/az-noip", key, "198.51.100.1")).res.status).toBe(200);
   });
 
@@ -122,11 +122,16 @@ describe("authorize plugin", () => {
     await expectProblem(await call(`/g/${unique("az")}`, { "x-api-key": none.key }), 403, "FORBIDDEN");
   });
 
-  it("enforceIpAllowlist: false lets a route ignore the user's allowlist", async () => {
+  it("keyAuth({ enforceIpAllowlist: false }) lets a route ignore the user's allowlist; authorize's old option is refused at load", async () => {
     const call = gateway([
       { name: "strict", path: "/strict/*", upstream: "echo", permission: "echo:read" },
-      { name: "lax", path: "/lax/*", upstream: "echo", permission: "echo:read", plugins: [authorize({ enforceIpAllowlist: false })] },
+      { name: "lax", path: "/lax/*", upstream: "echo", permission: "echo:read", plugins: [keyAuth({ enforceIpAllowlist: false })] },
     ]);
+    for (const value of [false, true]) {
+      expect(() => gateway([{ name: "old", path: "/old/*", upstream: "echo", permission: "echo:read", plugins: [authorize({ enforceIpAllowlist: value } as never)] }])).toThrow(
+        /routes\[0\]\.plugins\[0\]\.enforceIpAllowlist \(route "old", plugin "authorize"\): moved: .*keyAuth\(\{ enforceIpAllowlist: false \}\)/,
+      );
+    }
     const { key } = await seedCaller({ allowedIps: ["192.0.2.0/24"] });
     const from = { "x-api-key": key, "cf-connecting-ip": "198.51.100.1" };
     await expectProblem(await call(`/strict/${unique("az")}`, from), 403, "FORBIDDEN");

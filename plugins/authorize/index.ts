@@ -1,5 +1,6 @@
 import { credentialRequiredDetail, definePlugin, GatewayError, ipAllowed, isPermitted, parseCidr, z } from "../../worker/plugin-api";
 import type { ResolvedIdentity, RouteAccess } from "../../worker/plugin-api";
+import { userIpsDecided } from "../../worker/gateway/authn";
 
 const cidr = z.string().refine((s) => parseCidr(s) !== null, "must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)");
 
@@ -14,7 +15,12 @@ export const authorizeOptions = z.strictObject({
     .min(1)
     .optional()
     .describe("When set, the client IP (CF-Connecting-IP) must be in one of these CIDRs, for every caller; default: any address"),
-  enforceIpAllowlist: z.boolean().default(true).describe("Refuse callers whose client IP is outside their proxy user's own `allowedIps`"),
+  // Moved to the authenticators (the user's list now holds wherever its credentials are
+  // accepted): refused at load, so a route that switched it off here is not silently enforced.
+  enforceIpAllowlist: z
+    .undefined("moved: the proxy user's allowedIps are enforced by the authenticator; to skip them on this route, set keyAuth({ enforceIpAllowlist: false }) / jwtAuth({ enforceIpAllowlist: false }) instead")
+    .optional()
+    .describe("Removed (refused at load): use the authenticator's `enforceIpAllowlist` (key-auth, jwt-auth)"),
 });
 export type AuthorizeOptions = z.input<typeof authorizeOptions>;
 
@@ -28,8 +34,9 @@ export function missingPermissions(identity: ResolvedIdentity, access: RouteAcce
 /**
  * Checks that the authenticated proxy user may call this route: its roles (narrowed by the
  * key's or token's scope) must grant the route's `permission` (one string, `{ anyOf }` or
- * `{ allOf }`); its group must be allowed; its client IP must be inside the route's and its own
- * allowlist. Fails closed: with no identity (no authenticator ran) it refuses.
+ * `{ allOf }`); its group must be allowed; its client IP must be inside the route's allowlist.
+ * The user's own `allowedIps` is the authenticator's to enforce (key-auth, jwt-auth), here only
+ * for an identity no authenticator checked. Fails closed: with no identity it refuses.
  *
  * @example plugins: [keyAuth(), authorize()]
  * @example routes: [{ …, permission: { anyOf: ["admin:read", "audit:read"] }, plugins: [authorize({ groups: ["internal"], allowedIps: ["10.0.0.0/8"] })] }]
@@ -37,7 +44,7 @@ export function missingPermissions(identity: ResolvedIdentity, access: RouteAcce
 export const authorize = definePlugin({
   name: "authorize",
   config: authorizeOptions,
-  create: ({ groups, allowedIps, enforceIpAllowlist }) =>
+  create: ({ groups, allowedIps }) =>
     async function authorize(c, next) {
       const identity = c.get("identity");
       const route = c.get("route");
@@ -55,8 +62,10 @@ export const authorize = definePlugin({
       if (allowedIps && !(clientIp && ipAllowed(clientIp, allowedIps))) {
         throw new GatewayError("FORBIDDEN", "Requests from this address are not allowed on this route.");
       }
+      // The user's own list is the authenticator's (key-auth, jwt-auth); checked here only for an
+      // identity set by one that did not apply it (a custom authenticator).
       const own = identity.user.allowedIps;
-      if (enforceIpAllowlist && own && own.length > 0 && !(clientIp && ipAllowed(clientIp, own))) {
+      if (own && own.length > 0 && !userIpsDecided.has(c) && !(clientIp && ipAllowed(clientIp, own))) {
         throw new GatewayError("FORBIDDEN", "Requests from this address are not allowed for this proxy user.");
       }
       await next();

@@ -2,6 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify,
 import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
 import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
 import { AUDIT_BAG } from "../../worker/audit/options";
+import { checkUserIps } from "../../worker/gateway/authn";
 import { TtlCache } from "../../worker/lib/ttl-cache";
 import { identityFailure, identityStoreFailed, loadUserIdentity } from "../../worker/services/identity";
 
@@ -64,6 +65,10 @@ export const jwtAuthOptions = z
       .default(60)
       .describe("How long an isolate reuses a token it has verified (never past its `exp` or `maxTokenAgeSeconds`); 0 verifies every request"),
     hideCredentials: z.boolean().default(true).describe("Remove the Authorization header before forwarding"),
+    enforceIpAllowlist: z
+      .boolean()
+      .default(true)
+      .describe("Refuse (403) a token whose proxy user has `allowedIps` when the client IP (CF-Connecting-IP) is outside them; false skips the user's list on this route"),
   })
   .superRefine((o, ctx) => {
     const asymmetric = o.algorithms.some((a) => a !== "HS256");
@@ -243,6 +248,7 @@ export const jwtAuth = definePlugin({
       };
       const failure = identityFailure(identity, Date.now());
       if (failure) refuse(c, failure, TOKEN_INVALID_DETAIL, identity.user.id);
+      if (identity.user.allowedIps) checkUserIps(c, identity, o.enforceIpAllowlist);
       c.set("identity", identity);
       await next();
     };

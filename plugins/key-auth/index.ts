@@ -1,5 +1,6 @@
 import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, waitUntil, z } from "../../worker/plugin-api";
 import { AUDIT_BAG } from "../../worker/audit/options";
+import { checkUserIps } from "../../worker/gateway/authn";
 import { KEY_PREFIX } from "../../worker/lib/api-key";
 import { recordKeyUse, resolveApiKey } from "../../worker/services/identity";
 
@@ -13,6 +14,10 @@ export const keyAuthOptions = z.strictObject({
     .default(["authorization", "x-api-key"])
     .describe("Where the key may be presented: `Authorization: Bearer <key>` and/or `X-API-Key: <key>`"),
   hideCredentials: z.boolean().default(true).describe("Remove the key's headers before forwarding (the origin never sees the key)"),
+  enforceIpAllowlist: z
+    .boolean()
+    .default(true)
+    .describe("Refuse (403) a key whose proxy user has `allowedIps` when the client IP (CF-Connecting-IP) is outside them; false skips the user's list on this route"),
 });
 export type KeyAuthOptions = z.input<typeof keyAuthOptions>;
 
@@ -48,17 +53,19 @@ const BEARER_KEY = /^Bearer pcl_/i;
 /**
  * Authenticates the caller by proxy-user API key. The key is checked for shape and checksum
  * first (no I/O), then resolved through the isolate cache, then D1. Every failure gives the
- * same 401 body; the reason is logged with the request id (never the key). Next to jwt-auth on
+ * same 401 body; the reason is logged with the request id (never the key). A user's own
+ * `allowedIps` is enforced here (403), on every route that accepts its keys. Next to jwt-auth on
  * one route, either credential satisfies it (see docs/plugins.md, "Several authenticators").
  *
  * @example plugins: [keyAuth(), authorize()]
  * @example keyAuth({ headers: ["x-api-key"] }) // only X-API-Key
+ * @example keyAuth({ enforceIpAllowlist: false }) // a route that ignores the users' own allowedIps
  */
 export const keyAuth = definePlugin({
   name: "key-auth",
   config: keyAuthOptions,
   traits: { authenticator: true },
-  create: ({ headers: sources, hideCredentials }) => {
+  create: ({ headers: sources, hideCredentials, enforceIpAllowlist }) => {
     const fromAuthorization = sources.includes("authorization");
     const fromXApiKey = sources.includes("x-api-key");
     return async function keyAuth(c, next) {
@@ -94,6 +101,7 @@ export const keyAuth = definePlugin({
         const detail = result.reason === "missing" ? credentialRequiredDetail(c) : KEY_INVALID_DETAIL;
         throw new GatewayError("KEY_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis"' } });
       }
+      if (result.identity.user.allowedIps) checkUserIps(c, result.identity, enforceIpAllowlist);
       c.set("identity", result.identity);
       // With the audit plugin in the chain, last_used_at comes from the audit trail (batched);
       // without it, a throttled direct write (at most once a minute per key per isolate).

@@ -1,5 +1,9 @@
 import type { Context } from "hono";
+import { AUDIT_BAG } from "../audit/options";
 import type { GatewayEnv } from "../env";
+import { GatewayError } from "../errors";
+import { ipAllowed } from "../lib/cidr";
+import type { ResolvedIdentity } from "../services/identity";
 
 /**
  * How an authenticator plugin (key-auth, jwt-auth, or your own with `traits.authenticator`)
@@ -29,4 +33,26 @@ export function credentialRequiredDetail(c: Context<GatewayEnv>): string {
   const list = c.get("route")?.authenticators ?? [];
   const kinds = list.map((n) => (n === "key-auth" ? "API key" : n === "jwt-auth" ? "bearer token (JWT)" : `${n} credential`));
   return kinds.length > 1 ? `A valid ${kinds.join(" or ")} is required.` : kinds.length === 1 ? `A valid ${kinds[0]} is required.` : "Valid credentials are required.";
+}
+
+/** Requests whose proxy user's allowlist an authenticator has applied (or skipped on purpose). */
+export const userIpsDecided = new WeakSet<object>();
+
+/**
+ * The proxy user's own `allowedIps`, applied by the authenticator that accepted its credential
+ * (key-auth, jwt-auth: `enforceIpAllowlist`, default true) before it sets the identity, so the
+ * list holds on every route that accepts the user's credentials, `authorize` or not. Call it only
+ * for a user with a list (test `allowedIps` for null first: a user without one costs no more).
+ * A client IP (CF-Connecting-IP) outside every entry, or none, is 403 FORBIDDEN; the refusal is
+ * audited with the user and key (`reason: ip_not_allowed`), not as a use of the key.
+ */
+export function checkUserIps(c: Context<GatewayEnv>, identity: ResolvedIdentity, enforce: boolean): void {
+  userIpsDecided.add(c);
+  const ips = identity.user.allowedIps!;
+  const ip = c.get("clientIp");
+  if (!enforce || ips.length === 0 || (ip && ipAllowed(ip, ips))) return;
+  const bag = c.get("bag");
+  bag.set(AUDIT_BAG.reason, "ip_not_allowed");
+  bag.set(AUDIT_BAG.subject, { keyId: identity.key.id, userId: identity.user.id });
+  throw new GatewayError("FORBIDDEN", "Requests from this address are not allowed for this proxy user.");
 }
