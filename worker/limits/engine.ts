@@ -41,7 +41,7 @@ export const commonLimitOptions = {
     })
     .prefault({})
     .describe("Where the Upstash backend finds its credentials"),
-  timeoutMs: z.number().int().min(10).max(10_000).default(1_000).describe("Bound on one backend call; beyond it the fail mode applies"),
+  timeoutMs: z.number().int().min(10).max(10_000).default(1_000).describe("Bound on a request's whole wait for the backend; beyond it the fail mode applies"),
   leaseMax: z
     .union([z.literal("auto"), z.number().int().min(1).max(10_000)])
     .default("auto")
@@ -486,6 +486,8 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
         const key = sub.key;
         const d = await book.acquireFrom(s, {
           leaseMax: leaseMaxFor(def, limit),
+          timeoutMs: def.timeoutMs,
+          backend: b.kind,
           call: (want, give, giveWindow) => {
             limiterCalls.count++;
             // The spec as of this call, not of the request's start: a request waiting on another's

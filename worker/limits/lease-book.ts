@@ -1,4 +1,4 @@
-import type { LeaseReply, LimiterBackend, LimitSpec } from "./types";
+import { LimiterUnavailableError, type LeaseReply, type LimitSpec } from "./types";
 
 /**
  * Token leasing: how a subject far from its limit avoids a backend round trip per request.
@@ -19,6 +19,9 @@ import type { LeaseReply, LimiterBackend, LimitSpec } from "./types";
  *
  * Concurrency inside one isolate: at most one lease call per subject is in flight; concurrent
  * requests wait for it and share its grant, so a burst costs one round trip, not one per request.
+ * However many calls a request waits on or makes (another request's call, a grant others took
+ * first or one dead on arrival, then a call of its own), its whole wait is bounded by one
+ * deadline, `timeoutMs` from when it started acquiring; past it, the limit's fail mode decides.
  * A refusal is remembered for min(retry, NEGATIVE_TTL_MS) from when it arrived (and cleared when
  * an admin changes overrides in this isolate), so a client hammering a spent limit
  * does not turn each refused request into a backend call either.
@@ -61,8 +64,15 @@ export interface LeaseState {
 export interface AcquireOptions {
   /** Most tokens to ask for at once (1 = no leasing: every request asks the backend). */
   leaseMax: number;
-  /** Bounded wait for the backend; over it, the call fails with LimiterUnavailableError. */
+  /** Bounded wait for the backend (`timeoutMs`); over it, the call fails with LimiterUnavailableError. */
   call: (want: number, give: number, giveWindow: number) => Promise<LeaseReply>;
+  /**
+   * Bound on this request's whole wait, from when `acquireFrom` starts, whatever calls (its own or
+   * other requests') it waits on: past it, LimiterUnavailableError ("timeout") for `backend`.
+   * Each call is bounded by the same figure on its own (`call`). Absent: no overall bound.
+   */
+  timeoutMs?: number;
+  backend?: string;
   /**
    * Gets each backend call this request starts (settled, never rejecting). Other requests of the
    * isolate may wait on that call, so the request that started it hands it to `waitUntil`: were
@@ -141,6 +151,8 @@ export class LeaseBook {
   async acquireFrom(s: LeaseState, opts: AcquireOptions): Promise<Decision> {
     let roundTrip = false;
     let expiredOnArrival = 0;
+    const budget = opts.timeoutMs ?? Infinity;
+    const deadline = Date.now() + budget;
     for (;;) {
       const now = Date.now();
       if (s.tokens > 0 && now < s.expiresAt) {
@@ -152,39 +164,41 @@ export class LeaseBook {
         const elapsed = now - s.measuredAt;
         return { allowed: false, remaining: 0, retryMs: Math.max(1, s.retryMs - elapsed), resetMs: Math.max(0, s.resetMs - elapsed), roundTrip };
       }
-      if (s.inflight) {
-        await s.inflight;
-        continue;
+      if (now >= deadline) throw new LimiterUnavailableError(opts.backend ?? "limiter", "timeout");
+      let own = false;
+      if (!s.inflight) {
+        const give = s.returnable && s.tokens > 0 ? s.tokens : 0;
+        const giveWindow = s.window;
+        s.tokens = 0;
+        const sentAt = now;
+        roundTrip = own = true;
+        s.inflight = opts
+          .call(Math.max(1, opts.leaseMax), give, giveWindow)
+          .then((r) => {
+            s.tokens = r.granted;
+            s.window = r.window;
+            s.expiresAt = sentAt + r.ttlMs;
+            s.backendRemaining = r.remaining;
+            s.measuredAt = sentAt;
+            s.resetMs = r.resetMs;
+            s.retryMs = r.retryMs;
+            // Measured from the answer, not the call: every request that waited for this answer is
+            // refused by it, even when the call was slow. (Remembering a refusal only under-admits.)
+            s.refusedUntil = r.granted === 0 ? Date.now() + Math.max(1, Math.min(r.retryMs || NEGATIVE_TTL_MS, NEGATIVE_TTL_MS)) : 0;
+          })
+          .finally(() => {
+            s.inflight = undefined;
+          });
+        opts.keepAlive?.(s.inflight.catch(() => {}));
       }
-      const give = s.returnable && s.tokens > 0 ? s.tokens : 0;
-      const giveWindow = s.window;
-      s.tokens = 0;
-      const sentAt = now;
-      roundTrip = true;
-      s.inflight = opts
-        .call(Math.max(1, opts.leaseMax), give, giveWindow)
-        .then((r) => {
-          s.tokens = r.granted;
-          s.window = r.window;
-          s.expiresAt = sentAt + r.ttlMs;
-          s.backendRemaining = r.remaining;
-          s.measuredAt = sentAt;
-          s.resetMs = r.resetMs;
-          s.retryMs = r.retryMs;
-          // Measured from the answer, not the call: every request that waited for this answer is
-          // refused by it, even when the call was slow. (Remembering a refusal only under-admits.)
-          s.refusedUntil = r.granted === 0 ? Date.now() + Math.max(1, Math.min(r.retryMs || NEGATIVE_TTL_MS, NEGATIVE_TTL_MS)) : 0;
-        })
-        .finally(() => {
-          s.inflight = undefined;
-        });
-      opts.keepAlive?.(s.inflight.catch(() => {}));
       // A failed lease rejects every request waiting on it; each applies its limit's fail mode.
-      await s.inflight;
+      // A call this request just started ends within the deadline by its own bound; any other wait
+      // (another request's call, a call started after waiting) is cut off at the deadline.
+      await ((own && now + budget <= deadline) || budget === Infinity ? s.inflight : before(s.inflight, deadline, opts.backend));
       // A grant can expire before it arrives (a window or period ending during a slow call); the
       // next call asks in the new one. Should that keep happening, give up and let the limit's
       // fail mode decide, rather than call the backend for ever.
-      if (s.tokens > 0 && Date.now() >= s.expiresAt && ++expiredOnArrival >= MAX_EXPIRED_ON_ARRIVAL) {
+      if (own && s.tokens > 0 && Date.now() >= s.expiresAt && ++expiredOnArrival >= MAX_EXPIRED_ON_ARRIVAL) {
         throw new Error(`${MAX_EXPIRED_ON_ARRIVAL} leases in a row expired before they arrived`);
       }
     }
@@ -207,6 +221,17 @@ export class LeaseBook {
       }
     }
   }
+}
+
+/** `p`, or LimiterUnavailableError ("timeout") once `deadline` (ms since epoch) has passed. */
+function before<T>(p: Promise<T>, deadline: number, backend = "limiter"): Promise<T> {
+  let timer!: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new LimiterUnavailableError(backend, "timeout")), deadline - Date.now());
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** One book per isolate, shared by every request and every limit it serves. */
