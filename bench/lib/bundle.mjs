@@ -99,7 +99,7 @@ register("data:text/javascript," + encodeURIComponent(\`export async function re
   // The floor under it: the fixed stack alone (Hono, @hono/zod-openapi with zod and
   // zod-to-openapi, drizzle's D1 driver, @upstash/redis's HTTP client), each used once — a table, one schema
   // parsed, one route — bundled and minified as wrangler does (zod and zod-to-openapi aliased to
-  // the same vendored builds, the latter without its document generators). No gateway code: what
+  // the same vendored builds, the latter a run-time stand-in for the package). No gateway code: what
   // no trimming of ours can take off the bundle or the start-up.
   await build({ ...WRANGLER_LIKE, stdin: { contents: STACK_FLOOR, resolveDir: root, loader: "ts" }, outfile: path.join(outDir, "stack-floor.js") });
   const stackSamples = startupOf("stack-floor");
