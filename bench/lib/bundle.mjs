@@ -12,14 +12,19 @@ const root = path.resolve(import.meta.dirname, "..", "..");
 
 /**
  * wrangler.toml's import specifiers aliased by exact match, as wrangler's alias plugin does: zod's
- * JSON Schema generator, imported by relative paths that esbuild's own `alias` option refuses.
+ * JSON Schema generator and drizzle's Postgres enum, imported by relative paths that esbuild's own
+ * `alias` option refuses.
  */
 const ZOD_JSON_SCHEMA = path.join(root, "worker/vendor/zod-json-schema.js");
-const RELATIVE_ALIASES = { "../core/json-schema-processors.js": ZOD_JSON_SCHEMA, "../core/to-json-schema.js": ZOD_JSON_SCHEMA };
+const RELATIVE_ALIASES = {
+  "../core/json-schema-processors.js": ZOD_JSON_SCHEMA,
+  "../core/to-json-schema.js": ZOD_JSON_SCHEMA,
+  "../pg-core/columns/enum.js": path.join(root, "worker/vendor/drizzle-pg-enum.js"),
+};
 const relativeAliases = {
   name: "wrangler-alias",
   setup(b) {
-    b.onResolve({ filter: /json-schema/ }, (a) => (RELATIVE_ALIASES[a.path] ? { path: RELATIVE_ALIASES[a.path] } : undefined));
+    b.onResolve({ filter: /^\.\.\// }, (a) => (Object.hasOwn(RELATIVE_ALIASES, a.path) ? { path: RELATIVE_ALIASES[a.path] } : undefined));
   },
 };
 
