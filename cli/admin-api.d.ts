@@ -594,7 +594,7 @@ export interface paths {
         put?: never;
         /**
          * Rotate a key
-         * @description Issues a successor that works at once; the old key works for `gracePeriodSeconds`, then gets 401.
+         * @description Issues a successor that works at once; the old key works for `gracePeriodSeconds`, then gets 401. 409 `KEY_ALREADY_ROTATED` for a key that already has a successor (in its grace period; rotate the successor instead), `CONFLICT` for one that is revoked or expired or that a concurrent request revoked or rotated. Nothing is stored on a 409.
          */
         post: {
             parameters: {
@@ -2907,7 +2907,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "ADMIN_THROTTLED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "LIMIT_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
+            code: "BAD_REQUEST" | "VALIDATION_FAILED" | "PATH_INVALID" | "KEY_INVALID" | "TOKEN_INVALID" | "HEADER_INVALID" | "ADMIN_UNAUTHORIZED" | "ADMIN_THROTTLED" | "FORBIDDEN" | "NOT_FOUND" | "USER_NOT_FOUND" | "ROLE_NOT_FOUND" | "KEY_NOT_FOUND" | "LIMIT_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "KEY_ALREADY_ROTATED" | "SECRET_NOT_FOUND" | "CORS_ORIGIN_DENIED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "INTERNAL" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_RESPONSE_TOO_LARGE" | "GATEWAY_MISCONFIGURED" | "UPSTREAM_TIMEOUT" | "LIMITER_UNAVAILABLE" | "IDENTITY_UNAVAILABLE";
             /** @description What went wrong in this occurrence */
             detail: string;
             /** @description Field errors, for VALIDATION_FAILED */

@@ -25,6 +25,7 @@ export const errorCatalog = {
   LIMIT_NOT_FOUND: { status: 404, title: "No limit has this name" },
   METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   CONFLICT: { status: 409, title: "Conflict" },
+  KEY_ALREADY_ROTATED: { status: 409, title: "The key has already been rotated" },
   SECRET_NOT_FOUND: { status: 404, title: "Secret not found" },
   CORS_ORIGIN_DENIED: { status: 403, title: "This origin may not call the route" },
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },

@@ -1,4 +1,4 @@
-import { and, asc, eq, exists, gt, isNull, lt, or } from "drizzle-orm";
+import { and, asc, eq, exists, gt, isNull, lt, notExists, or } from "drizzle-orm";
 import type { Database } from "../db";
 import { apiKeys, type ApiKeyRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -151,12 +151,18 @@ export async function getKey(db: Database, id: string): Promise<KeyView> {
 
 /**
  * Issues a successor key (same user, name, scope and expiry) that works at once. The old key
- * keeps working for `gracePeriodSeconds` (0 = revoked now), then is refused.
+ * keeps working for `gracePeriodSeconds` (0 = revoked now), then is refused. A key is rotated
+ * once: one that already has a successor (`rotated_from` points at it; in its grace period it is
+ * still active) is 409 KEY_ALREADY_ROTATED — rotate the successor instead. Nothing is stored.
  */
 export async function rotateKey(db: Database, who: AdminActor, id: string, gracePeriodSeconds: number): Promise<IssuedKeyView & { previous: KeyView }> {
   const old = await findKey(db, id);
   const now = new Date();
   if (keyStatus(old, now.getTime()) !== "active") throw new GatewayError("CONFLICT", `Key "${id}" is ${keyStatus(old, now.getTime())} and cannot be rotated.`);
+  // The successor has the same user: the user index keeps this off a scan of every key.
+  const successor = db.select({ id: apiKeys.id }).from(apiKeys).where(and(eq(apiKeys.userId, old.userId), eq(apiKeys.rotatedFrom, id)));
+  const next = await successor.get();
+  if (next) throw new GatewayError("KEY_ALREADY_ROTATED", `Key "${id}" was already rotated (its successor is "${next.id}"); rotate or revoke that one instead.`);
   const { row, key } = await newKeyRow(old.userId, { name: old.name, permissions: old.permissions, expiresAt: old.expiresAt }, now, old.id);
   const graceEnd = new Date(now.getTime() + gracePeriodSeconds * 1000);
   // The grace path writes only the expiry: writing revokedAt back (null, as read) would undo a revoke that landed meanwhile.
@@ -171,7 +177,9 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
   );
   try {
     await db.batch([
-      guard(db, exists(db.select({ id: apiKeys.id }).from(apiKeys).where(asRead))),
+      // …and without a successor: a concurrent rotation that kept the expiry (the key expires
+      // before the grace period would end) changes nothing else the guard could see.
+      guard(db, and(exists(db.select({ id: apiKeys.id }).from(apiKeys).where(asRead)), notExists(successor))),
       db.insert(apiKeys).values(row),
       db.update(apiKeys).set(change).where(asRead),
       adminAuditInsert(db, who, { action: "key.rotate", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(oldAfter), successorId: row.id, gracePeriodSeconds } }, now),
@@ -180,7 +188,7 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
   } catch (err) {
     // Revoked, rotated or deleted (404) since read: nothing was stored, no successor exists.
     const current = await findKey(db, id);
-    if (current.revokedAt || current.expiresAt?.getTime() !== old.expiresAt?.getTime()) {
+    if (current.revokedAt || current.expiresAt?.getTime() !== old.expiresAt?.getTime() || (await successor.get())) {
       throw new GatewayError("CONFLICT", `Key "${id}" was revoked or rotated by a concurrent request; read it again.`);
     }
     throw err;
