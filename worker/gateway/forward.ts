@@ -40,12 +40,15 @@ const USER_NAME_HEADER = `${IDENTITY_HEADER_PREFIX}user-name`;
 const USER_GROUP_HEADER = `${IDENTITY_HEADER_PREFIX}user-group`;
 const KEY_ID_HEADER = `${IDENTITY_HEADER_PREFIX}key-id`;
 const ROUTE_HEADER = `${IDENTITY_HEADER_PREFIX}route`;
+/** Every identity header the forwarder writes: what the origin gets is these for this request's caller, or none. */
+const IDENTITY_HEADERS = [USER_ID_HEADER, USER_NAME_HEADER, USER_GROUP_HEADER, KEY_ID_HEADER];
 
 /**
  * The last handler of every route: sends the request to the route's upstream and streams the
  * answer back. Identity headers and the origin credential are set here, after every plugin, so
- * neither a client nor a plugin can forge or strip them. Redirects are passed back, never
- * followed, so the origin credential can only ever go to the configured origin.
+ * neither a client nor a plugin can forge or strip them (identity headers a plugin set are
+ * replaced or removed). Redirects are passed back, never followed, so the origin credential can
+ * only ever go to the configured origin.
  */
 export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Response> {
   // c.get, not c.var: Hono builds a fresh object of every variable on each `c.var` access.
@@ -61,13 +64,17 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const target = buildUpstreamUrl(upstreamBaseUrl(upstream, c.env), remainder, rawSearchOf(url));
 
   const headers = c.get("upstreamHeaders");
+  // Clients cannot send x-portcullis-* (sanitizeRequestHeaders), but a plugin can set them: what
+  // one left is cleared, so the origin sees exactly this caller's identity, or none. `set`
+  // replaces every value of a name, so only a name not written below needs its delete.
   // Off for origins that should not learn who called (a third-party API): `identityHeaders: false`.
   if (identity && upstream.identityHeaders) {
     headers.set(USER_ID_HEADER, identity.user.id);
     headers.set(USER_NAME_HEADER, identity.user.name);
     if (identity.user.group) headers.set(USER_GROUP_HEADER, identity.user.group);
+    else headers.delete(USER_GROUP_HEADER);
     headers.set(KEY_ID_HEADER, identity.key.id);
-  }
+  } else for (const name of IDENTITY_HEADERS) headers.delete(name);
   headers.set(ROUTE_HEADER, route.name);
   headers.set("x-request-id", requestId);
   if (clientIp) headers.set("x-forwarded-for", clientIp);
