@@ -594,7 +594,7 @@ export interface paths {
         put?: never;
         /**
          * Rotate a key
-         * @description Issues a successor that works at once; the old key works for `gracePeriodSeconds`, then gets 401. 409 `KEY_ALREADY_ROTATED` for a key that already has a successor (in its grace period; rotate the successor instead), `CONFLICT` for one that is revoked or expired or that a concurrent request revoked or rotated. Nothing is stored on a 409.
+         * @description Issues a successor that works at once; the old key works for `gracePeriodSeconds`, then gets 401. A key rotates once: 409 `KEY_ALREADY_ROTATED` if it has a successor, `CONFLICT` if revoked, expired or changed concurrently.
          */
         post: {
             parameters: {

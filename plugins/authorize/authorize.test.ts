@@ -129,7 +129,7 @@ describe("authorize plugin", () => {
     ]);
     for (const value of [false, true]) {
       expect(() => gateway([{ name: "old", path: "/old/*", upstream: "echo", permission: "echo:read", plugins: [authorize({ enforceIpAllowlist: value } as never)] }])).toThrow(
-        /routes\[0\]\.plugins\[0\]\.enforceIpAllowlist \(route "old", plugin "authorize"\): moved: .*keyAuth\(\{ enforceIpAllowlist: false \}\)/,
+        /routes\[0\]\.plugins\[0\]\.enforceIpAllowlist \(route "old", plugin "authorize"\): moved to the authenticators.*keyAuth\(\{ enforceIpAllowlist: false \}\)/,
       );
     }
     const { key } = await seedCaller({ allowedIps: ["192.0.2.0/24"] });

@@ -1,6 +1,6 @@
 import { credentialRequiredDetail, definePlugin, GatewayError, ipAllowed, isPermitted, parseCidr, z } from "../../worker/plugin-api";
 import type { ResolvedIdentity, RouteAccess } from "../../worker/plugin-api";
-import { userIpsDecided } from "../../worker/gateway/authn";
+import { checkUserIps, userIpsDecided } from "../../worker/gateway/authn";
 
 const cidr = z.string().refine((s) => parseCidr(s) !== null, "must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)");
 
@@ -18,9 +18,9 @@ export const authorizeOptions = z.strictObject({
   // Moved to the authenticators (the user's list now holds wherever its credentials are
   // accepted): refused at load, so a route that switched it off here is not silently enforced.
   enforceIpAllowlist: z
-    .undefined("moved: the proxy user's allowedIps are enforced by the authenticator; to skip them on this route, set keyAuth({ enforceIpAllowlist: false }) / jwtAuth({ enforceIpAllowlist: false }) instead")
+    .undefined("moved to the authenticators, which enforce the user's allowedIps: use keyAuth({ enforceIpAllowlist: false }) / jwtAuth(…) on the route")
     .optional()
-    .describe("Removed (refused at load): use the authenticator's `enforceIpAllowlist` (key-auth, jwt-auth)"),
+    .describe("Removed: see key-auth's and jwt-auth's `enforceIpAllowlist`"),
 });
 export type AuthorizeOptions = z.input<typeof authorizeOptions>;
 
@@ -64,10 +64,7 @@ export const authorize = definePlugin({
       }
       // The user's own list is the authenticator's (key-auth, jwt-auth); checked here only for an
       // identity set by one that did not apply it (a custom authenticator).
-      const own = identity.user.allowedIps;
-      if (own && own.length > 0 && !userIpsDecided.has(c) && !(clientIp && ipAllowed(clientIp, own))) {
-        throw new GatewayError("FORBIDDEN", "Requests from this address are not allowed for this proxy user.");
-      }
+      if (identity.user.allowedIps && !userIpsDecided.has(c)) checkUserIps(c, identity, true);
       await next();
     },
 });

@@ -68,7 +68,7 @@ export const jwtAuthOptions = z
     enforceIpAllowlist: z
       .boolean()
       .default(true)
-      .describe("Refuse (403) a token whose proxy user has `allowedIps` when the client IP (CF-Connecting-IP) is outside them; false skips the user's list on this route"),
+      .describe("Refuse (403) a client IP outside the proxy user's own `allowedIps`; false: ignore them on this route"),
   })
   .superRefine((o, ctx) => {
     const asymmetric = o.algorithms.some((a) => a !== "HS256");

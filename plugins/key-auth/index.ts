@@ -17,7 +17,7 @@ export const keyAuthOptions = z.strictObject({
   enforceIpAllowlist: z
     .boolean()
     .default(true)
-    .describe("Refuse (403) a key whose proxy user has `allowedIps` when the client IP (CF-Connecting-IP) is outside them; false skips the user's list on this route"),
+    .describe("Refuse (403) a client IP outside the proxy user's own `allowedIps`; false: ignore them on this route"),
 });
 export type KeyAuthOptions = z.input<typeof keyAuthOptions>;
 

@@ -106,7 +106,7 @@ describe("rotating a key that was already rotated", () => {
     expect(res.status).toBe(303);
     const location = decodeURIComponent(res.headers.get("location") ?? "");
     expect(location).toContain("error=");
-    expect(location).toContain(`already rotated (its successor is "${b.id}")`);
+    expect(location).toContain(`already rotated; its successor is "${b.id}"`);
     expect(await successorsOf(keyId)).toEqual([b.id]);
   });
 });

@@ -63,7 +63,7 @@ export function keysRouter() {
         tags,
         summary: "Rotate a key",
         description:
-          "Issues a successor that works at once; the old key works for `gracePeriodSeconds`, then gets 401. 409 `KEY_ALREADY_ROTATED` for a key that already has a successor (in its grace period; rotate the successor instead), `CONFLICT` for one that is revoked or expired or that a concurrent request revoked or rotated. Nothing is stored on a 409.",
+          "Issues a successor that works at once; the old key works for `gracePeriodSeconds`, then gets 401. A key rotates once: 409 `KEY_ALREADY_ROTATED` if it has a successor, `CONFLICT` if revoked, expired or changed concurrently.",
         request: { params: keyParams, body: { ...jsonBody(keyRotateSchema, "Rotation options (send `{}` for none)"), required: false } },
         responses: { 201: json(rotatedKeySchema, "The new key, and the old one's new state"), ...problems(400, 404, 409) },
       }),

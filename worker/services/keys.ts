@@ -162,7 +162,7 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
   // The successor has the same user: the user index keeps this off a scan of every key.
   const successor = db.select({ id: apiKeys.id }).from(apiKeys).where(and(eq(apiKeys.userId, old.userId), eq(apiKeys.rotatedFrom, id)));
   const next = await successor.get();
-  if (next) throw new GatewayError("KEY_ALREADY_ROTATED", `Key "${id}" was already rotated (its successor is "${next.id}"); rotate or revoke that one instead.`);
+  if (next) throw new GatewayError("KEY_ALREADY_ROTATED", `Key "${id}" was already rotated; its successor is "${next.id}".`);
   const { row, key } = await newKeyRow(old.userId, { name: old.name, permissions: old.permissions, expiresAt: old.expiresAt }, now, old.id);
   const graceEnd = new Date(now.getTime() + gracePeriodSeconds * 1000);
   // The grace path writes only the expiry: writing revokedAt back (null, as read) would undo a revoke that landed meanwhile.
