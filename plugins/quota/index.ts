@@ -18,9 +18,10 @@ export type QuotaOptions = z.input<typeof quotaOptions>;
 /**
  * A quota: at most `limit` requests per calendar period (UTC), by default per proxy user and so
  * shared by all of its keys (rotating a key does not reset it). Exhausted → 429 QUOTA_EXCEEDED
- * with Retry-After until the period ends. Counts are kept by the backend (durable across
- * restarts); an admin can read them (`GET /admin/v1/users/{id}/limits/status`) and reset them
- * (`POST /admin/v1/users/{id}/limits/reset`).
+ * with Retry-After until the period ends. Only requests that reach the origin are charged: one a
+ * later plugin refuses (authorize's 403, a rate limit's 429) gets its token back (README, "What is
+ * charged"). Counts are kept by the backend (durable across restarts); an admin can read them
+ * (`GET /admin/v1/users/{id}/limits/status`) and reset them (`POST /admin/v1/users/{id}/limits/reset`).
  *
  * @example plugins: [keyAuth(), authorize(), quota({ limit: 100_000, period: "month" })]
  * @example quota({ name: "partner-daily", limit: 5_000, period: "day", by: ["group"] })

@@ -3,12 +3,13 @@ import type { Context, MiddlewareHandler } from "hono";
 import { AUDIT_BAG } from "../audit/options";
 import type { Env, GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
+import { deciderOf } from "../gateway/decider";
 import { waitUntil } from "../gateway/wait-until";
 import { parseIp } from "../lib/cidr";
 import type { ResolvedIdentity } from "../services/identity";
 import { periodBounds, stateSlot, type Period } from "./algorithms";
 import { durableObjectBackend } from "./durable-object";
-import { isolateLeaseBook, spendLeased, type LeaseState } from "./lease-book";
+import { isolateLeaseBook, returnLeased, spendLeased, type LeaseState } from "./lease-book";
 import { effectiveLimitOf, isolateOverrideCache, type LimitSource } from "./overrides";
 import { LimiterUnavailableError, type LimiterBackend, type LimitSpec } from "./types";
 import { upstashBackend } from "./upstash";
@@ -311,6 +312,15 @@ function applyHeader(c: Context<GatewayEnv>, name: string, value: string, append
   }
 }
 
+/**
+ * The request was refused after this limit let it through, and never reached the origin: as the
+ * audit trail decides `refused` — an error a later plugin (or the gateway) threw, or an error status
+ * a plugin answered itself — with no answer from the origin. The forwarder's own failures (an origin
+ * that timed out or could not be reached) are not refusals: the origin may have done the work.
+ */
+const refusedBeforeOrigin = (c: Context<GatewayEnv>): boolean =>
+  c.get("origin") === undefined && (c.error ? deciderOf(c.error) !== "upstream" : c.res.status >= 400);
+
 /** What each limit decided for the request (bag key `limits`; also the audit event's `limitState`). */
 export interface LimitOutcome {
   name: string;
@@ -447,6 +457,9 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
     let remaining: number;
     let resetMs: number;
     let retryMs = 0;
+    // The lease this request's token came from, and its counter (for a quota's give-back).
+    let s: LeaseState | undefined;
+    let spentFrom = 0;
     try {
       if (identity) {
         const cache = isolateOverrideCache;
@@ -469,7 +482,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       }
       const spec = specAt(limit, now);
       const sub = subjectFor(localKey(identity, c), identity, c, spec);
-      const s = sub.state;
+      s = sub.state;
       if (limit < sub.limit) {
         // The limit was lowered (an override): tokens leased under the higher one must not be
         // spent. Expired now; a bucket or quota hands them back with its next lease call.
@@ -479,6 +492,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       if (spendLeased(s, now)) {
         // A warm subject: a token this isolate already holds (counted by the backend when leased).
         allowed = true;
+        spentFrom = s.window;
         remaining = s.backendRemaining + s.tokens;
         resetMs = Math.max(0, s.resetMs - (now - s.measuredAt));
       } else {
@@ -499,6 +513,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
           keepAlive: (call) => waitUntil(c, call),
         });
         ({ allowed, remaining, resetMs, retryMs } = d);
+        spentFrom = s.window;
       }
     } catch (err) {
       if (err instanceof GatewayError) throw err;
@@ -547,6 +562,8 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
     }
     recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining, source });
     await next();
+    // A quota charges only what reaches the origin: a later plugin's refusal gives the token back.
+    if (def.kind === "quota" && refusedBeforeOrigin(c) && returnLeased(s!, spentFrom, Date.now())) remaining++;
     style.admitted(c, texts, remaining, resetMs);
   };
   limitRegistry.set(handler, def);

@@ -94,6 +94,19 @@ export function spendLeased(s: LeaseState, now: number): boolean {
   return false;
 }
 
+/**
+ * Gives back one token spent from `s` under counter `window` (a quota's period or generation) while
+ * `s` holds a live lease of that counter: the backend counted the token when it granted it, so it
+ * may be spent once more — exact, no round trip. Otherwise (the lease expired or was voided by a
+ * lowered limit, the counter was reset, or the subject's next lease call is in flight and its grant
+ * replaces what is held) the token is lost: under-admission only.
+ */
+export function returnLeased(s: LeaseState, window: number, now: number): boolean {
+  if (s.window !== window || now >= s.expiresAt) return false;
+  s.tokens += 1;
+  return true;
+}
+
 /** Lease state per (backend, subject, spec) in one isolate. Bounded in size (FIFO eviction). */
 export class LeaseBook {
   private readonly states = new Map<string, LeaseState>();

@@ -1,0 +1,100 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import { authorize } from "../../plugins/authorize";
+import { keyAuth } from "../../plugins/key-auth";
+import { quota } from "../../plugins/quota";
+import { rateLimit } from "../../plugins/rate-limit";
+import { testUpstreams } from "../fixtures/upstreams";
+import { ADMIN, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
+import { clearOfHourEdge } from "../window-edges";
+
+/**
+ * "A refused request never reaches the origin and never consumes quota beyond what it was
+ * charged" (issue #4). A quota placed before `authorize` admits a request, spending a token, before
+ * authorize refuses it: the quota gives that token back (to the isolate's live lease: no round
+ * trip), so only requests that reach the origin are charged. A rate limit in the same place keeps
+ * counting refused requests: it is there against floods and guessing.
+ */
+const N = 3;
+const viaBridge = { backend: "upstash", upstash: { urlFromEnv: "UPSTASH_TEST_URL", tokenFromEnv: "UPSTASH_TEST_TOKEN", prefix: "pctest" } } as const;
+
+beforeEach(() => clearOfHourEdge(20_000), 30_000);
+
+describe.each([
+  ["durable-object", {}],
+  ["upstash", viaBridge],
+] as const)("a quota in front of authorize (%s)", (_backend, backendOptions) => {
+  const quotaName = unique("refund");
+  const rateName = unique("refund-rl");
+  const call = testGateway({
+    upstreams: { ...testUpstreams, dead: { url: "http://127.0.0.1:9" } },
+    plugins: [keyAuth(), quota({ name: quotaName, limit: N, period: "day", ...backendOptions }), authorize()],
+    routes: [
+      { name: "ok", path: "/ok/*", methods: ["GET"], upstream: "echo", permission: "echo:read" },
+      { name: "no", path: "/no/*", methods: ["GET"], upstream: "echo", permission: "echo:admin" },
+      { name: "dead", path: "/dead/*", methods: ["GET"], upstream: "dead", permission: "echo:read" },
+      // A rate limit in the same place: before authorize.
+      {
+        name: "rl",
+        path: "/rl/*",
+        methods: ["GET"],
+        upstream: "echo",
+        permission: "echo:admin",
+        disablePlugins: ["quota", "authorize"],
+        plugins: [rateLimit({ name: rateName, limit: 2, window: "1h", ...backendOptions }), authorize()],
+      },
+    ],
+  });
+  const auth = (key: string) => ({ headers: { authorization: `Bearer ${key}` } });
+  const status = async (userId: string) => {
+    const res = await call(`/admin/v1/users/${userId}/limits/status`, { headers: ADMIN });
+    expect(res.status).toBe(200);
+    const limit = (await json(res)).limits.find((l: { name: string }) => l.name === quotaName);
+    return { used: limit.used as number, remaining: limit.remaining as number };
+  };
+
+  it("requests authorize refuses are not charged: N allowed requests still reach the origin, the N+1th is 429 QUOTA_EXCEEDED", async () => {
+    const { user, key } = await seedCaller({ permissions: ["echo:read"] });
+    const marker = unique("refund");
+    // More refusals than the quota holds: were they charged, the last would be the quota's 429.
+    const refused = [];
+    for (let i = 0; i <= N; i++) refused.push(await call(`/no/${marker}/refused${i}`, auth(key)));
+    // Each refused response already counts its token as back.
+    expect(refused.map((r) => [r.status, r.headers.get("ratelimit-remaining")])).toEqual(refused.map(() => [403, String(N)]));
+    for (const res of refused) await expectProblem(res, 403, "FORBIDDEN");
+    // The backend counts tokens an isolate holds as used: at most the one given back and held here.
+    expect((await status(user.id)).used).toBeLessThanOrEqual(1);
+
+    for (let i = 0; i < N; i++) {
+      const res = await call(`/ok/${marker}/ok${i}`, auth(key));
+      expect(res.status).toBe(200);
+      expect(res.headers.get("ratelimit-remaining")).toBe(String(N - 1 - i));
+      // After the first allowed request spent the token given back, the status is exact again.
+      if (i === 0) expect(await status(user.id)).toEqual({ used: 1, remaining: N - 1 });
+    }
+    const over = await call(`/ok/${marker}/over`, auth(key));
+    await expectProblem(over, 429, "QUOTA_EXCEEDED");
+    expect(await status(user.id)).toEqual({ used: N, remaining: 0 });
+
+    // The origin saw exactly the N allowed requests: none refused, not the one over quota.
+    const seen = (await originRecords(marker)).map((r) => new URL(r.url, "http://o").pathname.split("/").pop()).sort();
+    expect(seen).toEqual(Array.from({ length: N }, (_, i) => `ok${i}`));
+  });
+
+  it("a request the origin answered stays charged, whatever the status; so does one the origin did not answer", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const marker = unique("charged");
+    expect((await call(`/ok/__status/503/${marker}`, auth(key))).status).toBe(503);
+    await expectProblem(await call(`/dead/${marker}`, auth(key)), 502, "UPSTREAM_UNAVAILABLE");
+    expect((await call(`/ok/${marker}/last`, auth(key))).status).toBe(200);
+    await expectProblem(await call(`/ok/${marker}/over`, auth(key)), 429, "QUOTA_EXCEEDED");
+    expect((await originRecords(marker)).length).toBe(2);
+  });
+
+  it("a rate limit in the same place keeps counting refused requests (flood and brute-force protection)", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const marker = unique("rl-refused");
+    for (let i = 0; i < 2; i++) await expectProblem(await call(`/rl/${marker}/${i}`, auth(key)), 403, "FORBIDDEN");
+    await expectProblem(await call(`/rl/${marker}/2`, auth(key)), 429, "RATE_LIMITED");
+    expect((await originRecords(marker)).length).toBe(0);
+  });
+});
