@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../../worker/db";
 import { GatewayError } from "../../worker/errors";
 import * as keys from "../../worker/services/keys";
-import { post, signIn } from "../dashboard-helpers";
+import { get, post, signIn } from "../dashboard-helpers";
 import { admin, expectProblem, gw, json, originRecords, seedCaller, unique } from "../helpers";
 
 /**
@@ -108,5 +108,18 @@ describe("rotating a key that was already rotated", () => {
     expect(location).toContain("error=");
     expect(location).toContain(`already rotated; its successor is "${b.id}"`);
     expect(await successorsOf(keyId)).toEqual([b.id]);
+  });
+
+  it("the user page offers no Rotate for a key in its grace period (Revoke stays), and offers it for the successor", async () => {
+    const { cookie } = await signIn();
+    const { keyId, user } = await seedCaller();
+    const b = await json(await admin("POST", `/keys/${keyId}/rotate`, { gracePeriodSeconds: 3600 }));
+    const page = await get(`/users/${user.id}`, cookie);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).not.toContain(`/keys/${keyId}/rotate`);
+    expect(html).toContain(`/keys/${keyId}/revoke`);
+    expect(html).toContain(`/keys/${b.id}/rotate`);
+    expect(html).toContain("(rotated)");
   });
 });

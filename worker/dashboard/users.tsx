@@ -432,8 +432,10 @@ const NewKey = ({ issued }: { issued: IssuedKeyView }) => (
   </section>
 );
 
-const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; csrf: string }) =>
-  rows.length === 0 ? (
+const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; csrf: string }) => {
+  // A key another listed key was rotated from is in its grace period: it may be revoked, not rotated again (409 KEY_ALREADY_ROTATED).
+  const superseded = new Set(rows.map((k) => k.rotatedFrom));
+  return rows.length === 0 ? (
     <p class="card muted">No keys yet.</p>
   ) : (
     <table aria-label="Keys">
@@ -458,6 +460,7 @@ const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; cs
             <td>{k.name ?? "—"}</td>
             <td>
               <Badge status={k.status} />
+              {k.status === "active" && superseded.has(k.id) ? <span class="muted"> (rotated)</span> : null}
             </td>
             <td class="mono">{k.permissions?.join(", ") ?? "all of the user's"}</td>
             <td>{when(k.lastUsedAt)}</td>
@@ -466,20 +469,22 @@ const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; cs
             <td>
               {k.status === "active" ? (
                 <div class="row">
-                  <form method="post" action={`${userHref(userId)}/keys/${k.id}/rotate`}>
-                    <Csrf token={csrf} />
-                    <label class="skip" for={`grace-${k.id}`}>
-                      Grace period for {k.start}
-                    </label>
-                    <select id={`grace-${k.id}`} name="gracePeriodSeconds" aria-label={`Grace period when rotating ${k.start}`}>
-                      {GRACE_CHOICES.map(([v, l]) => (
-                        <option value={v}>{l}</option>
-                      ))}
-                    </select>{" "}
-                    <button type="submit" class="small secondary" aria-label={`Rotate key ${k.start}`}>
-                      Rotate
-                    </button>
-                  </form>
+                  {superseded.has(k.id) ? null : (
+                    <form method="post" action={`${userHref(userId)}/keys/${k.id}/rotate`}>
+                      <Csrf token={csrf} />
+                      <label class="skip" for={`grace-${k.id}`}>
+                        Grace period for {k.start}
+                      </label>
+                      <select id={`grace-${k.id}`} name="gracePeriodSeconds" aria-label={`Grace period when rotating ${k.start}`}>
+                        {GRACE_CHOICES.map(([v, l]) => (
+                          <option value={v}>{l}</option>
+                        ))}
+                      </select>{" "}
+                      <button type="submit" class="small secondary" aria-label={`Rotate key ${k.start}`}>
+                        Rotate
+                      </button>
+                    </form>
+                  )}
                   <PostButton action={`${userHref(userId)}/keys/${k.id}/revoke`} csrf={csrf} label="Revoke" class="small danger" confirm={`Revoke key ${k.start}…? Clients using it get 401 at once.`} ariaLabel={`Revoke key ${k.start}`} />
                 </div>
               ) : (
@@ -491,3 +496,4 @@ const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; cs
       </tbody>
     </table>
   );
+};
