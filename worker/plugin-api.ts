@@ -12,7 +12,7 @@ export type { PluginInstance, PluginTraits, ForwardOptions, CompiledRoute, Compi
 export { GatewayError, defineErrorCodes, errorCatalog } from "./errors";
 export type { ErrorCode, GatewayErrorExtra } from "./errors";
 export { waitUntil } from "./gateway/wait-until";
-export { alreadyAuthenticated, isLastAuthenticator, credentialRequiredDetail } from "./gateway/authn";
+export { alreadyAuthenticated, isLastAuthenticator, credentialRequiredDetail, checkUserIps } from "./gateway/authn";
 export type { GatewayEnv, GatewayVariables, Env, Services } from "./env";
 export type { ResolvedIdentity } from "./services/identity";
 export { ipAllowed, parseCidr, parseIp } from "./lib/cidr";

@@ -140,6 +140,9 @@ describe("headers", () => {
     expect(issues({ request: { set: { "x-a": "{requestId" } } })[0]).toContain("without '}'");
     expect(issues({ response: { set: { "x-a": "{secret:TOKEN}" } } })[0]).toContain("only be used in request headers");
     expect(issues({ request: { set: { "x-portcullis-user-id": "x" } } })[0]).toContain("gateway owns this header");
+    // The underscore spelling is the same variable to a CGI-style origin.
+    expect(issues({ request: { set: { x_portcullis_user_group: "x" } } })[0]).toContain("gateway owns this header");
+    expect(issues({ request: { add: { X_Request_Id: "x" } } })[0]).toContain("gateway owns this header");
     expect(issues({ request: { remove: ["bad header"] } })[0]).toContain("valid header name");
   });
 });

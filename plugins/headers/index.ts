@@ -48,7 +48,8 @@ export function compileTemplate(template: string, allowSecrets: boolean): Part[]
 /** Why `name` may not be edited, or null when it may. */
 function headerNameProblem(name: string, what: string): string | null {
   if (!HEADER_NAME.test(name)) return "must be a valid header name";
-  const h = name.toLowerCase();
+  // Underscores too: CGI-style origins read x_portcullis_user_id as x-portcullis-user-id.
+  const h = name.toLowerCase().replace(/_/g, "-");
   if (RESERVED.has(h) || h.startsWith("x-portcullis-")) return `the gateway owns this header; it cannot be ${what}`;
   return null;
 }
