@@ -12,6 +12,7 @@ import { expectProblem, seedCaller, unique } from "../helpers";
  */
 const faultOrigin = `http://127.0.0.1:${inject("faultPort")}`;
 const TIMEOUT_MS = 1_000;
+const IDLE_MS = 500;
 
 const app = createApp(
   defineGateway({
@@ -21,17 +22,20 @@ const app = createApp(
       roomy: { url: faultOrigin, timeoutMs: 60_000 },
       // Refused: a port that was just free (bound, then closed) has no listener.
       refused: { url: "http://127.0.0.1:9" },
+      // A body that stops arriving is cut off after 500 ms of silence (the origin's connection closed).
+      idle: { url: faultOrigin, timeoutMs: 60_000, idleTimeoutMs: IDLE_MS },
     },
     plugins: [keyAuth(), authorize()],
     routes: [
       { name: "faulty", path: "/f/*", methods: ["GET", "POST"], upstream: "faulty", permission: "echo:read" },
       { name: "roomy", path: "/fb/*", methods: ["GET"], upstream: "roomy", permission: "echo:read" },
       { name: "refused", path: "/r/*", methods: ["GET", "POST"], upstream: "refused", permission: "echo:read" },
+      { name: "idle", path: "/i/*", methods: ["GET"], upstream: "idle", permission: "echo:read" },
     ],
   }),
 );
 
-async function received(marker: string): Promise<Array<{ method: string; target: string }>> {
+async function received(marker: string): Promise<Array<{ method: string; target: string; at: number; closedAt?: number }>> {
   return (await (await fetch(`http://127.0.0.1:${inject("faultControlPort")}/?contains=${encodeURIComponent(marker)}`)).json()) as any;
 }
 
@@ -104,6 +108,56 @@ describe("origin faults give clear, bounded errors", () => {
     expect(got).toBeGreaterThan(TIMEOUT_MS / 200);
     expect(got).toBeLessThan(1_000);
     await reader.cancel();
+  });
+
+  it("idleTimeoutMs: an origin that stops sending mid-body is cut off after that much silence; its connection is closed; the event is logged", async () => {
+    const m = unique("stall");
+    const logged: string[] = [];
+    const spy = vi.spyOn(console, "error").mockImplementation((...a: unknown[]) => void logged.push(a.map(String).join(" ")));
+    try {
+      const res = await call(`/i/stall-body/${m}`);
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      const started = Date.now();
+      let got = 0;
+      let failed: unknown;
+      try {
+        for (let r = await reader.read(); !r.done; r = await reader.read()) got += r.value.byteLength;
+      } catch (err) {
+        failed = err;
+      }
+      const took = Date.now() - started;
+      // The 1,000 bytes sent came through; then the body errors (never ends as if complete).
+      expect(got).toBe(1000);
+      expect(failed).toBeDefined();
+      expect(took).toBeGreaterThanOrEqual(IDLE_MS - 50);
+      expect(took).toBeLessThan(IDLE_MS + 2_500);
+      // The gateway closed the origin's connection rather than leave it hanging.
+      await vi.waitFor(async () => expect((await received(m))[0]?.closedAt).toBeDefined(), { timeout: 3_000 });
+      const line = logged.find((l) => l.includes("upstream body idle"));
+      expect(line).toBeDefined();
+      expect(JSON.parse(line!)).toMatchObject({ level: "warn", upstream: "idle", idleTimeoutMs: IDLE_MS });
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("idleTimeoutMs: a body that keeps arriving (a byte every 200 ms) streams past it, and past timeoutMs", async () => {
+    const m = unique("dripidle");
+    const res = await call(`/i/drip/${m}`);
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const started = Date.now();
+    let got = 0;
+    while (Date.now() - started < IDLE_MS * 4) {
+      const r = await reader.read();
+      expect(r.done).toBe(false);
+      got += r.value!.byteLength;
+    }
+    expect(got).toBeGreaterThan(IDLE_MS / 200);
+    await reader.cancel();
+    // Cancelling the client's body closes the origin's connection too.
+    await vi.waitFor(async () => expect((await received(m))[0]?.closedAt).toBeDefined(), { timeout: 3_000 });
   });
 
   it("a huge origin response streams through unbuffered and intact (32 MiB)", async () => {

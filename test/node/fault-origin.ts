@@ -8,13 +8,15 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
  * - `/reset/…`       reads the request, then resets the connection (RST) before any byte: 502
  * - `/reset-body/…`  sends 200 headers promising 100 000 bytes, 1 000 of them, then resets
  * - `/drip/…`        sends 200 headers at once, then one body byte every 200 ms (slowloris origin)
+ * - `/stall-body/…`  sends 200 headers promising 100 000 bytes, 1 000 of them, then nothing (the
+ *                    connection stays open); its record's `closedAt` says when the peer closed it
  * - `/big/<bytes>/…` sends a 200 with that many body bytes (a huge origin response)
  *
  * Every request line is recorded; a control server answers `GET /?contains=X` with the
  * recorded requests whose target contains X, so tests can count exactly how many arrived.
  */
 export async function startFaultOrigin(): Promise<{ port: number; controlPort: number; close: () => Promise<void> }> {
-  const records: Array<{ method: string; target: string; at: number }> = [];
+  const records: Array<{ method: string; target: string; at: number; closedAt?: number }> = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -28,7 +30,9 @@ export async function startFaultOrigin(): Promise<{ port: number; controlPort: n
       head += chunk.toString("latin1");
       if (!head.includes("\r\n\r\n")) return;
       const [method = "", target = ""] = head.slice(0, head.indexOf("\r\n")).split(" ");
-      records.push({ method, target, at: Date.now() });
+      const record: (typeof records)[number] = { method, target, at: Date.now() };
+      records.push(record);
+      socket.on("close", () => (record.closedAt = Date.now()));
       if (target.startsWith("/hang/")) return;
       if (target.startsWith("/reset/")) return void socket.resetAndDestroy();
       if (target.startsWith("/reset-body/")) {
@@ -37,6 +41,11 @@ export async function startFaultOrigin(): Promise<{ port: number; controlPort: n
           const t = setTimeout(() => socket.resetAndDestroy(), 50);
           timers.add(t);
         });
+        return;
+      }
+      if (target.startsWith("/stall-body/")) {
+        socket.write("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n");
+        socket.write(Buffer.alloc(1000, 0x61));
         return;
       }
       if (target.startsWith("/drip/")) {

@@ -58,6 +58,8 @@ describe("defineGateway", () => {
   it("rejects unsafe upstream URLs and unknown fields", () => {
     expect(() => defineGateway({ upstreams: { x: { url: "ftp://files.example" } }, routes: [{ name: "r", path: "/r/*", upstream: "x" }] })).toThrow(/upstreams\.x\.url/);
     expect(() => defineGateway({ upstreams: { x: { url: "https://u:p@api.example" } }, routes: [{ name: "r", path: "/r/*", upstream: "x" }] })).toThrow(/credentials/);
+    expect(() => defineGateway({ upstreams: { x: { url: "https://api.example", idleTimeoutMs: 0 } }, routes: [{ name: "r", path: "/r/*", upstream: "x" }] })).toThrow(/upstreams\.x\.idleTimeoutMs/);
+    expect(defineGateway({ upstreams: { x: { url: "https://api.example", idleTimeoutMs: 15_000 } }, routes: [{ name: "r", path: "/r/*", upstream: "x" }] }).upstreams.get("x")?.idleTimeoutMs).toBe(15_000);
     expect(() => defineGateway({ upstreams, routes: [{ name: "r", path: "/r/*", upstream: "api", extra: 1 } as never] })).toThrow(/extra/);
   });
 

@@ -33,6 +33,13 @@ export const upstreamSchema = z.strictObject({
     .optional()
     .describe("Origin credential injected on every forwarded request (the client's own credential is never forwarded)"),
   timeoutMs: z.number().int().positive().max(300_000).default(30_000).describe("How long to wait for the origin's status and headers (504 UPSTREAM_TIMEOUT); a body that has started streams on"),
+  idleTimeoutMs: z
+    .number()
+    .int()
+    .positive()
+    .max(300_000)
+    .optional()
+    .describe("Longest wait for each next piece of the origin's response body once the client asks for it; past it the origin connection is closed and the client's body ends in an error. Unset: a body that has started streams for as long as the origin sends"),
   identityHeaders: z
     .boolean()
     .default(true)
@@ -192,7 +199,7 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
   }
   const g = parsed.data;
   const upstreams = new Map<string, CompiledUpstream>(
-    Object.entries(g.upstreams).map(([name, u]) => [name, { name, url: u.url, urlFromEnv: u.urlFromEnv, credential: u.credential, timeoutMs: u.timeoutMs, identityHeaders: u.identityHeaders }]),
+    Object.entries(g.upstreams).map(([name, u]) => [name, { name, url: u.url, urlFromEnv: u.urlFromEnv, credential: u.credential, timeoutMs: u.timeoutMs, idleTimeoutMs: u.idleTimeoutMs, identityHeaders: u.identityHeaders }]),
   );
   const routes: CompiledRoute[] = g.routes.map((r) => {
     const wildcard = r.path.endsWith("/*");

@@ -93,7 +93,7 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     headers.set(upstream.credential.header, upstream.credential.prefix + secret);
     forward.injectedSecrets.push(secret);
   }
-  const { timeoutMs, maxResponseBytes, injectedSecrets } = forward;
+  const { timeoutMs, idleTimeoutMs, maxResponseBytes, injectedSecrets } = forward;
 
   const method = c.req.method;
   const replaced = forward.body;
@@ -126,6 +126,12 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     // hit, so the stream is cut off (the client sees an aborted body, never the excess).
     resBody = resBody.pipeThrough(byteLimit(maxResponseBytes, () => new GatewayError("UPSTREAM_RESPONSE_TOO_LARGE")));
   }
+  if (idleTimeoutMs !== undefined && resBody) {
+    resBody = idleBound(resBody, idleTimeoutMs, () => {
+      console.error(JSON.stringify({ level: "warn", msg: "upstream body idle", requestId, upstream: upstream.name, idleTimeoutMs }));
+      return new GatewayError("UPSTREAM_TIMEOUT", `Upstream "${upstream.name}" sent nothing for ${idleTimeoutMs} ms.`);
+    });
+  }
   // The constructor copies the headers once (a fetched response's own headers are immutable);
   // the copy is then cleaned in place. The origin's reason phrase is not passed on: it is free
   // text the header scrub never sees (an origin can put the credential it got there), so the
@@ -134,6 +140,39 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const out = new Response(resBody, { status: res.status, headers: res.headers });
   sanitizeResponseHeaders(out.headers, injectedSecrets);
   return out;
+}
+
+/**
+ * `body`, re-streamed so that each read waits at most `ms` for the origin's next chunk; past it the
+ * origin's body is cancelled (closing its connection) and the stream errors with `onIdle()`. Timed
+ * per read the client asks for (a pull-based stream with no buffer of its own): a client that reads
+ * slowly holds the origin back through backpressure, and that time is not the origin's idleness.
+ */
+export function idleBound(body: ReadableStream<Uint8Array>, ms: number, onIdle: () => Error): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let timer!: ReturnType<typeof setTimeout>;
+        const idle = new Promise<"idle">((resolve) => (timer = setTimeout(() => resolve("idle"), ms)));
+        try {
+          const r = await Promise.race([reader.read(), idle]);
+          if (r === "idle") {
+            const err = onIdle();
+            controller.error(err);
+            await reader.cancel(err).catch(() => {});
+          } else if (r.done) controller.close();
+          else controller.enqueue(r.value);
+        } catch (err) {
+          controller.error(err);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** A pass-through stream that errors once more than `max` bytes have flowed through it. */

@@ -30,6 +30,11 @@ export interface PluginInstance {
 export interface ForwardOptions {
   /** How long to wait for the origin's status and headers (504 UPSTREAM_TIMEOUT); a body that has started streams on. */
   timeoutMs: number;
+  /**
+   * Longest wait for each next piece of the origin's body once the client asks for it; past it the
+   * origin connection is closed and the client's body errors. Unset: no bound (the default).
+   */
+  idleTimeoutMs?: number;
   /** When set, sent instead of the client's body (e.g. a body a plugin has already read and checked). */
   body?: ArrayBuffer | ReadableStream | null;
   /** Refuse (by Content-Length) or cut off (while streaming) an origin response larger than this. */
@@ -52,6 +57,8 @@ export interface CompiledUpstream {
   readonly urlFromEnv: string | undefined;
   readonly credential: { header: string; fromEnv: string; prefix: string } | undefined;
   readonly timeoutMs: number;
+  /** Longest wait for each next body chunk once the client asks for it (unset: none). */
+  readonly idleTimeoutMs: number | undefined;
   /** Whether the forwarder sends the caller's identity headers (x-portcullis-user-*, -key-id). */
   readonly identityHeaders: boolean;
 }
