@@ -213,6 +213,10 @@ async function startServers() {
   const upstash = await upstashReady;
   const limiterBindings = (s) =>
     s.limiter === "upstash" ? { UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: UPSTASH_TOKEN } : {};
+  // limit-do uses ratelimit-do's objects when both run (the same limit and users; counters of a
+  // million an hour): a third namespace of 1,000 SQLite-backed objects kept in memory made
+  // workerd's SQLite fail with SQLITE_NOMEM, D1 included, in the first full run that had one.
+  const sharedLimiter = (s) => (s.name === "limit-do" && scenarios.some((x) => x.name === "ratelimit-do") ? { scriptName: "ratelimit-do" } : {});
   const workers = scenarios
     .filter((s) => s.kind === "worker")
     .map((s, i) => ({
@@ -224,7 +228,7 @@ async function startServers() {
       // memory for the run: workerd evicts an object ~10 s after its last call (production: after
       // 70–140 s), and evicting then re-creating 1,000 objects and their databases mid-run landed
       // as bursts of CPU in whichever scenario ran next.
-      durableObjects: s.durableObjects ?? (s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true } } : undefined),
+      durableObjects: s.durableObjects ?? (s.limiter === "durable-object" ? { LIMITER: { className: "LimiterDurableObject", useSQLite: true, unsafePreventEviction: true, ...sharedLimiter(s) } } : undefined),
       before: s.before,
     }));
   if (before) {
