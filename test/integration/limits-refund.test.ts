@@ -26,12 +26,18 @@ describe.each([
   const quotaName = unique("refund");
   const rateName = unique("refund-rl");
   const call = testGateway({
-    upstreams: { ...testUpstreams, dead: { url: "http://127.0.0.1:9" } },
+    upstreams: {
+      ...testUpstreams,
+      dead: { url: "http://127.0.0.1:9" },
+      // Its credential's variable is not set: the forwarder refuses (500) before sending anything.
+      nocred: { ...testUpstreams.echo, credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "NO_SUCH_ORIGIN_TOKEN" } },
+    },
     plugins: [keyAuth(), quota({ name: quotaName, limit: N, period: "day", ...backendOptions }), authorize()],
     routes: [
       { name: "ok", path: "/ok/*", methods: ["GET"], upstream: "echo", permission: "echo:read" },
       { name: "no", path: "/no/*", methods: ["GET"], upstream: "echo", permission: "echo:admin" },
       { name: "dead", path: "/dead/*", methods: ["GET"], upstream: "dead", permission: "echo:read" },
+      { name: "nocred", path: "/nocred/*", methods: ["GET"], upstream: "nocred", permission: "echo:read" },
       // A rate limit in the same place: before authorize.
       {
         name: "rl",
@@ -88,6 +94,19 @@ describe.each([
     expect((await call(`/ok/${marker}/last`, auth(key))).status).toBe(200);
     await expectProblem(await call(`/ok/${marker}/over`, auth(key)), 429, "QUOTA_EXCEEDED");
     expect((await originRecords(marker)).length).toBe(2);
+  });
+
+  it("a request the forwarder refuses before sending it (the upstream's credential is not configured) is not charged", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const marker = unique("nocred");
+    for (let i = 0; i <= N; i++) {
+      const res = await call(`/nocred/${marker}/${i}`, auth(key));
+      expect(res.headers.get("ratelimit-remaining")).toBe(String(N));
+      await expectProblem(res, 500, "GATEWAY_MISCONFIGURED");
+    }
+    expect((await originRecords(marker)).length).toBe(0);
+    for (let i = 0; i < N; i++) expect((await call(`/ok/${marker}/ok${i}`, auth(key))).status).toBe(200);
+    await expectProblem(await call(`/ok/${marker}/over`, auth(key)), 429, "QUOTA_EXCEEDED");
   });
 
   it("a rate limit in the same place keeps counting refused requests (flood and brute-force protection)", async () => {

@@ -3,7 +3,6 @@ import type { Context, MiddlewareHandler } from "hono";
 import { AUDIT_BAG } from "../audit/options";
 import type { Env, GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
-import { deciderOf } from "../gateway/decider";
 import { waitUntil } from "../gateway/wait-until";
 import { parseIp } from "../lib/cidr";
 import type { ResolvedIdentity } from "../services/identity";
@@ -313,13 +312,14 @@ function applyHeader(c: Context<GatewayEnv>, name: string, value: string, append
 }
 
 /**
- * The request was refused after this limit let it through, and never reached the origin: as the
- * audit trail decides `refused` — an error a later plugin (or the gateway) threw, or an error status
- * a plugin answered itself — with no answer from the origin. The forwarder's own failures (an origin
- * that timed out or could not be reached) are not refusals: the origin may have done the work.
+ * The request was refused after this limit let it through, and never reached the origin: no answer
+ * from the origin, and an error a later plugin, the gateway or the forwarder threw before sending
+ * (a missing origin credential), or an error status a plugin answered itself. An origin that timed
+ * out or could not be reached is not a refusal: it may have received the request and done the work.
  */
 const refusedBeforeOrigin = (c: Context<GatewayEnv>): boolean =>
-  c.get("origin") === undefined && (c.error ? deciderOf(c.error) !== "upstream" : c.res.status >= 400);
+  c.get("origin") === undefined && (c.error ? !(c.error instanceof GatewayError && SENT_MAYBE.has(c.error.code)) : c.res.status >= 400);
+const SENT_MAYBE = new Set(["UPSTREAM_TIMEOUT", "UPSTREAM_UNAVAILABLE"]);
 
 /** What each limit decided for the request (bag key `limits`; also the audit event's `limitState`). */
 export interface LimitOutcome {
