@@ -18,6 +18,7 @@ export { auditOptions, AUDIT_BAG, DEFAULT_REDACTED_QUERY_PARAMS, type AuditOptio
  */
 export const audit = definePlugin({
   name: AUDIT_PLUGIN_NAME,
+  traits: { leavesIdentityHeaders: true },
   config: auditOptions,
   create: (opts) =>
     async function audit(c, next) {

@@ -43,6 +43,7 @@ export function missingPermissions(identity: ResolvedIdentity, access: RouteAcce
  */
 export const authorize = definePlugin({
   name: "authorize",
+  traits: { leavesIdentityHeaders: true },
   config: authorizeOptions,
   create: ({ groups, allowedIps }) =>
     async function authorize(c, next) {

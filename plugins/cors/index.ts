@@ -51,7 +51,7 @@ const denied = (detail: string) => new GatewayError("CORS_ORIGIN_DENIED", detail
 export const cors = definePlugin({
   name: "cors",
   config: corsOptions,
-  traits: { answersPreflight: true },
+  traits: { answersPreflight: true, leavesIdentityHeaders: true },
   create: (o) => {
     const anyOrigin = o.origins.includes("*");
     const origins = new Set(o.origins);

@@ -220,6 +220,7 @@ function apply(c: GatewayContext, headers: Headers, ops: CompiledOps, secrets: M
  */
 export const headers = definePlugin({
   name: "headers",
+  traits: { leavesIdentityHeaders: true },
   config: headersOptions,
   create: (options) => {
     const request = compileOps(options.request);

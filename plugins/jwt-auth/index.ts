@@ -119,7 +119,7 @@ function refuse(c: GatewayContext, reason: string, detail = TOKEN_INVALID_DETAIL
 export const jwtAuth = definePlugin({
   name: "jwt-auth",
   config: jwtAuthOptions,
-  traits: { authenticator: true },
+  traits: { authenticator: true, leavesIdentityHeaders: true },
   create: (o) => {
     // Built once per config load: the remote set keeps its fetched keys for jwksCacheSeconds.
     const remote = o.jwksUrl

@@ -64,7 +64,7 @@ const BEARER_KEY = /^Bearer pcl_/i;
 export const keyAuth = definePlugin({
   name: "key-auth",
   config: keyAuthOptions,
-  traits: { authenticator: true },
+  traits: { authenticator: true, leavesIdentityHeaders: true },
   create: ({ headers: sources, hideCredentials, enforceIpAllowlist }) => {
     const fromAuthorization = sources.includes("authorization");
     const fromXApiKey = sources.includes("x-api-key");

@@ -28,6 +28,7 @@ export type QuotaOptions = z.input<typeof quotaOptions>;
  */
 export const quota = definePlugin({
   name: "quota",
+  traits: { leavesIdentityHeaders: true },
   config: quotaOptions,
   create: (o) =>
     createLimitHandler({

@@ -38,6 +38,7 @@ export type RateLimitOptions = z.input<typeof rateLimitOptions>;
  */
 export const rateLimit = definePlugin({
   name: "rate-limit",
+  traits: { leavesIdentityHeaders: true },
   config: rateLimitOptions,
   create: (o) =>
     createLimitHandler({

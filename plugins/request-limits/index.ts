@@ -74,6 +74,7 @@ async function readBounded(body: ReadableStream<Uint8Array>, max: number): Promi
  */
 export const requestLimits = definePlugin({
   name: "request-limits",
+  traits: { leavesIdentityHeaders: true },
   config: requestLimitsOptions,
   create: ({ maxBodyBytes, methods, contentTypes, timeoutMs, maxResponseBytes, stripMethodOverride }) => {
     const allowed = methods ? new Set<string>(methods.includes("GET") ? [...methods, "HEAD"] : methods) : undefined;

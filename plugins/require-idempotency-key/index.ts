@@ -50,6 +50,7 @@ export type RequireIdempotencyKeyOptions = z.input<typeof requireIdempotencyKeyO
  */
 export const requireIdempotencyKey = definePlugin({
   name: "require-idempotency-key",
+  traits: { leavesIdentityHeaders: true },
   config: requireIdempotencyKeyOptions,
   create: ({ groups, methods, header, maxLength, logAccepted }) => {
     // Compiled once per config load, not per request.

@@ -4,7 +4,7 @@ import { rateLimit } from "../../plugins/rate-limit";
 import { keyAuth } from "../../plugins/key-auth";
 import shipped from "../../gateway.config";
 import { defineGateway, GatewayConfigError } from "./config";
-import { PluginConfigError } from "./plugin";
+import { fromMiddleware, PluginConfigError } from "./plugin";
 
 const upstreams = { api: { url: "https://api.example" } };
 
@@ -94,5 +94,21 @@ describe("defineGateway", () => {
     expect([...a!.methods]).toEqual(["GET", "HEAD"]);
     expect(c!.wildcard).toBe(false);
     expect(a!.prefix).toBe("/a");
+  });
+
+  it("clears identity headers only on routes where a plugin may have set them (one without the leavesIdentityHeaders trait)", () => {
+    const custom = fromMiddleware("custom", async (_c, next) => next());
+    const g = defineGateway({
+      upstreams: { x: { url: "https://api.example" } },
+      plugins: [keyAuth(), authorize()],
+      routes: [
+        { name: "builtins", path: "/a/*", upstream: "x", permission: "a:read" },
+        { name: "custom", path: "/b/*", upstream: "x", permission: "b:read", plugins: [custom] },
+      ],
+    });
+    expect(g.routes.map((r) => [r.name, r.clearsIdentity])).toEqual([
+      ["builtins", false],
+      ["custom", true],
+    ]);
   });
 });

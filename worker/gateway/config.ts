@@ -219,6 +219,7 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
       plugins,
       authenticators: plugins.filter((p) => p.traits?.authenticator).map((p) => p.name),
       answersPreflight: plugins.some((p) => p.traits?.answersPreflight),
+      clearsIdentity: !plugins.every((p) => p.traits?.leavesIdentityHeaders),
     };
   });
   return { upstreams, routes, globalPlugins: g.plugins };

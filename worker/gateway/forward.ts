@@ -68,13 +68,14 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   // one left is cleared, so the origin sees exactly this caller's identity, or none. `set`
   // replaces every value of a name, so only a name not written below needs its delete.
   // Off for origins that should not learn who called (a third-party API): `identityHeaders: false`.
+  // Only a plugin without the `leavesIdentityHeaders` trait (a custom one) can have set them.
   if (identity && upstream.identityHeaders) {
     headers.set(USER_ID_HEADER, identity.user.id);
     headers.set(USER_NAME_HEADER, identity.user.name);
     if (identity.user.group) headers.set(USER_GROUP_HEADER, identity.user.group);
-    else headers.delete(USER_GROUP_HEADER);
+    else if (route.clearsIdentity) headers.delete(USER_GROUP_HEADER);
     headers.set(KEY_ID_HEADER, identity.key.id);
-  } else for (const name of IDENTITY_HEADERS) headers.delete(name);
+  } else if (route.clearsIdentity) for (const name of IDENTITY_HEADERS) headers.delete(name);
   headers.set(ROUTE_HEADER, route.name);
   headers.set("x-request-id", requestId);
   if (clientIp) headers.set("x-forwarded-for", clientIp);
