@@ -82,6 +82,10 @@ const SCENARIOS = {
   "default-queue-discarded": { base: "default", scenario: "default", label: "default, audit batches encoded and dropped (no Queue send)", bindings: { ...warm, BENCH_AUDIT_QUEUE: "discard" } },
   "ratelimit-do": { base: "default", label: "default + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
   "ratelimit-upstash": { base: "default", label: "default + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
+  // Issue #4's minimal limited pipeline (named only): key-auth alone, then with the rate limit.
+  keyauth: { base: "core", label: "key-auth only (warm)", bindings: warm },
+  "limit-do": { base: "keyauth", label: "key-auth + rate limit, Durable Object backend", bindings: warm, limiter: "durable-object" },
+  "limit-upstash": { base: "keyauth", label: "key-auth + rate limit, Upstash backend (bridge and Redis not counted)", bindings: warm, limiter: "upstash" },
   jwt: { base: "default", label: "JWT auth instead of key-auth", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
   "jwt-verify-each": { base: "jwt", label: "JWT auth, every token verified (verifiedCacheSeconds: 0)", bindings: { SECRET_CACHE_TTL_SECONDS: "300" }, credentials: "jwt" },
   // The building blocks issue #6 quotes, each on bare (named only).

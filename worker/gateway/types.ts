@@ -12,8 +12,9 @@ export interface PluginTraits {
   readonly answersPreflight?: boolean;
   /**
    * The plugin never sets an `x-portcullis-*` identity header on the upstream request. On a route
-   * where every plugin says so the forwarder skips clearing them (each delete costs the runtime
-   * ~8 k instructions); any plugin without it (a custom one) makes the forwarder clear them.
+   * where every plugin says so the forwarder skips clearing them (four deletes on a route without
+   * an identity: ~11 k instructions a request); any plugin without it (a custom one) makes the
+   * forwarder clear them.
    */
   readonly leavesIdentityHeaders?: boolean;
 }
