@@ -27,6 +27,7 @@ export const requestLimitsOptions = z.strictObject({
     .optional()
     .describe("Media types a request body may have, `type/*` allowed (415 UNSUPPORTED_MEDIA_TYPE); default: any"),
   timeoutMs: z.number().int().positive().max(300_000).optional().describe("Longest wait for the origin's response headers on this route (504 UPSTREAM_TIMEOUT); lowers the upstream's `timeoutMs`, never raises it"),
+  idleTimeoutMs: z.number().int().positive().max(300_000).optional().describe("Longest wait for each next chunk of the origin's body on this route; lowers the upstream's `idleTimeoutMs` (or sets one)"),
   maxResponseBytes: z
     .number()
     .int()
@@ -76,7 +77,7 @@ export const requestLimits = definePlugin({
   name: "request-limits",
   traits: { leavesIdentityHeaders: true },
   config: requestLimitsOptions,
-  create: ({ maxBodyBytes, methods, contentTypes, timeoutMs, maxResponseBytes, stripMethodOverride }) => {
+  create: ({ maxBodyBytes, methods, contentTypes, timeoutMs, idleTimeoutMs, maxResponseBytes, stripMethodOverride }) => {
     const allowed = methods ? new Set<string>(methods.includes("GET") ? [...methods, "HEAD"] : methods) : undefined;
     const matchesType = (type: string) => contentTypes!.some((t) => t === type || (t.endsWith("/*") && type.startsWith(t.slice(0, -1))));
     return async function requestLimits(c, next) {
@@ -106,6 +107,7 @@ export const requestLimits = definePlugin({
         c.get("forward").body = buffered;
       }
       if (timeoutMs !== undefined) c.get("forward").timeoutMs = Math.min(c.get("forward").timeoutMs, timeoutMs);
+      if (idleTimeoutMs !== undefined) c.get("forward").idleTimeoutMs = Math.min(c.get("forward").idleTimeoutMs ?? Infinity, idleTimeoutMs);
       if (maxResponseBytes !== undefined) c.get("forward").maxResponseBytes = Math.min(c.get("forward").maxResponseBytes ?? Infinity, maxResponseBytes);
       await next();
     };

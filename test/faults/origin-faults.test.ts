@@ -2,6 +2,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, inject, it, vi } from "vitest";
 import { authorize } from "../../plugins/authorize";
 import { keyAuth } from "../../plugins/key-auth";
+import { requestLimits } from "../../plugins/request-limits";
 import { createApp } from "../../worker/app";
 import { defineGateway } from "../../worker/gateway/config";
 import { expectProblem, seedCaller, unique } from "../helpers";
@@ -31,6 +32,8 @@ const app = createApp(
       { name: "roomy", path: "/fb/*", methods: ["GET"], upstream: "roomy", permission: "echo:read" },
       { name: "refused", path: "/r/*", methods: ["GET", "POST"], upstream: "refused", permission: "echo:read" },
       { name: "idle", path: "/i/*", methods: ["GET"], upstream: "idle", permission: "echo:read" },
+      // The same bound set per route by request-limits, on an upstream that has none.
+      { name: "idle-route", path: "/ir/*", methods: ["GET"], upstream: "roomy", permission: "echo:read", plugins: [requestLimits({ idleTimeoutMs: IDLE_MS })] },
     ],
   }),
 );
@@ -140,6 +143,16 @@ describe("origin faults give clear, bounded errors", () => {
     } finally {
       spy.mockRestore();
     }
+  });
+
+  it("request-limits' idleTimeoutMs sets the bound on a route whose upstream has none", async () => {
+    const m = unique("stallroute");
+    const res = await call(`/ir/stall-body/${m}`);
+    expect(res.status).toBe(200);
+    const started = Date.now();
+    await expect(res.arrayBuffer()).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(IDLE_MS + 2_500);
+    await vi.waitFor(async () => expect((await received(m))[0]?.closedAt).toBeDefined(), { timeout: 3_000 });
   });
 
   it("idleTimeoutMs: a body that keeps arriving (a byte every 200 ms) streams past it, and past timeoutMs", async () => {
