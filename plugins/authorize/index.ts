@@ -1,6 +1,7 @@
-import { credentialRequiredDetail, definePlugin, GatewayError, ipAllowed, isPermitted, parseCidr, z } from "../../worker/plugin-api";
+import { checkUserIps, credentialRequiredDetail, definePlugin, GatewayError, ipAllowed, isPermitted, parseCidr, z } from "../../worker/plugin-api";
 import type { ResolvedIdentity, RouteAccess } from "../../worker/plugin-api";
-import { checkUserIps, userIpsDecided } from "../../worker/gateway/authn";
+// Internal: which requests an authenticator already checked (not part of the plugin API).
+import { userIpsDecided } from "../../worker/gateway/authn";
 
 const cidr = z.string().refine((s) => parseCidr(s) !== null, "must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)");
 

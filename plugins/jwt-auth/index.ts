@@ -1,8 +1,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from "jose";
-import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
+import { alreadyAuthenticated, checkUserIps, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
 import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
 import { AUDIT_BAG } from "../../worker/audit/options";
-import { checkUserIps } from "../../worker/gateway/authn";
 import { TtlCache } from "../../worker/lib/ttl-cache";
 import { identityFailure, identityStoreFailed, loadUserIdentity } from "../../worker/services/identity";
 

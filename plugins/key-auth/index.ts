@@ -1,6 +1,5 @@
-import { alreadyAuthenticated, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, waitUntil, z } from "../../worker/plugin-api";
+import { alreadyAuthenticated, checkUserIps, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, waitUntil, z } from "../../worker/plugin-api";
 import { AUDIT_BAG } from "../../worker/audit/options";
-import { checkUserIps } from "../../worker/gateway/authn";
 import { KEY_PREFIX } from "../../worker/lib/api-key";
 import { recordKeyUse, resolveApiKey } from "../../worker/services/identity";
 

@@ -40,7 +40,7 @@ const bindRoute = (route: CompiledRoute, upstream: CompiledUpstream): Middleware
       });
     }
     c.set("upstreamHeaders", sanitizeRequestHeaders(c.req.raw.headers));
-    c.set("forward", upstream.idleTimeoutMs ? { timeoutMs: upstream.timeoutMs, idleTimeoutMs: upstream.idleTimeoutMs, injectedSecrets: [] } : { timeoutMs: upstream.timeoutMs, injectedSecrets: [] });
+    c.set("forward", { timeoutMs: upstream.timeoutMs, idleTimeoutMs: upstream.idleTimeoutMs, injectedSecrets: [] });
     await next();
   };
 
