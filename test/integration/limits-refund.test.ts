@@ -1,9 +1,11 @@
 import { beforeEach, describe, expect, it } from "vitest";
+import { audit } from "../../plugins/audit";
 import { authorize } from "../../plugins/authorize";
 import { keyAuth } from "../../plugins/key-auth";
 import { quota } from "../../plugins/quota";
 import { rateLimit } from "../../plugins/rate-limit";
 import { testUpstreams } from "../fixtures/upstreams";
+import { eventsFor } from "../audit-helpers";
 import { ADMIN, expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
 import { clearOfHourEdge } from "../window-edges";
 
@@ -32,7 +34,7 @@ describe.each([
       // Its credential's variable is not set: the forwarder refuses (500) before sending anything.
       nocred: { ...testUpstreams.echo, credential: { header: "Authorization", prefix: "Bearer ", fromEnv: "NO_SUCH_ORIGIN_TOKEN" } },
     },
-    plugins: [keyAuth(), quota({ name: quotaName, limit: N, period: "day", ...backendOptions }), authorize()],
+    plugins: [audit({ sink: "d1", flushIntervalMs: 20 }), keyAuth(), quota({ name: quotaName, limit: N, period: "day", ...backendOptions }), authorize()],
     routes: [
       { name: "ok", path: "/ok/*", methods: ["GET"], upstream: "echo", permission: "echo:read" },
       { name: "no", path: "/no/*", methods: ["GET"], upstream: "echo", permission: "echo:admin" },
@@ -80,6 +82,14 @@ describe.each([
     const over = await call(`/ok/${marker}/over`, auth(key));
     await expectProblem(over, 429, "QUOTA_EXCEEDED");
     expect(await status(user.id)).toEqual({ used: N, remaining: 0 });
+
+    // The audit trail says the same as the headers: the refused requests' events show the budget
+    // with their token back (N), not the pre-refund figure (N - 1); the allowed ones count down.
+    const events = new Map((await eventsFor(marker, 2 * N + 2)).map((e) => [new URL(e.path, "http://o").pathname.split("/").pop(), e]));
+    const quotaState = (name: string) => JSON.parse(events.get(name)!.limit_state).find((l: { name: string }) => l.name === quotaName);
+    for (let i = 0; i <= N; i++) expect(quotaState(`refused${i}`)).toMatchObject({ outcome: "allowed", limit: N, remaining: N });
+    for (let i = 0; i < N; i++) expect(quotaState(`ok${i}`)).toMatchObject({ outcome: "allowed", remaining: N - 1 - i });
+    expect(quotaState("over")).toMatchObject({ outcome: "refused", remaining: 0 });
 
     // The origin saw exactly the N allowed requests: none refused, not the one over quota.
     const seen = (await originRecords(marker)).map((r) => new URL(r.url, "http://o").pathname.split("/").pop()).sort();

@@ -331,10 +331,10 @@ export interface LimitOutcome {
   source: LimitSource;
 }
 
-function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): void {
+function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): LimitOutcome {
   // c.get, not c.var: c.var builds an object of every variable on each access.
   const bag = c.get("bag");
-  if (!bag) return;
+  if (!bag) return o;
   let list = bag.get("limits") as LimitOutcome[] | undefined;
   if (list === undefined) {
     list = [];
@@ -343,6 +343,7 @@ function recordOutcome(c: Context<GatewayEnv>, o: LimitOutcome): void {
     bag.set(AUDIT_BAG.limitState, list);
   }
   list.push(o);
+  return o;
 }
 
 // ── per-handler caches (built once per plugin instance, not per request) ──────────────────────
@@ -560,10 +561,12 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       applyHeader(c, "ratelimit-dry-run", `would-refuse; limit="${def.name}"; code=${code}`);
       return;
     }
-    recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining, source });
+    const outcome = recordOutcome(c, { name: def.name, kind: def.kind, outcome: "allowed", limit, remaining, source });
     await next();
     // A quota charges only what reaches the origin: a later plugin's refusal gives the token back.
-    if (def.kind === "quota" && refusedBeforeOrigin(c) && returnLeased(s!, spentFrom, Date.now())) remaining++;
+    // The audit event (written after this, by the outer audit plugin) then shows the budget as it
+    // really is, as the response's RateLimit-Remaining does: not one short.
+    if (def.kind === "quota" && refusedBeforeOrigin(c) && returnLeased(s!, spentFrom, Date.now())) outcome.remaining = ++remaining;
     style.admitted(c, texts, remaining, resetMs);
   };
   limitRegistry.set(handler, def);
