@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { audit } from "../../plugins/audit";
 import { authorize } from "../../plugins/authorize";
 import { keyAuth } from "../../plugins/key-auth";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
@@ -6,6 +7,7 @@ import { bagSlot, defineErrorCodes, definePlugin, GatewayError, waitUntil, z } f
 import { env } from "cloudflare:test";
 import { expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
 import { testUpstreams } from "../fixtures/upstreams";
+import { eventsFor } from "../audit-helpers";
 
 /** Appends its label to x-order on the way in (origin sees it) and to x-order-out on the way back. */
 const makeTrace = (name: string) =>
@@ -215,3 +217,29 @@ describe("plugin API: a plugin that refuses after the origin answered", () => {
   });
 });
 
+
+describe("plugin API: a plugin that throws something other than an Error", () => {
+  const throwsString = definePlugin({
+    name: "throws-string",
+    config: z.strictObject({}),
+    create: () =>
+      async function throwsString() {
+        // eslint-disable-next-line no-throw-literal -- what a careless custom plugin does
+        throw "not an Error";
+      },
+  });
+  const fetchGw = testGateway({
+    plugins: [audit({ sink: "d1", flushIntervalMs: 50 })],
+    routes: [{ name: "throws-string", path: "/throws-string/*", upstream: "echo", plugins: [throwsString()] }],
+  });
+
+  it("answers a 500 INTERNAL problem with the request id, audited as that plugin's refusal; nothing reaches the origin", async () => {
+    const marker = unique("throws-string");
+    // Without the wrap the thrown string escaped Hono's error handler and the fetch itself failed.
+    const body = await expectProblem(await fetchGw(`/throws-string/${marker}`), 500, "INTERNAL");
+    expect(body.detail).toBe("An unexpected error occurred.");
+    expect(await originRecords(marker)).toEqual([]);
+    const [event] = await eventsFor(marker, 1);
+    expect(event).toMatchObject({ decision: "refused", decided_by: "throws-string", status: 500 });
+  });
+});

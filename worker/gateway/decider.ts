@@ -11,14 +11,32 @@ export function deciderOf(err: unknown): string | undefined {
 }
 
 /**
+ * JavaScript lets a plugin throw anything (`throw "nope"`, a rejected `undefined`). Hono's error
+ * handler only catches an Error: anything else escaped the app, so the runtime answered with its
+ * own error page (no problem+json, no request id, no audit event). Wrapped here, it is a 500
+ * INTERNAL like any other unexpected error; what was thrown is kept as the cause for the log.
+ */
+function asError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  let text: string;
+  try {
+    text = String(thrown);
+  } catch {
+    text = typeof thrown; // e.g. an object without a prototype
+  }
+  return new Error(`non-Error thrown: ${text}`, { cause: thrown });
+}
+
+/**
  * Wraps one step of a route's chain so an error it throws carries the step's name. Hono's
  * compose catches a throw at the step that threw it (the steps outside only see `c.error`), so
  * each wrapper sees exactly its own step's errors, and the audit event can say which plugin
  * refused.
  */
 export function tagDecisions(name: string, handler: MiddlewareHandler<GatewayEnv> | Handler<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
-  const tag = (err: unknown): never => {
-    if (typeof err === "object" && err !== null && !deciders.has(err)) deciders.set(err, name);
+  const tag = (thrown: unknown): never => {
+    const err = asError(thrown);
+    if (!deciders.has(err)) deciders.set(err, name);
     throw err;
   };
   // Not an async function: that would add a promise and a tick per step on every request.
