@@ -138,6 +138,18 @@ describe("users: checks the write no longer matches", () => {
   });
 });
 
+describe("users: a secret bound while the user is deleted", () => {
+  it("deleting a user while a secret is bound to it deletes and reports (audit) that secret too", async () => {
+    const { user } = await seedCaller();
+    const n = unique("TOKEN").replace(/[^A-Za-z0-9_.-]/g, "_");
+    const db = interleaved(() => secrets.putSecret(real(), env as any, who, n, { value: "bound-meanwhile", userId: user.id }));
+    await users.deleteUser(db, who, user.id);
+    expect(await env.DB.prepare("SELECT count(*) AS n FROM origin_secrets WHERE scope_id = ?").bind(user.id).first("n")).toBe(0);
+    const audited = await env.DB.prepare("SELECT before FROM admin_audit WHERE action = 'user.delete' AND target_id = ?").bind(user.id).first<{ before: string }>();
+    expect(JSON.parse(audited!.before).deletedSecrets).toEqual([{ name: n, version: 1 }]);
+  });
+});
+
 describe("users with many keys", () => {
   it("deleting a user with 120 live keys revokes and reports every one (no per-key bound parameters)", async () => {
     const { user, keyId } = await seedCaller();

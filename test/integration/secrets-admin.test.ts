@@ -69,6 +69,24 @@ describe("admin API: origin secrets", () => {
     expect((await admin("DELETE", `/secrets/${n}?userId=${user.id}`)).status).toBe(204);
   });
 
+  it("deleting a proxy user deletes the secrets bound to it (audited by name and version, never value); group and global ones stay", async () => {
+    const n = name();
+    const { user } = await seedCaller();
+    const group = unique("grp");
+    expect((await admin("PUT", `/secrets/${n}`, { value: "user-bound-value-1", userId: user.id })).status).toBe(200);
+    expect((await admin("PUT", `/secrets/${n}`, { value: "group-bound-value", group })).status).toBe(200);
+    expect((await admin("PUT", `/secrets/${n}`, { value: "global-value" })).status).toBe(200);
+    expect((await admin("DELETE", `/users/${user.id}`)).status).toBe(200);
+    // A secret bound to a user that no longer exists could never be used, re-bound or (the CLI
+    // resolves --user first) deleted by the user's name or id: it would sit in D1 for good.
+    const left = (await json(await admin("GET", `/secrets?name=${n}`))).data.map((s: any) => s.scope).sort();
+    expect(left).toEqual(["global", "group"]);
+    expect(await env.DB.prepare("SELECT count(*) AS n FROM origin_secrets WHERE scope_type = 'user' AND scope_id = ?").bind(user.id).first("n")).toBe(0);
+    const audited = await env.DB.prepare("SELECT before FROM admin_audit WHERE action = 'user.delete' AND target_id = ?").bind(user.id).first<{ before: string }>();
+    expect(JSON.parse(audited!.before).deletedSecrets).toEqual([{ name: n, version: 1 }]);
+    expect(audited!.before).not.toContain("user-bound-value-1");
+  });
+
   it("refuses bad input as VALIDATION_FAILED and unknown users as USER_NOT_FOUND", async () => {
     const n = name();
     await expectProblem(await admin("PUT", `/secrets/${n}`, { value: "a\r\nx-evil: 1" }), 400, "VALIDATION_FAILED");

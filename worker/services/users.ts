@@ -1,7 +1,7 @@
 import { and, asc, eq, exists, gt, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "../db";
-import { apiKeys, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
+import { apiKeys, originSecrets, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
 import { GatewayError } from "../errors";
 import { newId } from "../lib/ids";
 import { adminAuditInsert, type AdminActor } from "./admin-audit";
@@ -194,7 +194,10 @@ export async function updateUser(db: Database, who: AdminActor, id: string, patc
 
 /**
  * Deletes a proxy user. Its keys are revoked first (in the same transaction) and then go with
- * it, so no key of a deleted user can authenticate anywhere once caches expire.
+ * it, so no key of a deleted user can authenticate anywhere once caches expire. Origin secrets
+ * bound to it go too (named, with their versions, in the audit row): bound to an id that no
+ * longer exists, they could never be resolved, re-bound or addressed by the user again, and
+ * a credential nobody can use should not stay stored.
  */
 export async function deleteUser(db: Database, who: AdminActor, id: string): Promise<{ id: string; revokedKeyIds: string[] }> {
   for (let attempt = 1; ; attempt++) {
@@ -202,6 +205,8 @@ export async function deleteUser(db: Database, who: AdminActor, id: string): Pro
     const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
     const live = and(eq(apiKeys.userId, id), isNull(apiKeys.revokedAt));
     const revokedKeyIds = (await db.select({ id: apiKeys.id }).from(apiKeys).where(live)).map((k) => k.id);
+    const bound = and(eq(originSecrets.scopeType, "user"), eq(originSecrets.scopeId, id));
+    const secrets = await db.select({ id: originSecrets.id, name: originSecrets.name, version: originSecrets.version }).from(originSecrets).where(bound).orderBy(asc(originSecrets.id));
     const now = new Date();
     try {
       await db.batch([
@@ -214,15 +219,23 @@ export async function deleteUser(db: Database, who: AdminActor, id: string): Pro
             // The live ids as one sorted list, compared as one string: a list of ids as bound
             // parameters would hit D1's 100-parameter cap for a user with many keys.
             sql`(SELECT coalesce(group_concat(${apiKeys.id}, ',' ORDER BY ${apiKeys.id}), '') FROM ${apiKeys} WHERE ${live}) = ${[...revokedKeyIds].sort().join(",")}`,
+            // Likewise the bound secrets, at the versions read (a PUT meanwhile reads again).
+            sql`(SELECT coalesce(group_concat(${originSecrets.id} || ':' || ${originSecrets.version}, ',' ORDER BY ${originSecrets.id}), '') FROM ${originSecrets} WHERE ${bound}) = ${secrets.map((s) => `${s.id}:${s.version}`).join(",")}`,
           ),
         ),
         db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(live),
+        db.delete(originSecrets).where(bound),
         db.delete(proxyUsers).where(eq(proxyUsers.id, id)),
-        adminAuditInsert(db, who, { action: "user.delete", targetType: "user", targetId: id, before: { ...userView(before, beforeRoles), revokedKeyIds } }, now),
+        adminAuditInsert(
+          db,
+          who,
+          { action: "user.delete", targetType: "user", targetId: id, before: { ...userView(before, beforeRoles), revokedKeyIds, deletedSecrets: secrets.map((s) => ({ name: s.name, version: s.version })) } },
+          now,
+        ),
       ]);
       return { id, revokedKeyIds };
     } catch (err) {
-      // Deleted meanwhile: 404 (findUser). Its keys changed meanwhile: read them again.
+      // Deleted meanwhile: 404 (findUser). Its keys or secrets changed meanwhile: read them again.
       await findUser(db, id);
       if (attempt === 3) throw err;
     }
