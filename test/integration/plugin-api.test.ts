@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { audit } from "../../plugins/audit";
 import { authorize } from "../../plugins/authorize";
+import { cors } from "../../plugins/cors";
 import { keyAuth } from "../../plugins/key-auth";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { bagSlot, defineErrorCodes, definePlugin, GatewayError, waitUntil, z } from "../../worker/plugin-api";
@@ -241,5 +242,36 @@ describe("plugin API: a plugin that throws something other than an Error", () =>
     expect(await originRecords(marker)).toEqual([]);
     const [event] = await eventsFor(marker, 1);
     expect(event).toMatchObject({ decision: "refused", decided_by: "throws-string", status: 500 });
+  });
+});
+
+describe("plugin API: a plugin that answers without calling next", () => {
+  // What a caching or mirroring plugin does: answer with a Response of its own making. One from
+  // fetch() (or caches.default.match()) has immutable headers.
+  const answersItself = definePlugin({
+    name: "answers-itself",
+    config: z.strictObject({}),
+    create: () =>
+      async function answersItself(c) {
+        return fetch(`${env.TEST_ORIGIN_URL}/answered-by-plugin/${c.req.header("x-test-marker")}`);
+      },
+  });
+  const fetchGw = testGateway({
+    plugins: [cors({ origins: ["https://app.example.com"] }), trace({ label: "outer" })],
+    routes: [{ name: "answers-itself", path: "/answers-itself/*", upstream: "echo", plugins: [answersItself()] }],
+  });
+
+  it("its response reaches the client with the steps outside it applied (CORS, the request id, their edits); the route's upstream is never called", async () => {
+    const marker = unique("answers-itself");
+    const res = await fetchGw(`/answers-itself/${marker}`, { headers: { origin: "https://app.example.com", "x-test-marker": marker } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(res.headers.get("x-order-out")).toBe("outer");
+    expect(res.headers.get("x-request-id")).toMatch(/^req_/);
+    // Hop-by-hop headers of the fetched answer are stripped, as on an origin's response.
+    expect(res.headers.get("x-origin-hop")).toBeNull();
+    expect((await json(res)).url).toBe(`/answered-by-plugin/${marker}`);
+    // Only the plugin's own fetch reached the origin, not the route's forward.
+    expect((await originRecords(marker)).map((r) => r.url)).toEqual([`/answered-by-plugin/${marker}`]);
   });
 });

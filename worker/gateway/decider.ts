@@ -1,4 +1,4 @@
-import type { Handler, MiddlewareHandler } from "hono";
+import type { Context, Handler, MiddlewareHandler } from "hono";
 import type { GatewayEnv } from "../env";
 
 // error → the chain step that threw it. A WeakMap, so errors need no extra fields and a tag
@@ -33,7 +33,12 @@ function asError(thrown: unknown): Error {
  * each wrapper sees exactly its own step's errors, and the audit event can say which plugin
  * refused.
  */
-export function tagDecisions(name: string, handler: MiddlewareHandler<GatewayEnv> | Handler<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
+export function tagDecisions(
+  name: string,
+  handler: MiddlewareHandler<GatewayEnv> | Handler<GatewayEnv>,
+  /** Applied to a Response the step returns (a plugin answering without calling `next`). */
+  answered?: (c: Context<GatewayEnv>, res: Response) => Response,
+): MiddlewareHandler<GatewayEnv> {
   const tag = (thrown: unknown): never => {
     const err = asError(thrown);
     if (!deciders.has(err)) deciders.set(err, name);
@@ -47,7 +52,12 @@ export function tagDecisions(name: string, handler: MiddlewareHandler<GatewayEnv
     } catch (err) {
       tag(err);
     }
-    return result instanceof Promise ? result.catch(tag) : result;
+    if (!answered) return result instanceof Promise ? result.catch(tag) : result;
+    // Only an answer Hono will use: once a step behind this one has answered (`c.finalized`), a
+    // returned Response (`await next(); return c.res`) is ignored by compose, so it is left alone.
+    const own = (r: unknown) => (r instanceof Response && !c.finalized ? answered(c, r) : r);
+    // One reaction either way: `then(own, tag)` costs what `catch(tag)` does.
+    return result instanceof Promise ? result.then(own, tag) : own(result);
   }) as MiddlewareHandler<GatewayEnv>;
   // Keep the step's own name in stack traces and debuggers.
   Object.defineProperty(wrapped, "name", { value: handler.name || name });

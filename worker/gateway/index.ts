@@ -3,7 +3,7 @@ import type { GatewayEnv } from "../env";
 import { GatewayError } from "../errors";
 import { tagDecisions } from "./decider";
 import { forwardToUpstream } from "./forward";
-import { sanitizeRequestHeaders } from "./headers";
+import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "./headers";
 import type { CompiledGateway, CompiledRoute, CompiledUpstream } from "./types";
 import { nonCanonicalReason, rawPathOf } from "./upstream-url";
 
@@ -53,6 +53,20 @@ const refuseUnansweredPreflight: MiddlewareHandler<GatewayEnv> = async function 
 };
 
 /**
+ * A response a plugin answered with itself (a cache hit, a fetch of its own), copied: one from
+ * `fetch()` or `caches.default.match()` has immutable headers, and the steps outside the plugin
+ * (cors, the request id on every response, the response edits of headers) set headers on it, so
+ * as is it turned into a 500 after the answer was already made. Its hop-by-hop headers and any
+ * injected secret are stripped, as on an origin's response. Only on that path: a plugin that
+ * calls `next()` costs nothing more.
+ */
+function ownAnswer(c: Context<GatewayEnv>, res: Response): Response {
+  const copy = new Response(res.body, res);
+  sanitizeResponseHeaders(copy.headers, c.get("forward")?.injectedSecrets);
+  return copy;
+}
+
+/**
  * Registers every configured route on the app: `bindRoute → plugins (declared order) → forward`.
  * Hono runs the first matching route's chain; the forwarder always answers, so later routes
  * that would also match never run. Each step is wrapped so an error it throws is tagged with
@@ -64,7 +78,7 @@ export function mountGateway(app: Hono<GatewayEnv>, gateway: CompiledGateway): v
     const upstream = gateway.upstreams.get(route.upstream)!;
     const handlers = [
       tagDecisions("gateway", bindRoute(route, upstream)),
-      ...route.plugins.map((p) => tagDecisions(p.name, p.handler)),
+      ...route.plugins.map((p) => tagDecisions(p.name, p.handler, ownAnswer)),
       // Only a route whose chain may let a preflight through needs the check behind it.
       ...(route.answersPreflight ? [tagDecisions("gateway", refuseUnansweredPreflight)] : []),
       tagDecisions("upstream", forwardToUpstream),
