@@ -2733,7 +2733,10 @@ export interface components {
              * @example 2027-01-01T00:00:00Z
              */
             revokedAt: string | null;
+            /** @description The key this one replaced by rotation */
             rotatedFrom: string | null;
+            /** @description The key that replaced this one; a rotated key is not rotated again (409 KEY_ALREADY_ROTATED) */
+            rotatedTo: string | null;
             /**
              * @description The first characters of the key, to tell keys apart
              * @example pcl_Ab3x
@@ -3144,7 +3147,7 @@ export interface components {
                 shared: boolean;
                 /** @description `config`, `role:<name>` or `user` */
                 source: string;
-                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                /** @description Counted by the backend, less tokens the answering isolate holds unspent (other isolates' are included) */
                 used: number | null;
                 window: string | null;
             }[];
@@ -3195,7 +3198,7 @@ export interface components {
                 shared: boolean;
                 /** @description `config`, `role:<name>` or `user` */
                 source: string;
-                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                /** @description Counted by the backend, less tokens the answering isolate holds unspent (other isolates' are included) */
                 used: number | null;
                 window: string | null;
             }[];
@@ -3265,7 +3268,7 @@ export interface components {
                 shared: boolean;
                 /** @description `config`, `role:<name>` or `user` */
                 source: string;
-                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                /** @description Counted by the backend, less tokens the answering isolate holds unspent (other isolates' are included) */
                 used: number | null;
                 window: string | null;
             }[];
@@ -3314,7 +3317,7 @@ export interface components {
                 shared: boolean;
                 /** @description `config`, `role:<name>` or `user` */
                 source: string;
-                /** @description Counted by the backend, including tokens leased to isolates but not yet spent */
+                /** @description Counted by the backend, less tokens the answering isolate holds unspent (other isolates' are included) */
                 used: number | null;
                 window: string | null;
             }[];

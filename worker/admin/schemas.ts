@@ -128,7 +128,8 @@ function buildAdminSchemas() {
       expiresAt: timestamp.nullable(),
       revokedAt: timestamp.nullable(),
       lastUsedAt: timestamp.nullable().describe("Precise to about a minute"),
-      rotatedFrom: z.string().nullable(),
+      rotatedFrom: z.string().nullable().describe("The key this one replaced by rotation"),
+      rotatedTo: z.string().nullable().describe("The key that replaced this one; a rotated key is not rotated again (409 KEY_ALREADY_ROTATED)"),
       createdAt: timestamp,
     })
     .openapi("ApiKey");

@@ -68,10 +68,7 @@ async function renderUsers(c: DashboardContext, msg: { notice?: string | undefin
   const q = { search: c.req.query("search")?.trim() || undefined, group: c.req.query("group")?.trim() || undefined, status: c.req.query("status") || undefined };
   const status = userStatuses.find((s) => s === q.status);
   const cursor = c.req.query("cursor") || undefined;
-  const [page, allRoles] = await Promise.all([
-    users.listUsers(db, { limit: 50, cursor, search: q.search, group: q.group, status }),
-    roles.listRoles(db, { limit: 100 }),
-  ]);
+  const [page, allRoles] = await Promise.all([users.listUsers(db, { limit: 50, cursor, search: q.search, group: q.group, status }), roles.allRoleChoices(db)]);
   const filterQs = new URLSearchParams(Object.entries({ search: q.search, group: q.group, status }).filter((e): e is [string, string] => !!e[1]));
   const csrf = c.var.session.csrfToken;
   const typed = draft?.values;
@@ -117,10 +114,10 @@ async function renderUsers(c: DashboardContext, msg: { notice?: string | undefin
             <input id="u-desc" name="description" type="text" value={typed?.description ?? ""} {...invalid("u-desc", problem("description"))} />
           </Field>
         </div>
-        {allRoles.data.length ? (
+        {allRoles.length ? (
           <fieldset style="margin-top:10px" aria-describedby={problem("roles") ? "u-roles-error" : undefined}>
             <legend class="legend">Roles</legend>
-            {allRoles.data.map((r) => (
+            {allRoles.map((r) => (
               <label>
                 <input type="checkbox" name="roles" value={r.name} checked={typed?.roles.includes(r.name)} /> {r.name}
               </label>
@@ -313,7 +310,9 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
       404,
     );
   }
-  const [userKeys, allRoles] = await Promise.all([keys.listKeys(db, id, { limit: 100 }), roles.listRoles(db, { limit: 100 })]);
+  // Keys page by `?keys=<cursor>` (oldest first, 100 a page): a rotation's successor is newest.
+  const keysCursor = c.req.query("keys") || undefined;
+  const [userKeys, allRoles] = await Promise.all([keys.listKeys(db, id, { limit: 100, cursor: keysCursor }), roles.allRoleChoices(db)]);
   const csrf = c.var.session.csrfToken;
   const extras = await Promise.all(userSections.map((s) => s(c, user)));
   const draft = drafts.get(c.req.raw);
@@ -322,7 +321,7 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
   const typed = draft?.form === "key" ? draft.values : undefined;
   const keyProblem = (field: string) => (typed ? draft!.errors.get(field) : undefined);
   // Saving the form replaces the user's whole role set, so every role it holds gets a box, listed or not.
-  const listed = new Set(allRoles.data.map((r) => r.name));
+  const listed = new Set(allRoles.map((r) => r.name));
   const unlisted = [...new Set([...user.roles, ...held])].filter((n) => !listed.has(n));
   return c.html(
     <Layout title={user.name} nav="users" csrf={csrf} notice={msg.notice} error={msg.error}>
@@ -360,10 +359,10 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
       <h2 id="roles">Roles</h2>
       <form class="card" method="post" action={`${userHref(id)}/roles`} aria-labelledby="roles">
         <Csrf token={csrf} />
-        {allRoles.data.length + unlisted.length ? (
+        {allRoles.length + unlisted.length ? (
           <fieldset aria-describedby={rolesError ? "user-roles-error" : undefined}>
             <legend class="legend">Roles held</legend>
-            {allRoles.data.map((r) => (
+            {allRoles.map((r) => (
               <label>
                 <input type="checkbox" name="roles" value={r.name} checked={held.includes(r.name)} /> {r.name} <span class="muted mono">({r.permissions.join(", ")})</span>
               </label>
@@ -385,6 +384,10 @@ export async function renderUser(c: DashboardContext, id: string, msg: { notice?
 
       <h2 id="keys">Keys</h2>
       <KeysTable rows={userKeys.data} userId={id} csrf={csrf} />
+      <div class="pager">
+        {keysCursor ? <a href={`${userHref(id)}#keys`}>First keys</a> : null}
+        {userKeys.nextCursor ? <a href={`${userHref(id)}?keys=${encodeURIComponent(userKeys.nextCursor)}#keys`}>More keys →</a> : null}
+      </div>
       <h3 id="issue-key">Issue a key</h3>
       <form class="card row" method="post" action={`${userHref(id)}/keys`} aria-labelledby="issue-key">
         <Csrf token={csrf} />
@@ -432,10 +435,9 @@ const NewKey = ({ issued }: { issued: IssuedKeyView }) => (
   </section>
 );
 
-const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; csrf: string }) => {
-  // A key another listed key was rotated from is in its grace period: it may be revoked, not rotated again (409 KEY_ALREADY_ROTATED).
-  const superseded = new Set(rows.map((k) => k.rotatedFrom));
-  return rows.length === 0 ? (
+// A rotated key (its successor may be on another page) is in its grace period: it may be revoked, not rotated again (409 KEY_ALREADY_ROTATED).
+const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; csrf: string }) =>
+  rows.length === 0 ? (
     <p class="card muted">No keys yet.</p>
   ) : (
     <table aria-label="Keys">
@@ -460,7 +462,7 @@ const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; cs
             <td>{k.name ?? "—"}</td>
             <td>
               <Badge status={k.status} />
-              {k.status === "active" && superseded.has(k.id) ? <span class="muted"> (rotated)</span> : null}
+              {k.status === "active" && k.rotatedTo ? <span class="muted"> (rotated)</span> : null}
             </td>
             <td class="mono">{k.permissions?.join(", ") ?? "all of the user's"}</td>
             <td>{when(k.lastUsedAt)}</td>
@@ -469,7 +471,7 @@ const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; cs
             <td>
               {k.status === "active" ? (
                 <div class="row">
-                  {superseded.has(k.id) ? null : (
+                  {k.rotatedTo ? null : (
                     <form method="post" action={`${userHref(userId)}/keys/${k.id}/rotate`}>
                       <Csrf token={csrf} />
                       <label class="skip" for={`grace-${k.id}`}>
@@ -496,4 +498,3 @@ const KeysTable = ({ rows, userId, csrf }: { rows: KeyView[]; userId: string; cs
       </tbody>
     </table>
   );
-};

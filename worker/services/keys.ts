@@ -1,4 +1,4 @@
-import { and, asc, eq, exists, gt, isNull, lt, notExists, or } from "drizzle-orm";
+import { and, asc, eq, exists, getTableColumns, gt, isNull, lt, notExists, or, sql } from "drizzle-orm";
 import type { Database } from "../db";
 import { apiKeys, type ApiKeyRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -22,6 +22,8 @@ export interface KeyView {
   revokedAt: string | null;
   lastUsedAt: string | null;
   rotatedFrom: string | null;
+  /** The successor a rotation issued (the key is then in its grace period, or ended): such a key is not rotated again. */
+  rotatedTo: string | null;
   createdAt: string;
 }
 
@@ -34,7 +36,7 @@ export function keyStatus(k: Pick<ApiKeyRow, "revokedAt" | "expiresAt">, now = D
   return "active";
 }
 
-export const keyView = (k: ApiKeyRow): KeyView => ({
+export const keyView = (k: ApiKeyRow, rotatedTo: string | null = null): KeyView => ({
   id: k.id,
   userId: k.userId,
   name: k.name,
@@ -45,8 +47,20 @@ export const keyView = (k: ApiKeyRow): KeyView => ({
   revokedAt: k.revokedAt?.toISOString() ?? null,
   lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
   rotatedFrom: k.rotatedFrom ?? null,
+  rotatedTo,
   createdAt: k.createdAt.toISOString(),
 });
+
+/**
+ * A key's columns plus its successor's id, read in the same statement (api_keys_rotated_from_idx):
+ * a page of keys knows which of them were rotated even when the successor is on another page.
+ */
+const keyWithSuccessor = {
+  ...getTableColumns(apiKeys),
+  rotatedTo: sql<string | null>`(select "s"."id" from "api_keys" "s" where "s"."rotated_from" = "api_keys"."id" limit 1)`,
+};
+type KeyWithSuccessor = ApiKeyRow & { rotatedTo: string | null };
+const viewOf = (k: KeyWithSuccessor) => keyView(k, k.rotatedTo);
 
 export interface KeyInput {
   name?: string | null | undefined;
@@ -54,8 +68,8 @@ export interface KeyInput {
   expiresAt?: Date | null | undefined;
 }
 
-async function findKey(db: Database, id: string): Promise<ApiKeyRow> {
-  const row = await db.query.apiKeys.findFirst({ where: eq(apiKeys.id, id) });
+async function findKey(db: Database, id: string): Promise<KeyWithSuccessor> {
+  const row = await db.select(keyWithSuccessor).from(apiKeys).where(eq(apiKeys.id, id)).get();
   if (!row) throw new GatewayError("KEY_NOT_FOUND", `No key with id "${id}".`);
   return row;
 }
@@ -101,13 +115,13 @@ export async function issueKey(db: Database, who: AdminActor, userId: string, in
 export async function listKeys(db: Database, userId: string, q: { limit: number; cursor?: string | undefined }) {
   await findUser(db, userId);
   const rows = await db
-    .select()
+    .select(keyWithSuccessor)
     .from(apiKeys)
     .where(and(eq(apiKeys.userId, userId), q.cursor ? gt(apiKeys.id, decodeCursor(q.cursor)) : undefined))
     .orderBy(asc(apiKeys.id))
     .limit(q.limit + 1);
   const { rows: pageRows, nextCursor } = page(rows, q.limit);
-  return { data: pageRows.map(keyView), nextCursor };
+  return { data: pageRows.map(viewOf), nextCursor };
 }
 
 /**
@@ -130,7 +144,7 @@ export function unusedKeysCondition(days: number, now = Date.now()) {
  */
 export async function listAllKeys(db: Database, q: { limit: number; cursor?: string | undefined; userId?: string | undefined; unusedForDays?: number | undefined }) {
   const rows = await db
-    .select()
+    .select(keyWithSuccessor)
     .from(apiKeys)
     .where(
       and(
@@ -142,11 +156,11 @@ export async function listAllKeys(db: Database, q: { limit: number; cursor?: str
     .orderBy(asc(apiKeys.id))
     .limit(q.limit + 1);
   const { rows: pageRows, nextCursor } = page(rows, q.limit);
-  return { data: pageRows.map(keyView), nextCursor };
+  return { data: pageRows.map(viewOf), nextCursor };
 }
 
 export async function getKey(db: Database, id: string): Promise<KeyView> {
-  return keyView(await findKey(db, id));
+  return viewOf(await findKey(db, id));
 }
 
 /**
@@ -159,10 +173,9 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
   const old = await findKey(db, id);
   const now = new Date();
   if (keyStatus(old, now.getTime()) !== "active") throw new GatewayError("CONFLICT", `Key "${id}" is ${keyStatus(old, now.getTime())} and cannot be rotated.`);
-  // The successor has the same user: the user index keeps this off a scan of every key.
-  const successor = db.select({ id: apiKeys.id }).from(apiKeys).where(and(eq(apiKeys.userId, old.userId), eq(apiKeys.rotatedFrom, id)));
-  const next = await successor.get();
-  if (next) throw new GatewayError("KEY_ALREADY_ROTATED", `Key "${id}" was already rotated; its successor is "${next.id}".`);
+  // For the write's guard and the conflict check: a rotation that landed after the read.
+  const successor = db.select({ id: apiKeys.id }).from(apiKeys).where(eq(apiKeys.rotatedFrom, id));
+  if (old.rotatedTo) throw new GatewayError("KEY_ALREADY_ROTATED", `Key "${id}" was already rotated; its successor is "${old.rotatedTo}".`);
   const { row, key } = await newKeyRow(old.userId, { name: old.name, permissions: old.permissions, expiresAt: old.expiresAt }, now, old.id);
   const graceEnd = new Date(now.getTime() + gracePeriodSeconds * 1000);
   // The grace path writes only the expiry: writing revokedAt back (null, as read) would undo a revoke that landed meanwhile.
@@ -182,7 +195,7 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
       guard(db, and(exists(db.select({ id: apiKeys.id }).from(apiKeys).where(asRead)), notExists(successor))),
       db.insert(apiKeys).values(row),
       db.update(apiKeys).set(change).where(asRead),
-      adminAuditInsert(db, who, { action: "key.rotate", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(oldAfter), successorId: row.id, gracePeriodSeconds } }, now),
+      adminAuditInsert(db, who, { action: "key.rotate", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(oldAfter, row.id), successorId: row.id, gracePeriodSeconds } }, now),
       adminAuditInsert(db, who, { action: "key.create", targetType: "key", targetId: row.id, after: { ...keyView(row) } }, now),
     ]);
   } catch (err) {
@@ -193,26 +206,26 @@ export async function rotateKey(db: Database, who: AdminActor, id: string, grace
     }
     throw err;
   }
-  return { ...keyView(row), key, previous: keyView(oldAfter) };
+  return { ...keyView(row), key, previous: keyView(oldAfter, row.id) };
 }
 
 /** Revokes a key at once. Revoking a revoked key is a no-op that answers the same. */
 export async function revokeKey(db: Database, who: AdminActor, id: string): Promise<KeyView> {
   const old = await findKey(db, id);
-  if (old.revokedAt) return keyView(old);
+  if (old.revokedAt) return viewOf(old);
   const now = new Date();
-  const after: ApiKeyRow = { ...old, revokedAt: now, updatedAt: now };
+  const after: KeyWithSuccessor = { ...old, revokedAt: now, updatedAt: now };
   try {
     await db.batch([
       // Not revoked meanwhile (a rotation without grace revokes): its revokedAt and audit row stand.
       guard(db, exists(db.select({ id: apiKeys.id }).from(apiKeys).where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt))))),
       db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(eq(apiKeys.id, id)),
-      adminAuditInsert(db, who, { action: "key.revoke", targetType: "key", targetId: id, before: { ...keyView(old) }, after: { ...keyView(after) } }, now),
+      adminAuditInsert(db, who, { action: "key.revoke", targetType: "key", targetId: id, before: { ...viewOf(old) }, after: { ...viewOf(after) } }, now),
     ]);
   } catch (err) {
     const current = await findKey(db, id); // deleted meanwhile: 404
-    if (current.revokedAt) return keyView(current);
+    if (current.revokedAt) return viewOf(current);
     throw err;
   }
-  return keyView(after);
+  return viewOf(after);
 }

@@ -74,6 +74,14 @@ export async function listRoles(db: Database, q: { limit: number; cursor?: strin
   return { data: pageRows.map(roleView), nextCursor };
 }
 
+/**
+ * Every role's name and permissions, by name: for forms that offer each role as a choice. Roles
+ * are a small vocabulary; a page of them would silently leave the rest out of such a form.
+ */
+export async function allRoleChoices(db: Database): Promise<Array<Pick<RoleView, "name" | "permissions">>> {
+  return db.select({ name: roles.name, permissions: roles.permissions }).from(roles).orderBy(asc(roles.name));
+}
+
 export async function updateRole(db: Database, who: AdminActor, id: string, patch: Partial<RoleInput>): Promise<RoleView> {
   const before = await findRole(db, id);
   const now = new Date();

@@ -21,11 +21,12 @@ export const apiKeys = sqliteTable(
     revokedAt: integer("revoked_at", { mode: "timestamp_ms" }),
     /** Written at most once a minute per key per isolate, never on every request. */
     lastUsedAt: integer("last_used_at", { mode: "timestamp_ms" }),
+    /** The key this one replaced by rotation; its index finds a key's successor (a key is rotated once). */
     rotatedFrom: text("rotated_from"),
     createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull(),
     updatedAt: integer("updated_at", { mode: "timestamp_ms" }).notNull(),
   },
-  (t) => [uniqueIndex("api_keys_hash_idx").on(t.hash), index("api_keys_user_idx").on(t.userId)],
+  (t) => [uniqueIndex("api_keys_hash_idx").on(t.hash), index("api_keys_user_idx").on(t.userId), index("api_keys_rotated_from_idx").on(t.rotatedFrom)],
 );
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
