@@ -70,16 +70,47 @@ export async function all(fetchPage) {
 }
 
 /**
- * A user's id from an id (`usr_…`) or a name.
+ * The object an id-shaped reference names, else the one with that name. Names may look like ids
+ * (the API takes `usr_billing` as a user's name), so an id that names nothing is tried as a name
+ * before the CLI gives up with the id lookup's own 404.
+ *
+ * @template T
+ * @param {string} ref
+ * @param {RegExp} idShape
+ * @param {() => Promise<{ data?: T, error?: any, response: Response }>} byId
+ * @param {() => Promise<{ data?: { data: T[] }, error?: any, response: Response }>} byName
+ * @param {() => CliError} notFound
+ * @returns {Promise<NonNullable<T>>}
+ */
+async function resolveRef(ref, idShape, byId, byName, notFound) {
+  if (idShape.test(ref)) {
+    try {
+      return await ok(byId());
+    } catch (err) {
+      if (!(err instanceof CliError && err.exitCode === EXIT.NOT_FOUND)) throw err;
+      const named = (await ok(byName())).data[0];
+      if (named) return /** @type {NonNullable<T>} */ (named);
+      throw err;
+    }
+  }
+  const named = (await ok(byName())).data[0];
+  if (!named) throw notFound();
+  return /** @type {NonNullable<T>} */ (named);
+}
+
+/**
+ * A user from an id (`usr_…`) or a name.
  * @param {AdminClient} api
  * @param {string} ref
  */
-export async function resolveUser(api, ref) {
-  if (/^usr_[0-9A-Za-z]+$/.test(ref)) return ok(api.GET("/users/{id}", { params: { path: { id: ref } } }));
-  const page = await ok(api.GET("/users", { params: { query: { name: ref, limit: 1 } } }));
-  const user = page.data[0];
-  if (!user) throw new CliError(`No proxy user named "${ref}".`, EXIT.NOT_FOUND, { code: "USER_NOT_FOUND" });
-  return user;
+export function resolveUser(api, ref) {
+  return resolveRef(
+    ref,
+    /^usr_[0-9A-Za-z]+$/,
+    () => api.GET("/users/{id}", { params: { path: { id: ref } } }),
+    () => api.GET("/users", { params: { query: { name: ref, limit: 1 } } }),
+    () => new CliError(`No proxy user named "${ref}".`, EXIT.NOT_FOUND, { code: "USER_NOT_FOUND" }),
+  );
 }
 
 /**
@@ -87,12 +118,14 @@ export async function resolveUser(api, ref) {
  * @param {AdminClient} api
  * @param {string} ref
  */
-export async function resolveRole(api, ref) {
-  if (/^rol_[0-9A-Za-z]+$/.test(ref)) return ok(api.GET("/roles/{id}", { params: { path: { id: ref } } }));
-  const page = await ok(api.GET("/roles", { params: { query: { name: ref, limit: 1 } } }));
-  const role = page.data[0];
-  if (!role) throw new CliError(`No role named "${ref}".`, EXIT.NOT_FOUND, { code: "ROLE_NOT_FOUND" });
-  return role;
+export function resolveRole(api, ref) {
+  return resolveRef(
+    ref,
+    /^rol_[0-9A-Za-z]+$/,
+    () => api.GET("/roles/{id}", { params: { path: { id: ref } } }),
+    () => api.GET("/roles", { params: { query: { name: ref, limit: 1 } } }),
+    () => new CliError(`No role named "${ref}".`, EXIT.NOT_FOUND, { code: "ROLE_NOT_FOUND" }),
+  );
 }
 
 /**

@@ -162,6 +162,24 @@ describe("errors and exit codes", () => {
     expect(k.stderr).toMatch(/code KEY_NOT_FOUND, HTTP 404, requestId req_/);
   });
 
+  it("finds a user or role by a name shaped like an id (usr_…, rol_…), which the API accepts as a name", async () => {
+    const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const role = `rol_cli${suffix}`;
+    const name = `usr_cli${suffix}`;
+    expect((await cli(["roles", "create", role, "--permission", "echo:read"])).code).toBe(0);
+    const created = await cliJson(["users", "create", name, "--role", role]);
+    expect(created.name).toBe(name);
+    // No such id: the reference is then looked up as a name, as for any other name.
+    expect(await cliJson(["users", "show", name])).toMatchObject({ id: created.id, name });
+    expect(await cliJson(["users", "disable", name])).toMatchObject({ id: created.id, status: "disabled" });
+    expect(await cliJson(["roles", "show", role])).toMatchObject({ name: role, permissions: ["echo:read"] });
+    // An id still wins, and a reference that is neither is still exit 4.
+    expect(await cliJson(["users", "show", created.id])).toMatchObject({ id: created.id, name });
+    const missing = await cli(["users", "show", `usr_nobody${suffix}`]);
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain("code USER_NOT_FOUND");
+  });
+
   it("exit 5 when the gateway rejects the request (conflict, validation)", async () => {
     const name = uniqueName("cli-dup");
     await cli(["users", "create", name]);
