@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type JSONWebKeySet, type ExportedJWKSCache, type JWKSCacheInput, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { alreadyAuthenticated, checkUserIps, credentialRequiredDetail, definePlugin, GatewayError, isLastAuthenticator, z } from "../../worker/plugin-api";
 import type { GatewayContext, ResolvedIdentity } from "../../worker/plugin-api";
 import { AUDIT_BAG } from "../../worker/audit/options";
@@ -102,6 +102,50 @@ function refuse(c: GatewayContext, reason: string, detail = TOKEN_INVALID_DETAIL
   throw new GatewayError("TOKEN_INVALID", detail, { headers: { "www-authenticate": 'Bearer realm="portcullis", error="invalid_token"' } });
 }
 
+/** Failures to get the JWKS (network, timeout, not a 200, not a key set), as opposed to a token's own faults. */
+const JWKS_UNREACHABLE = new Set(["ERR_JOSE_GENERIC", "ERR_JWKS_TIMEOUT", "ERR_JWKS_INVALID"]);
+const jwksUnreachable = (err: unknown) => err instanceof TypeError || (err instanceof joseErrors.JOSEError && JWKS_UNREACHABLE.has(err.code));
+
+/**
+ * The issuer's JWKS from `url`, kept usable through the issuer's outages. jose refetches once
+ * the keys are older than `cacheMs` and, if that fails, refuses every token, although the keys
+ * it already had still verify them; on Workers each request then starts its own refetch (and
+ * waits up to its 5 s timeout). Here a failed fetch falls back to the keys of the last good
+ * one, and for `cooldownMs` after it no request refetches. Serving those keys is no weaker than
+ * before: a key leaves the set only through a fetch that succeeds, and that fetch replaces
+ * them. With no keys ever fetched, the token cannot be checked: 503, not a 401 that tells the
+ * client to drop a token nobody looked at.
+ */
+function resilientRemoteJwks(url: string, cacheMs: number, cooldownMs: number): JWTVerifyGetKey {
+  // jose writes every successful fetch here ({ jwks, uat }); the fallback reads it.
+  const lastGood: Partial<ExportedJWKSCache> = {};
+  const remote = createRemoteJWKSet(new URL(url), { cacheMaxAge: cacheMs, cooldownDuration: cooldownMs, timeoutDuration: 5000, [jwksCache]: lastGood as JWKSCacheInput });
+  let fallback: { uat: number; getKey: JWTVerifyGetKey } | undefined;
+  let failedAt = -Infinity;
+  const lastGoodKeys = (): JWTVerifyGetKey | undefined => {
+    const { jwks, uat } = lastGood;
+    if (!jwks || uat === undefined) return undefined;
+    if (fallback?.uat !== uat) fallback = { uat, getKey: createLocalJWKSet(jwks) };
+    return fallback.getKey;
+  };
+  return async (header, token) => {
+    const recent = Date.now() - failedAt < cooldownMs ? lastGoodKeys() : undefined;
+    if (recent) return recent(header, token);
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (!jwksUnreachable(err)) throw err;
+      failedAt = Date.now();
+      const keys = lastGoodKeys();
+      console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", jwksUrl: url, usingLastFetched: keys !== undefined, error: String(err) }));
+      if (keys) return keys(header, token);
+      throw new GatewayError("IDENTITY_UNAVAILABLE", "Credentials cannot be checked right now; retry shortly.", {
+        headers: { "retry-after": String(Math.max(1, Math.ceil(cooldownMs / 1000))) },
+      });
+    }
+  };
+}
+
 /**
  * Authenticates callers by JWT (`Authorization: Bearer <jwt>`) and maps a claim to a proxy
  * user, so the user's roles, group, IP allowlist, limits and audit apply exactly as for key
@@ -121,9 +165,7 @@ export const jwtAuth = definePlugin({
   traits: { authenticator: true, leavesIdentityHeaders: true },
   create: (o) => {
     // Built once per config load: the remote set keeps its fetched keys for jwksCacheSeconds.
-    const remote = o.jwksUrl
-      ? createRemoteJWKSet(new URL(o.jwksUrl), { cacheMaxAge: o.jwksCacheSeconds * 1000, cooldownDuration: o.jwksCooldownSeconds * 1000, timeoutDuration: 5000 })
-      : undefined;
+    const remote = o.jwksUrl ? resilientRemoteJwks(o.jwksUrl, o.jwksCacheSeconds * 1000, o.jwksCooldownSeconds * 1000) : undefined;
     const local = o.jwks ? createLocalJWKSet(o.jwks as JSONWebKeySet) : undefined;
     // The HMAC key imported once per isolate (bindings are one object for its life): handed raw
     // bytes, jose would `importKey` them again on every verification.
@@ -207,10 +249,8 @@ export const jwtAuth = definePlugin({
         try {
           payload = await verify(token, c.env);
         } catch (err) {
+          // Also the JWKS being unreachable with no keys to fall back on (503, logged where it failed).
           if (err instanceof GatewayError) throw err;
-          if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && o.jwksUrl)) {
-            console.error(JSON.stringify({ level: "warn", msg: "jwks fetch failed", requestId: c.get("requestId"), error: String(err) }));
-          }
           refuse(c, err instanceof joseErrors.JOSEError ? err.code : "verify_failed");
         }
       }

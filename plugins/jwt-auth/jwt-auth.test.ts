@@ -276,13 +276,41 @@ describe("jwt-auth", () => {
     expect(await json(await fetchGw(`/jwt-both/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } }))).toHaveProperty("url");
   });
 
-  it("a JWKS URL that does not answer with keys refuses the token (401), never lets it through", async () => {
+  it("a JWKS URL that does not answer with keys never lets a token through: 503 IDENTITY_UNAVAILABLE (the token was never checked, so not a 401 telling the client to drop it)", async () => {
     const { user } = await seedCaller({ permissions: ["echo:read"] });
     const broken = testGateway({
       plugins: [jwtAuth({ algorithms: ["RS256"], jwksUrl: `${env.TEST_ORIGIN_URL}/__jwks/${jwksName}-missing` }), authorize()],
       routes: [{ name: "jwt-broken", path: "/jwt-broken/*", upstream: "echo", permission: "echo:read" }],
     });
-    await expectRefused("/jwt-broken", { authorization: `Bearer ${await sign({ sub: user.id })}` }, "TOKEN_INVALID", broken);
+    const marker = unique("jwt-no-jwks");
+    const res = await broken(`/jwt-broken/${marker}`, { headers: { authorization: `Bearer ${await sign({ sub: user.id })}` } });
+    await expectProblem(res, 503, "IDENTITY_UNAVAILABLE");
+    expect(res.headers.get("retry-after")).toBe("30");
+    expect(res.headers.get("www-authenticate")).toBeNull();
+    expect(await originRecords(marker)).toEqual([]);
+  });
+
+  it("an issuer outage after keys were fetched: tokens signed with those keys still verify, one refetch per cooldown, unknown kids still refused", async () => {
+    const name = unique("jwks-outage").replace(/[^\w-]/g, "");
+    const url = `${env.TEST_ORIGIN_URL}/__jwks/${name}`;
+    const put = (body: string) => fetch(url, { method: "PUT", body });
+    expect((await put(JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid: "rsa-1", alg: "RS256", use: "sig" }] }))).status).toBe(204);
+    const outageGw = testGateway({
+      // Keys are fresh for 1 s; no verified-token reuse, so every request needs a key.
+      plugins: [jwtAuth({ algorithms: ["RS256"], jwksUrl: url, jwksCacheSeconds: 1, jwksCooldownSeconds: 30, verifiedCacheSeconds: 0 }), authorize()],
+      routes: [{ name: "jwt-outage", path: "/jwt-outage/*", upstream: "echo", permission: "echo:read" }],
+    });
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    const call = async (token: string) => outageGw(`/jwt-outage/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await call(await sign({ sub: user.id }))).status).toBe(200);
+    expect((await put("__down__")).status).toBe(204);
+    await new Promise((r) => setTimeout(r, 1_100)); // past jwksCacheSeconds: the next request refetches, and fails
+    for (let i = 0; i < 3; i++) expect((await call(await sign({ sub: user.id }))).status).toBe(200);
+    const fetches = (await originRecords(`/__jwks/${name}`)).filter((r) => r.method === "GET");
+    expect(fetches.length).toBe(2); // the first fetch, then one failed refetch: not one per request
+    // A key the gateway never had is still unknown: refused, not let through.
+    const other = await generateKeyPair("RS256");
+    await expectProblem(await call(await sign({ sub: user.id }, { key: other.privateKey, kid: "rsa-2" })), 401, "TOKEN_INVALID");
   });
 
   it("JWT callers are audited like key callers: the user, and why a token was refused", async () => {

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
+import { WebSocketServer } from "ws";
 
 /** What the recording origin saw of one request. */
 export interface RecordedRequest {
@@ -32,7 +33,11 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
  * `/__bytes/<n>` answers n bytes (`?chunked=1`: without Content-Length); `/__trickle/<n>` answers
  * n KiB without Content-Length, 1 KiB every 100 ms;
  * `PUT /__jwks/<name>` stores a JWKS that `GET /__jwks/<name>` then serves (fetches are recorded,
- * so tests can count them).
+ * so tests can count them); storing `__down__` makes it answer 503 (an issuer outage).
+ * WebSocket handshakes to paths containing `/__ws` are recorded like requests, then accepted
+ * (choosing the first subprotocol offered): the origin first sends `{"hello":…}` with the
+ * handshake's headers, then echoes each message as `echo:<message>`; `/__ws-refuse` answers the
+ * handshake with a plain 403 instead.
  */
 export async function startRecordingOrigin(port = 0): Promise<{ server: Server; port: number }> {
   const records: RecordedRequest[] = [];
@@ -54,6 +59,8 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       if (req.method === "PUT") {
         jwks.set(jwksName, body.toString("utf8"));
         res.writeHead(204).end();
+      } else if (jwks.get(jwksName) === "__down__") {
+        res.writeHead(503, { "content-type": "text/plain" }).end("issuer down");
       } else if (jwks.has(jwksName)) {
         res.writeHead(200, { "content-type": "application/json" }).end(jwks.get(jwksName));
       } else res.writeHead(404).end();
@@ -136,6 +143,25 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
       }),
     );
   });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on("upgrade", (req, socket, head) => {
+    const url = req.url ?? "/";
+    records.push({ method: req.method ?? "", url, headers: req.headers, bodyBase64: "", at: Date.now() });
+    if (!url.includes("/__ws") || url.includes("/__ws-refuse")) {
+      socket.end("HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 7\r\nconnection: close\r\n\r\nrefused");
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.send(JSON.stringify({ hello: url, protocol: ws.protocol, headers: req.headers }));
+      ws.on("message", (data, isBinary) => ws.send(isBinary ? data : `echo:${data.toString()}`));
+    });
+  });
+  // Upgraded sockets are not HTTP connections: closeAllConnections alone would leave them holding close() open.
+  const closeAll = server.closeAllConnections.bind(server);
+  server.closeAllConnections = () => {
+    for (const ws of wss.clients) ws.terminate();
+    closeAll();
+  };
   // Keep idle connections longer than workerd's pool does: when Node closes an idle keep-alive
   // connection just as workerd reuses it, the request fails with "Network connection lost".
   server.keepAliveTimeout = 120_000;
