@@ -42,7 +42,7 @@ export const jwtAuthOptions = z
       .optional()
       .describe("Worker secret holding the HS256 key (at least 32 bytes). HS256 is only accepted when this is set"),
     jwksCacheSeconds: z.number().int().min(0).max(86_400).default(600).describe("How long fetched JWKS keys are reused before a refetch"),
-    jwksCooldownSeconds: z.number().int().min(0).max(3600).default(30).describe("Minimum time between JWKS refetches triggered by an unknown `kid`"),
+    jwksCooldownSeconds: z.number().int().min(0).max(3600).default(30).describe("Minimum time between JWKS refetches triggered by an unknown `kid`, and after a failed fetch"),
     issuer: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe("Required `iss` (one or a list); default: not checked"),
     audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe("Required `aud` (one or a list); default: not checked"),
     leewaySeconds: z.number().int().min(0).max(300).default(30).describe("Clock skew tolerated on `exp` and `nbf`"),
