@@ -50,7 +50,7 @@ export function limitsRouter() {
         backend: z.enum(["durable-object", "upstash"]),
         dryRun: z.boolean(),
         failMode: z.enum(["open", "closed"]),
-        used: z.number().int().nullable().describe("Counted by the backend, including tokens leased to isolates but not yet spent"),
+        used: z.number().int().nullable().describe("Counted by the backend, less tokens the answering isolate holds unspent (other isolates' are included)"),
         remaining: z.number().int().nullable(),
         resetAt: z.string().nullable(),
         error: z.enum(["LIMITER_UNAVAILABLE"]).nullable().describe("Set when this limit's backend could not be read (figures are then null)"),

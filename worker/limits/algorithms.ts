@@ -98,7 +98,7 @@ export function leaseWindow(s0: WindowState | undefined, req: LeaseRequest, now:
 export function usageWindow(s0: WindowState | undefined, spec: LimitSpec, now: number): UsageReport {
   const s = rollWindow(s0, spec.windowMs, now);
   const used = spec.algorithm === "sliding-window" ? slidingUsed(s, spec.windowMs, now) : s.cur;
-  return { used: Math.ceil(used), remaining: Math.max(0, Math.floor(spec.limit - used)), resetMs: s.ws + spec.windowMs - now };
+  return { used: Math.ceil(used), remaining: Math.max(0, Math.floor(spec.limit - used)), resetMs: s.ws + spec.windowMs - now, window: s.ws };
 }
 
 /** Continuous refill: `limit` tokens per `windowMs`, capped at `limit`. A new bucket starts full. */
@@ -138,7 +138,7 @@ export function leaseBucket(s0: BucketState | undefined, req: LeaseRequest, now:
 export function usageBucket(s0: BucketState | undefined, spec: LimitSpec, now: number): UsageReport {
   const s = refill(s0, spec, now);
   const perTokenMs = spec.limit >= 1 ? spec.windowMs / spec.limit : spec.windowMs;
-  return { used: Math.ceil(spec.limit - s.tokens), remaining: Math.floor(s.tokens), resetMs: Math.ceil(Math.max(0, spec.limit - s.tokens) * perTokenMs) };
+  return { used: Math.ceil(spec.limit - s.tokens), remaining: Math.floor(s.tokens), resetMs: Math.ceil(Math.max(0, spec.limit - s.tokens) * perTokenMs), window: s.gen! };
 }
 
 function rollPeriod(s: PeriodState | undefined, spec: LimitSpec): PeriodState {
@@ -174,7 +174,7 @@ export function leasePeriod(s0: PeriodState | undefined, req: LeaseRequest, now:
 
 export function usagePeriod(s0: PeriodState | undefined, spec: LimitSpec, now: number): UsageReport {
   const s = rollPeriod(s0, spec);
-  return { used: s.count, remaining: Math.max(0, spec.limit - s.count), resetMs: Math.max(1, spec.periodEnd! - now) };
+  return { used: s.count, remaining: Math.max(0, spec.limit - s.count), resetMs: Math.max(1, spec.periodEnd! - now), window: periodGen(s) };
 }
 
 /** The storage slot a spec's state lives in (one Durable Object may serve several specs of a key). */

@@ -218,6 +218,16 @@ export class LeaseBook {
   }
 
   /**
+   * Unspent tokens this isolate holds on a live lease of counter `window` for `id` (0 when none):
+   * the backend counts them as used, but no request has spent them — a quota's returned tokens
+   * among them. The admin status takes them off its figures (see userLimitStatus).
+   */
+  held(id: string, window: number, now: number): number {
+    const s = this.states.get(id);
+    return s !== undefined && s.window === window && now < s.expiresAt ? s.tokens : 0;
+  }
+
+  /**
    * Forgets remembered refusals, so a raised limit (an admin override) applies at once in this
    * isolate instead of after the negative cache. Held tokens stay: dropping them only under-admits.
    */

@@ -58,6 +58,8 @@ export interface UsageReport {
   used: number;
   remaining: number;
   resetMs: number;
+  /** The counter `used` is of, as a lease of it reports it (`LeaseReply.window`). */
+  window: number;
 }
 
 /**

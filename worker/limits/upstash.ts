@@ -241,7 +241,7 @@ export function upstashBackend(o: UpstashBackendOptions): LimiterBackend {
     },
     async usage(key: string, spec: LimitSpec): Promise<UsageReport> {
       const r = await script.exec([k(key)], args(spec, "usage"));
-      return { used: r[6], remaining: r[1], resetMs: r[3] };
+      return { used: r[6], remaining: r[1], resetMs: r[3], window: r[5] };
     },
     async reset(key: string, spec: LimitSpec): Promise<void> {
       await script.exec([k(key)], args(spec, "reset"));

@@ -181,7 +181,10 @@ export interface LimitStatus {
   backend: "durable-object" | "upstash";
   dryRun: boolean;
   failMode: "open" | "closed";
-  /** Counted by the backend, including tokens isolates have leased but not yet spent. */
+  /**
+   * Counted by the backend, less the tokens the isolate answering holds unspent; tokens other
+   * isolates have leased and not yet spent are included (they cannot be seen from here).
+   */
   used: number | null;
   remaining: number | null;
   resetAt: string | null;
@@ -227,6 +230,11 @@ async function counterStatus({ def, route, key, shared }: Counter, env: Env, { l
   const backend = backendFor(def, env);
   const spec = specFor(def, limit, now);
   const usage = await withinBudget(backend, def.timeoutMs, () => backend.usage(key, spec)).catch(() => null);
+  // The backend counts every token it granted, spent or not. Tokens this isolate holds unspent on a
+  // live lease of the same counter (a quota's returned tokens among them) are not used: take them
+  // off, so an admin on the isolate that serves the user sees what was really spent. Tokens other
+  // isolates hold cannot be seen from here and stay counted (README, "Hot path: token leasing").
+  const held = usage ? isolateLeaseBook.held(`${backend.kind}|${key}|${stateSlot(spec)}`, usage.window, Date.now()) : 0;
   return {
     name: def.name,
     kind: def.kind,
@@ -240,8 +248,8 @@ async function counterStatus({ def, route, key, shared }: Counter, env: Env, { l
     backend: backend.kind,
     dryRun: def.dryRun,
     failMode: def.failMode,
-    used: usage?.used ?? null,
-    remaining: usage?.remaining ?? null,
+    used: usage ? Math.max(0, usage.used - held) : null,
+    remaining: usage ? Math.min(limit, usage.remaining + held) : null,
     resetAt: usage ? new Date(now + usage.resetMs).toISOString() : null,
     error: usage ? null : "LIMITER_UNAVAILABLE",
     shared,
