@@ -28,7 +28,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
  * X-Test-Marker header is X (not recorded itself).
  * Paths containing `/__redirect` answer 302 to another host; `/__slow/<ms>` waits first;
  * `/__status/<code>` answers that status; `/__reflect` copies every request header into the
- * response as `x-reflected-<name>` (an origin that leaks what it was sent); `/__reason` answers
+ * response as `x-reflected-<name>` (an origin that leaks what it was sent); `/__cors-reflect`
+ * answers with CORS headers of its own that allow any Origin, with credentials; `/__reason` answers
  * 401 with the credential it got in its reason phrase; `/__gzip` answers a gzip-encoded body;
  * `/__bytes/<n>` answers n bytes (`?chunked=1`: without Content-Length); `/__trickle/<n>` answers
  * n KiB without Content-Length, 1 KiB every 100 ms;
@@ -89,6 +90,18 @@ export async function startRecordingOrigin(port = 0): Promise<{ server: Server; 
         res.write(payload.subarray(0, payload.length >> 1));
         res.end(payload.subarray(payload.length >> 1));
       } else res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(payload.length) }).end(payload);
+      return;
+    }
+    if (url.includes("/__cors-reflect")) {
+      // An origin with its own (careless) CORS: any Origin is echoed back, with credentials.
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "access-control-allow-origin": String(req.headers.origin ?? "*"),
+        "access-control-allow-credentials": "true",
+        "access-control-expose-headers": "x-internal-debug",
+        "x-internal-debug": "origin-internals",
+      });
+      res.end("{}");
       return;
     }
     if (url.includes("/__reflect")) {

@@ -67,6 +67,12 @@ export const routeSchema = z.strictObject({
     .describe("Permission the caller must hold (`orders:read`), or `{ anyOf: [...] }` / `{ allOf: [...] }`"),
   plugins: z.array(pluginInstance).default([]).describe("Route plugins, after the global chain; one named like a global plugin replaces it in place"),
   disablePlugins: z.array(z.string()).default([]).describe("Names of global plugins this route skips"),
+  websocket: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Proxy WebSocket upgrades (GET with `Upgrade: websocket`): the chain runs on the handshake as on any request, then messages flow between client and origin without passing the plugins. Off: `Upgrade` is dropped like any hop-by-hop header and the origin sees a plain GET",
+    ),
 });
 
 export const gatewaySchema = z
@@ -101,6 +107,7 @@ export const gatewaySchema = z
       if (paths.has(r.path)) ctx.addIssue({ code: "custom", path: ["routes", i, "path"], message: `duplicate route path "${r.path}"` });
       names.add(r.name);
       paths.add(r.path);
+      if (r.websocket && !r.methods.includes("GET")) ctx.addIssue({ code: "custom", path: ["routes", i, "websocket"], message: "a WebSocket handshake is a GET: add GET to methods" });
       for (const d of r.disablePlugins) {
         if (!globalNames.has(d)) ctx.addIssue({ code: "custom", path: ["routes", i, "disablePlugins"], message: `no global plugin named "${d}"` });
       }
@@ -220,6 +227,7 @@ export function defineGateway(input: GatewayConfigInput): CompiledGateway {
       authenticators: plugins.filter((p) => p.traits?.authenticator).map((p) => p.name),
       answersPreflight: plugins.some((p) => p.traits?.answersPreflight),
       clearsIdentity: !plugins.every((p) => p.traits?.leavesIdentityHeaders),
+      websocket: r.websocket,
     };
   });
   return { upstreams, routes, globalPlugins: g.plugins };

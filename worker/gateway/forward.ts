@@ -97,6 +97,10 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const { timeoutMs, idleTimeoutMs, maxResponseBytes, injectedSecrets } = forward;
 
   const method = c.req.method;
+  // Only a route that proxies WebSockets reads the header: every other request pays nothing.
+  const upgrade = route.websocket && method === "GET" && c.req.raw.headers.get("upgrade")?.toLowerCase() === "websocket";
+  // Dropped with the hop-by-hop headers; the runtime makes its own handshake with the origin.
+  if (upgrade) headers.set("upgrade", "websocket");
   const replaced = forward.body;
   const body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
   let res: Response;
@@ -116,6 +120,13 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
     clearTimeout(timer);
   }
   c.set("origin", { status: res.status, latencyMs: Date.now() - sentAt });
+  if (upgrade && res.webSocket) {
+    // The origin accepted: hand its end to the client (not accepted here, so the runtime joins
+    // the two). Its handshake headers (the chosen subprotocol) pass, cleaned like any response's.
+    const ws = new Response(null, { status: 101, webSocket: res.webSocket, headers: res.headers });
+    sanitizeResponseHeaders(ws.headers, injectedSecrets);
+    return ws;
+  }
   let resBody = res.body;
   if (maxResponseBytes !== undefined && resBody) {
     const declared = Number(res.headers.get("content-length"));

@@ -92,6 +92,8 @@ export interface CompiledRoute {
   readonly answersPreflight: boolean;
   /** A plugin on the route may have set identity headers (no `leavesIdentityHeaders` trait): the forwarder clears them. */
   readonly clearsIdentity: boolean;
+  /** Proxies WebSocket upgrades (`websocket: true`); otherwise `Upgrade` is dropped as hop-by-hop. */
+  readonly websocket: boolean;
 }
 
 export interface CompiledGateway {
