@@ -150,6 +150,31 @@ describe("users: a secret bound while the user is deleted", () => {
   });
 });
 
+describe("roles: changed meanwhile", () => {
+  it("updating a role deleted meanwhile is ROLE_NOT_FOUND, and no role.update is audited", async () => {
+    const role = await roles.createRole(real(), who, { name: unique("gone"), permissions: ["x:*"] });
+    const db = interleaved(() => roles.deleteRole(real(), who, role.id));
+    expectGatewayError(await failure(roles.updateRole(db, who, role.id, { description: "late" })), "ROLE_NOT_FOUND");
+    expect(await auditRows("role.update", role.id)).toEqual([]);
+  });
+
+  it("deleting a role deleted meanwhile is ROLE_NOT_FOUND: one role.delete is audited, not two", async () => {
+    const role = await roles.createRole(real(), who, { name: unique("gone"), permissions: ["x:*"] });
+    const db = interleaved(() => roles.deleteRole(real(), who, role.id));
+    expectGatewayError(await failure(roles.deleteRole(db, who, role.id)), "ROLE_NOT_FOUND");
+    expect(await auditRows("role.delete", role.id)).toHaveLength(1);
+  });
+
+  it("a PATCH of the description keeps permissions changed meanwhile (it writes only the fields it names)", async () => {
+    const role = await roles.createRole(real(), who, { name: unique("perm"), permissions: ["a:read"] });
+    const db = interleaved(() => roles.updateRole(real(), who, role.id, { permissions: ["a:read", "a:write"] }));
+    const answered = await roles.updateRole(db, who, role.id, { description: "documented" });
+    const stored = await roles.getRole(real(), role.id);
+    expect(stored).toMatchObject({ description: "documented", permissions: ["a:read", "a:write"] });
+    expect(answered.permissions).toEqual(["a:read", "a:write"]);
+  });
+});
+
 describe("users with many keys", () => {
   it("deleting a user with 120 live keys revokes and reports every one (no per-key bound parameters)", async () => {
     const { user, keyId } = await seedCaller();

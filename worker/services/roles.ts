@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray } from "drizzle-orm";
+import { and, asc, eq, exists, gt, inArray, isNull } from "drizzle-orm";
 import type { Database } from "../db";
 import { roles, type RoleRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -6,6 +6,7 @@ import { newId } from "../lib/ids";
 import { adminAuditInsert, type AdminActor } from "./admin-audit";
 import { isUniqueViolation } from "./errors";
 import { decodeCursor, page } from "./pagination";
+import { guard } from "./users";
 
 export interface RoleView {
   id: string;
@@ -82,33 +83,75 @@ export async function allRoleChoices(db: Database): Promise<Array<Pick<RoleView,
   return db.select({ name: roles.name, permissions: roles.permissions }).from(roles).orderBy(asc(roles.name));
 }
 
+/**
+ * Optimistic, like the other services' writes: the batch runs only while the role is as read
+ * (guard), so a concurrent PATCH is never undone by this one's copy of the fields it did not
+ * name, and the answer and the audit row describe what was stored. A role changed meanwhile is
+ * read again; one deleted meanwhile is 404 with nothing audited.
+ */
 export async function updateRole(db: Database, who: AdminActor, id: string, patch: Partial<RoleInput>): Promise<RoleView> {
-  const before = await findRole(db, id);
-  const now = new Date();
-  const after: RoleRow = {
-    ...before,
-    ...(patch.name !== undefined ? { name: patch.name } : {}),
-    ...(patch.description !== undefined ? { description: patch.description } : {}),
-    ...(patch.permissions !== undefined ? { permissions: [...new Set(patch.permissions)] } : {}),
-    updatedAt: now,
-  };
-  try {
-    await db.batch([
-      db.update(roles).set({ name: after.name, description: after.description, permissions: after.permissions, updatedAt: now }).where(eq(roles.id, id)),
-      adminAuditInsert(db, who, { action: "role.update", targetType: "role", targetId: id, before: roleView(before), after: roleView(after) }, now),
-    ]);
-  } catch (err) {
-    if (isUniqueViolation(err)) throw nameTaken(after.name);
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    const before = await findRole(db, id);
+    const now = new Date();
+    const after: RoleRow = {
+      ...before,
+      ...(patch.name !== undefined ? { name: patch.name } : {}),
+      ...(patch.description !== undefined ? { description: patch.description } : {}),
+      ...(patch.permissions !== undefined ? { permissions: [...new Set(patch.permissions)] } : {}),
+      updatedAt: now,
+    };
+    try {
+      await db.batch([
+        guard(db, roleAsRead(db, before)),
+        db.update(roles).set({ name: after.name, description: after.description, permissions: after.permissions, updatedAt: now }).where(eq(roles.id, id)),
+        adminAuditInsert(db, who, { action: "role.update", targetType: "role", targetId: id, before: roleView(before), after: roleView(after) }, now),
+      ]);
+      return roleView(after);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw nameTaken(after.name);
+      await findRole(db, id); // deleted meanwhile: 404
+      if (attempt === 3) throw err;
+    }
   }
-  return roleView(after);
 }
 
 /** Deleting a role removes it from every user that held it (their keys lose its permissions). */
 export async function deleteRole(db: Database, who: AdminActor, id: string): Promise<void> {
-  const before = await findRole(db, id);
-  const now = new Date();
-  await db.batch([db.delete(roles).where(eq(roles.id, id)), adminAuditInsert(db, who, { action: "role.delete", targetType: "role", targetId: id, before: roleView(before) }, now)]);
+  for (let attempt = 1; ; attempt++) {
+    const before = await findRole(db, id);
+    const now = new Date();
+    try {
+      // As read: the audit row's snapshot is the role that was deleted, and a role deleted
+      // meanwhile (a second DELETE) is a 404 rather than a second role.delete of nothing.
+      await db.batch([
+        guard(db, roleAsRead(db, before)),
+        db.delete(roles).where(eq(roles.id, id)),
+        adminAuditInsert(db, who, { action: "role.delete", targetType: "role", targetId: id, before: roleView(before) }, now),
+      ]);
+      return;
+    } catch (err) {
+      await findRole(db, id); // deleted meanwhile: 404
+      if (attempt === 3) throw err;
+    }
+  }
+}
+
+/** The role still exists and is as read (for `guard`): every column a write would change. */
+function roleAsRead(db: Database, r: RoleRow) {
+  return exists(
+    db
+      .select({ id: roles.id })
+      .from(roles)
+      .where(
+        and(
+          eq(roles.id, r.id),
+          eq(roles.name, r.name),
+          r.description === null ? isNull(roles.description) : eq(roles.description, r.description),
+          eq(roles.permissions, r.permissions),
+          eq(roles.updatedAt, r.updatedAt),
+        ),
+      ),
+  );
 }
 
 /** Role ids for names; unknown names are a validation error naming each one. */
