@@ -19,6 +19,31 @@ const fetchGw = testGateway({
 const preflight = (path: string, origin: string, method = "POST", headers = "content-type, x-api-key") =>
   fetchGw(path, { method: "OPTIONS", headers: { origin, "access-control-request-method": method, "access-control-request-headers": headers } });
 
+describe("cors: the origin's own CORS headers", () => {
+  // An origin that allows any Origin with credentials: on a cors route, the plugin's allow-list decides.
+  const ownCorsGw = testGateway({
+    plugins: [],
+    routes: [
+      { name: "cors-strict", path: "/cors-strict/*", upstream: "echo", plugins: [cors({ origins: [APP] })] },
+      { name: "cors-lenient", path: "/cors-lenient/*", upstream: "echo", plugins: [cors({ origins: [APP], rejectUnlisted: false })] },
+    ],
+  });
+
+  it("never reach the browser: a listed origin gets only the plugin's (no credentials when it allows none), an unlisted one none", async () => {
+    const listed = await ownCorsGw(`/cors-strict/__cors-reflect/${unique("m")}`, { headers: { origin: APP } });
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get("access-control-allow-origin")).toBe(APP);
+    expect(listed.headers.get("access-control-allow-credentials")).toBeNull();
+    expect(listed.headers.get("access-control-expose-headers")).toBe("x-request-id");
+
+    const unlisted = await ownCorsGw(`/cors-lenient/__cors-reflect/${unique("m")}`, { headers: { origin: "https://evil.example" } });
+    expect(unlisted.status).toBe(200);
+    expect(unlisted.headers.get("access-control-allow-origin")).toBeNull();
+    expect(unlisted.headers.get("access-control-allow-credentials")).toBeNull();
+    expect(unlisted.headers.get("access-control-expose-headers")).toBeNull();
+  });
+});
+
 describe("cors", () => {
   it("answers a preflight from a listed origin itself (204, nothing forwarded, no credentials needed)", async () => {
     const marker = unique("cors-pre");

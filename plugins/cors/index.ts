@@ -40,6 +40,18 @@ export type CorsOptions = z.input<typeof corsOptions>;
 const denied = (detail: string) => new GatewayError("CORS_ORIGIN_DENIED", detail);
 
 /**
+ * Removes CORS headers the origin set itself. On a route that runs cors the allow-list decides:
+ * an origin that echoes any Origin with `Access-Control-Allow-Credentials: true` (a common
+ * framework default) would otherwise hand an unlisted site a readable response, or credentials
+ * where the route allows none. One pass over the names; a delete only for what is there.
+ */
+function dropOriginCors(headers: Headers): void {
+  let doomed: string[] | undefined;
+  for (const name of headers.keys()) if (name.startsWith("access-control-")) (doomed ??= []).push(name);
+  if (doomed) for (const name of doomed) headers.delete(name);
+}
+
+/**
  * CORS for browser-facing routes with a strict allow-list: exact origins (the request's
  * Origin is echoed back only when listed, with `Vary: Origin`), no wildcard with credentials,
  * preflights answered here (never forwarded) and refused when they ask for an unlisted
@@ -87,9 +99,12 @@ export const cors = definePlugin({
       }
       if (!listed) {
         if (o.rejectUnlisted) throw denied(`Origin ${requestOrigin} may not call this route.`);
-        return next();
+        await next();
+        dropOriginCors(c.res.headers);
+        return;
       }
       await next();
+      dropOriginCors(c.res.headers);
       // Also on problem responses, so the page can read the error the gateway returned.
       decorate(c, c.res.headers, requestOrigin);
       if (o.exposeHeaders.length) c.res.headers.set("access-control-expose-headers", o.exposeHeaders.join(", "));
