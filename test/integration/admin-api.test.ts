@@ -152,6 +152,8 @@ describe("proxy users", () => {
     ["expiry not a date", { name: "u-exp", expiresAt: "tomorrow" }],
     ["bad status", { name: "u-status", status: "superuser" }],
     ["metadata not an object", { name: "u-meta", metadata: [1, 2] }],
+    // 2,111 characters of JSON but 4,211 bytes: the bound is on bytes, as documented.
+    ["metadata over 4 KiB in UTF-8", { name: "u-meta-bytes", metadata: { note: "é".repeat(2100) } }],
     ["empty body", {}],
   ])("rejects %s with 400 and stores nothing", async (_, body) => {
     const res = await admin("POST", "/users", body);
@@ -159,6 +161,11 @@ describe("proxy users", () => {
     if ("name" in body) {
       expect(await env.DB.prepare("SELECT id FROM proxy_users WHERE name = ?").bind(body.name).first()).toBeNull();
     }
+  });
+
+  it("takes metadata of exactly 4096 bytes of JSON", async () => {
+    const res = await admin("POST", "/users", { name: unique("u-meta-4k"), metadata: { a: "x".repeat(4096 - '{"a":""}'.length) } });
+    expect(res.status).toBe(201);
   });
 
   it("rejects malformed JSON with 400 and a non-JSON content type with 415", async () => {

@@ -43,7 +43,8 @@ function buildAdminSchemas() {
         if (m && typeof m === "object" && Object.hasOwn(m, "__proto__")) ctx.addIssue({ code: "custom", message: "the key __proto__ is not allowed", path: ["__proto__"] });
         return m;
       },
-      z.record(z.string(), z.unknown()).refine((m) => JSON.stringify(m).length <= 4096, "metadata must serialize to at most 4096 bytes"),
+      // Bytes of UTF-8, not string length: "é" is one UTF-16 unit but two bytes, an emoji two units but four.
+      z.record(z.string(), z.unknown()).refine((m) => new TextEncoder().encode(JSON.stringify(m)).byteLength <= 4096, "metadata must serialize to at most 4096 bytes"),
     )
     .describe("Free-form JSON object (≤ 4 KiB) for your own bookkeeping");
 
