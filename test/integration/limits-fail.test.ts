@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { waitForEvents } from "../audit-helpers";
-import { admin, expectProblem, gw, json, originRecords, seedCaller, unique } from "../helpers";
+import { audit } from "../../plugins/audit";
+import { keyAuth } from "../../plugins/key-auth";
+import { quota } from "../../plugins/quota";
+import { rateLimit } from "../../plugins/rate-limit";
+import { eventsFor, waitForEvents } from "../audit-helpers";
+import { admin, expectProblem, gw, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
 
 // Generous: the limits under test time out after 300 ms; the stalled backends would take 30 s.
 const BOUND_MS = 5_000;
@@ -73,5 +77,38 @@ describe("fail-mode events are counted across isolates: the audit trail's limitO
     for (const b of usage.data) for (const [k, v] of Object.entries(b.decisions as Record<string, number>)) decisions[k] = (decisions[k] ?? 0) + v;
     expect(decisions).toMatchObject({ "allowed:fail-open": 2, allowed: 4 });
     expect(Object.values(decisions).reduce((a, b) => a + b, 0)).toBe(8);
+  });
+});
+
+describe("a dry-run limit never refuses, not even when its backend is down and it fails closed", () => {
+  const down = { backend: "upstash", upstash: { urlFromEnv: "UPSTASH_DOWN_URL", tokenFromEnv: "UPSTASH_TEST_TOKEN", prefix: "pctest" } } as const;
+  const quotaName = unique("dry-quota");
+  const rateName = unique("dry-rl");
+  const call = testGateway({
+    plugins: [audit({ sink: "d1", flushIntervalMs: 20 }), keyAuth()],
+    routes: [
+      // A quota fails closed by default; a rate limit told to.
+      { name: "dq", path: "/dq/*", methods: ["GET"], upstream: "echo", plugins: [quota({ name: quotaName, limit: 5, dryRun: true, ...down })] },
+      { name: "dr", path: "/dr/*", methods: ["GET"], upstream: "echo", plugins: [rateLimit({ name: rateName, limit: 5, dryRun: true, failMode: "closed", ...down })] },
+    ],
+  });
+
+  it.each([
+    ["dq", () => quotaName, "quota", "5;w=2592000"],
+    ["dr", () => rateName, "rate", "5;w=60"],
+  ])("/%s: admitted and forwarded, reported as what it would have done (503 LIMITER_UNAVAILABLE)", async (route, name, kind, policy) => {
+    const { key } = await seedCaller();
+    const marker = unique(`dry-${route}`);
+    const res = await call(`/${route}/${marker}`, { headers: { authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    expect((await originRecords(marker)).length).toBe(1);
+    expect(res.headers.get("ratelimit-dry-run")).toBe(`would-refuse; limit="${name()}"; code=LIMITER_UNAVAILABLE`);
+    // As when failing open: which limit applies, nothing guessed about what is left.
+    expect(res.headers.get("ratelimit-limit")).toBe("5");
+    expect(res.headers.get("ratelimit-policy")).toBe(policy);
+    expect(res.headers.get("ratelimit-remaining")).toBeNull();
+    const [event] = await eventsFor(marker, 1);
+    expect(event).toMatchObject({ decision: "allowed", status: 200 });
+    expect(JSON.parse(event!.limit_state)).toEqual([{ name: name(), kind, outcome: "dry-run-refused", limit: 5, remaining: null, source: "config" }]);
   });
 });

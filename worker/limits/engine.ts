@@ -532,6 +532,15 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
           failuresInIsolate: n,
         }),
       );
+      if (def.failMode === "closed" && def.dryRun) {
+        // A shadow limit never refuses, not even for its backend: report the 503 it would have
+        // answered, admit, and say (like failing open) which limit applies but not what is left.
+        recordOutcome(c, { name: def.name, kind: def.kind, outcome: "dry-run-refused", limit, remaining: null, source });
+        await next();
+        style.failedOpen(c, textsFor(limit));
+        applyHeader(c, "ratelimit-dry-run", `would-refuse; limit="${def.name}"; code=LIMITER_UNAVAILABLE`);
+        return;
+      }
       if (def.failMode === "closed") {
         recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-closed", limit, remaining: null, source });
         throw new GatewayError("LIMITER_UNAVAILABLE", `The ${def.kind === "quota" ? "quota" : "rate limit"} "${def.name}" cannot be checked right now; try again shortly.`, {
