@@ -73,3 +73,23 @@ describe("override snapshot", () => {
     expect(cache.peekUser(userId, now)?.get("monthly")).toBe(42);
   });
 });
+
+describe("override values are checked on every read path", () => {
+  it("per-user reads (user_limits past the snapshot cap) ignore a row D1 holds as text or a fraction, as the snapshot does", async () => {
+    const { userId, roleNames } = await seedOverrides();
+    // D1 does not enforce the column's type: rows written by hand.
+    await env.DB.prepare("UPDATE user_limits SET `limit` = '1,000' WHERE user_id = ? AND limit_name = 'monthly'").bind(userId).run();
+    await env.DB.prepare("INSERT INTO user_limits (user_id, limit_name, `limit`, created_at, updated_at) VALUES (?, 'api', 2.5, 0, 0)").bind(userId).run();
+    const cache = new OverrideCache(100, 0);
+    const now = Date.now();
+    const snapshot = await cache.snapshot(db(), 60_000, now);
+    expect(snapshot.users).toBeUndefined();
+    const own = await cache.userOverrides(db(), userId, 60_000, now);
+    // The next source applies: the config for "monthly", the best role's 9 for "api".
+    expect(effectiveLimitOf(snapshot, own, roleNames, "monthly", 20)).toEqual({ limit: 20, source: "config" });
+    expect(effectiveLimitOf(snapshot, own, roleNames, "api", 20)).toEqual({ limit: 9, source: `role:${roleNames[1]}` });
+    // The same answer as the snapshot path and the admin status give.
+    const full = await loadOverrideSnapshot(db());
+    for (const name of ["monthly", "api"]) expect(effectiveLimitOf(snapshot, own, roleNames, name, 20)).toEqual(effectiveLimitOf(full, full.users!.get(userId), roleNames, name, 20));
+  });
+});

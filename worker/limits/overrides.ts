@@ -166,7 +166,8 @@ export class OverrideCache {
   async userOverrides(db: Database, userId: string, ttlMs: number, now = Date.now()): Promise<Map<string, number>> {
     const readAt = this.generation;
     const rows = await db.select({ limitName: userLimits.limitName, limit: userLimits.limit }).from(userLimits).where(eq(userLimits.userId, userId));
-    const value = new Map(rows.map((r) => [r.limitName, r.limit]));
+    // Checked like the snapshot's rows: this path serves every user once user_limits is large.
+    const value = new Map(rows.filter((r) => usable(r, `user:${userId}`)).map((r) => [r.limitName, r.limit]));
     if (readAt === this.generation) {
       if (this.perUser.size >= this.maxUsers) this.perUser.delete(this.perUser.keys().next().value!);
       this.perUser.set(userId, { value, freshUntil: now + Math.max(ttlMs, 0) });
