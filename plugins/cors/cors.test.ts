@@ -44,6 +44,31 @@ describe("cors: the origin's own CORS headers", () => {
   });
 });
 
+describe("cors: responses a cache may keep", () => {
+  it("vary by Origin even when the request has none (or the origin is unlisted), and with \"*\" carry Allow-Origin: * for every request", async () => {
+    // A browser keeps a response fetched without Origin (a navigation, an <img>) and hands it to a
+    // later fetch() from a listed page: without Vary: Origin it reuses that copy, which lacks the
+    // CORS headers, and the page's call fails.
+    const server = await fetchGw(`/cors-public/${unique("m")}`, { headers: { "x-api-key": (await seedCaller()).key } });
+    expect(server.status).toBe(200);
+    expect(server.headers.get("access-control-allow-origin")).toBe("*");
+    const cachingGw = testGateway({
+      plugins: [],
+      routes: [
+        { name: "cors-listed", path: "/cors-listed/*", upstream: "echo", plugins: [cors({ origins: [APP] })] },
+        { name: "cors-lenient", path: "/cors-lenient/*", upstream: "echo", plugins: [cors({ origins: [APP], rejectUnlisted: false })] },
+      ],
+    });
+    const noOrigin = await cachingGw(`/cors-listed/${unique("m")}`);
+    expect(noOrigin.status).toBe(200);
+    expect(noOrigin.headers.get("vary")).toContain("Origin");
+    expect(noOrigin.headers.get("access-control-allow-origin")).toBeNull();
+    const unlisted = await cachingGw(`/cors-lenient/${unique("m")}`, { headers: { origin: "https://other.example" } });
+    expect(unlisted.status).toBe(200);
+    expect(unlisted.headers.get("vary")).toContain("Origin");
+  });
+});
+
 describe("cors", () => {
   it("answers a preflight from a listed origin itself (204, nothing forwarded, no credentials needed)", async () => {
     const marker = unique("cors-pre");

@@ -68,6 +68,7 @@ export const cors = definePlugin({
     const anyOrigin = o.origins.includes("*");
     const origins = new Set(o.origins);
     const allowHeaders = new Set(o.allowHeaders.map((h) => h.toLowerCase()));
+    const exposeHeaders = o.exposeHeaders.join(", ");
     const decorate = (c: GatewayContext, headers: Headers, requestOrigin: string) => {
       headers.set("access-control-allow-origin", anyOrigin ? "*" : requestOrigin);
       if (!anyOrigin) headers.append("vary", "Origin");
@@ -76,7 +77,19 @@ export const cors = definePlugin({
     };
     return async function cors(c, next) {
       const requestOrigin = c.req.header("origin");
-      if (requestOrigin === undefined) return next(); // not a cross-origin browser request
+      if (requestOrigin === undefined) {
+        // Not a cross-origin browser request, but its response may be cached (a navigation, an
+        // <img>) and reused for a later fetch() of the same URL, which needs the CORS headers: say
+        // the response depends on Origin, or, with "*", give the same answer every request gets.
+        await next();
+        if (!anyOrigin) c.res.headers.append("vary", "Origin");
+        else {
+          dropOriginCors(c.res.headers);
+          decorate(c, c.res.headers, "*");
+          if (exposeHeaders) c.res.headers.set("access-control-expose-headers", exposeHeaders);
+        }
+        return;
+      }
       const listed = anyOrigin || origins.has(requestOrigin);
       const preflight = c.req.method === "OPTIONS" && c.req.header("access-control-request-method") !== undefined;
       if (preflight) {
@@ -101,13 +114,14 @@ export const cors = definePlugin({
         if (o.rejectUnlisted) throw denied(`Origin ${requestOrigin} may not call this route.`);
         await next();
         dropOriginCors(c.res.headers);
+        c.res.headers.append("vary", "Origin"); // a listed origin would get another answer
         return;
       }
       await next();
       dropOriginCors(c.res.headers);
       // Also on problem responses, so the page can read the error the gateway returned.
       decorate(c, c.res.headers, requestOrigin);
-      if (o.exposeHeaders.length) c.res.headers.set("access-control-expose-headers", o.exposeHeaders.join(", "));
+      if (exposeHeaders) c.res.headers.set("access-control-expose-headers", exposeHeaders);
     };
   },
 });
