@@ -165,7 +165,7 @@ describe("roles: changed meanwhile", () => {
     expect(await auditRows("role.delete", role.id)).toHaveLength(1);
   });
 
-  it("a PATCH of the description keeps permissions changed meanwhile (it writes only the fields it names)", async () => {
+  it("a PATCH of the description keeps permissions changed meanwhile (it writes on the role as read, else reads again)", async () => {
     const role = await roles.createRole(real(), who, { name: unique("perm"), permissions: ["a:read"] });
     const db = interleaved(() => roles.updateRole(real(), who, role.id, { permissions: ["a:read", "a:write"] }));
     const answered = await roles.updateRole(db, who, role.id, { description: "documented" });
@@ -208,6 +208,30 @@ describe("secrets: PUTs racing", () => {
     const db = interleaved(() => users.deleteUser(real(), who, user.id));
     expectGatewayError(await failure(secrets.putSecret(db, env, who, name, { value: "v", userId: user.id })), "USER_NOT_FOUND");
     expect(await env.DB.prepare("SELECT id FROM origin_secrets WHERE name = ?").bind(name).first()).toBeNull();
+  });
+});
+
+describe("secrets: DELETE racing", () => {
+  const secretName = () => unique("TOKEN").replace(/[^A-Za-z0-9_.-]/g, "_");
+
+  it("deleting a secret deleted meanwhile is SECRET_NOT_FOUND: one secret.delete is audited, not two", async () => {
+    const n = secretName();
+    const stored = await secrets.putSecret(real(), env as any, who, n, { value: "v-one" });
+    const id = (await env.DB.prepare("SELECT id FROM origin_secrets WHERE name = ?").bind(n).first<{ id: string }>())!.id;
+    const db = interleaved(() => secrets.deleteSecret(real(), who, n, {}));
+    expectGatewayError(await failure(secrets.deleteSecret(db, who, n, {})), "SECRET_NOT_FOUND");
+    expect(stored.version).toBe(1);
+    expect(await auditRows("secret.delete", id)).toHaveLength(1);
+  });
+
+  it("a DELETE overtaken by a rotation audits the version it deleted", async () => {
+    const n = secretName();
+    await secrets.putSecret(real(), env as any, who, n, { value: "v-one" });
+    const db = interleaved(() => secrets.putSecret(real(), env as any, who, n, { value: "v-two" }));
+    await secrets.deleteSecret(db, who, n, {});
+    const id = (await env.DB.prepare("SELECT target_id FROM admin_audit WHERE action = 'secret.create' AND after LIKE ?").bind(`%"${n}"%`).first<{ target_id: string }>())!.target_id;
+    const rows = (await env.DB.prepare("SELECT before FROM admin_audit WHERE action = 'secret.delete' AND target_id = ?").bind(id).all<{ before: string }>()).results;
+    expect(rows.map((r) => JSON.parse(r.before).version)).toEqual([2]);
   });
 });
 

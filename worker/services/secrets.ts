@@ -236,16 +236,30 @@ export async function listSecrets(db: Database, q: { limit: number; cursor?: str
   return { data: pageRows.map(secretView), nextCursor };
 }
 
+/**
+ * Deletes a secret. The batch runs only while the secret is at the version read, so the audit
+ * row names the version that was deleted (a PUT meanwhile: read again), and a DELETE that another
+ * one overtook is a 404 rather than a second secret.delete of nothing.
+ */
 export async function deleteSecret(db: Database, who: AdminActor, name: string, binding: SecretBinding): Promise<void> {
   const { scopeType, scopeId } = scopeOf(binding);
   const where = and(eq(originSecrets.name, name), eq(originSecrets.scopeType, scopeType), eq(originSecrets.scopeId, scopeId));
-  const existing = await db.query.originSecrets.findFirst({ where });
-  if (!existing) throw new GatewayError("SECRET_NOT_FOUND", `No ${scopeType} secret named "${name}"${scopeId ? ` for "${scopeId}"` : ""}.`);
-  const now = new Date();
-  await db.batch([
-    db.delete(originSecrets).where(eq(originSecrets.id, existing.id)),
-    adminAuditInsert(db, who, { action: "secret.delete", targetType: "secret", targetId: existing.id, before: { ...secretView(existing) } }, now),
-  ]);
+  for (let attempt = 1; ; attempt++) {
+    const existing = await db.query.originSecrets.findFirst({ where });
+    if (!existing) throw new GatewayError("SECRET_NOT_FOUND", `No ${scopeType} secret named "${name}"${scopeId ? ` for "${scopeId}"` : ""}.`);
+    const now = new Date();
+    try {
+      await db.batch([
+        guard(db, exists(db.select({ id: originSecrets.id }).from(originSecrets).where(and(eq(originSecrets.id, existing.id), eq(originSecrets.version, existing.version))))),
+        db.delete(originSecrets).where(eq(originSecrets.id, existing.id)),
+        adminAuditInsert(db, who, { action: "secret.delete", targetType: "secret", targetId: existing.id, before: { ...secretView(existing) } }, now),
+      ]);
+      return;
+    } catch (err) {
+      // Deleted or rotated meanwhile: read it again (gone: 404 above).
+      if (attempt === 3) throw err;
+    }
+  }
 }
 
 // ── hot path ───────────────────────────────────────────────────────────────────
