@@ -257,9 +257,12 @@ export async function plan(api, desired, opts, onIssued) {
     }
   }
 
-  for (const spec of desired.users) {
+  for (const [i, spec] of desired.users.entries()) {
     const { keys: keySpecs = [], limits, ...fields } = spec;
     const cur = userByName.get(spec.name);
+    // The gateway refuses to set an expiry that has passed; one it holds already (unchanged in
+    // the file) is no change. Refused here, before anything is applied, not halfway through.
+    if ("expiresAt" in fields && instant(fields.expiresAt) !== instant(cur?.expiresAt)) checkExpiry(fields.expiresAt, `users[${i}] (${spec.name})`);
     /** @type {{ id?: string }} */
     const ref = { id: cur?.id };
     if (!cur) {

@@ -428,6 +428,24 @@ users:
     expect((await cli(["users", "show", a])).code).toBe(4);
   });
 
+  it("refuses a user expiry that has passed before applying anything; one the gateway already holds is no change", async () => {
+    const a = uniqueName("apply-ea");
+    const b = uniqueName("apply-eb");
+    const past = await fileWith(JSON.stringify({ users: [{ name: a }, { name: b, expiresAt: "2001-01-01T00:00:00Z" }] }));
+    const r = await cli(["apply", past, "--yes"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`users[1] (${b}).expiresAt: 2001-01-01T00:00:00Z has passed.`);
+    expect((await cli(["users", "show", a])).code).toBe(4);
+    // A user whose expiry (set while ahead) has since passed: the same file applies as no change.
+    const soon = new Date(Date.now() + 1_000).toISOString();
+    const file = await fileWith(JSON.stringify({ users: [{ name: b, expiresAt: soon }] }));
+    expect((await cli(["apply", file, "--yes"])).code).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const again = await cli(["apply", file, "--yes"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("Plan: 0 to create, 0 to change, 0 to delete, 1 unchanged.");
+  });
+
   it("rejects files holding keys or unknown fields, naming the field", async () => {
     const withKey = await fileWith(`users:\n  - name: x\n    keys:\n      - name: prod\n        key: pcl_pasted_secret\n`);
     const r = await cli(["apply", withKey, "--dry-run"]);

@@ -279,6 +279,31 @@ describe("keys", () => {
     expect(list.data.every((k: Record<string, unknown>) => !("key" in k))).toBe(true);
   });
 
+  it("refuses to set a user's expiry to an instant that has passed (create and PATCH), naming the field; null still clears it", async () => {
+    // Every key of such a user is refused at once with the one 401 body that says nothing: a
+    // wrong year or time zone would otherwise look like broken keys. Keys are refused the same way.
+    const past = "2001-01-01T00:00:00Z";
+    const name = unique("u-past");
+    const created = await expectProblem(await admin("POST", "/users", { name, expiresAt: past }), 400, "VALIDATION_FAILED");
+    expect(created.errors).toEqual([{ path: "expiresAt", message: "must be in the future" }]);
+    expect(await env.DB.prepare("SELECT id FROM proxy_users WHERE name = ?").bind(name).first()).toBeNull();
+    const { user } = await seedCaller();
+    const patched = await expectProblem(await admin("PATCH", `/users/${user.id}`, { expiresAt: past }), 400, "VALIDATION_FAILED");
+    expect(patched.errors).toEqual([{ path: "expiresAt", message: "must be in the future" }]);
+    expect((await json(await admin("GET", `/users/${user.id}`))).expiresAt).toBeNull();
+    expect((await admin("PATCH", `/users/${user.id}`, { expiresAt: null })).status).toBe(200);
+  });
+
+  it("a user whose expiry has passed can still be edited, its unchanged expiry sent back included (as a form does)", async () => {
+    const { user } = await seedCaller();
+    const soon = new Date(Date.now() + 300).toISOString();
+    expect((await admin("PATCH", `/users/${user.id}`, { expiresAt: soon })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 400));
+    const res = await admin("PATCH", `/users/${user.id}`, { description: "expired partner", expiresAt: soon });
+    expect(res.status).toBe(200);
+    expect(await json(res)).toMatchObject({ description: "expired partner", expiresAt: soon });
+  });
+
   it("rejects a key expiry in the past and unknown fields", async () => {
     const { user } = await seedCaller();
     await expectProblem(await admin("POST", `/users/${user.id}/keys`, { expiresAt: "2001-01-01T00:00:00Z" }), 400, "VALIDATION_FAILED");

@@ -64,6 +64,17 @@ export const userExists = (db: Database, id: string) => exists(db.select({ id: p
 
 const nameTaken = (name: string) => new GatewayError("CONFLICT", `A proxy user named "${name}" already exists.`);
 
+/**
+ * Refuses to set a user's expiry to an instant that has passed, as keys do: every key of such a
+ * user would be refused at once with the one 401 body that names no reason, so a wrong year or
+ * time zone would look like broken keys. `current` is the stored expiry: sending it back
+ * unchanged (an edit form does) is not setting it, so an expired user stays editable.
+ */
+function refusePastExpiry(expiresAt: Date | null | undefined, now: Date, current: Date | null = null): void {
+  if (!expiresAt || expiresAt.getTime() > now.getTime() || expiresAt.getTime() === current?.getTime()) return;
+  throw new GatewayError("VALIDATION_FAILED", "expiresAt must be in the future.", { errors: [{ path: "expiresAt", message: "must be in the future" }] });
+}
+
 async function findUser(db: Database, id: string): Promise<ProxyUserRow> {
   const row = await db.query.proxyUsers.findFirst({ where: eq(proxyUsers.id, id) });
   if (!row) throw new GatewayError("USER_NOT_FOUND", `No proxy user with id "${id}".`);
@@ -83,6 +94,7 @@ async function roleNamesOf(db: Database, userIds: readonly string[]): Promise<Ma
 }
 
 export async function createUser(db: Database, who: AdminActor, input: UserInput): Promise<UserView> {
+  refusePastExpiry(input.expiresAt, new Date());
   const roleIds = await roleIdsByName(db, input.roles ?? []);
   const now = new Date();
   const row: ProxyUserRow = {
@@ -161,6 +173,7 @@ export async function listGroups(db: Database, limit: number): Promise<string[]>
 
 export async function updateUser(db: Database, who: AdminActor, id: string, patch: Partial<UserInput>): Promise<UserView> {
   const before = await findUser(db, id);
+  refusePastExpiry(patch.expiresAt, new Date(), before.expiresAt);
   const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
   const roleIds = patch.roles !== undefined ? await roleIdsByName(db, patch.roles) : null;
   const now = new Date();
