@@ -105,6 +105,10 @@ export const requestLimits = definePlugin({
         // Content-Length can lie or be absent (chunked): count what actually arrives.
         const buffered = await readBounded(body, maxBodyBytes);
         c.get("forward").body = buffered;
+        // The stream is spent: a later plugin reading the body through Hono (c.req.json(), a
+        // validator) gets these bytes instead of a TypeError.
+        // (Hono types the cache as values; at run time it holds promises, and chains `.then` on them.)
+        c.req.bodyCache.arrayBuffer = Promise.resolve(buffered) as unknown as ArrayBuffer;
       }
       if (timeoutMs !== undefined) c.get("forward").timeoutMs = Math.min(c.get("forward").timeoutMs, timeoutMs);
       if (idleTimeoutMs !== undefined) c.get("forward").idleTimeoutMs = Math.min(c.get("forward").idleTimeoutMs ?? Infinity, idleTimeoutMs);

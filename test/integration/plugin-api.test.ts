@@ -3,10 +3,11 @@ import { audit } from "../../plugins/audit";
 import { authorize } from "../../plugins/authorize";
 import { cors } from "../../plugins/cors";
 import { keyAuth } from "../../plugins/key-auth";
+import { requestLimits } from "../../plugins/request-limits";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { bagSlot, defineErrorCodes, definePlugin, GatewayError, waitUntil, z } from "../../worker/plugin-api";
 import { env } from "cloudflare:test";
-import { expectProblem, json, originRecords, seedCaller, testGateway, unique } from "../helpers";
+import { expectProblem, json, originRecords, seedCaller, testGateway, textOf, unique } from "../helpers";
 import { testUpstreams } from "../fixtures/upstreams";
 import { eventsFor } from "../audit-helpers";
 
@@ -273,5 +274,56 @@ describe("plugin API: a plugin that answers without calling next", () => {
     expect((await json(res)).url).toBe(`/answered-by-plugin/${marker}`);
     // Only the plugin's own fetch reached the origin, not the route's forward.
     expect((await originRecords(marker)).map((r) => r.url)).toEqual([`/answered-by-plugin/${marker}`]);
+  });
+});
+
+describe("plugin API: a plugin that reads the request body the Hono way", () => {
+  // What a body check does, e.g. Hono's validator through fromMiddleware: c.req.json().
+  const needsOrderId = definePlugin({
+    name: "needs-order-id",
+    config: z.strictObject({}),
+    create: () =>
+      async function needsOrderId(c, next) {
+        const body = (await c.req.json()) as { orderId?: unknown };
+        if (typeof body.orderId !== "string") throw new GatewayError("BAD_REQUEST", "orderId is required.");
+        await next();
+      },
+  });
+  // One that reads the Request itself, past Hono: nothing is left to forward.
+  const readsRaw = definePlugin({
+    name: "reads-raw",
+    config: z.strictObject({}),
+    create: () =>
+      async function readsRaw(c, next) {
+        await c.req.raw.text();
+        await next();
+      },
+  });
+  const fetchGw = testGateway({
+    plugins: [],
+    routes: [
+      { name: "reads-json", path: "/reads-json/*", methods: ["POST"], upstream: "echo", plugins: [needsOrderId()] },
+      { name: "limited-reads-json", path: "/limited-reads-json/*", methods: ["POST"], upstream: "echo", plugins: [requestLimits({ maxBodyBytes: 1024 }), needsOrderId()] },
+      { name: "reads-raw", path: "/reads-raw/*", methods: ["POST"], upstream: "echo", plugins: [readsRaw()] },
+    ],
+  });
+  const sent = '{ "orderId": "ord_1",\n  "note": "caf\u00e9" }';
+
+  it("the origin still gets the body, byte for byte (also after request-limits counted it)", async () => {
+    for (const route of ["reads-json", "limited-reads-json"]) {
+      const marker = unique(route);
+      const res = await fetchGw(`/${route}/${marker}`, { method: "POST", headers: { "content-type": "application/json" }, body: sent });
+      expect(res.status, route).toBe(200);
+      const [rec] = await originRecords(marker);
+      expect(textOf(rec!.bodyBase64)).toBe(sent);
+    }
+    await expectProblem(await fetchGw(`/reads-json/${unique("m")}`, { method: "POST", body: "{}" }), 400, "BAD_REQUEST");
+  });
+
+  it("a body consumed with nothing to forward is the gateway's fault, not the origin's (500, never 502 UPSTREAM_UNAVAILABLE)", async () => {
+    const marker = unique("reads-raw");
+    const body = await expectProblem(await fetchGw(`/reads-raw/${marker}`, { method: "POST", body: "x" }), 500, "GATEWAY_MISCONFIGURED");
+    expect(body.detail).toContain("forward.body");
+    expect(await originRecords(marker)).toEqual([]);
   });
 });

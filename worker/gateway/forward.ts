@@ -102,7 +102,8 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   // Dropped with the hop-by-hop headers; the runtime makes its own handshake with the origin.
   if (upgrade) headers.set("upgrade", "websocket");
   const replaced = forward.body;
-  const body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
+  let body = method === "GET" || method === "HEAD" ? null : replaced !== undefined ? replaced : c.req.raw.body;
+  if (body !== null && replaced === undefined && c.req.raw.bodyUsed) body = await bodyReadByPlugin(c, headers);
   let res: Response;
   const sentAt = Date.now();
   // timeoutMs bounds the wait for the origin's answer (its status and headers), not the body: a
@@ -152,6 +153,28 @@ export async function forwardToUpstream(c: Context<GatewayEnv>): Promise<Respons
   const out = new Response(resBody, { status: res.status, headers: res.headers });
   sanitizeResponseHeaders(out.headers, injectedSecrets);
   return out;
+}
+
+/**
+ * The client's body when a plugin has already read it (`c.req.json()`, `.text()`, a Hono
+ * validator) without setting `forward.body`: the stream is spent, and sending it made fetch throw,
+ * which read as a 502 UPSTREAM_UNAVAILABLE blaming an origin nobody called. Hono keeps what it
+ * read: the same bytes come back from `c.req.arrayBuffer()` (text and JSON are kept as the text,
+ * re-encoded as UTF-8). A form Hono parsed is sent re-encoded, with its new multipart boundary.
+ * A plugin that read `c.req.raw` itself left nothing: that is the gateway's configuration at
+ * fault, said so.
+ */
+async function bodyReadByPlugin(c: Context<GatewayEnv>, headers: Headers): Promise<ArrayBuffer | ReadableStream | null> {
+  const cache = c.req.bodyCache;
+  // Sent with the length of what is actually sent (the runtime sets it for a buffer).
+  headers.delete("content-length");
+  if (cache.arrayBuffer || cache.text || cache.blob || cache.json) return c.req.arrayBuffer();
+  if (cache.formData) {
+    const form = new Response(await cache.formData);
+    headers.set("content-type", form.headers.get("content-type")!);
+    return form.body;
+  }
+  throw new GatewayError("GATEWAY_MISCONFIGURED", "A plugin read the request body and did not hand it on (set forward.body to what it read).");
 }
 
 /**
