@@ -2020,7 +2020,7 @@ export interface paths {
         post?: never;
         /**
          * Delete a proxy user
-         * @description Revokes every key of the user, then deletes it.
+         * @description Revokes every key of the user, deletes the origin secrets bound to it (named in the `user.delete` audit row), then deletes the user.
          */
         delete: {
             parameters: {
@@ -2963,7 +2963,7 @@ export interface components {
             description?: string | null;
             /**
              * Format: date-time
-             * @description After this instant every key of the user is refused
+             * @description After this instant every key of the user is refused. Must lie ahead when set (a PATCH may send the stored one back unchanged)
              * @example 2027-01-01T00:00:00Z
              */
             expiresAt?: string;
@@ -3007,7 +3007,7 @@ export interface components {
             description?: string | null;
             /**
              * Format: date-time
-             * @description After this instant every key of the user is refused
+             * @description After this instant every key of the user is refused. Must lie ahead when set (a PATCH may send the stored one back unchanged)
              * @example 2027-01-01T00:00:00Z
              */
             expiresAt?: string;

@@ -99,7 +99,7 @@ function buildAdminSchemas() {
       status: z.enum(userStatuses).optional().describe("Defaults to `active`; `disabled` refuses all its keys"),
       roles: z.array(z.string().regex(NAME)).max(50).optional().describe("Role names to assign"),
       metadata: metadata.optional(),
-      expiresAt: futureDate.nullable().optional().describe("After this instant every key of the user is refused"),
+      expiresAt: futureDate.nullable().optional().describe("After this instant every key of the user is refused. Must lie ahead when set (a PATCH may send the stored one back unchanged)"),
       allowedIps: z.array(cidr).min(1).max(100).nullable().optional().describe("Client IPs/CIDRs allowed to use the user's keys; null = any"),
     })
     .openapi("ProxyUserCreate");

@@ -55,7 +55,7 @@ export function usersRouter() {
         path: "/users/{id}",
         tags,
         summary: "Delete a proxy user",
-        description: "Revokes every key of the user, then deletes it.",
+        description: "Revokes every key of the user, deletes the origin secrets bound to it (named in the `user.delete` audit row), then deletes the user.",
         request: { params },
         responses: { 200: json(userDeletedSchema, "Deleted, with the keys that were revoked"), ...problems(400, 404) },
       }),
