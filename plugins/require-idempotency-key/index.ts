@@ -50,7 +50,9 @@ export type RequireIdempotencyKeyOptions = z.input<typeof requireIdempotencyKeyO
  */
 export const requireIdempotencyKey = definePlugin({
   name: "require-idempotency-key",
-  traits: { leavesIdentityHeaders: true },
+  // With groups it decides by the caller's group: config load then refuses a chain where it runs
+  // before every authenticator (it would see no group, and never apply).
+  traits: ({ groups }) => ({ leavesIdentityHeaders: true, needsIdentity: groups !== undefined }),
   config: requireIdempotencyKeyOptions,
   create: ({ groups, methods, header, maxLength, logAccepted }) => {
     // Compiled once per config load, not per request.

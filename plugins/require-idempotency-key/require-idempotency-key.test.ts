@@ -57,3 +57,18 @@ describe("require-idempotency-key (example custom plugin)", () => {
     expect(requireIdempotencyKey({ methods: ["GET"] }).configIssues).toHaveLength(1);
   });
 });
+
+describe("require-idempotency-key: where in the chain", () => {
+  it("with groups, a chain where it runs before every authenticator is refused at load (it would never see a group, so never apply)", async () => {
+    const { defineGateway } = await import("../../worker/gateway/config");
+    const { testUpstreams } = await import("../../test/fixtures/upstreams");
+    const route = (plugins: Parameters<typeof defineGateway>[0]["routes"][number]["plugins"]) => ({ name: "pay", path: "/pay/*", methods: ["POST" as const], upstream: "echo", plugins });
+    expect(() => defineGateway({ upstreams: testUpstreams, routes: [route([requireIdempotencyKey({ groups: ["partner"] }), keyAuth()])] })).toThrow(
+      /gateway\.routes\[0\]\.plugins\[0\] \(route "pay", plugin "require-idempotency-key"\): reads the caller's identity, but runs before any authenticator/,
+    );
+    expect(() => defineGateway({ upstreams: testUpstreams, routes: [route([requireIdempotencyKey({ groups: ["partner"] })])] })).toThrow(/before any authenticator/);
+    // Without groups it applies to every caller, identified or not: any place will do.
+    expect(() => defineGateway({ upstreams: testUpstreams, routes: [route([requireIdempotencyKey(), keyAuth()])] })).not.toThrow();
+    expect(() => defineGateway({ upstreams: testUpstreams, routes: [route([keyAuth(), requireIdempotencyKey({ groups: ["partner"] })])] })).not.toThrow();
+  });
+});

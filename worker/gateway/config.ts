@@ -140,6 +140,17 @@ export const gatewaySchema = z
         // in gateway.config.ts and forward every request.
         ctx.addIssue({ code: "custom", path: ["routes", i, "permission"], message: "nothing enforces it: the authorize plugin does not run on this route (add authorize() or drop the permission)" });
       }
+      chain.forEach((p, at) => {
+        if (!p.traits?.needsIdentity || (firstAuthenticator !== -1 && firstAuthenticator < at)) return;
+        // Reported at the plugin where the route declares it (a global one: at the global chain).
+        const own = r.plugins.indexOf(p);
+        const global = g.plugins.indexOf(p);
+        ctx.addIssue({
+          code: "custom",
+          path: own !== -1 ? ["routes", i, "plugins", own] : global !== -1 ? ["plugins", global] : ["routes", i, "plugins"],
+          message: `reads the caller's identity, but runs before any authenticator (key-auth, jwt-auth)${own === -1 ? ` on route "${r.name}"` : ""}: it would only ever see anonymous requests`,
+        });
+      });
       const preflight = chain.findIndex((p) => p.traits?.answersPreflight);
       if (preflight !== -1 && firstAuthenticator !== -1 && firstAuthenticator < preflight) {
         ctx.addIssue({

@@ -18,8 +18,11 @@ export interface PluginDefinition<S extends z.ZodType> {
   name: string;
   /** Options schema. Give every field `.describe()` and, where it has one, `.default()`. */
   config: S;
-  /** What the gateway must know about the plugin (authenticator, answers CORS preflights). */
-  traits?: PluginTraits;
+  /**
+   * What the gateway must know about the plugin (authenticator, answers CORS preflights, needs
+   * the caller's identity); a function of the parsed options when they depend on them.
+   */
+  traits?: PluginTraits | ((config: z.output<S>) => PluginTraits);
   /** Called once per config load with the parsed options; returns the per-request middleware. */
   create: (config: z.output<S>) => GatewayMiddleware;
 }
@@ -71,7 +74,7 @@ export function definePlugin<S extends z.ZodType>(def: PluginDefinition<S>): Plu
       const message = new PluginConfigError(def.name, formatIssues(configIssues)).message;
       return {
         name: def.name,
-        traits: def.traits,
+        traits: typeof def.traits === "function" ? undefined : def.traits,
         configIssues,
         handler: async function invalidPlugin() {
           console.error(JSON.stringify({ level: "error", msg: "plugin with invalid options", plugin: def.name, error: message }));
@@ -79,7 +82,8 @@ export function definePlugin<S extends z.ZodType>(def: PluginDefinition<S>): Plu
         },
       };
     }
-    return { name: def.name, traits: def.traits, options: parsed.data, handler: def.create(parsed.data) };
+    const traits = typeof def.traits === "function" ? def.traits(parsed.data) : def.traits;
+    return { name: def.name, traits, options: parsed.data, handler: def.create(parsed.data) };
   };
   return Object.assign(factory, { pluginName: def.name, schema: def.config }) as unknown as PluginFactory<S>;
 }

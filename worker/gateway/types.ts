@@ -17,6 +17,13 @@ export interface PluginTraits {
    * forwarder clear them.
    */
   readonly leavesIdentityHeaders?: boolean;
+  /**
+   * The plugin decides by the caller's identity (`c.get("identity")`: its group, user, key), so it
+   * must run after an authenticator: config load refuses a chain where it runs before all of them
+   * (or where there is none), as it does for `authorize`. Before one it would only ever see an
+   * anonymous request and, for a rule that applies to some callers, never apply.
+   */
+  readonly needsIdentity?: boolean;
 }
 
 /** A plugin ready to run: its name (for ordering, disabling, overriding) and its middleware. */
