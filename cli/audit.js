@@ -2,7 +2,7 @@
 import { createWriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { all, ok, resolveUser } from "./client.js";
+import { all, ok, userIdOf } from "./client.js";
 import { CliError, EXIT, usageError } from "./errors.js";
 import { color, printJson, table, when } from "./output.js";
 
@@ -46,7 +46,7 @@ export function registerAudit(program, { apiFor, globals }) {
   /** @param {import("commander").Command} c */
   const requestFilters = (c) =>
     c
-      .option("--user <user>", "proxy user (id or name)")
+      .option("--user <user>", "proxy user (id or name; a deleted user by its id)")
       .option("--key <keyId>", "key id")
       .option("--route <name>", "route name")
       .option("--group <group>", "proxy user group")
@@ -58,7 +58,8 @@ export function registerAudit(program, { apiFor, globals }) {
       .option("--until <when>", "until this instant");
   /** @param {any} api @param {any} o */
   const requestQuery = async (api, o) => ({
-    userId: o.user ? (await resolveUser(api, o.user)).id : undefined,
+    // A deleted user's id still finds its events.
+    userId: o.user ? await userIdOf(api, o.user) : undefined,
     keyId: o.key,
     route: o.route,
     group: o.group,

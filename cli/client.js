@@ -114,6 +114,22 @@ export function resolveUser(api, ref) {
 }
 
 /**
+ * A user id to filter or address records by, from an id or a name: the user's id while it
+ * exists, else an id-shaped reference as given. Audit events and a secret bound before the
+ * user's deletion (older gateways kept those) outlive the user: its id must still find them.
+ * @param {AdminClient} api
+ * @param {string} ref
+ */
+export async function userIdOf(api, ref) {
+  try {
+    return (await resolveUser(api, ref)).id;
+  } catch (err) {
+    if (err instanceof CliError && err.exitCode === EXIT.NOT_FOUND && /^usr_[0-9A-Za-z]+$/.test(ref)) return ref;
+    throw err;
+  }
+}
+
+/**
  * A role from an id (`rol_…`) or a name.
  * @param {AdminClient} api
  * @param {string} ref

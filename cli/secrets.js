@@ -1,6 +1,6 @@
 // @ts-check
 import { readFileSync } from "node:fs";
-import { all, ok, resolveUser } from "./client.js";
+import { all, ok, resolveUser, userIdOf } from "./client.js";
 import { CliError, EXIT, usageError } from "./errors.js";
 import { color, printJson, table, when } from "./output.js";
 
@@ -131,7 +131,8 @@ export function registerSecrets(program, { apiFor, globals }) {
     .action(async (name, o, cmd) => {
       const api = apiFor(cmd);
       if (!o.yes) throw usageError("Deleting a secret breaks the routes that use it: pass --yes.");
-      const userId = o.user ? (await resolveUser(api, o.user)).id : undefined;
+      // By id also once the user is gone: gateways before 20a29bc left its secrets behind.
+      const userId = o.user ? await userIdOf(api, o.user) : undefined;
       await ok(api.DELETE("/secrets/{name}", { params: { path: { name }, query: { userId, group: o.group } } }));
       if (globals(cmd).json) return printJson({ name, deleted: true });
       console.log(`${color.red("Deleted")} ${name}`);

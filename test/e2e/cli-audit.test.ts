@@ -103,6 +103,26 @@ describe("portcullis audit and usage", () => {
     expect(tail.stdout).toContain(`/echo/aud-${name}-2`);
   });
 
+  it("finds a deleted user's request events by its id (the trail outlives the user)", async () => {
+    const name = uniqueName("aud-gone");
+    await cli(["roles", "create", `${name}-r`, "--permission", "echo:read"]);
+    const user = await cliJson(["users", "create", name, "--role", `${name}-r`]);
+    const key = (await cli(["keys", "issue", name])).stdout.trim();
+    expect((await proxy(`/echo/aud-${name}`, key)).status).toBe(200);
+    await eventually(
+      () => cliJson<any[]>(["audit", "requests", "--user", user.id]),
+      (rows) => rows.length >= 1,
+    );
+    expect((await cli(["users", "delete", name, "--yes"])).code).toBe(0);
+    const after = await cli(["audit", "requests", "--user", user.id, "--json"]);
+    expect(after.stderr).toBe("");
+    expect(after.code).toBe(0);
+    expect(JSON.parse(after.stdout).map((e: any) => e.path)).toEqual([`/echo/aud-${name}`]);
+    // A name is only known while the user exists; an id that never existed matches nothing.
+    expect((await cli(["audit", "requests", "--user", name])).code).toBe(4);
+    expect(await cliJson(["audit", "requests", "--user", "usr_0000000000000000000000"])).toEqual([]);
+  });
+
   it("tail -f shows events stored after newer ones (a late flush), and every event of a busy interval", async () => {
     const user = await cliJson(["users", "create", uniqueName("aud-tail")]);
     const chain = `tail-${hex()}`;

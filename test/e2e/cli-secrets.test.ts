@@ -67,6 +67,19 @@ describe("portcullis secrets", () => {
     expect((await cli(["secrets", "delete", name, "--yes"])).code).toBe(0);
   });
 
+  it("deletes a secret still bound to a deleted user by the user's id (gateways before 20a29bc left them behind)", async () => {
+    const name = `CLI_ORPHAN_${Date.now().toString(36).toUpperCase()}`;
+    const user = await cliJson(["users", "create", uniqueName("sec-gone")]);
+    expect((await cli(["secrets", "set", name, "--user", user.name], { input: "orphan-value" })).code).toBe(0);
+    // The user row deleted behind the API, as an older gateway's DELETE /users left its secrets.
+    await d1Execute(inject("gatewayPersist"), `DELETE FROM proxy_users WHERE id = '${user.id}'`);
+    expect(await cliJson(["secrets", "list", "--name", name])).toMatchObject([{ scope: "user", userId: user.id }]);
+    const r = await cli(["secrets", "delete", name, "--user", user.id, "--yes"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(await cliJson(["secrets", "list", "--name", name])).toEqual([]);
+  });
+
   it("rekey exits 1 when a secret opens with neither key, with --json too", async () => {
     const name = `CLI_TAMPERED_${Date.now().toString(36).toUpperCase()}`;
     expect((await cli(["secrets", "set", name], { input: "value" })).code).toBe(0);
