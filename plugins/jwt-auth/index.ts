@@ -216,19 +216,43 @@ export const jwtAuth = definePlugin({
     };
 
     /** jose's full check (signature, pinned algorithm, claims); a token that passes is kept in `verified`. */
+    const rules = {
+      algorithms: [...o.algorithms],
+      issuer: o.issuer,
+      audience: o.audience,
+      clockTolerance: o.leewaySeconds,
+      requiredClaims: o.requireExp ? ["exp"] : [],
+      ...(o.maxTokenAgeSeconds ? { maxTokenAge: o.maxTokenAgeSeconds } : {}),
+    };
     const verify = async (token: string, env: Record<string, unknown>): Promise<JWTPayload> => {
       const readAt = verified.generation;
-      const { payload } = await jwtVerify(token, keyFor(env), {
-        algorithms: [...o.algorithms],
-        issuer: o.issuer,
-        audience: o.audience,
-        clockTolerance: o.leewaySeconds,
-        requiredClaims: o.requireExp ? ["exp"] : [],
-        ...(o.maxTokenAgeSeconds ? { maxTokenAge: o.maxTokenAgeSeconds } : {}),
-      });
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, keyFor(env), rules));
+      } catch (err) {
+        if (!(err instanceof joseErrors.JWKSMultipleMatchingKeys)) throw err;
+        payload = await verifyWithEach(token, err);
+      }
       const now = Date.now();
       if (token.length <= MAX_REUSED_TOKEN) verified.set(token, { payload, env }, reusableFor(payload, now), now, readAt);
       return payload;
+    };
+
+    /**
+     * A token without `kid` that fits several keys of the set (two inline keys without kids, a
+     * JWKS publishing the old and the new key during a rotation): jose hands back the candidates
+     * and leaves trying them to the caller. Only a bad signature moves on to the next key; a claim
+     * that fails (expired, wrong audience) fails the same with any key, so it is final.
+     */
+    const verifyWithEach = async (token: string, candidates: joseErrors.JWKSMultipleMatchingKeys): Promise<JWTPayload> => {
+      for await (const key of candidates) {
+        try {
+          return (await jwtVerify(token, key, rules)).payload;
+        } catch (err) {
+          if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) throw err;
+        }
+      }
+      throw new joseErrors.JWSSignatureVerificationFailed();
     };
 
     return async function jwtAuth(c, next) {

@@ -239,6 +239,32 @@ describe("jwt-auth", () => {
     });
   });
 
+  it("a token without kid verifies against whichever of several matching keys signed it (two inline keys, or a JWKS mid-rotation)", async () => {
+    const first = await generateKeyPair("ES256", { extractable: true });
+    const second = await generateKeyPair("ES256", { extractable: true });
+    const twoKeys = testGateway({
+      // Two partners' keys, neither with a kid: jose finds both for an ES256 token without one.
+      plugins: [jwtAuth({ algorithms: ["ES256"], jwks: { keys: [(await exportJWK(first.publicKey)) as { kty: "EC" }, (await exportJWK(second.publicKey)) as { kty: "EC" }] } }), authorize()],
+      routes: [{ name: "jwt-two-keys", path: "/jwt-two-keys/*", upstream: "echo", permission: "echo:read" }],
+    });
+    const { user } = await seedCaller({ permissions: ["echo:read"] });
+    // No kid in the header (the shared helper always sets one for ES256).
+    const kidless = (key: CryptoKey, exp = now() + 300) => new SignJWT({ sub: user.id }).setProtectedHeader({ alg: "ES256" }).setIssuedAt().setExpirationTime(exp).sign(key);
+    for (const signer of [first, second]) {
+      const token = await kidless(signer.privateKey);
+      expect(JSON.parse(atob(token.split(".")[0]!.replaceAll("-", "+").replaceAll("_", "/")))).not.toHaveProperty("kid");
+      expect((await twoKeys(`/jwt-two-keys/${unique("m")}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    }
+    // A key that is neither, and a tampered token, are still refused.
+    const stranger = await generateKeyPair("ES256");
+    await expectRefused("/jwt-two-keys", { authorization: `Bearer ${await kidless(stranger.privateKey)}` }, "TOKEN_INVALID", twoKeys);
+    const good = await kidless(first.privateKey);
+    const [h, , sig] = good.split(".");
+    await expectRefused("/jwt-two-keys", { authorization: `Bearer ${h}.${b64url(JSON.stringify({ sub: "usr_other", exp: now() + 300 }))}.${sig}` }, "TOKEN_INVALID", twoKeys);
+    // Claims still apply once a key matched: an expired token is refused.
+    await expectRefused("/jwt-two-keys", { authorization: `Bearer ${await kidless(second.privateKey, now() - 600)}` }, "TOKEN_INVALID", twoKeys);
+  });
+
   it("inline public keys verify without any fetch", async () => {
     const { user } = await seedCaller({ permissions: ["echo:read"] });
     const token = await new SignJWT({ sub: user.id }).setProtectedHeader({ alg: "ES256", kid: "inline-1" }).sign(inlineEc.privateKey);
