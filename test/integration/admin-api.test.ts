@@ -102,6 +102,15 @@ describe("roles", () => {
     expect(problem.errors.map((e: { path: string }) => e.path).join(" ")).toContain(field);
   });
 
+  it("deleting a role names the users that held it in the role.delete audit row (their memberships go with the role)", async () => {
+    const { role, user } = await seedCaller({ permissions: ["echo:read"] });
+    const other = await json(await admin("POST", "/users", { name: unique("holder"), roles: [role.name] }));
+    expect((await admin("DELETE", `/roles/${role.id}`)).status).toBe(204);
+    const row = await env.DB.prepare("SELECT before FROM admin_audit WHERE action = 'role.delete' AND target_id = ?").bind(role.id).first<{ before: string }>();
+    expect(JSON.parse(row!.before).holders).toEqual([user.id, other.id].sort());
+    expect((await json(await admin("GET", `/users/${user.id}`))).roles).toEqual([]);
+  });
+
   it("deleting a role removes its permissions from its users at once", async () => {
     const { key, role } = await seedCaller({ permissions: ["echo:read"] });
     expect((await gw("/echo/role-delete", { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);

@@ -165,6 +165,15 @@ describe("roles: changed meanwhile", () => {
     expect(await auditRows("role.delete", role.id)).toHaveLength(1);
   });
 
+  it("deleting a role while a user is given it names that user among the holders too", async () => {
+    const { role, user } = await seedCaller();
+    let added = "";
+    const db = interleaved(async () => (added = (await users.createUser(real(), who, { name: unique("late-holder"), roles: [role.name] })).id));
+    await roles.deleteRole(db, who, role.id);
+    const row = await env.DB.prepare("SELECT before FROM admin_audit WHERE action = 'role.delete' AND target_id = ?").bind(role.id).first<{ before: string }>();
+    expect(JSON.parse(row!.before).holders).toEqual([user.id, added].sort());
+  });
+
   it("a PATCH of the description keeps permissions changed meanwhile (it writes on the role as read, else reads again)", async () => {
     const role = await roles.createRole(real(), who, { name: unique("perm"), permissions: ["a:read"] });
     const db = interleaved(() => roles.updateRole(real(), who, role.id, { permissions: ["a:read", "a:write"] }));

@@ -1,6 +1,6 @@
-import { and, asc, eq, exists, gt, inArray, isNull } from "drizzle-orm";
+import { and, asc, eq, exists, gt, inArray, isNull, sql } from "drizzle-orm";
 import type { Database } from "../db";
-import { roles, type RoleRow } from "../db/schema";
+import { roles, userRoles, type RoleRow } from "../db/schema";
 import { GatewayError } from "../errors";
 import { newId } from "../lib/ids";
 import { adminAuditInsert, type AdminActor } from "./admin-audit";
@@ -115,18 +115,30 @@ export async function updateRole(db: Database, who: AdminActor, id: string, patc
   }
 }
 
-/** Deleting a role removes it from every user that held it (their keys lose its permissions). */
+/**
+ * Deleting a role removes it from every user that held it (their keys lose its permissions). The
+ * audit row names those users (`before.holders`): their memberships go with the role, and no
+ * other row would say who lost it.
+ */
 export async function deleteRole(db: Database, who: AdminActor, id: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const before = await findRole(db, id);
+    const holders = (await db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, id)).orderBy(asc(userRoles.userId))).map((r) => r.userId);
     const now = new Date();
     try {
-      // As read: the audit row's snapshot is the role that was deleted, and a role deleted
+      // As read: the audit row's snapshot is the role that was deleted, with the holders it had
+      // (one list compared as one string: D1 caps bound parameters at 100), and a role deleted
       // meanwhile (a second DELETE) is a 404 rather than a second role.delete of nothing.
       await db.batch([
-        guard(db, roleAsRead(db, before)),
+        guard(
+          db,
+          and(
+            roleAsRead(db, before),
+            sql`(SELECT coalesce(group_concat(${userRoles.userId}, ',' ORDER BY ${userRoles.userId}), '') FROM ${userRoles} WHERE ${userRoles.roleId} = ${id}) = ${holders.join(",")}`,
+          ),
+        ),
         db.delete(roles).where(eq(roles.id, id)),
-        adminAuditInsert(db, who, { action: "role.delete", targetType: "role", targetId: id, before: roleView(before) }, now),
+        adminAuditInsert(db, who, { action: "role.delete", targetType: "role", targetId: id, before: { ...roleView(before), holders } }, now),
       ]);
       return;
     } catch (err) {
