@@ -156,6 +156,8 @@ const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
   504: "UPSTREAM_TIMEOUT",
 };
 
+const HTTP_EXCEPTION_HEADERS = ["www-authenticate", "retry-after", "allow"];
+
 /**
  * Three tiers: our error as is; Hono's HTTPException (from its own middleware) mapped by
  * status; anything else logged with its stack and answered as a generic 500, so internals
@@ -173,8 +175,17 @@ export const onError: ErrorHandler = (err, c) => {
   }
   if (err instanceof GatewayError) return problemResponse(c, err);
   if (err instanceof HTTPException) {
-    const code = httpExceptionCodes[err.status] ?? "INTERNAL";
-    return problemResponse(c, new GatewayError(code, err.message || errorCatalog[code].title));
+    // A 401 on a proxy route comes from a Hono middleware in its chain (basicAuth, bearerAuth via
+    // fromMiddleware), not from the admin API, which raises its own codes.
+    const code = err.status === 401 && c.get("route") ? "KEY_INVALID" : (httpExceptionCodes[err.status] ?? "INTERNAL");
+    // The middleware's own response may carry what the status needs to be acted on (the 401's
+    // challenge, a 429's Retry-After, a 405's Allow); its body and framing are not kept.
+    const headers: Record<string, string> = {};
+    for (const name of HTTP_EXCEPTION_HEADERS) {
+      const value = err.res?.headers.get(name);
+      if (value) headers[name] = value;
+    }
+    return problemResponse(c, new GatewayError(code, err.message || errorCatalog[code].title, { headers }));
   }
   console.error(JSON.stringify({ level: "error", msg: "unhandled error", requestId: c.get("requestId"), error: String(err), stack: (err as Error)?.stack }));
   return problemResponse(c, new GatewayError("INTERNAL", "An unexpected error occurred."));

@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
+import { basicAuth } from "hono/basic-auth";
 import { audit } from "../../plugins/audit";
 import { authorize } from "../../plugins/authorize";
 import { cors } from "../../plugins/cors";
 import { keyAuth } from "../../plugins/key-auth";
 import { requestLimits } from "../../plugins/request-limits";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
-import { bagSlot, defineErrorCodes, definePlugin, GatewayError, waitUntil, z } from "../../worker/plugin-api";
+import { bagSlot, defineErrorCodes, definePlugin, fromMiddleware, GatewayError, waitUntil, z } from "../../worker/plugin-api";
 import { env } from "cloudflare:test";
 import { expectProblem, json, originRecords, seedCaller, testGateway, textOf, unique } from "../helpers";
 import { testUpstreams } from "../fixtures/upstreams";
@@ -325,5 +326,23 @@ describe("plugin API: a plugin that reads the request body the Hono way", () => 
     const body = await expectProblem(await fetchGw(`/reads-raw/${marker}`, { method: "POST", body: "x" }), 500, "GATEWAY_MISCONFIGURED");
     expect(body.detail).toContain("forward.body");
     expect(await originRecords(marker)).toEqual([]);
+  });
+});
+
+describe("plugin API: a Hono middleware that refuses with an HTTPException", () => {
+  const fetchGw = testGateway({
+    plugins: [],
+    routes: [{ name: "hono-basic", path: "/hono-basic/*", upstream: "echo", plugins: [fromMiddleware("basic-auth", basicAuth({ username: "ops", password: "s3cret-pass" }))] }],
+  });
+
+  it("gives a proxy-route problem with the middleware's challenge, not the admin API's 401", async () => {
+    const marker = unique("hono-basic");
+    const res = await fetchGw(`/hono-basic/${marker}`);
+    const body = await expectProblem(res, 401, "KEY_INVALID");
+    expect(body.title).not.toMatch(/admin/i);
+    // The challenge is what makes a browser or client ask for credentials.
+    expect(res.headers.get("www-authenticate")).toBe('Basic realm="Secure Area"');
+    expect(await originRecords(marker)).toEqual([]);
+    expect((await fetchGw(`/hono-basic/${unique("m")}`, { headers: { authorization: `Basic ${btoa("ops:s3cret-pass")}` } })).status).toBe(200);
   });
 });
