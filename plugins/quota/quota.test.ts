@@ -31,8 +31,10 @@ describe("period counting", () => {
     // Units handed back from another period are ignored.
     ({ state } = leasePeriod(state, { spec: spec(0), want: 0, give: 5, giveWindow: 999 }, 20));
     expect(state.count).toBe(1);
-    expect(usagePeriod(state, spec(0), 30)).toEqual({ used: 1, remaining: 9, resetMs: 970 });
-    expect(usagePeriod(state, spec(1000), 1010)).toEqual({ used: 0, remaining: 10, resetMs: 990 });
+    // The usage names its counter as leases do (the period start, never reset): the admin status
+    // takes off only tokens held from that counter.
+    expect(usagePeriod(state, spec(0), 30)).toEqual({ used: 1, remaining: 9, resetMs: 970, window: 0 });
+    expect(usagePeriod(state, spec(1000), 1010)).toEqual({ used: 0, remaining: 10, resetMs: 990, window: 1000 });
   });
 
   it("an admin reset starts a new generation: units leased before it are not credited to the new count", () => {
