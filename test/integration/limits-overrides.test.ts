@@ -1,7 +1,7 @@
 // Limit overrides per role and per user through the admin API.
 import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
-import { admin, expectProblem, gw, json, seedCaller, unique } from "../helpers";
+import { admin, expectProblem, gw, json, originRecords, seedCaller, unique } from "../helpers";
 import { clearOfHourEdge } from "../window-edges";
 
 const auth = (key: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${key}`, ...extra } });
@@ -99,5 +99,29 @@ describe("overrides through the admin API", () => {
     // One entry per name.
     expect(new Set(data.map((d: { name: string }) => d.name)).size).toBe(data.length);
     await expectProblem(await gw("/admin/v1/limits"), 401, "ADMIN_UNAUTHORIZED");
+  });
+});
+
+describe("a limit of 0 blocks without the backend", () => {
+  it("a user blocked with a 0 override is refused while the limit's backend is down, although the limit fails open", async () => {
+    // fail-up-down-open: a rate limit (fail open) on an Upstash that refuses connections.
+    const blocked = await seedCaller({ permissions: ["echo:read"] });
+    const free = await seedCaller({ permissions: ["echo:read"] });
+    expect((await admin("PUT", `/users/${blocked.user.id}/limits`, { limits: { "fail-up-down-open": { limit: 0 } } })).status).toBe(200);
+    const marker = unique("zero");
+    const res = await gw(`/fail-up-down-open/${marker}/blocked`, auth(blocked.key));
+    const problem = await expectProblem(res, 429, "RATE_LIMITED");
+    expect(problem.detail).toContain("(0 per 60s)");
+    expect(res.headers.get("ratelimit-limit")).toBe("0");
+    expect(res.headers.get("ratelimit-remaining")).toBe("0");
+    // Until the window ends (60 s windows), never 0.
+    const retry = Number(res.headers.get("retry-after"));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(60);
+    expect(res.headers.get("ratelimit-reset")).toBe(String(retry));
+    // Everyone else still gets the fail mode: admitted, uncounted.
+    expect((await gw(`/fail-up-down-open/${marker}/free`, auth(free.key))).status).toBe(200);
+    const seen = (await originRecords(marker)).map((r) => new URL(r.url, "http://o").pathname.split("/").pop());
+    expect(seen).toEqual(["free"]);
   });
 });

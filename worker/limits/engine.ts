@@ -382,6 +382,10 @@ const MAX_SUBJECTS = 20_000;
 /** Overrides are cached as long as resolved keys are (the same "within the TTL" guarantee). */
 const overrideTtlMs = (c: Context<GatewayEnv>): number => c.get("services").env.KEY_CACHE_TTL_SECONDS * 1000;
 
+/** What the backend answers a limit of 0 with: the rest of the window or period; a bucket's refill time. */
+const blockedForMs = (spec: LimitSpec, now: number): number =>
+  spec.algorithm === "period" ? Math.max(1, spec.periodEnd! - now) : spec.algorithm === "token-bucket" ? spec.windowMs : spec.windowMs - (now % spec.windowMs);
+
 // ── the middleware ────────────────────────────────────────────────────────────────────────────
 /** Definitions by handler, so the admin status endpoint can find the limits in a compiled gateway. */
 export const limitRegistry = new WeakMap<MiddlewareHandler<GatewayEnv>, LimitDefinition>();
@@ -496,6 +500,12 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
         spentFrom = s.window;
         remaining = s.backendRemaining + s.tokens;
         resetMs = Math.max(0, s.resetMs - (now - s.measuredAt));
+      } else if (limit === 0) {
+        // Blocked (an override of 0): nothing to count, so no backend to ask — and so no fail mode
+        // to let a blocked user through while the backend is down. Retry when the backend would say.
+        allowed = false;
+        remaining = 0;
+        resetMs = retryMs = blockedForMs(spec, now);
       } else {
         const b = backend!;
         const key = sub.key;
