@@ -172,6 +172,15 @@ describe("proxy users", () => {
     }
   });
 
+  it("says what a valid group or role name is, not the pattern's source", async () => {
+    const group = await expectProblem(await admin("POST", "/users", { name: unique("u-grp"), group: "sales team" }), 400, "VALIDATION_FAILED");
+    expect(group.errors).toEqual([{ path: "group", message: "1–64 chars: letters, digits, _ . @ : -" }]);
+    const role = await expectProblem(await admin("POST", "/users", { name: unique("u-rol"), roles: ["ok", "not ok"] }), 400, "VALIDATION_FAILED");
+    expect(role.errors).toEqual([{ path: "roles.1", message: "1–64 chars: letters, digits, _ . @ : -" }]);
+    const secret = await expectProblem(await admin("PUT", "/secrets/GRP_TOKEN", { value: "v", group: "-x" }), 400, "VALIDATION_FAILED");
+    expect(secret.detail).not.toContain("/^");
+  });
+
   it("takes metadata of exactly 4096 bytes of JSON", async () => {
     const res = await admin("POST", "/users", { name: unique("u-meta-4k"), metadata: { a: "x".repeat(4096 - '{"a":""}'.length) } });
     expect(res.status).toBe(201);

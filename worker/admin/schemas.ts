@@ -7,6 +7,8 @@ import { REKEY_PAGE } from "../services/secrets";
 
 // Names end up in identity headers sent to origins, so they are restricted to header-safe text.
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$/;
+// Said in words wherever NAME is checked: zod's default message quotes the pattern's source.
+const NAME_RULE = "1–64 chars: letters, digits, _ . @ : -";
 
 export const idParam = (prefix: string, what: string) =>
   z.object({
@@ -67,7 +69,7 @@ function buildAdminSchemas() {
 
   const roleCreateSchema = z
     .strictObject({
-      name: z.string().regex(NAME, "1–64 chars: letters, digits, _ . @ : -").describe("Unique role name").openapi({ example: "orders-reader" }),
+      name: z.string().regex(NAME, NAME_RULE).describe("Unique role name").openapi({ example: "orders-reader" }),
       description: z.string().max(500).nullable().optional().describe("What the role is for"),
       permissions: z.array(permission).max(200).describe("Permission strings; `*` matches any run of characters"),
     })
@@ -93,11 +95,11 @@ function buildAdminSchemas() {
 
   const userCreateSchema = z
     .strictObject({
-      name: z.string().regex(NAME, "1–64 chars: letters, digits, _ . @ : -").describe("Unique name of the consumer").openapi({ example: "billing-service" }),
+      name: z.string().regex(NAME, NAME_RULE).describe("Unique name of the consumer").openapi({ example: "billing-service" }),
       description: z.string().max(500).nullable().optional().describe("Who or what this proxy user is"),
-      group: z.string().regex(NAME).nullable().optional().describe("Group such as `internal` or `partner`").openapi({ example: "internal" }),
+      group: z.string().regex(NAME, NAME_RULE).nullable().optional().describe("Group such as `internal` or `partner`").openapi({ example: "internal" }),
       status: z.enum(userStatuses).optional().describe("Defaults to `active`; `disabled` refuses all its keys"),
-      roles: z.array(z.string().regex(NAME)).max(50).optional().describe("Role names to assign"),
+      roles: z.array(z.string().regex(NAME, NAME_RULE)).max(50).optional().describe("Role names to assign"),
       metadata: metadata.optional(),
       expiresAt: futureDate.nullable().optional().describe("After this instant every key of the user is refused. Must lie ahead when set (a PATCH may send the stored one back unchanged)"),
       allowedIps: z.array(cidr).min(1).max(100).nullable().optional().describe("Client IPs/CIDRs allowed to use the user's keys; null = any"),
@@ -176,7 +178,7 @@ function buildAdminSchemas() {
       .regex(/^usr_[0-9A-Za-z]{1,64}$/, "must be a proxy user id (usr_…)")
       .optional()
       .describe("Bind to this proxy user only (wins over group and global)"),
-    group: z.string().regex(NAME).optional().describe("Bind to this group (wins over global)"),
+    group: z.string().regex(NAME, NAME_RULE).optional().describe("Bind to this group (wins over global)"),
   };
 
   const secretSchema = z
