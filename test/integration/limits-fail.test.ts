@@ -43,6 +43,10 @@ describe("backend down → the declared fail mode, within the bounded timeout", 
     const body = await expectProblem(res, 503, "LIMITER_UNAVAILABLE");
     expect(body.detail).toContain(route);
     expect(res.headers.get("retry-after")).toBe("1");
+    // Still a limited response (every one carries the RateLimit fields): which limit, not what is left.
+    expect(res.headers.get("ratelimit-limit")).toBe("5");
+    expect(res.headers.get("ratelimit-policy")).toBe("5;w=2592000");
+    expect(res.headers.get("ratelimit-remaining")).toBeNull();
     expect(Date.now() - started).toBeLessThan(BOUND_MS);
     expect((await originRecords(marker)).length).toBe(0);
   });

@@ -222,6 +222,8 @@ interface HeaderStyle {
   failedOpen(c: Context<GatewayEnv>, t: LimitTexts): void;
   /** A 429's own headers. */
   refused(t: LimitTexts, remaining: number, resetMs: number): Record<string, string>;
+  /** A fail-closed 503's own headers: which limit applies, as failing open says it. */
+  unknown(t: LimitTexts): Record<string, string>;
 }
 
 function headerStyle(def: LimitDefinition): HeaderStyle {
@@ -239,6 +241,7 @@ function headerStyle(def: LimitDefinition): HeaderStyle {
       },
       failedOpen: (c, t) => applyHeader(c, "ratelimit-policy", t.policy, true),
       refused: (t, remaining, resetMs) => ({ "ratelimit-policy": t.policy, ratelimit: current(remaining, resetMs) }),
+      unknown: (t) => ({ "ratelimit-policy": t.policy }),
     };
   }
   return {
@@ -246,6 +249,7 @@ function headerStyle(def: LimitDefinition): HeaderStyle {
     admitted: applyLimitHeaders,
     failedOpen: applyPolicyHeaders,
     refused: rateLimitHeaders,
+    unknown: (t) => ({ "ratelimit-limit": t.limit, "ratelimit-policy": t.policy }),
   };
 }
 
@@ -554,7 +558,7 @@ export function createLimitHandler(def: LimitDefinition): MiddlewareHandler<Gate
       if (def.failMode === "closed") {
         recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-closed", limit, remaining: null, source });
         throw new GatewayError("LIMITER_UNAVAILABLE", `The ${def.kind === "quota" ? "quota" : "rate limit"} "${def.name}" cannot be checked right now; try again shortly.`, {
-          headers: { "retry-after": "1" },
+          headers: { ...style.unknown(textsFor(limit)), "retry-after": "1" },
         });
       }
       recordOutcome(c, { name: def.name, kind: def.kind, outcome: "fail-open", limit, remaining: null, source });
