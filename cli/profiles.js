@@ -92,11 +92,15 @@ export function resolveTarget(flags) {
 
 /** @param {string} url @param {string} token @param {string} source */
 function checked(url, token, source) {
+  let parsed;
   try {
-    new URL(url);
+    parsed = new URL(url);
   } catch {
     throw usageError(`Not a URL: ${url}`);
   }
+  // "localhost:8787" parses as a URL whose scheme is "localhost:": without this, it failed as an
+  // unreachable gateway (exit 6) rather than as the configuration mistake it is.
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw usageError(`Not an http(s) URL: ${url} (from ${source}; e.g. http://127.0.0.1:8787).`);
   return { url, token, source };
 }
 

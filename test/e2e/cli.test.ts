@@ -199,6 +199,10 @@ describe("errors and exit codes", () => {
     expect(noUrl.code).toBe(2);
     expect(noUrl.stderr).toContain("No gateway URL");
     expect((await cli(["users", "delete", "whoever"])).code).not.toBe(0);
+    // A URL without its scheme is a configuration mistake, not an unreachable gateway (exit 6).
+    const noScheme = await cli(["users", "list"], { env: { PORTCULLIS_URL: "localhost:8787" } });
+    expect(noScheme.code).toBe(2);
+    expect(noScheme.stderr).toContain("Not an http(s) URL: localhost:8787 (from environment");
   });
 
   it("exit 6 when the gateway cannot be reached", async () => {
