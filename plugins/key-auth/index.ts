@@ -77,6 +77,10 @@ export const keyAuth = definePlugin({
         const upstreamHeaders = c.get("upstreamHeaders");
         if (fromXApiKey) upstreamHeaders.delete("x-api-key");
         if (fromAuthorization && (last || key !== undefined || BEARER_KEY.test(requestHeaders.get("authorization")?.trim() ?? ""))) upstreamHeaders.delete("authorization");
+        // A proxy key in a header this route does not read is a live credential all the same:
+        // whoever runs the origin could call the gateway with it. Other values there pass.
+        if (!fromXApiKey && requestHeaders.get("x-api-key")?.trim().startsWith(KEY_PREFIX)) upstreamHeaders.delete("x-api-key");
+        if (!fromAuthorization && BEARER_KEY.test(requestHeaders.get("authorization")?.trim() ?? "")) upstreamHeaders.delete("authorization");
       }
       if (authenticated || (key === undefined && !last)) return next();
       const { db, keyCache, env } = c.get("services");

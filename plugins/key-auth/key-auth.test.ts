@@ -112,6 +112,22 @@ describe("key-auth plugin", () => {
     expect((await call(`/r/${unique("ka")}`, { "x-api-key": key })).status).toBe(200);
   });
 
+  it("hides a proxy key sent in a header the route does not read; other values there still pass", async () => {
+    const { key } = await seedCaller();
+    const other = (await seedCaller()).key;
+    const m = unique("ka-unread");
+    // The origin must never learn a key: with it, anyone there could call the gateway as that user.
+    expect((await appWith({ headers: ["x-api-key"] })(`/r/${m}-1`, { "x-api-key": key, authorization: `Bearer ${other}` })).status).toBe(200);
+    expect((await appWith({ headers: ["authorization"] })(`/r/${m}-2`, { authorization: `Bearer ${key}`, "x-api-key": other })).status).toBe(200);
+    // A credential of the origin's own (not a proxy key) in the unread header is still forwarded.
+    expect((await appWith({ headers: ["x-api-key"] })(`/r/${m}-3`, { "x-api-key": key, authorization: "Bearer origin-side-token" })).status).toBe(200);
+    const recs = await originRecords(m);
+    expect(recs).toHaveLength(3);
+    expect(JSON.stringify(recs)).not.toContain(key);
+    expect(JSON.stringify(recs)).not.toContain(other);
+    expect(recs.find((r) => r.url.includes(`${m}-3`))!.headers.authorization).toBe("Bearer origin-side-token");
+  });
+
   it("hideCredentials: false forwards the key header (for origins that check it themselves)", async () => {
     const { key } = await seedCaller();
     const call = appWith({ headers: ["x-api-key"], hideCredentials: false });
