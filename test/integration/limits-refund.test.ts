@@ -127,3 +127,28 @@ describe.each([
     expect((await originRecords(marker)).length).toBe(0);
   });
 });
+
+describe("the status never takes off tokens the backend's answer does not count", () => {
+  // LIMITER_SLOW: leases answer after a second; a usage read happens at once, answered a second later.
+  const name = unique("refund-slow");
+  const call = testGateway({
+    plugins: [keyAuth(), quota({ name, limit: 100, period: "day", durableObjectBinding: "LIMITER_SLOW", timeoutMs: 5_000 })],
+    routes: [{ name: "q", path: "/q/*", methods: ["GET"], upstream: "echo" }],
+  });
+
+  it("a lease that lands while the status reads is not taken off the count it missed", async () => {
+    const { user, key } = await seedCaller();
+    const auth = { headers: { authorization: `Bearer ${key}` } };
+    // One lease of 5 (auto: 100 / 20), all spent here: the backend counts 5, this isolate holds none.
+    for (let i = 0; i < 5; i++) expect((await call(`/q/${unique("q")}`, auth)).status).toBe(200);
+    // A sixth request leases again (a second); the status reads the count (5) meanwhile, and its
+    // answer arrives after the new lease's 5 tokens (4 unspent) are held here.
+    const sixth = call(`/q/${unique("q")}`, auth);
+    await new Promise((r) => setTimeout(r, 200));
+    const res = await call(`/admin/v1/users/${user.id}/limits/status`, { headers: ADMIN });
+    expect((await sixth).status).toBe(200);
+    const status = (await json(res)).limits.find((l: { name: string }) => l.name === name);
+    // The count read had 5 requests in it: taking the new lease's 4 off would say 1.
+    expect(status).toMatchObject({ used: 5, remaining: 95 });
+  });
+});

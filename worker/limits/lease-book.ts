@@ -218,13 +218,13 @@ export class LeaseBook {
   }
 
   /**
-   * Unspent tokens this isolate holds on a live lease of counter `window` for `id` (0 when none):
-   * the backend counts them as used, but no request has spent them — a quota's returned tokens
-   * among them. The admin status takes them off its figures (see userLimitStatus).
+   * The live lease this isolate holds for `id`, if any: its unspent tokens (a quota's returned
+   * ones among them), the counter it was granted from and when it was sent (which tells one lease
+   * from the next). The backend counts those tokens as used; the admin status takes them off.
    */
-  held(id: string, window: number, now: number): number {
+  heldLease(id: string, now: number): { tokens: number; window: number; sentAt: number } | undefined {
     const s = this.states.get(id);
-    return s !== undefined && s.window === window && now < s.expiresAt ? s.tokens : 0;
+    return s !== undefined && s.tokens > 0 && now < s.expiresAt ? { tokens: s.tokens, window: s.window, sentAt: s.measuredAt } : undefined;
   }
 
   /**

@@ -229,12 +229,18 @@ function userCounters(gateway: CompiledGateway, user: { id: string; group: strin
 async function counterStatus({ def, route, key, shared }: Counter, env: Env, { limit, source }: { limit: number; source: LimitSource }, now: number): Promise<LimitStatus> {
   const backend = backendFor(def, env);
   const spec = specFor(def, limit, now);
-  const usage = await withinBudget(backend, def.timeoutMs, () => backend.usage(key, spec)).catch(() => null);
   // The backend counts every token it granted, spent or not. Tokens this isolate holds unspent on a
   // live lease of the same counter (a quota's returned tokens among them) are not used: take them
   // off, so an admin on the isolate that serves the user sees what was really spent. Tokens other
   // isolates hold cannot be seen from here and stay counted (README, "Hot path: token leasing").
-  const held = usage ? isolateLeaseBook.held(`${backend.kind}|${key}|${stateSlot(spec)}`, usage.window, Date.now()) : 0;
+  // Only a lease held both before and after the read, and only its fewer tokens then: a lease that
+  // lands during the read may not be in the backend's answer, and taking it off would undercount.
+  const id = `${backend.kind}|${key}|${stateSlot(spec)}`;
+  const before = isolateLeaseBook.heldLease(id, Date.now());
+  const usage = await withinBudget(backend, def.timeoutMs, () => backend.usage(key, spec)).catch(() => null);
+  const after = isolateLeaseBook.heldLease(id, Date.now());
+  const held =
+    usage && before && after && before.window === usage.window && after.window === before.window && after.sentAt === before.sentAt ? Math.min(before.tokens, after.tokens) : 0;
   return {
     name: def.name,
     kind: def.kind,
