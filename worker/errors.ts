@@ -159,6 +159,13 @@ const httpExceptionCodes: Partial<Record<number, ErrorCode>> = {
 const HTTP_EXCEPTION_HEADERS = ["www-authenticate", "retry-after", "allow"];
 
 /**
+ * The code a Hono HTTPException answers with, and is audited under. A 401 on a proxy route comes
+ * from a Hono middleware in its chain (basicAuth, bearerAuth via fromMiddleware), not from the
+ * admin API, which raises its own codes.
+ */
+export const httpExceptionCode = (status: number, onRoute: boolean): ErrorCode => (status === 401 && onRoute ? "KEY_INVALID" : (httpExceptionCodes[status] ?? "INTERNAL"));
+
+/**
  * Three tiers: our error as is; Hono's HTTPException (from its own middleware) mapped by
  * status; anything else logged with its stack and answered as a generic 500, so internals
  * never reach a client.
@@ -175,9 +182,7 @@ export const onError: ErrorHandler = (err, c) => {
   }
   if (err instanceof GatewayError) return problemResponse(c, err);
   if (err instanceof HTTPException) {
-    // A 401 on a proxy route comes from a Hono middleware in its chain (basicAuth, bearerAuth via
-    // fromMiddleware), not from the admin API, which raises its own codes.
-    const code = err.status === 401 && c.get("route") ? "KEY_INVALID" : (httpExceptionCodes[err.status] ?? "INTERNAL");
+    const code = httpExceptionCode(err.status, c.get("route") !== undefined);
     // The middleware's own response may carry what the status needs to be acted on (the 401's
     // challenge, a 429's Retry-After, a 405's Allow); its body and framing are not kept.
     const headers: Record<string, string> = {};

@@ -331,7 +331,7 @@ describe("plugin API: a plugin that reads the request body the Hono way", () => 
 
 describe("plugin API: a Hono middleware that refuses with an HTTPException", () => {
   const fetchGw = testGateway({
-    plugins: [],
+    plugins: [audit({ sink: "d1", flushIntervalMs: 20 })],
     routes: [{ name: "hono-basic", path: "/hono-basic/*", upstream: "echo", plugins: [fromMiddleware("basic-auth", basicAuth({ username: "ops", password: "s3cret-pass" }))] }],
   });
 
@@ -343,6 +343,9 @@ describe("plugin API: a Hono middleware that refuses with an HTTPException", () 
     // The challenge is what makes a browser or client ask for credentials.
     expect(res.headers.get("www-authenticate")).toBe('Basic realm="Secure Area"');
     expect(await originRecords(marker)).toEqual([]);
+    // Audited under the code the client got (it was HTTP_401, a code no client ever saw).
+    const [event] = await eventsFor(marker, 1);
+    expect(event).toMatchObject({ decision: "refused", decided_by: "basic-auth", code: "KEY_INVALID", status: 401 });
     expect((await fetchGw(`/hono-basic/${unique("m")}`, { headers: { authorization: `Basic ${btoa("ops:s3cret-pass")}` } })).status).toBe(200);
   });
 });

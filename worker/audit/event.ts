@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { GatewayEnv } from "../env";
-import { GatewayError } from "../errors";
+import { GatewayError, httpExceptionCode } from "../errors";
 import { deciderOf } from "../gateway/decider";
 import { rawPathOf, rawSearchOf } from "../gateway/upstream-url";
 import { KEY_PREFIX } from "../lib/api-key";
@@ -143,7 +143,8 @@ export function bytesInOf(c: Context<GatewayEnv>): number | null {
 
 function codeOf(err: Error | undefined, status: number, routed: boolean): string | null {
   if (err instanceof GatewayError) return err.code;
-  if (err instanceof HTTPException) return `HTTP_${err.status}`;
+  // The code the client got (onError maps it the same way), not a code of the audit's own.
+  if (err instanceof HTTPException) return httpExceptionCode(err.status, routed);
   if (err) return "INTERNAL";
   if (!routed && status === 404) return "NOT_FOUND";
   return null;
