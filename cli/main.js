@@ -61,11 +61,19 @@ const globals = (cmd) => cmd.optsWithGlobals();
 /** @param {Command} cmd */
 const apiFor = (cmd) => adminClient(resolveTarget(globals(cmd)));
 
+/**
+ * What an operator needs to read in a status column: a user whose expiry has passed is refused
+ * like a disabled one, yet the API's stored status still says active (keys carry "expired" in
+ * their own status; a user's status is the one PATCH takes, so the API keeps it as stored).
+ * @param {Schemas["ProxyUser"]} u
+ */
+const userStatus = (u) => (u.status === "active" && u.expiresAt && Date.parse(u.expiresAt) <= Date.now() ? "expired" : u.status);
+
 /** @param {Schemas["ProxyUser"][]} users */
 const usersTable = (users) =>
   table(
     ["ID", "NAME", "GROUP", "STATUS", "ROLES", "CREATED"],
-    users.map((u) => [u.id, u.name, u.group, statusColor(u.status), u.roles.join(", "), when(u.createdAt)]),
+    users.map((u) => [u.id, u.name, u.group, statusColor(userStatus(u)), u.roles.join(", "), when(u.createdAt)]),
   );
 
 /** @param {Schemas["ApiKey"][]} keys */
@@ -83,7 +91,7 @@ const userProps = (u) =>
   props([
     ["id", u.id],
     ["name", u.name],
-    ["status", statusColor(u.status)],
+    ["status", statusColor(userStatus(u))],
     ["group", u.group],
     ["description", u.description],
     ["roles", u.roles.join(", ")],

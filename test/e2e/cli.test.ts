@@ -113,6 +113,19 @@ describe("portcullis users, keys, roles", () => {
     expect(coloured.stdout).toContain("\u001b[");
   });
 
+  it("shows a user whose expiry has passed as expired, not active (its keys are refused)", async () => {
+    const name = uniqueName("cli-exp");
+    const user = await cliJson(["users", "create", name]);
+    // Expired behind the API (which refuses to set a passed expiry): no race with the clock.
+    await d1Execute(inject("gatewayPersist"), `UPDATE proxy_users SET expires_at = ${Date.now() - 60_000} WHERE id = '${user.id}'`);
+    const shown = await cli(["users", "show", name]);
+    expect(shown.stdout).toMatch(/^status\s+expired$/m);
+    const listed = await cli(["users", "list", "--search", name]);
+    expect(listed.stdout).toMatch(new RegExp(`${name}\\s+—\\s+expired\\s`));
+    // --json is the API's own answer: the stored status.
+    expect((await cliJson(["users", "show", name])).status).toBe("active");
+  });
+
   it("updates and deletes roles by name", async () => {
     const role = uniqueName("cli-role");
     await cli(["roles", "create", role, "--permission", "a:read"]);
@@ -441,10 +454,10 @@ users:
     expect(r.stderr).toContain(`users[1] (${b}).expiresAt: 2001-01-01T00:00:00Z has passed.`);
     expect((await cli(["users", "show", a])).code).toBe(4);
     // A user whose expiry (set while ahead) has since passed: the same file applies as no change.
-    const soon = new Date(Date.now() + 1_000).toISOString();
-    const file = await fileWith(JSON.stringify({ users: [{ name: b, expiresAt: soon }] }));
-    expect((await cli(["apply", file, "--yes"])).code).toBe(0);
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // The passed expiry is written behind the API (which refuses to set one): no race with the clock.
+    const user = await cliJson(["users", "create", b]);
+    await d1Execute(inject("gatewayPersist"), `UPDATE proxy_users SET expires_at = ${Date.parse("2001-01-01T00:00:00Z")} WHERE id = '${user.id}'`);
+    const file = await fileWith(JSON.stringify({ users: [{ name: b, expiresAt: "2001-01-01T00:00:00Z" }] }));
     const again = await cli(["apply", file, "--yes"]);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("Plan: 0 to create, 0 to change, 0 to delete, 1 unchanged.");
