@@ -225,7 +225,7 @@ export function buildProgram() {
   ])) {
     users
       .command(`${verb} <user>`)
-      .description(verb === "disable" ? "disable a proxy user: every key of it is refused at once" : "re-enable a disabled proxy user")
+      .description(verb === "disable" ? "disable a proxy user: every key of it is refused (at once where the call lands, everywhere within KEY_CACHE_TTL_SECONDS)" : "re-enable a disabled proxy user")
       .action(async (ref, _o, cmd) => {
         const api = apiFor(cmd);
         const user = await resolveUser(api, ref);
@@ -293,7 +293,7 @@ export function buildProgram() {
     });
   keys
     .command("revoke <keyId>")
-    .description("revoke a key at once")
+    .description("revoke a key (refused at once where the call lands, everywhere within KEY_CACHE_TTL_SECONDS)")
     .action(async (id, _o, cmd) => {
       const k = await ok(apiFor(cmd).POST("/keys/{id}/revoke", { params: { path: { id } } }));
       if (globals(cmd).json) return printJson(k);
