@@ -228,6 +228,17 @@ describe("proxy users", () => {
     expect(JSON.parse(audit[1]!.after!).roles).toEqual([r2]);
   });
 
+  it("an empty PATCH of a user or role changes nothing: 200 with it as stored, no audit row, updatedAt kept", async () => {
+    const { user, role } = await seedCaller();
+    for (const [path, id, before] of [[`/users/${user.id}`, user.id, user], [`/roles/${role.id}`, role.id, role]] as const) {
+      const res = await admin("PATCH", path, {});
+      expect(res.status).toBe(200);
+      expect(await json(res)).toEqual(before);
+      // An update row would claim a change that did not happen.
+      expect((await auditRows(id)).map((a) => a.action).filter((a) => a.endsWith(".update"))).toEqual([]);
+    }
+  });
+
   it("paginates with a cursor and filters by group, status and role", async () => {
     const group = unique("g").replaceAll("-", "");
     const role = unique("pager");

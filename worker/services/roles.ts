@@ -92,6 +92,8 @@ export async function allRoleChoices(db: Database): Promise<Array<Pick<RoleView,
 export async function updateRole(db: Database, who: AdminActor, id: string, patch: Partial<RoleInput>): Promise<RoleView> {
   for (let attempt = 1; ; attempt++) {
     const before = await findRole(db, id);
+    // Nothing named, nothing changed: no write, no role.update row claiming a change, updatedAt kept.
+    if (Object.values(patch).every((v) => v === undefined)) return roleView(before);
     const now = new Date();
     const after: RoleRow = {
       ...before,

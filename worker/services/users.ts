@@ -175,6 +175,8 @@ export async function updateUser(db: Database, who: AdminActor, id: string, patc
   const before = await findUser(db, id);
   refusePastExpiry(patch.expiresAt, new Date(), before.expiresAt);
   const beforeRoles = (await roleNamesOf(db, [id])).get(id) ?? [];
+  // Nothing named, nothing changed: no write, no user.update row claiming a change, updatedAt kept.
+  if (Object.values(patch).every((v) => v === undefined)) return userView(before, beforeRoles);
   const roleIds = patch.roles !== undefined ? await roleIdsByName(db, patch.roles) : null;
   const now = new Date();
   const changes = Object.fromEntries(
