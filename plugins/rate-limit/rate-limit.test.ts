@@ -3,8 +3,8 @@ import { describe, expect, it } from "vitest";
 import { defineGateway, GatewayConfigError } from "../../worker/gateway/config";
 import { grantSize, leaseBucket, leaseWindow, periodBounds, usageWindow } from "../../worker/limits/algorithms";
 import { ipBucket, limitRegistry } from "../../worker/limits/engine";
-import { LeaseBook, spendLeased } from "../../worker/limits/lease-book";
-import type { LeaseReply, LimitSpec } from "../../worker/limits/types";
+import { LeaseBook, NEGATIVE_TTL_MS, spendLeased } from "../../worker/limits/lease-book";
+import { LimiterUnavailableError, type LeaseReply, type LimitSpec } from "../../worker/limits/types";
 import { rateLimit } from ".";
 
 const req = (spec: LimitSpec, want: number, give = 0, giveWindow = 0) => ({ spec, want, give, giveWindow });
@@ -175,19 +175,29 @@ describe("lease book (one isolate)", () => {
     expect(backend.calls.n).toBeLessThan(30);
   });
 
-  it("a failed lease call fails every request waiting on it, and the next request tries again", async () => {
+  it("a failed lease call fails every request waiting on it; the subject backs off for NEGATIVE_TTL_MS without calling, then tries again", async () => {
     const spec: LimitSpec = { algorithm: "fixed-window", limit: 10, windowMs: 60_000 };
     const book = new LeaseBook();
     let fail = true;
+    let calls = 0;
     const call = async (): Promise<LeaseReply> => {
+      calls++;
       await new Promise((r) => setTimeout(r, 1));
       if (fail) throw new Error("down");
       return { granted: 1, remaining: 5, retryMs: 0, resetMs: 1000, ttlMs: 1000, window: 0 };
     };
     const results = await Promise.allSettled(Array.from({ length: 5 }, () => book.acquire("s", spec, { leaseMax: 1, call })));
     expect(results.every((r) => r.status === "rejected")).toBe(true);
+    expect(calls).toBe(1);
     fail = false;
+    // Within the back-off: the fail mode at once, the backend not asked (it was down a moment ago).
+    const backingOff = await book.acquire("s", spec, { leaseMax: 1, call }).catch((e: unknown) => e);
+    expect(backingOff).toBeInstanceOf(LimiterUnavailableError);
+    expect((backingOff as LimiterUnavailableError).reason).toBe("backing-off");
+    expect(calls).toBe(1);
+    await new Promise((r) => setTimeout(r, NEGATIVE_TTL_MS + 20));
     expect((await book.acquire("s", spec, { leaseMax: 1, call })).allowed).toBe(true);
+    expect(calls).toBe(2);
   });
 
   it("a kept state spends leased tokens synchronously, and is re-fetched once the book drops it", async () => {

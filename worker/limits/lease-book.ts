@@ -24,7 +24,10 @@ import { LimiterUnavailableError, type LeaseReply, type LimitSpec } from "./type
  * deadline, `timeoutMs` from when it started acquiring; past it, the limit's fail mode decides.
  * A refusal is remembered for min(retry, NEGATIVE_TTL_MS) from when it arrived (and cleared when
  * an admin changes overrides in this isolate), so a client hammering a spent limit
- * does not turn each refused request into a backend call either.
+ * does not turn each refused request into a backend call either. So is a failed or timed-out
+ * call, for NEGATIVE_TTL_MS: while a backend is down or stalled, the subject's next requests get
+ * their limit's fail mode at once instead of each waiting out `timeoutMs` again, and the backend
+ * is asked about the subject at most once a second from this isolate.
  */
 export const NEGATIVE_TTL_MS = 1_000;
 
@@ -58,6 +61,8 @@ export interface LeaseState {
   retryMs: number;
   /** While refused: local time until which refusals are answered without asking the backend. */
   refusedUntil: number;
+  /** After a failed or timed-out call: local time until which the backend is not asked (fail mode at once). */
+  unavailableUntil: number;
   inflight: Promise<void> | undefined;
 }
 
@@ -148,6 +153,7 @@ export class LeaseBook {
         resetMs: 0,
         retryMs: 0,
         refusedUntil: 0,
+        unavailableUntil: 0,
         inflight: undefined,
       };
       this.states.set(id, s);
@@ -178,6 +184,7 @@ export class LeaseBook {
         return { allowed: false, remaining: 0, retryMs: Math.max(1, s.retryMs - elapsed), resetMs: Math.max(0, s.resetMs - elapsed), roundTrip };
       }
       if (now >= deadline) throw new LimiterUnavailableError(opts.backend ?? "limiter", "timeout");
+      if (now < s.unavailableUntil && !s.inflight) throw new LimiterUnavailableError(opts.backend ?? "limiter", "backing-off");
       let own = false;
       if (!s.inflight) {
         const give = s.returnable && s.tokens > 0 ? s.tokens : 0;
@@ -198,6 +205,10 @@ export class LeaseBook {
             // Measured from the answer, not the call: every request that waited for this answer is
             // refused by it, even when the call was slow. (Remembering a refusal only under-admits.)
             s.refusedUntil = r.granted === 0 ? Date.now() + Math.max(1, Math.min(r.retryMs || NEGATIVE_TTL_MS, NEGATIVE_TTL_MS)) : 0;
+          })
+          .catch((err: unknown) => {
+            s.unavailableUntil = Date.now() + NEGATIVE_TTL_MS;
+            throw err;
           })
           .finally(() => {
             s.inflight = undefined;

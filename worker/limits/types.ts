@@ -77,10 +77,11 @@ export interface LimiterBackend {
 export class LimiterUnavailableError extends Error {
   constructor(
     readonly backend: string,
-    readonly reason: "timeout" | "error",
+    /** `backing-off`: not asked, because a call for the same subject failed or timed out under NEGATIVE_TTL_MS ago. */
+    readonly reason: "timeout" | "error" | "backing-off",
     cause?: unknown,
   ) {
-    super(`limiter backend ${backend} ${reason === "timeout" ? "timed out" : "failed"}${cause ? `: ${String(cause)}` : ""}`);
+    super(`limiter backend ${backend} ${reason === "timeout" ? "timed out" : reason === "error" ? "failed" : "not asked: it failed moments ago"}${cause ? `: ${String(cause)}` : ""}`);
     this.name = "LimiterUnavailableError";
   }
 }
