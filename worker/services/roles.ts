@@ -1,4 +1,4 @@
-import { and, asc, eq, exists, gt, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, exists, gt, inArray, isNull } from "drizzle-orm";
 import type { Database } from "../db";
 import { roles, userRoles, type RoleRow } from "../db/schema";
 import { GatewayError } from "../errors";
@@ -6,7 +6,7 @@ import { newId } from "../lib/ids";
 import { adminAuditInsert, type AdminActor } from "./admin-audit";
 import { isUniqueViolation } from "./errors";
 import { decodeCursor, page } from "./pagination";
-import { guard } from "./users";
+import { guard, listAsRead } from "./users";
 
 export interface RoleView {
   id: string;
@@ -128,15 +128,14 @@ export async function deleteRole(db: Database, who: AdminActor, id: string): Pro
     const holders = (await db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, id)).orderBy(asc(userRoles.userId))).map((r) => r.userId);
     const now = new Date();
     try {
-      // As read: the audit row's snapshot is the role that was deleted, with the holders it had
-      // (one list compared as one string: D1 caps bound parameters at 100), and a role deleted
-      // meanwhile (a second DELETE) is a 404 rather than a second role.delete of nothing.
+      // As read: the audit row's snapshot is the role that was deleted, with the holders it had,
+      // and a role deleted meanwhile (a second DELETE) is a 404 rather than a second role.delete of nothing.
       await db.batch([
         guard(
           db,
           and(
             roleAsRead(db, before),
-            sql`(SELECT coalesce(group_concat(${userRoles.userId}, ',' ORDER BY ${userRoles.userId}), '') FROM ${userRoles} WHERE ${userRoles.roleId} = ${id}) = ${holders.join(",")}`,
+            listAsRead(userRoles.userId, userRoles, eq(userRoles.roleId, id), userRoles.userId, holders),
           ),
         ),
         db.delete(roles).where(eq(roles.id, id)),

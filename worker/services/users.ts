@@ -1,4 +1,4 @@
-import { and, asc, eq, exists, gt, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
+import { and, asc, eq, exists, gt, inArray, isNotNull, isNull, sql, type AnyColumn, type SQL, type Table } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Database } from "../db";
 import { apiKeys, originSecrets, proxyUsers, roles, userRoles, type ProxyUserRow, type UserStatus } from "../db/schema";
@@ -58,6 +58,14 @@ export interface UserInput {
 export const guard = (db: Database, holds: SQL | undefined) =>
   // A select builder, not db.run: drizzle's D1 batch cannot bind the parameters of a raw statement.
   db.select({ ok: sql`json(CASE WHEN ${holds} THEN '1' ELSE 'changed concurrently' END)` }).from(sql`(SELECT 1)`);
+
+/**
+ * For `guard`: the rows `from … where` still give exactly `values` (each row's `value`, in
+ * `order`), compared as one comma-joined string: a list of ids as bound parameters would hit
+ * D1's 100-parameter cap for a user with many keys, or a role with many holders.
+ */
+export const listAsRead = (value: SQL | AnyColumn, from: Table, where: SQL | undefined, order: AnyColumn, values: readonly string[]) =>
+  sql`(SELECT coalesce(group_concat(${value}, ',' ORDER BY ${order}), '') FROM ${from} WHERE ${where}) = ${values.join(",")}`;
 
 /** The proxy user still exists (for `guard`). */
 export const userExists = (db: Database, id: string) => exists(db.select({ id: proxyUsers.id }).from(proxyUsers).where(eq(proxyUsers.id, id)));
@@ -231,11 +239,9 @@ export async function deleteUser(db: Database, who: AdminActor, id: string): Pro
           db,
           and(
             userExists(db, id),
-            // The live ids as one sorted list, compared as one string: a list of ids as bound
-            // parameters would hit D1's 100-parameter cap for a user with many keys.
-            sql`(SELECT coalesce(group_concat(${apiKeys.id}, ',' ORDER BY ${apiKeys.id}), '') FROM ${apiKeys} WHERE ${live}) = ${[...revokedKeyIds].sort().join(",")}`,
+            listAsRead(apiKeys.id, apiKeys, live, apiKeys.id, [...revokedKeyIds].sort()),
             // Likewise the bound secrets, at the versions read (a PUT meanwhile reads again).
-            sql`(SELECT coalesce(group_concat(${originSecrets.id} || ':' || ${originSecrets.version}, ',' ORDER BY ${originSecrets.id}), '') FROM ${originSecrets} WHERE ${bound}) = ${secrets.map((s) => `${s.id}:${s.version}`).join(",")}`,
+            listAsRead(sql`${originSecrets.id} || ':' || ${originSecrets.version}`, originSecrets, bound, originSecrets.id, secrets.map((s) => `${s.id}:${s.version}`)),
           ),
         ),
         db.update(apiKeys).set({ revokedAt: now, updatedAt: now }).where(live),
