@@ -5,6 +5,7 @@ import { authorize } from "../../plugins/authorize";
 import { keyAuth } from "../../plugins/key-auth";
 import { rateLimit } from "../../plugins/rate-limit";
 import { createApp } from "../../worker/app";
+import { definePlugin, z } from "../../worker/plugin-api";
 import { defineGateway } from "../../worker/gateway/config";
 import { eventsFor } from "../audit-helpers";
 import { testUpstreams } from "../fixtures/upstreams";
@@ -18,6 +19,19 @@ import { expectProblem, json, ORIGIN_SECRET, originRecords, seedCaller, unique }
  * echoes each message.
  */
 const rateName = unique("ws-rate");
+/** Replaces the response with a copy of it (as docs/plugins.md says a plugin may), plus a header. */
+const copier = definePlugin({
+  name: "copier",
+  config: z.strictObject({}),
+  create: () =>
+    async function copier(c, next) {
+      await next();
+      const copy = new Response(c.res.body, c.res);
+      copy.headers.set("x-copied", "1");
+      c.res = undefined;
+      c.res = copy;
+    },
+});
 const app = createApp(
   defineGateway({
     upstreams: testUpstreams,
@@ -26,6 +40,7 @@ const app = createApp(
       { name: "ws", path: "/ws/*", methods: ["GET"], upstream: "echo", permission: "echo:read", websocket: true },
       { name: "ws-limited", path: "/ws-limited/*", methods: ["GET"], upstream: "echo", permission: "echo:read", websocket: true, plugins: [rateLimit({ name: rateName, limit: 1, window: "1h" })] },
       { name: "plain", path: "/plain/*", methods: ["GET"], upstream: "echo", permission: "echo:read" },
+      { name: "ws-copied", path: "/ws-copied/*", methods: ["GET"], upstream: "echo", permission: "echo:read", websocket: true, plugins: [copier({})] },
     ],
   }),
 );
@@ -121,6 +136,18 @@ describe("a route with websocket: true", () => {
     const second = await handshake(`/ws-limited/__ws/${marker}/2`, { authorization: `Bearer ${key}` });
     await expectProblem(second.res, 429, "RATE_LIMITED");
     expect((await originRecords(marker)).map((r) => r.url)).toEqual([`/__ws/${marker}/1`]);
+  });
+
+  it("a plugin that copies the 101 (new Response(c.res.body, c.res)) keeps the socket", async () => {
+    const { key } = await seedCaller({ permissions: ["echo:read"] });
+    const { res } = await handshake(`/ws-copied/__ws/${unique("ws-copy")}`, { authorization: `Bearer ${key}` });
+    expect(res.status).toBe(101);
+    expect(res.headers.get("x-copied")).toBe("1");
+    const client = open(res.webSocket!);
+    await client.next(1);
+    res.webSocket!.send("still here");
+    expect(await client.next(2)).toBe("echo:still here");
+    res.webSocket!.close(1000);
   });
 
   it("an origin that refuses the upgrade answers the client as a plain response", async () => {
