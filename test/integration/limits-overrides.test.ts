@@ -28,6 +28,19 @@ describe("overrides through the admin API", () => {
     return statuses.filter((s) => s === 200).length;
   }
 
+  it("renaming a role keeps its override in force at once in the isolate that took the change", async () => {
+    // The override snapshot maps role names to overrides; renaming the role purged the caller's
+    // identity (now holding the new name) but not the snapshot, so for the cache's TTL the user
+    // got the route's 3 instead of the role's 5, even where the admin call landed.
+    const { key, role, user } = await seedCaller({ permissions: ["echo:read"] });
+    expect((await admin("PUT", `/roles/${role.id}/limits`, { limits: { api: { limit: 5 } } })).status).toBe(200);
+    expect(await admitted(key, 2)).toBe(2);
+    const renamed = unique("renamed");
+    expect((await admin("PATCH", `/roles/${role.id}`, { name: renamed })).status).toBe(200);
+    expect((await status(user.id)).find((l) => l.name === "api")).toMatchObject({ limit: 5, source: `role:${renamed}` });
+    expect(await admitted(key, 5)).toBe(3);
+  });
+
   it("user override > most generous role override > route config, live and audited", async () => {
     const base = await seedCaller({ permissions: ["echo:read"] });
     expect(await admitted(base.key, 5)).toBe(3);

@@ -47,6 +47,16 @@ export class TtlCache<T> {
   }
 }
 
+/**
+ * Has `cache` purged with every TtlCache by `purgeIsolateCaches()`: for an isolate-wide cache of
+ * another shape whose entries an admin change can make wrong (the limit override snapshot, keyed
+ * by role names a rename changes).
+ */
+export function purgedWithIsolateCaches<C extends { purge(): void }>(cache: C): C {
+  purgeable.add(cache);
+  return cache;
+}
+
 /** Drops every TtlCache of this isolate (called after each admin mutation). */
 export function purgeIsolateCaches(): void {
   for (const c of purgeable) c.purge();

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { Database } from "../db";
 import { roleLimits, roles, userLimits, userRoles } from "../db/schema";
+import { purgedWithIsolateCaches } from "../lib/ttl-cache";
 
 /** Where an effective limit came from: the route config, a role override or the user's own. */
 export type LimitSource = "config" | `role:${string}` | "user";
@@ -187,4 +188,9 @@ export class OverrideCache {
   }
 }
 
-export const isolateOverrideCache = new OverrideCache();
+/**
+ * Purged by every admin mutation in this isolate, not only by override changes: a role renamed,
+ * deleted or re-created changes which role names the snapshot's overrides are found under, and
+ * the identities (purged too) would otherwise look them up by the new names in the old snapshot.
+ */
+export const isolateOverrideCache = purgedWithIsolateCaches(new OverrideCache());
